@@ -1,0 +1,222 @@
+// Command pkt-gen generates and receives traffic on vale ports, with
+// netmap's pkt-gen flags and output.
+//
+// Usage:
+//
+//	pkt-gen -i port [-f tx|rx|ping|pong|txseq|rxseq] [-l len [-l minlen]] [-n count]
+//	        [-b burst] [-R pps] [-S mac] [-D mac] [-s ip[:port][-ip[:port]]]
+//	        [-d ip[:port][-ip[:port]]] [-z] [-Z] [-T ms] [-w s] [-W] [-p threads]
+//	        [-a cpu] [-B] [-X] [-N] [-v]
+//
+// A port name without a "netmap:" or "vale" prefix gets "netmap:", as with
+// netmap. The default function is rx. Every -T milliseconds it prints
+//
+//	X Mpps (N pkts Y Gbps in U usec) B avg_batch M min_space
+//
+// and at the end the totals and the average speed.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pkt-gen:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "pkt-gen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config) error {
+	threads, err := openThreads(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, t := range threads {
+			t.port.Close()
+		}
+	}()
+	queues := 0
+	for _, t := range threads {
+		if cfg.fn.sender() {
+			queues += len(t.port.TxRings())
+		} else {
+			queues += len(t.port.RxRings())
+		}
+	}
+	verb := "Working on"
+	switch {
+	case cfg.fn == fnTx || cfg.fn == fnTxSeq:
+		verb = "Sending on"
+	case cfg.fn == fnRx || cfg.fn == fnRxSeq:
+		verb = "Receiving from"
+	}
+	fmt.Printf("%s %s: %d queues, %d threads and %d cpus.\n", verb, cfg.ifname, queues, cfg.threads, cfg.threads)
+	if cfg.fn.sender() {
+		fmt.Printf("%s -> %s (%s -> %s)\n", cfg.srcText, cfg.dstText, cfg.srcMAC, cfg.dstMAC)
+	}
+	if cfg.wait > 0 {
+		logf("Wait %d secs for link to come up...", int(cfg.wait/time.Second))
+		time.Sleep(cfg.wait)
+	}
+
+	var cancel atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		logf("received control-C on thread %p", &cancel)
+		cancel.Store(true)
+		signal.Stop(sig)
+	}()
+
+	for _, t := range threads {
+		t.cancel = &cancel
+		go t.run()
+	}
+	report(cfg, threads)
+	for _, t := range threads {
+		<-t.finished
+	}
+	var firstErr error
+	for _, t := range threads {
+		if t.err != nil && firstErr == nil {
+			firstErr = t.err
+		}
+	}
+	final(cfg, threads)
+	return firstErr
+}
+
+// report prints the per-interval line until every thread is done.
+func report(cfg *config, threads []*thread) {
+	interval := time.Duration(cfg.reportMs) * time.Millisecond
+	prevT := time.Now()
+	var prev counters
+	for {
+		done := 0
+		wait := interval
+		for wait > 0 {
+			step := min(wait, 50*time.Millisecond)
+			time.Sleep(step)
+			wait -= step
+			done = 0
+			for _, t := range threads {
+				if t.done.Load() {
+					done++
+				}
+			}
+			if done == len(threads) {
+				break
+			}
+		}
+		now := time.Now()
+		usec := now.Sub(prevT).Microseconds()
+		var cur counters
+		minSpace := int64(0)
+		for _, t := range threads {
+			c := t.snapshot()
+			cur.pkts += c.pkts
+			cur.bytes += c.bytes
+			cur.events += c.events
+			minSpace += t.minSpace.Swap(noSpace)
+		}
+		if usec >= 10000 {
+			x := counters{pkts: cur.pkts - prev.pkts, bytes: cur.bytes - prev.bytes, events: cur.events - prev.events}
+			pps := float64(x.pkts) * 1e6 / float64(usec)
+			bps := (float64(x.bytes)*8 + float64(x.pkts)*float64(cfg.framing)) * 1e6 / float64(usec)
+			abs := 0.0
+			if x.events > 0 {
+				abs = float64(x.pkts) / float64(x.events)
+			}
+			logf("%spps (%spkts %sbps in %d usec) %.2f avg_batch %d min_space",
+				norm(pps, cfg.normalize), norm(float64(x.pkts), cfg.normalize), norm(bps, cfg.normalize), usec, abs, minSpace)
+			prev, prevT = cur, now
+		}
+		if done == len(threads) {
+			return
+		}
+	}
+}
+
+// final prints netmap's closing lines.
+func final(cfg *config, threads []*thread) {
+	var tot counters
+	var first, last time.Time
+	for _, t := range threads {
+		c := t.snapshot()
+		tot.pkts += c.pkts
+		tot.bytes += c.bytes
+		tot.events += c.events
+		if !t.start.IsZero() && (first.IsZero() || t.start.Before(first)) {
+			first = t.start
+		}
+		if t.end.After(last) {
+			last = t.end
+		}
+	}
+	switch cfg.fn {
+	case fnPing:
+		pingSummary(threads)
+	case fnRxSeq:
+		seqSummary(threads)
+	}
+	msg := "Sent"
+	if !cfg.fn.sender() {
+		msg = "Received"
+	}
+	if cfg.fn == fnPing || cfg.fn == fnPong {
+		msg = "Transactions"
+	}
+	if tot.pkts == 0 {
+		fmt.Printf("%s nothing.\n", msg)
+		return
+	}
+	delta := last.Sub(first).Seconds()
+	size := tot.bytes / tot.pkts
+	fmt.Printf("%s %d packets %d bytes %d events %d bytes each in %.2f seconds.\n", msg, tot.pkts, tot.bytes, tot.events, size, delta)
+	if delta <= 0 {
+		delta = 1e-6
+	}
+	pps := float64(tot.pkts) / delta
+	bw := 8 * float64(tot.bytes) / delta
+	raw := (8*float64(tot.bytes) + float64(tot.pkts)*float64(cfg.framing)) / delta
+	abs := 0.0
+	if tot.events > 0 {
+		abs = float64(tot.pkts) / float64(tot.events)
+	}
+	fmt.Printf("Speed: %spps Bandwidth: %sbps (raw %sbps). Average batch: %.2f pkts\n",
+		norm(pps, cfg.normalize), norm(bw, cfg.normalize), norm(raw, cfg.normalize), abs)
+}
+
+// norm prints v with a unit prefix (k, M, G, T), as netmap's norm().
+func norm(v float64, normalize bool) string {
+	if !normalize {
+		return fmt.Sprintf("%.0f ", v)
+	}
+	units := []string{"", "K", "M", "G", "T"}
+	i := 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.3f %s", v, units[i])
+}
+
+// logf prints a timestamped diagnostic line on stderr, as netmap's D().
+func logf(format string, args ...any) {
+	now := time.Now()
+	fmt.Fprintf(os.Stderr, "%03d.%06d main_thread "+format+"\n",
+		append([]any{now.Unix() % 1000, now.Nanosecond() / 1000}, args...)...)
+}

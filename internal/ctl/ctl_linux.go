@@ -1,0 +1,325 @@
+package ctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultSocket is where valed listens unless told otherwise.
+const DefaultSocket = "/run/vale/valed.sock"
+
+// SocketEnv names the environment variable that overrides DefaultSocket.
+const SocketEnv = "VALE_SOCK"
+
+// MaxMessage is the largest message either side sends.
+const MaxMessage = 256 << 10
+
+// maxFDs is the largest number of descriptors one message carries.
+const maxFDs = 64
+
+// SocketPath returns the control socket to use: flagValue if set, else
+// $VALE_SOCK if set, else DefaultSocket.
+func SocketPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv(SocketEnv); env != "" {
+		return env
+	}
+	return DefaultSocket
+}
+
+// Request is the envelope of every request.
+type Request struct {
+	Op   string          `json:"op"`
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// Reply is the envelope of every reply.
+type Reply struct {
+	Error string          `json:"error,omitempty"`
+	More  bool            `json:"more,omitempty"` // further replies follow
+	Body  json.RawMessage `json:"body,omitempty"`
+}
+
+// RemoteError is an error reported by valed.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Conn is one control connection.
+type Conn struct {
+	c   *net.UnixConn
+	buf []byte
+	oob []byte
+}
+
+// Dial connects to valed's control socket at path.
+func Dial(path string) (*Conn, error) {
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("connect to valed at %s: %w (is valed running? set -sock or %s)", path, err, SocketEnv)
+	}
+	return newConn(c), nil
+}
+
+func newConn(c *net.UnixConn) *Conn {
+	return &Conn{c: c, buf: make([]byte, MaxMessage), oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Unix returns the underlying socket.
+func (c *Conn) Unix() *net.UnixConn { return c.c }
+
+// PeerCred returns the credentials of the process at the other end.
+func (c *Conn) PeerCred() (*unix.Ucred, error) {
+	raw, err := c.c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, cerr
+}
+
+// Send sends one message with optional descriptors.
+func (c *Conn) Send(msg any, fds ...int) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("encode control message: %w", err)
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("control message of %d bytes exceeds %d", len(b), MaxMessage)
+	}
+	if len(fds) > maxFDs {
+		return fmt.Errorf("control message carries %d descriptors, at most %d", len(fds), maxFDs)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
+		return fmt.Errorf("send control message: %w", err)
+	}
+	return nil
+}
+
+// Recv receives one message into msg and returns the descriptors that came
+// with it; the caller owns them. io.EOF means the other side closed.
+func (c *Conn) Recv(msg any) ([]int, error) {
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(c.buf, c.oob)
+	if err != nil {
+		return nil, err
+	}
+	fds, ferr := parseRights(c.oob[:oobn])
+	if flags&unix.MSG_CTRUNC != 0 {
+		closeAll(fds)
+		return nil, errors.New("control message descriptors truncated")
+	}
+	if ferr != nil {
+		closeAll(fds)
+		return nil, ferr
+	}
+	if n == 0 {
+		closeAll(fds)
+		return nil, errEOF
+	}
+	if flags&unix.MSG_TRUNC != 0 {
+		closeAll(fds)
+		return nil, fmt.Errorf("control message longer than %d bytes", MaxMessage)
+	}
+	if err := json.Unmarshal(c.buf[:n], msg); err != nil {
+		closeAll(fds)
+		return nil, fmt.Errorf("decode control message: %w", err)
+	}
+	return fds, nil
+}
+
+var errEOF = fmt.Errorf("control connection closed: %w", errEOFSentinel)
+
+// errEOFSentinel is what errors.Is matches for a closed connection.
+var errEOFSentinel = errors.New("EOF")
+
+// IsClosed reports whether err means the other side closed the connection.
+func IsClosed(err error) bool {
+	return errors.Is(err, errEOFSentinel) || errors.Is(err, io.EOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE)
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message descriptors: %w", err)
+	}
+	var fds []int
+	for i := range msgs {
+		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			closeAll(fds)
+			return nil, fmt.Errorf("parse control message descriptors: %w", err)
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// CloseFDs closes descriptors received with a message that are not needed.
+func CloseFDs(fds []int) { closeAll(fds) }
+
+// Call sends a request and decodes the single reply into reply (which may be
+// nil). It returns the descriptors that came with the reply.
+func (c *Conn) Call(op string, req, reply any) ([]int, error) {
+	if err := c.sendRequest(op, req); err != nil {
+		return nil, err
+	}
+	var r Reply
+	fds, err := c.Recv(&r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if r.Error != "" {
+		closeAll(fds)
+		return nil, &RemoteError{Msg: r.Error}
+	}
+	if reply != nil && r.Body != nil {
+		if err := json.Unmarshal(r.Body, reply); err != nil {
+			closeAll(fds)
+			return nil, fmt.Errorf("%s: decode reply: %w", op, err)
+		}
+	}
+	return fds, nil
+}
+
+// CallStream sends a request and calls each with every reply body until the
+// final one.
+func (c *Conn) CallStream(op string, req any, each func(body json.RawMessage) error) error {
+	if err := c.sendRequest(op, req); err != nil {
+		return err
+	}
+	for {
+		var r Reply
+		fds, err := c.Recv(&r)
+		closeAll(fds)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if r.Error != "" {
+			return &RemoteError{Msg: r.Error}
+		}
+		if r.Body != nil {
+			if err := each(r.Body); err != nil {
+				return err
+			}
+		}
+		if !r.More {
+			return nil
+		}
+	}
+}
+
+func (c *Conn) sendRequest(op string, req any) error {
+	var body json.RawMessage
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("%s: encode request: %w", op, err)
+		}
+		body = b
+	}
+	return c.Send(Request{Op: op, Body: body})
+}
+
+// ReplyOK sends a successful reply with body and descriptors.
+func (c *Conn) ReplyOK(body any, fds ...int) error { return c.reply(body, false, fds) }
+
+// ReplyMore sends one non-final reply of a stream.
+func (c *Conn) ReplyMore(body any) error { return c.reply(body, true, nil) }
+
+// ReplyError sends an error reply.
+func (c *Conn) ReplyError(err error) error { return c.Send(Reply{Error: err.Error()}) }
+
+func (c *Conn) reply(body any, more bool, fds []int) error {
+	r := Reply{More: more}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode reply: %w", err)
+		}
+		r.Body = b
+	}
+	return c.Send(r, fds...)
+}
+
+// Listener accepts control connections.
+type Listener struct {
+	l    *net.UnixListener
+	path string
+}
+
+// Listen creates the control socket at path. A stale socket left by a dead
+// valed is replaced; a live one is an error.
+func Listen(path string, mode os.FileMode) (*Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create control socket directory: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := Dial(path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another valed is already listening on %s", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale control socket: %w", err)
+		}
+	}
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("set mode of %s: %w", path, err)
+	}
+	return &Listener{l: l, path: path}, nil
+}
+
+// Accept waits for the next connection.
+func (l *Listener) Accept() (*Conn, error) {
+	c, err := l.l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	return newConn(c), nil
+}
+
+// Close stops listening and removes the socket file.
+func (l *Listener) Close() error { return l.l.Close() }
+
+// Path returns the socket path.
+func (l *Listener) Path() string { return l.path }

@@ -1,0 +1,66 @@
+// Package spin decides how long a waiter polls shared memory before going to
+// sleep on an eventfd. The poll window adapts to how soon work used to arrive,
+// as KVM's adaptive halt-polling does: a sleep that ended within the maximum
+// window grows the window (polling would have caught it without a wake-up),
+// a longer sleep shrinks it. Busy pipelines thus stop paying a sleep and a
+// wake-up per batch, while idle waiters go back to sleeping at once.
+package spin
+
+import (
+	"runtime"
+	"time"
+)
+
+// minWindow is the first non-zero window, and the smallest one kept.
+const minWindow = 10 * time.Microsecond
+
+// Poller holds one waiter's poll window. The zero value never polls until
+// Max is set.
+type Poller struct {
+	Max    time.Duration // largest window; 0 disables polling
+	window time.Duration
+}
+
+// Window returns the current poll window.
+func (p *Poller) Window() time.Duration { return p.window }
+
+// Poll calls ready until it returns true or the window (cut at deadline, if
+// not zero) passes, yielding the processor between checks. It reports
+// whether ready returned true.
+func (p *Poller) Poll(ready func() bool, deadline time.Time) bool {
+	if p.window <= 0 {
+		return false
+	}
+	end := time.Now().Add(p.window)
+	if !deadline.IsZero() && deadline.Before(end) {
+		end = deadline
+	}
+	for {
+		for range 16 {
+			if ready() {
+				return true
+			}
+			runtime.Gosched()
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
+// Slept records a sleep of d that followed an unsuccessful Poll and adapts
+// the window.
+func (p *Poller) Slept(d time.Duration) {
+	if p.Max <= 0 {
+		p.window = 0
+		return
+	}
+	if d <= p.Max {
+		p.window = min(max(2*p.window, minWindow), p.Max)
+		return
+	}
+	p.window /= 2
+	if p.window < minWindow {
+		p.window = 0
+	}
+}

@@ -1,0 +1,391 @@
+package ports
+
+import "fmt"
+
+// KRing is the switch's side of one ring ("kernel ring" in netmap). It keeps
+// its own trusted copies of the indexes (hwcur, hwtail), validates everything
+// it reads from application-writable memory before using it, and resets the
+// ring the way netmap's ring reinit does when the application breaks the ring
+// contract.
+//
+// A KRing is not safe for concurrent use: valed serialises the operations on
+// each ring (one worker per TX ring, a lock per RX ring).
+type KRing struct {
+	port     string
+	hdr      *ringHeader
+	slots    []Slot
+	bufs     []byte
+	num      uint32
+	numBufs  uint32
+	bufSize  uint32
+	maxLen   uint32
+	dir      Direction
+	id       int
+	firstBuf uint32
+
+	// hwcur is, on a TX ring, the next slot the switch will consume; on an RX
+	// ring, the head last validated (the first slot not yet released).
+	hwcur uint32
+	// hwtail is the tail last published.
+	hwtail uint32
+
+	resetGen  uint32
+	inReset   bool
+	appTicket uint32 // last app_kick ticket answered
+}
+
+// KRings returns the switch-side views of every ring of a region: TX rings
+// first, then RX rings. name is used in errors.
+func KRings(mem []byte, l Layout, name string) ([]*KRing, error) {
+	r, err := newRegion(mem, l)
+	if err != nil {
+		return nil, err
+	}
+	krs := make([]*KRing, l.NumRings)
+	for i := range krs {
+		hdr := r.ringHeader(i)
+		k := &KRing{
+			port:     name,
+			hdr:      hdr,
+			slots:    r.slots(i),
+			bufs:     r.bufs(),
+			num:      hdr.NumSlots,
+			numBufs:  l.NumBufs,
+			bufSize:  l.BufSize,
+			maxLen:   uint32(l.MaxFrameLen()),
+			dir:      Direction(hdr.Dir),
+			id:       int(hdr.RingID),
+			firstBuf: l.FirstBufs[i],
+		}
+		k.hwcur = hdr.head.Load()
+		k.hwtail = hdr.tail.Load()
+		if k.hwcur >= k.num || k.hwtail >= k.num {
+			return nil, fmt.Errorf("ring %d of %s has indexes out of range", i, name)
+		}
+		krs[i] = k
+	}
+	return krs, nil
+}
+
+// NumSlots returns the number of slots in the ring.
+func (k *KRing) NumSlots() uint32 { return k.num }
+
+// Dir returns the ring's direction.
+func (k *KRing) Dir() Direction { return k.dir }
+
+// ID returns the ring's index within its direction.
+func (k *KRing) ID() int { return k.id }
+
+// buf returns the first n bytes of buffer idx; idx must be valid.
+func (k *KRing) buf(idx, n uint32) []byte {
+	off := int(idx) * int(k.bufSize)
+	return k.bufs[off : off+int(n) : off+int(k.bufSize)]
+}
+
+// resumed reports whether the ring is usable: not waiting for the
+// application to acknowledge a reset.
+func (k *KRing) resumed() bool {
+	if !k.inReset {
+		return true
+	}
+	if k.hdr.resetAck.Load() != k.resetGen {
+		return false
+	}
+	k.inReset = false
+	return true
+}
+
+// InReset reports whether the ring waits for the application to acknowledge a
+// reset.
+func (k *KRing) InReset() bool { return !k.resumed() }
+
+// reset restores the ring to a consistent state after a violation and tells
+// the application why.
+func (k *KRing) reset(why ResetReason, slot, value uint32) *RingError {
+	for j := range k.slots {
+		s := &k.slots[j]
+		if idx := s.BufIdx; idx < reservedBufs || idx >= k.numBufs {
+			s.BufIdx = k.firstBuf + uint32(j)
+			s.Len = 0
+			s.Flags = 0
+		} else if uint32(s.Len) > k.maxLen {
+			s.Len = 0
+		}
+	}
+	h := k.hdr
+	h.resetHead.Store(k.hwcur)
+	h.resetWhy.Store(uint32(why))
+	h.resetSlot.Store(slot)
+	h.resetValue.Store(value)
+	k.resetGen++
+	h.resetGen.Store(k.resetGen)
+	k.inReset = true
+	return k.ringError(why, slot, value)
+}
+
+func (k *KRing) ringError(why ResetReason, slot, value uint32) *RingError {
+	e := &RingError{
+		Port: k.port, Dir: k.dir, Ring: k.id, Reason: why,
+		Slot: slot, Value: value, Head: k.hwcur, Tail: k.hwtail,
+	}
+	switch why {
+	case ResetBadBufIdx:
+		e.Limit = k.numBufs
+	case ResetBadLen:
+		e.Limit = k.maxLen
+	}
+	return e
+}
+
+// checkIndexes reads head and cur and checks head in [hwcur, hwtail] and cur
+// in [head, hwtail]. On a TX ring that is the range of slots the application
+// may have filled; on an RX ring, the range it may have released.
+func (k *KRing) checkIndexes() (head uint32, err *RingError) {
+	head = k.hdr.head.Load()
+	if !inRange(k.hwcur, head, k.hwtail, k.num) {
+		return 0, k.reset(ResetBadHead, 0, head)
+	}
+	if cur := k.hdr.cur.Load(); !inRange(head, cur, k.hwtail, k.num) {
+		return 0, k.reset(ResetBadCur, 0, cur)
+	}
+	return head, nil
+}
+
+// Pending reports whether the application has published TX slots the switch
+// has not consumed yet (or acknowledged a reset, which also needs attention).
+// It is the cheap check a worker makes before going to sleep.
+func (k *KRing) Pending() bool {
+	if k.inReset {
+		return k.hdr.resetAck.Load() == k.resetGen
+	}
+	return k.hdr.head.Load() != k.hwcur
+}
+
+// TxFrames validates the TX ring and appends to b the complete frames among
+// the slots the application has published, at most MaxBatch slots (a chain of
+// fragments may take up to MaxFrags more). It returns the number of slots the
+// frames occupy, to be passed to TxRelease once the frames have been copied.
+//
+// On a violation the ring is reset, nothing is appended and the error is a
+// *RingError. A trailing chain the application has not finished publishing is
+// left for a later round.
+func (k *KRing) TxFrames(b *Batch) (slots uint32, err error) {
+	if !k.resumed() {
+		return 0, nil
+	}
+	head, rerr := k.checkIndexes()
+	if rerr != nil {
+		return 0, rerr
+	}
+	avail := dist(k.hwcur, head, k.num)
+	if avail == 0 {
+		return 0, nil
+	}
+	limit := min(avail, MaxBatch+MaxFrags)
+	frames := len(b.Frames)
+	var (
+		i        = k.hwcur
+		done     uint32 // slots making up complete frames
+		inChain  bool
+		chainLen int
+	)
+	for n := uint32(1); n <= limit; n++ {
+		s := k.slots[i] // one read of the shared slot; only the copy is used
+		if s.BufIdx < reservedBufs || s.BufIdx >= k.numBufs {
+			b.Frames = b.Frames[:frames]
+			return 0, k.reset(ResetBadBufIdx, i, s.BufIdx)
+		}
+		if uint32(s.Len) > k.maxLen {
+			b.Frames = b.Frames[:frames]
+			return 0, k.reset(ResetBadLen, i, uint32(s.Len))
+		}
+		if s.Flags&NS_INDIRECT != 0 {
+			b.Frames = b.Frames[:frames]
+			return 0, k.reset(ResetBadFlags, i, uint32(s.Flags))
+		}
+		data := k.buf(s.BufIdx, uint32(s.Len))
+		if inChain {
+			b.AddFragment(data)
+			chainLen++
+		} else {
+			b.Add(data, s.Flags)
+			chainLen = 1
+		}
+		if s.Flags&NS_MOREFRAG == 0 {
+			done = n
+			inChain = false
+			if n >= MaxBatch {
+				break
+			}
+		} else {
+			if chainLen >= MaxFrags {
+				b.Frames = b.Frames[:frames]
+				return 0, k.reset(ResetLongChain, i, uint32(chainLen))
+			}
+			inChain = true
+		}
+		i = next(i, k.num)
+	}
+	if inChain {
+		// Drop the unfinished frame; it will be read again once complete.
+		b.Frames = b.Frames[:len(b.Frames)-1]
+	}
+	return done, nil
+}
+
+// TxRelease returns n consumed slots to the application: it advances hwcur and
+// publishes tail. It reports whether the application sleeps waiting for room
+// and must be woken.
+func (k *KRing) TxRelease(n uint32) (wake bool) {
+	if n == 0 {
+		return false
+	}
+	k.hwcur = advance(k.hwcur, n, k.num)
+	k.hwtail = prev(k.hwcur, k.num)
+	k.hdr.tail.Store(k.hwtail)
+	return k.wantsWake()
+}
+
+// wantsWake reports whether the application published a new sleep ticket.
+// Each ticket is answered once, so a sleeping application gets one eventfd
+// write however many rounds happen before it wakes.
+func (k *KRing) wantsWake() bool {
+	t := k.hdr.appKick.Load()
+	if t == 0 || t == k.appTicket {
+		return false
+	}
+	k.appTicket = t
+	return true
+}
+
+// SetSwitchSleeping publishes (or clears) the switch's sleep ticket on a TX
+// ring, so that the application kicks the ring's eventfd after publishing new
+// slots. A worker sets it, checks Pending once more, and only then sleeps.
+func (k *KRing) SetSwitchSleeping(ticket uint32) { k.hdr.swKick.Store(ticket) }
+
+// RxSpace validates the RX ring and returns how many slots the switch may fill.
+func (k *KRing) RxSpace() (uint32, error) {
+	if !k.resumed() {
+		return 0, nil
+	}
+	head, err := k.checkIndexes()
+	if err != nil {
+		return 0, err
+	}
+	k.hwcur = head
+	return k.num - 1 - dist(head, k.hwtail, k.num), nil
+}
+
+// slotsFor returns how many RX slots frame f needs in this ring.
+func (k *KRing) slotsFor(f *Frame) uint32 {
+	need := uint32(1)
+	if l := uint32(len(f.Data)); l > k.maxLen {
+		need = (l + k.maxLen - 1) / k.maxLen
+	}
+	for _, m := range f.More {
+		if l := uint32(len(m)); l > k.maxLen {
+			need += (l + k.maxLen - 1) / k.maxLen
+		} else {
+			need++
+		}
+	}
+	return need
+}
+
+// RxFrames copies frames b.Frames[which[0]], b.Frames[which[1]], ... into the
+// free slots of the RX ring, in order, until one does not fit, and publishes
+// them with timestamp ts. It returns how many frames it took and their total
+// length, and reports whether the application must be woken.
+//
+// On a violation (bad indexes, or a free slot whose buffer index the
+// application broke) the ring is reset, nothing is published and the error is
+// a *RingError.
+func (k *KRing) RxFrames(b *Batch, which []uint16, ts int64) (n, bytes int, wake bool, err error) {
+	space, err := k.RxSpace()
+	if err != nil || space == 0 {
+		return 0, 0, false, err
+	}
+	t := k.hwtail
+	for _, fi := range which {
+		f := &b.Frames[fi]
+		if len(f.More) == 0 && uint32(len(f.Data)) <= k.maxLen {
+			// Fast path: one fragment into one slot.
+			if space == 0 {
+				break
+			}
+			s := &k.slots[t]
+			idx := s.BufIdx
+			if idx < reservedBufs || idx >= k.numBufs {
+				return 0, 0, false, k.reset(ResetBadBufIdx, t, idx)
+			}
+			copy(k.buf(idx, uint32(len(f.Data))), f.Data)
+			s.Len = uint16(len(f.Data))
+			s.Flags = 0
+			s.Ptr = uint64(ts)
+			t = next(t, k.num)
+			space--
+			n++
+			bytes += len(f.Data)
+			continue
+		}
+		need := k.slotsFor(f)
+		if need > space || need > MaxFrags {
+			break
+		}
+		var rerr *RingError
+		if t, rerr = k.rxChain(f, t, need, ts); rerr != nil {
+			return 0, 0, false, rerr
+		}
+		space -= need
+		n++
+		bytes += f.Len()
+	}
+	if n == 0 {
+		return 0, 0, false, nil
+	}
+	k.hwtail = t
+	k.hdr.ts.Store(ts)
+	k.hdr.tail.Store(t)
+	return n, bytes, k.wantsWake(), nil
+}
+
+// rxChain writes a multi-slot frame starting at slot t, splitting fragments
+// larger than a buffer, and returns the slot after it. need is the number of
+// slots it takes (at most MaxFrags): the last one ends the chain, the others
+// carry NS_MOREFRAG and, in the upper 8 bits of flags, the number of
+// fragments still to come, as netmap's VALE does.
+func (k *KRing) rxChain(f *Frame, t, need uint32, ts int64) (uint32, *RingError) {
+	left := need
+	put := func(p []byte) *RingError {
+		for {
+			s := &k.slots[t]
+			idx := s.BufIdx
+			if idx < reservedBufs || idx >= k.numBufs {
+				return k.reset(ResetBadBufIdx, t, idx)
+			}
+			chunk := p[:min(uint32(len(p)), k.maxLen)]
+			copy(k.buf(idx, uint32(len(chunk))), chunk)
+			left--
+			s.Len = uint16(len(chunk))
+			s.Flags = 0
+			if left > 0 {
+				s.Flags = NS_MOREFRAG | uint16(left)<<8
+			}
+			s.Ptr = uint64(ts)
+			t = next(t, k.num)
+			p = p[len(chunk):]
+			if len(p) == 0 {
+				return nil
+			}
+		}
+	}
+	if err := put(f.Data); err != nil {
+		return 0, err
+	}
+	for _, m := range f.More {
+		if err := put(m); err != nil {
+			return 0, err
+		}
+	}
+	return t, nil
+}

@@ -1,0 +1,487 @@
+package ports
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// RegMode says which rings of a port an open binds (netmap's nr_mode).
+type RegMode int
+
+// Binding modes, as netmap's NR_REG_*.
+const (
+	RegAllNIC RegMode = iota // all hardware (non-host) ring pairs: no suffix
+	RegOneNIC                // one ring pair: "-N"
+	RegSW                    // all host ring pairs: "^"
+	RegOneSW                 // one host ring pair: "^N"
+	RegNICSW                 // hardware and host rings: "*"
+)
+
+func (m RegMode) String() string {
+	switch m {
+	case RegAllNIC:
+		return "all rings"
+	case RegOneNIC:
+		return "one ring pair"
+	case RegSW:
+		return "host rings"
+	case RegOneSW:
+		return "one host ring pair"
+	case RegNICSW:
+		return "all and host rings"
+	}
+	return fmt.Sprintf("mode %d", int(m))
+}
+
+// RegFlags are the "/" flags of a name (netmap's nr_flags).
+type RegFlags uint32
+
+// Flags, one per letter after "/".
+const (
+	FlagExclusive RegFlags = 1 << iota // "x": no one else may bind the same rings
+	FlagZCopyMon                       // "z": zero-copy monitor
+	FlagMonitorTx                      // "t": monitor what the port transmits
+	FlagMonitorRx                      // "r": monitor what the port receives
+	FlagRxOnly                         // "R": bind RX rings only
+	FlagTxOnly                         // "T": bind TX rings only
+)
+
+var flagLetters = []struct {
+	c byte
+	f RegFlags
+}{
+	{'x', FlagExclusive}, {'z', FlagZCopyMon}, {'t', FlagMonitorTx},
+	{'r', FlagMonitorRx}, {'R', FlagRxOnly}, {'T', FlagTxOnly},
+}
+
+// Conf holds the @conf: option: ring and slot counts for a port that the open
+// creates. Zero means "not given". The more specific keys (tx-rings) win over
+// the general ones (rings).
+type Conf struct {
+	Rings, TxRings, RxRings             uint32
+	HostRings, HostTxRings, HostRxRings uint32
+	Slots, TxSlots, RxSlots             uint32
+}
+
+// IsZero reports whether nothing was configured.
+func (c Conf) IsZero() bool { return c == Conf{} }
+
+// Apply returns g with the values c gives.
+func (c Conf) Apply(g Geometry) Geometry {
+	pick := func(specific, general, def uint32) uint32 {
+		switch {
+		case specific != 0:
+			return specific
+		case general != 0:
+			return general
+		}
+		return def
+	}
+	g.TxRings = pick(c.TxRings, c.Rings, g.TxRings)
+	g.RxRings = pick(c.RxRings, c.Rings, g.RxRings)
+	g.TxSlots = pick(c.TxSlots, c.Slots, g.TxSlots)
+	g.RxSlots = pick(c.RxSlots, c.Slots, g.RxSlots)
+	return g
+}
+
+// Name is a parsed port name, netmap's grammar:
+//
+//	portspec  := subsystem ':' vpname mode* option*
+//	subsystem := "netmap" | "vale" ident?
+//	vpname    := ident | ident '{' ident | ident '}' ident
+//	mode      := '^' [N] | '*' | '-' N | '@' N | '/' flag+
+//	flag      := 'x' | 'z' | 't' | 'r' | 'R' | 'T'
+//	option    := '@' name [':' key=value (',' key=value)*]
+//
+// For example vale0:a, vale0:a-1/x, vale:b@conf:rings=2,slots=2048,
+// netmap:eth0^ and netmap:p{1. A bare vale switch name ("vale:") selects the
+// default switch "vale".
+type Name struct {
+	Subsystem string   // "netmap" or "vale"
+	Switch    string   // for vale names: "vale" plus the identifier, e.g. "vale0"
+	Port      string   // the port (interface) name, without pipe suffix
+	Pipe      byte     // '{' (master end), '}' (slave end) or 0
+	PipeID    string   // pipe identifier after '{' or '}'
+	Mode      RegMode  // which rings to bind
+	Ring      int      // ring for RegOneNIC and RegOneSW
+	MemID     int      // "@N": allocator to use; 0 if not given
+	Flags     RegFlags // "/" flags
+	Conf      Conf     // "@conf:" option
+	Options   []string // names of the "@" options given, in order
+}
+
+// maxNameLen is netmap's NETMAP_REQ_IFNAMSIZ: the name without the "netmap:"
+// prefix must be shorter.
+const maxNameLen = 64
+
+// maxRing is netmap's NETMAP_RING_MASK: ring numbers must be smaller.
+const maxRing = 0x0fff
+
+// ParseName parses a port name. Errors name the part that was not understood.
+func ParseName(s string) (Name, error) {
+	var n Name
+	fail := func(format string, args ...any) (Name, error) {
+		return Name{}, fmt.Errorf("port name %q: %s", s, fmt.Sprintf(format, args...))
+	}
+	colon := strings.IndexByte(s, ':')
+	if colon < 0 {
+		if strings.HasPrefix(s, "netmap") || strings.HasPrefix(s, "vale") {
+			return fail("missing ':' after the prefix")
+		}
+		return fail("prefix unknown or missing (use netmap:NAME or valeX:NAME)")
+	}
+	prefix := s[:colon]
+	switch {
+	case prefix == "netmap":
+		n.Subsystem = "netmap"
+	case strings.HasPrefix(prefix, "vale"):
+		if !isIdent(prefix[len("vale"):], true) {
+			return fail("invalid switch identifier %q", prefix[len("vale"):])
+		}
+		n.Subsystem, n.Switch = "vale", prefix
+	case strings.HasPrefix(prefix, "netmap"):
+		return fail("no identifier allowed between 'netmap' and ':'")
+	default:
+		return fail("prefix %q unknown (use netmap:NAME or valeX:NAME)", prefix)
+	}
+	rest := s[colon+1:]
+
+	// The port name runs to the first mode character.
+	end := strings.IndexAny(rest, "-*^/@")
+	if end < 0 {
+		end = len(rest)
+	}
+	vp := rest[:end]
+	rest = rest[end:]
+	if vp == "" {
+		return fail("empty port name")
+	}
+	if len(vp) >= maxNameLen {
+		return fail("port name %q too long (at most %d bytes)", vp, maxNameLen-1)
+	}
+	if i := strings.IndexAny(vp, "{}"); i >= 0 {
+		n.Pipe, n.PipeID = vp[i], vp[i+1:]
+		vp = vp[:i]
+		if n.PipeID == "" {
+			return fail("empty pipe identifier after %q", string(n.Pipe))
+		}
+		if !isIdent(n.PipeID, false) {
+			return fail("invalid pipe identifier %q", n.PipeID)
+		}
+		if vp == "" {
+			return fail("empty port name before %q", string(n.Pipe))
+		}
+	}
+	if n.Subsystem == "vale" && !isIdent(vp, false) {
+		return fail("invalid VALE port name %q (letters, digits and '_' only)", vp)
+	}
+	if n.Subsystem == "netmap" && !isIfName(vp) {
+		return fail("invalid interface name %q", vp)
+	}
+	n.Port = vp
+
+	// Modes, in any order as netmap's state machine allows.
+	modeSet := false
+	for rest != "" {
+		c := rest[0]
+		switch {
+		case c == '^' || c == '*' || c == '-':
+			if modeSet {
+				return fail("more than one ring selection (at %q)", rest)
+			}
+			modeSet = true
+			rest = rest[1:]
+			switch c {
+			case '*':
+				n.Mode = RegNICSW
+			case '^':
+				n.Mode = RegSW
+				if rest != "" && isDigit(rest[0]) {
+					n.Mode = RegOneSW
+					num, r, err := parseRing(rest)
+					if err != nil {
+						return fail("%v", err)
+					}
+					n.Ring, rest = num, r
+				}
+			case '-':
+				n.Mode = RegOneNIC
+				num, r, err := parseRing(rest)
+				if err != nil {
+					return fail("%v", err)
+				}
+				n.Ring, rest = num, r
+			}
+			if rest != "" && rest[0] != '/' && rest[0] != '@' {
+				return fail("unexpected %q after the ring selection", rest)
+			}
+		case c == '/':
+			rest = rest[1:]
+			if rest == "" || rest[0] == '@' {
+				return fail("empty flag list after '/'")
+			}
+			for rest != "" && rest[0] != '@' {
+				f, ok := flagFor(rest[0])
+				if !ok {
+					return fail("unrecognized flag '%c'", rest[0])
+				}
+				n.Flags |= f
+				rest = rest[1:]
+			}
+		case c == '@' && len(rest) > 1 && isDigit(rest[1]):
+			num, r := leadingDigits(rest[1:])
+			v, err := strconv.Atoi(num)
+			if err != nil || v <= 0 || v > 0xffff {
+				return fail("invalid memory id %q", num)
+			}
+			if n.MemID != 0 {
+				return fail("memory id given twice")
+			}
+			n.MemID, rest = v, r
+			if rest != "" && rest[0] != '/' && rest[0] != '@' {
+				return fail("unexpected %q after the memory id", rest)
+			}
+		case c == '@':
+			// Options run to the end of the name.
+			if err := n.parseOptions(rest[1:]); err != nil {
+				return fail("%v", err)
+			}
+			rest = ""
+		default:
+			return fail("unknown modifier '%c' (at %q)", c, rest)
+		}
+	}
+	return n, nil
+}
+
+func (n *Name) parseOptions(s string) error {
+	for _, opt := range strings.Split(s, "@") {
+		name, body, hasBody := strings.Cut(opt, ":")
+		if !hasBody {
+			name, body, hasBody = strings.Cut(opt, "=")
+		}
+		if name == "" {
+			return fmt.Errorf("empty option name in %q", "@"+opt)
+		}
+		for _, o := range n.Options {
+			if o == name {
+				return fmt.Errorf("option @%s given twice", name)
+			}
+		}
+		n.Options = append(n.Options, name)
+		switch name {
+		case "conf":
+			if !hasBody || body == "" {
+				return fmt.Errorf("option @conf needs key=value pairs")
+			}
+			if err := n.parseConf(body); err != nil {
+				return err
+			}
+		case "share", "extmem", "offset":
+			// Parsed so the name is understood, refused by Unsupported.
+		default:
+			return fmt.Errorf("unknown option @%s", name)
+		}
+	}
+	return nil
+}
+
+func (n *Name) parseConf(body string) error {
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(body, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("@conf: %q is not key=value", kv)
+		}
+		key := strings.ReplaceAll(k, "_", "-")
+		if seen[key] {
+			return fmt.Errorf("@conf: key %q given twice", k)
+		}
+		seen[key] = true
+		num, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("@conf: %s=%q is not a number", k, v)
+		}
+		val := uint32(num)
+		c := &n.Conf
+		dst := map[string]*uint32{
+			"rings": &c.Rings, "tx-rings": &c.TxRings, "rx-rings": &c.RxRings,
+			"host-rings": &c.HostRings, "host-tx-rings": &c.HostTxRings, "host-rx-rings": &c.HostRxRings,
+			"slots": &c.Slots, "tx-slots": &c.TxSlots, "rx-slots": &c.RxSlots,
+		}[key]
+		if dst == nil {
+			return fmt.Errorf("@conf: unknown key %q", k)
+		}
+		*dst = val
+	}
+	return nil
+}
+
+// Unsupported returns an error naming the first part of n that vale does not
+// implement, or nil.
+func (n *Name) Unsupported() error {
+	what := func(part, msg string) error {
+		return fmt.Errorf("port name %q: %s (%q) not supported", n.String(), msg, part)
+	}
+	switch {
+	case n.Subsystem == "netmap":
+		return fmt.Errorf("port name %q: netmap:%s: no such port (only VALE ports valeX:Y can be opened)", n.String(), n.Port)
+	case n.Pipe != 0:
+		return what(string(n.Pipe)+n.PipeID, "netmap pipes")
+	case n.Mode == RegSW || n.Mode == RegOneSW:
+		return what("^", "host rings on a VALE port")
+	case n.Mode == RegNICSW:
+		return what("*", "host rings on a VALE port")
+	case n.Flags&(FlagMonitorRx|FlagMonitorTx|FlagZCopyMon) != 0:
+		return what("/"+n.flagString(FlagMonitorRx|FlagMonitorTx|FlagZCopyMon), "monitor ports")
+	case n.Flags&FlagRxOnly != 0 && n.Flags&FlagTxOnly != 0:
+		return fmt.Errorf("port name %q: /R and /T together bind no rings", n.String())
+	case n.MemID != 0:
+		return what("@"+strconv.Itoa(n.MemID), "memory ids")
+	case n.Conf.HostRings|n.Conf.HostTxRings|n.Conf.HostRxRings != 0:
+		return what("@conf:host-rings", "host rings on a VALE port")
+	}
+	for _, o := range n.Options {
+		if o != "conf" {
+			return what("@"+o, "option")
+		}
+	}
+	return nil
+}
+
+// PortName returns the name of the port itself, without ring selection,
+// flags or options: "vale0:a", "netmap:eth0", "netmap:p{1".
+func (n *Name) PortName() string {
+	var b strings.Builder
+	if n.Subsystem == "vale" {
+		b.WriteString(n.Switch)
+	} else {
+		b.WriteString("netmap")
+	}
+	b.WriteByte(':')
+	b.WriteString(n.Port)
+	if n.Pipe != 0 {
+		b.WriteByte(n.Pipe)
+		b.WriteString(n.PipeID)
+	}
+	return b.String()
+}
+
+// String returns the name in canonical form.
+func (n *Name) String() string {
+	var b strings.Builder
+	b.WriteString(n.PortName())
+	switch n.Mode {
+	case RegOneNIC:
+		fmt.Fprintf(&b, "-%d", n.Ring)
+	case RegSW:
+		b.WriteByte('^')
+	case RegOneSW:
+		fmt.Fprintf(&b, "^%d", n.Ring)
+	case RegNICSW:
+		b.WriteByte('*')
+	}
+	if n.Flags != 0 {
+		b.WriteByte('/')
+		b.WriteString(n.flagString(^RegFlags(0)))
+	}
+	if n.MemID != 0 {
+		fmt.Fprintf(&b, "@%d", n.MemID)
+	}
+	for _, o := range n.Options {
+		b.WriteByte('@')
+		b.WriteString(o)
+		if o == "conf" {
+			b.WriteByte(':')
+			b.WriteString(n.Conf.String())
+		}
+	}
+	return b.String()
+}
+
+func (n *Name) flagString(mask RegFlags) string {
+	var b strings.Builder
+	for _, fl := range flagLetters {
+		if n.Flags&mask&fl.f != 0 {
+			b.WriteByte(fl.c)
+		}
+	}
+	return b.String()
+}
+
+// String returns the key=value list of c.
+func (c Conf) String() string {
+	var parts []string
+	add := func(k string, v uint32) {
+		if v != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	add("rings", c.Rings)
+	add("tx-rings", c.TxRings)
+	add("rx-rings", c.RxRings)
+	add("host-rings", c.HostRings)
+	add("host-tx-rings", c.HostTxRings)
+	add("host-rx-rings", c.HostRxRings)
+	add("slots", c.Slots)
+	add("tx-slots", c.TxSlots)
+	add("rx-slots", c.RxSlots)
+	return strings.Join(parts, ",")
+}
+
+func flagFor(c byte) (RegFlags, bool) {
+	for _, fl := range flagLetters {
+		if fl.c == c {
+			return fl.f, true
+		}
+	}
+	return 0, false
+}
+
+func parseRing(s string) (int, string, error) {
+	num, rest := leadingDigits(s)
+	if num == "" {
+		return 0, "", fmt.Errorf("expected a ring number at %q", s)
+	}
+	v, err := strconv.Atoi(num)
+	if err != nil || v >= maxRing {
+		return 0, "", fmt.Errorf("ring number %s out of range [0, %d)", num, maxRing)
+	}
+	return v, rest, nil
+}
+
+func leadingDigits(s string) (digits, rest string) {
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isIdent(s string, emptyOK bool) bool {
+	if s == "" {
+		return emptyOK
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'z')) {
+			return false
+		}
+	}
+	return true
+}
+
+// isIfName accepts the characters Linux allows in interface names, minus the
+// ones the grammar uses as separators.
+func isIfName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(":/{}-*^@", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

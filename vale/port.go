@@ -1,0 +1,45 @@
+// Package vale is the switch: VALE's forwarding engine as a learning bridge.
+//
+// A Switch owns a table of attached ports. Every TX ring of every port has a
+// worker goroutine that takes a batch of up to ports.MaxBatch frames from the
+// port (Port.Recv), learns source MACs, looks up each destination, groups the
+// frames per destination port, copies each group into the destination's RX
+// ring (Port.Deliver), and gives the source slots back (Port.Release).
+// Broadcast, multicast and unknown unicast frames are flooded to every other
+// port; nothing is ever sent back to its source; a destination that has no
+// room loses the frames (counted), so a slow receiver never slows a sender.
+//
+// Port kinds (shared-memory client ports, NICs over AF_XDP, TAP host ports,
+// vhost-user) implement Port in their own packages; the switch depends only
+// on the interface.
+package vale
+
+import "github.com/valeswitch/vale/ports"
+
+// Port is a port as the switch sees it. The switch calls Recv and Release
+// from one worker goroutine per TX ring, and Deliver from the workers of
+// other ports, possibly concurrently for the same RX ring: Deliver must
+// serialise access to each ring itself.
+type Port interface {
+	// Name returns the port's name, e.g. "vale0:a".
+	Name() string
+	// Describe returns what vale-ctl shows about the port besides the
+	// switch's counters. Ring counts must not change while attached.
+	Describe() ports.Desc
+	// Recv waits until TX ring r has frames for the switch and appends them
+	// to b. The frames stay valid until Release. It returns
+	// ports.ErrStopped after Stop, and a *ports.RingError when the port
+	// found (and reset) a broken ring; the switch counts and logs such
+	// errors and calls Recv again.
+	Recv(r int, b *ports.Batch) error
+	// Release hands the frames of the last Recv on ring r back to the port.
+	Release(r int, b *ports.Batch)
+	// Deliver copies the frames b.Frames[which[i]], in order, into RX ring
+	// r until one does not fit, and wakes the receiver if it sleeps. It
+	// returns how many frames it took and their bytes; the switch counts the
+	// rest as dropped for lack of room. An error means the ring was found
+	// broken (and reset), and nothing was delivered.
+	Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error)
+	// Stop makes pending and future Recv calls return ports.ErrStopped.
+	Stop()
+}

@@ -1,0 +1,277 @@
+package vale
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+// Defaults of a switch's configuration.
+const (
+	DefaultMaxPorts = 1024            // ports per switch (netmap allows 254)
+	MaxPortsLimit   = 4096            // the largest MaxPorts accepted
+	DefaultMACAge   = 5 * time.Minute // as Linux bridges and Open vSwitch
+)
+
+// Config configures a switch. The zero value gives the defaults.
+type Config struct {
+	MaxPorts   int           // most ports attached at once
+	MACAge     time.Duration // forget addresses not seen for this long
+	MACEntries int           // most addresses in the learning table
+	Logger     *slog.Logger
+}
+
+// Switch is a VALE switch: a learning bridge between its ports.
+type Switch struct {
+	name  string
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+
+	mu     sync.RWMutex // forwarding rounds hold it shared; attach and detach exclusive
+	ports  []*attachment
+	active []*attachment // attached ports, by index
+	macs   *macTable
+
+	rounds, frames atomic.Uint64
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	agerDone chan struct{}
+}
+
+// attachment is a port attached to a switch.
+type attachment struct {
+	port     Port
+	idx      uint16
+	ntx, nrx int
+	counters portCounters
+	workers  sync.WaitGroup
+	logLimit rateLimiter
+}
+
+// ErrSwitchFull is returned by Attach when every port index is taken.
+var ErrSwitchFull = errors.New("switch full")
+
+// New creates a switch named name.
+func New(name string, cfg Config) *Switch {
+	if cfg.MaxPorts <= 0 {
+		cfg.MaxPorts = DefaultMaxPorts
+	}
+	cfg.MaxPorts = min(cfg.MaxPorts, MaxPortsLimit)
+	if cfg.MACAge <= 0 {
+		cfg.MACAge = DefaultMACAge
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sw := &Switch{
+		name:     name,
+		cfg:      cfg,
+		log:      cfg.Logger.With("switch", name),
+		start:    time.Now(),
+		ports:    make([]*attachment, cfg.MaxPorts),
+		macs:     newMACTable(cfg.MACEntries),
+		stop:     make(chan struct{}),
+		agerDone: make(chan struct{}),
+	}
+	go sw.ager()
+	return sw
+}
+
+// Name returns the switch's name.
+func (sw *Switch) Name() string { return sw.name }
+
+// clock returns the switch's coarse clock, in seconds, for MAC aging.
+func (sw *Switch) clock(now int64) uint32 {
+	return uint32((now - sw.start.UnixNano()) / int64(time.Second))
+}
+
+// ager forgets old MAC addresses.
+func (sw *Switch) ager() {
+	defer close(sw.agerDone)
+	every := min(max(sw.cfg.MACAge/4, 100*time.Millisecond), 10*time.Second)
+	age := uint32(max(sw.cfg.MACAge/time.Second, 1))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-sw.stop:
+			return
+		case now := <-t.C:
+			sw.macs.expire(sw.clock(now.UnixNano()), age)
+		}
+	}
+}
+
+// Attach adds p to the switch, with the lowest free index, and starts one
+// worker per TX ring.
+func (sw *Switch) Attach(p Port) (int, error) {
+	d := p.Describe()
+	if d.TxRings < 0 || d.RxRings < 1 {
+		return 0, fmt.Errorf("attach %s to %s: port has %d tx and %d rx rings", p.Name(), sw.name, d.TxRings, d.RxRings)
+	}
+	sw.mu.Lock()
+	idx := -1
+	for i, a := range sw.ports {
+		if a == nil {
+			if idx < 0 {
+				idx = i
+			}
+		} else if a.port.Name() == p.Name() {
+			sw.mu.Unlock()
+			return 0, fmt.Errorf("attach %s to %s: a port of that name is already attached", p.Name(), sw.name)
+		}
+	}
+	if idx < 0 {
+		sw.mu.Unlock()
+		return 0, fmt.Errorf("attach %s to %s: %w (%d ports)", p.Name(), sw.name, ErrSwitchFull, len(sw.ports))
+	}
+	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings}
+	sw.ports[idx] = a
+	sw.rebuildActiveLocked()
+	a.workers.Add(a.ntx)
+	sw.mu.Unlock()
+	for r := range a.ntx {
+		go sw.worker(a, r)
+	}
+	sw.log.Debug("port attached", "port", p.Name(), "index", idx)
+	return idx, nil
+}
+
+// Detach removes p from the switch and waits until its workers are done
+// with it. It calls p.Stop. Once Detach returns the switch no longer touches
+// the port.
+func (sw *Switch) Detach(p Port) error {
+	sw.mu.Lock()
+	var a *attachment
+	for _, x := range sw.active {
+		if x.port == p {
+			a = x
+			break
+		}
+	}
+	if a == nil {
+		sw.mu.Unlock()
+		return fmt.Errorf("detach %s from %s: not attached", p.Name(), sw.name)
+	}
+	sw.ports[a.idx] = nil
+	sw.rebuildActiveLocked()
+	sw.mu.Unlock()
+	sw.macs.purge(a.idx)
+	p.Stop()
+	a.workers.Wait()
+	sw.log.Debug("port detached", "port", p.Name(), "index", a.idx)
+	return nil
+}
+
+func (sw *Switch) rebuildActiveLocked() {
+	active := make([]*attachment, 0, len(sw.active)+1)
+	for _, a := range sw.ports {
+		if a != nil {
+			active = append(active, a)
+		}
+	}
+	sw.active = active
+}
+
+// Len returns the number of attached ports.
+func (sw *Switch) Len() int {
+	sw.mu.RLock()
+	defer sw.mu.RUnlock()
+	return len(sw.active)
+}
+
+// Close stops the switch's background work. Ports must be detached first.
+func (sw *Switch) Close() {
+	sw.stopOnce.Do(func() { close(sw.stop) })
+	<-sw.agerDone
+}
+
+// Ports describes the attached ports, by index.
+func (sw *Switch) Ports() []PortInfo {
+	sw.mu.RLock()
+	active := sw.active
+	sw.mu.RUnlock()
+	infos := make([]PortInfo, 0, len(active))
+	for _, a := range active {
+		infos = append(infos, PortInfo{
+			Switch: sw.name,
+			Name:   a.port.Name(),
+			Index:  int(a.idx),
+			Desc:   a.port.Describe(),
+			Stats:  a.counters.snapshot(),
+		})
+	}
+	return infos
+}
+
+// Info describes the switch.
+func (sw *Switch) Info() SwitchInfo {
+	return SwitchInfo{
+		Name:      sw.name,
+		Ports:     sw.Len(),
+		MACs:      sw.macs.Len(),
+		Learned:   sw.macs.learned.Load(),
+		Moved:     sw.macs.moved.Load(),
+		Aged:      sw.macs.aged.Load(),
+		TableFull: sw.macs.full.Load(),
+		Rounds:    sw.rounds.Load(),
+		Frames:    sw.frames.Load(),
+	}
+}
+
+// worker moves frames from TX ring r of a into the switch until the port
+// stops.
+func (sw *Switch) worker(a *attachment, r int) {
+	defer a.workers.Done()
+	f := newForwarder(sw, a, r)
+	for {
+		err := a.port.Recv(r, f.batch)
+		if err != nil {
+			var re *ports.RingError
+			switch {
+			case errors.Is(err, ports.ErrStopped):
+				return
+			case errors.As(err, &re):
+				a.counters.resets.Add(1)
+				if a.logLimit.allow() {
+					sw.log.Warn("ring reset after a client violation", "port", a.port.Name(), "error", err)
+				}
+				f.batch.Reset()
+				continue
+			default:
+				sw.log.Error("port failed; its tx ring is no longer served", "port", a.port.Name(), "ring", r, "error", err)
+				return
+			}
+		}
+		f.forward()
+		a.port.Release(r, f.batch)
+		f.batch.Reset()
+	}
+}
+
+// rateLimiter allows a few events per second.
+type rateLimiter struct {
+	mu     sync.Mutex
+	second int64
+	n      int
+}
+
+const logsPerSecond = 5
+
+func (l *rateLimiter) allow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now().Unix()
+	if now != l.second {
+		l.second, l.n = now, 0
+	}
+	l.n++
+	return l.n <= logsPerSecond
+}
