@@ -265,6 +265,15 @@ func (p *Port) TxRings() []*Ring { return p.txBound }
 // RxRings returns the RX rings this open bound.
 func (p *Port) RxRings() []*Ring { return p.rxBound }
 
+// Mem returns the port's whole memory region, as netmap applications reach
+// its mmap; the package documentation gives the layout. Writing outside the
+// slots and indexes the application owns breaks the ring contract: valed
+// resets the ring and the next sync returns the error.
+func (p *Port) Mem() []byte { return p.mem }
+
+// Layout returns where each part of the region lies.
+func (p *Port) Layout() Layout { return p.reg.layout }
+
 // BufsHead returns the first extra buffer (0 if there is none).
 func (p *Port) BufsHead() uint32 { return p.reg.ifHeader().BufsHead.Load() }
 

@@ -36,7 +36,7 @@ const (
 	MaxBufSize     = 65536 // netmap's pool limit
 	MaxFrags       = 64    // slots a single frame may span (NS_MOREFRAG)
 	MaxBatch       = 1024  // slots the switch takes from a ring per round
-	MaxExtraBufs   = 4096 * 128
+	MaxExtraBufs   = 65536
 	maxMemSize     = 1 << 36
 	reservedBufs   = 2 // buffers 0 and 1 are never handed out
 )

@@ -257,9 +257,9 @@ func ParseName(s string) (Name, error) {
 
 func (n *Name) parseOptions(s string) error {
 	for _, opt := range strings.Split(s, "@") {
-		name, body, hasBody := strings.Cut(opt, ":")
-		if !hasBody {
-			name, body, hasBody = strings.Cut(opt, "=")
+		name, body, hasBody := opt, "", false
+		if i := strings.IndexAny(opt, ":="); i >= 0 {
+			name, body, hasBody = opt[:i], opt[i+1:], true
 		}
 		if name == "" {
 			return fmt.Errorf("empty option name in %q", "@"+opt)
@@ -299,11 +299,6 @@ func (n *Name) parseConf(body string) error {
 			return fmt.Errorf("@conf: key %q given twice", k)
 		}
 		seen[key] = true
-		num, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
-			return fmt.Errorf("@conf: %s=%q is not a number", k, v)
-		}
-		val := uint32(num)
 		c := &n.Conf
 		dst := map[string]*uint32{
 			"rings": &c.Rings, "tx-rings": &c.TxRings, "rx-rings": &c.RxRings,
@@ -313,7 +308,11 @@ func (n *Name) parseConf(body string) error {
 		if dst == nil {
 			return fmt.Errorf("@conf: unknown key %q", k)
 		}
-		*dst = val
+		num, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("@conf: %s=%q is not a number", k, v)
+		}
+		*dst = uint32(num)
 	}
 	return nil
 }
@@ -394,7 +393,11 @@ func (n *Name) String() string {
 		b.WriteString(o)
 		if o == "conf" {
 			b.WriteByte(':')
-			b.WriteString(n.Conf.String())
+			if n.Conf.IsZero() {
+				b.WriteString("rings=0") // explicit "all defaults"
+			} else {
+				b.WriteString(n.Conf.String())
+			}
 		}
 	}
 	return b.String()

@@ -42,6 +42,11 @@ type thread struct {
 	frame pkt.Frame
 	rng   *rand.Rand
 
+	// limit is this thread's share of -n for senders (0 = forever);
+	// receivers share claimed, so -n counts frames over all threads.
+	limit   uint64
+	claimed *atomic.Uint64
+
 	// rxseq
 	gaps, missing, reorders uint64
 	// ping
@@ -69,7 +74,15 @@ func openThreads(cfg *config) ([]*thread, error) {
 		}
 		return nil, err
 	}
+	claimed := new(atomic.Uint64)
 	for _, t := range threads {
+		t.claimed = claimed
+		if cfg.count > 0 {
+			t.limit = cfg.count / uint64(cfg.threads)
+			if uint64(t.id) < cfg.count%uint64(cfg.threads) {
+				t.limit++
+			}
+		}
 		t.frame = pkt.Frame{
 			SrcMAC: cfg.srcMAC, DstMAC: cfg.dstMAC,
 			SrcIP: pkt.Addr(cfg.src.First), DstIP: pkt.Addr(cfg.dst.First),
@@ -226,10 +239,25 @@ func randomIn(r *rand.Rand, rg pkt.Range) (uint32, uint16) {
 
 // limiter spreads sends to hold a rate: it grants the frames due since the
 // start, so sleeping longer than asked is caught up on the next call.
+//
+// Go's timers wake about a millisecond late on these machines, which at a
+// million frames per second would send bursts of a thousand frames, as many
+// as a whole receive ring holds. The limiter sleeps with nanosleep on a
+// thread whose timer slack is 1 ns instead: tens of microseconds, and no
+// core burnt busy-waiting as netmap's pkt-gen does.
 type limiter struct {
 	rate  float64 // frames per second, 0 = unlimited
 	start time.Time
 	sent  uint64
+}
+
+// minSleep is the shortest sleep of the limiter.
+const minSleep = 100 * time.Microsecond
+
+// preciseSleeps prepares the calling goroutine's thread for short sleeps.
+func preciseSleeps() {
+	runtime.LockOSThread()
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 }
 
 func (l *limiter) grant(want int) int {
@@ -238,8 +266,11 @@ func (l *limiter) grant(want int) int {
 	}
 	due := uint64(time.Since(l.start).Seconds()*l.rate) + 1
 	if due <= l.sent {
+		// Sleep until a few frames are due, not one: a wake-up per frame
+		// would cost more than the frames.
 		next := l.start.Add(time.Duration(float64(l.sent) / l.rate * float64(time.Second)))
-		time.Sleep(max(time.Until(next), 20*time.Microsecond))
+		ts := unix.NsecToTimespec(int64(max(time.Until(next), minSleep)))
+		unix.Nanosleep(&ts, nil)
 		return 0
 	}
 	return int(min(uint64(want), due-l.sent))
@@ -259,9 +290,12 @@ func (t *thread) tx() error {
 		fmt.Fprint(os.Stderr, hex.Dump(t.frameBytes(rings[0])))
 	}
 	lim := limiter{rate: c.rate / float64(c.threads), start: time.Now()}
+	if lim.rate > 0 {
+		preciseSleeps()
+	}
 	t.start = lim.start
 	var sent uint64
-	for !t.cancel.Load() && (c.count == 0 || sent < c.count) {
+	for !t.cancel.Load() && (t.limit == 0 || sent < t.limit) {
 		ev, err := t.port.Poll(ports.PollOut, pollTimeout)
 		if err != nil {
 			return err
@@ -270,8 +304,8 @@ func (t *thread) tx() error {
 			continue
 		}
 		budget := c.burst
-		if c.count != 0 {
-			budget = int(min(uint64(budget), c.count-sent))
+		if t.limit != 0 {
+			budget = int(min(uint64(budget), t.limit-sent))
 		}
 		if budget = lim.grant(budget); budget == 0 {
 			continue
@@ -357,9 +391,8 @@ func (t *thread) rx() error {
 		logf("waiting for initial packets, poll returns 0 0")
 	}
 	t.start = time.Now()
-	var got uint64
 	idle := time.Duration(0)
-	for !t.cancel.Load() && (c.count == 0 || got < c.count) {
+	for !t.cancel.Load() && (c.count == 0 || t.claimed.Load() < c.count) {
 		ev, err := t.port.Poll(ports.PollIn, pollTimeout)
 		if err != nil {
 			return err
@@ -377,7 +410,7 @@ func (t *thread) rx() error {
 			avail := r.Space()
 			t.noteSpace(r.NumSlots() - 1 - avail)
 			if c.count != 0 {
-				avail = uint32(min(uint64(avail), c.count-got-n))
+				avail = t.claim(avail)
 			}
 			h := r.Head()
 			for k := uint32(0); k < avail; k++ {
@@ -399,12 +432,25 @@ func (t *thread) rx() error {
 			r.SetCur(h)
 		}
 		if n > 0 {
-			got += n
 			t.end = time.Now()
 			t.account(n, bytes)
 		}
 	}
 	return t.port.RxSync()
+}
+
+// claim takes up to want of the frames -n still allows, over all threads.
+func (t *thread) claim(want uint32) uint32 {
+	for {
+		done := t.claimed.Load()
+		if done >= t.cfg.count {
+			return 0
+		}
+		n := min(uint64(want), t.cfg.count-done)
+		if t.claimed.CompareAndSwap(done, done+n) {
+			return uint32(n)
+		}
+	}
 }
 
 // checkSeq compares a received sequence number with the expected one.

@@ -23,6 +23,7 @@ import (
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/daemon"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/vale"
 )
 
@@ -43,6 +44,7 @@ func run() error {
 		bufSize  = flag.Uint("buf-size", ports.DefaultBufSize, "bytes per buffer")
 		maxPorts = flag.Int("max-ports", vale.DefaultMaxPorts, fmt.Sprintf("ports per switch (at most %d)", vale.MaxPortsLimit))
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
+		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: valed [flags]\n\nThe vale switch daemon.\n\n")
@@ -71,6 +73,7 @@ func run() error {
 		SocketMode: os.FileMode(*mode),
 		Geometry:   g,
 		Switch:     vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Logger: log},
+		Port:       shm.Config{Poll: *poll},
 		Logger:     log,
 	})
 	if err != nil {

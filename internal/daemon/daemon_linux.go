@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/vale"
@@ -195,8 +196,8 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return s.conn.ReplyOK(info)
-	case OpList:
-		var r ListRequest
+	case mgmt.OpList:
+		var r mgmt.ListRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
@@ -389,25 +390,10 @@ func (d *Daemon) info(name string) (ports.OpenReply, error) {
 	return reply, nil
 }
 
-// OpList lists switches and ports: ListRequest -> a stream of ListReply.
-const OpList = "list"
-
-// ListRequest selects what to list: everything, one switch ("vale0") or one
-// port ("vale0:a").
-type ListRequest struct {
-	Name string `json:"name,omitempty"`
-}
-
-// ListReply is one message of a listing.
-type ListReply struct {
-	Switches []vale.SwitchInfo `json:"switches,omitempty"`
-	Ports    []vale.PortInfo   `json:"ports,omitempty"`
-}
-
-// listChunk is how many ports one ListReply carries.
+// listChunk is how many ports one mgmt.ListReply carries.
 const listChunk = 64
 
-func (d *Daemon) list(c *ctl.Conn, r ListRequest) error {
+func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 	swName, portName := r.Name, ""
 	if r.Name != "" {
 		if n, err := ports.ParseName(r.Name); err == nil {
@@ -425,7 +411,7 @@ func (d *Daemon) list(c *ctl.Conn, r ListRequest) error {
 	}
 	d.mu.Unlock()
 	slices.SortFunc(sws, func(a, b *vale.Switch) int { return strings.Compare(a.Name(), b.Name()) })
-	var out ListReply
+	var out mgmt.ListReply
 	for _, sw := range sws {
 		out.Switches = append(out.Switches, sw.Info())
 	}
@@ -441,7 +427,7 @@ func (d *Daemon) list(c *ctl.Conn, r ListRequest) error {
 				if err := c.ReplyMore(out); err != nil {
 					return err
 				}
-				out = ListReply{}
+				out = mgmt.ListReply{}
 			}
 		}
 	}

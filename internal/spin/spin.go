@@ -9,7 +9,11 @@ package spin
 import (
 	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+func yield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
 
 // minWindow is the first non-zero window, and the smallest one kept.
 const minWindow = 10 * time.Microsecond
@@ -36,12 +40,16 @@ func (p *Poller) Poll(ready func() bool, deadline time.Time) bool {
 		end = deadline
 	}
 	for {
-		for range 16 {
+		for range 4 {
 			if ready() {
 				return true
 			}
 			runtime.Gosched()
 		}
+		// Let any other runnable thread of this CPU go first: on a machine
+		// with fewer cores than busy processes, polling must not keep the
+		// producer it waits for off the CPU.
+		yield()
 		if time.Now().After(end) {
 			return false
 		}

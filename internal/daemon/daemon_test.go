@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/ports"
+)
+
+// startDaemon runs a daemon in the test process on a private socket.
+func startDaemon(t testing.TB) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "valed.sock")
+	d, err := New(Config{Socket: sock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return sock
+}
+
+func list(t testing.TB, sock string) mgmt.ListReply {
+	t.Helper()
+	c, err := ctl.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var all mgmt.ListReply
+	err = c.CallStream(mgmt.OpList, mgmt.ListRequest{}, func(b json.RawMessage) error {
+		var r mgmt.ListReply
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		all.Switches = append(all.Switches, r.Switches...)
+		all.Ports = append(all.Ports, r.Ports...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+func TestPortLifetime(t *testing.T) {
+	sock := startDaemon(t)
+	a, err := ports.Open("vale0:a", &ports.Options{Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := ports.Open("vale0:a-0", &ports.Options{Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := list(t, sock); len(l.Ports) != 1 || l.Ports[0].Clients != 2 {
+		t.Fatalf("listing %+v", l)
+	}
+	a.Close()
+	if l := list(t, sock); len(l.Ports) != 1 {
+		t.Fatal("port destroyed while a client still holds it")
+	}
+	a2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(list(t, sock).Switches) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("port and switch not destroyed after the last close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOneOpenPerConnection(t *testing.T) {
+	sock := startDaemon(t)
+	c, err := ctl.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: "vale0:a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.CloseFDs(fds)
+	if _, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: "vale0:b"}, nil); err == nil || !strings.Contains(err.Error(), "already holds vale0:a") {
+		t.Fatalf("second open on one connection: %v", err)
+	}
+	if _, err := c.Call("bogus", nil, nil); err == nil || !strings.Contains(err.Error(), `unknown operation "bogus"`) {
+		t.Fatalf("unknown op: %v", err)
+	}
+}
+
+// FuzzControl sends arbitrary datagrams to a running daemon: each must get
+// an answer or a closed connection, and the daemon must keep serving.
+func FuzzControl(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"open","body":{"name":"vale0:a"}}`,
+		`{"op":"open","body":{"name":"vale0:a","conf":{"Rings":99}}}`,
+		`{"op":"open","body":{"name":"vale0:a","extra_bufs":4294967295}}`,
+		`{"op":"list","body":{"name":"vale0"}}`,
+		`{"op":"info","body":{"name":"vale1:x@conf:slots=64"}}`,
+		`{"op":"info","body":17}`,
+		`{"op":"open","body":{"name":"netmap:p{1"}}`,
+		`[]`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	sock := startDaemon(f)
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		c, err := ctl.Dial(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, _, err := c.Unix().WriteMsgUnix(msg, nil, nil); err != nil {
+			return
+		}
+		c.Unix().SetReadDeadline(time.Now().Add(5 * time.Second))
+		var r ctl.Reply
+		fds, err := c.Recv(&r)
+		ctl.CloseFDs(fds)
+		if err != nil && !ctl.IsClosed(err) {
+			t.Fatalf("no answer: %v", err)
+		}
+		list(t, sock) // still serving
+	})
+}

@@ -1,0 +1,22 @@
+// Package mgmt defines the management messages of valed's control socket:
+// what vale-ctl sends and what valed answers. (Opening a port is defined by
+// package ports, the transport by package ctl.)
+package mgmt
+
+import "github.com/valeswitch/vale/vale"
+
+// OpList lists switches and ports: ListRequest -> a stream of ListReply.
+const OpList = "list"
+
+// ListRequest selects what to list: everything, one switch ("vale0") or one
+// port ("vale0:a").
+type ListRequest struct {
+	Name string `json:"name,omitempty"`
+}
+
+// ListReply is one message of a listing. The switches come in the first
+// message, the ports in chunks.
+type ListReply struct {
+	Switches []vale.SwitchInfo `json:"switches,omitempty"`
+	Ports    []vale.PortInfo   `json:"ports,omitempty"`
+}

@@ -1,0 +1,106 @@
+package pkt
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+)
+
+func testFrame(n int) []byte {
+	f := &Frame{
+		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("10.1.0.1"),
+		SrcPort: 1234, DstPort: 4321, Len: n,
+	}
+	b := make([]byte, 2048)
+	Build(b, f)
+	return b
+}
+
+func TestBuildChecksums(t *testing.T) {
+	for _, n := range []int{HeadersLen, 60, 61, 1514} {
+		b := testFrame(n)[:n]
+		if !ValidChecksums(b) {
+			t.Errorf("frame of %d bytes has bad checksums", n)
+		}
+		b[OffPayload-1] ^= 1
+		if ValidChecksums(b) {
+			t.Errorf("corrupted frame of %d bytes passes", n)
+		}
+	}
+}
+
+// TestIncrementalUpdates checks every incremental checksum update against a
+// full recomputation.
+func TestIncrementalUpdates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := testFrame(128)[:128]
+	for i := range 10000 {
+		switch i % 5 {
+		case 0:
+			SetSrcIP(b, rng.Uint32())
+		case 1:
+			SetDstIP(b, rng.Uint32())
+		case 2:
+			SetSrcPort(b, uint16(rng.Uint32()))
+		case 3:
+			SetDstPort(b, uint16(rng.Uint32()))
+		case 4:
+			SetPayload32(b, 0, rng.Uint32())
+		}
+		if !ValidChecksums(b) {
+			t.Fatalf("step %d: checksums wrong after incremental update", i)
+		}
+	}
+	want := append([]byte(nil), b...)
+	FixChecksums(want)
+	if string(want) != string(b) {
+		t.Error("incremental checksums differ from recomputed ones")
+	}
+}
+
+func TestSetLenAndReply(t *testing.T) {
+	b := testFrame(200)
+	for _, n := range []int{200, 60, 1000, 43} {
+		SetLen(b, n)
+		if !ValidChecksums(b[:n]) {
+			t.Errorf("length %d: bad checksums", n)
+		}
+	}
+	f := b[:60]
+	SetLen(b, 60)
+	orig := append([]byte(nil), f...)
+	Reply(f)
+	if !ValidChecksums(f) || f[0] != orig[6] || f[offIPSrc] != orig[offIPDst] || f[offUDP] != orig[offUDP+2] {
+		t.Error("reply did not swap addresses, or broke checksums")
+	}
+	Reply(f)
+	if string(f) != string(orig) {
+		t.Error("double reply is not the identity")
+	}
+	Reply(make([]byte, 5)) // too short: must not panic
+}
+
+func TestParseRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Range
+		err  bool
+	}{
+		{in: "10.0.0.1", want: Range{First: 0x0a000001, Last: 0x0a000001, FirstPort: 9, LastPort: 9}},
+		{in: "10.0.0.1:80", want: Range{First: 0x0a000001, Last: 0x0a000001, FirstPort: 80, LastPort: 80}},
+		{in: "10.0.0.1:80-10.0.0.9:90", want: Range{First: 0x0a000001, Last: 0x0a000009, FirstPort: 80, LastPort: 90}},
+		{in: "10.0.0.1-10.0.0.3", want: Range{First: 0x0a000001, Last: 0x0a000003, FirstPort: 9, LastPort: 9}},
+		{in: "10.0.0.9-10.0.0.1", err: true},
+		{in: "::1", err: true},
+		{in: "10.0.0.1:99999", err: true},
+		{in: "host", err: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseRange(tt.in, 9)
+		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
+			t.Errorf("ParseRange(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+// Package e2e runs vale's real binaries together: valed, pkt-gen and
+// vale-ctl as separate processes, plus clients written with the ports
+// library in the test process itself.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+// binDir holds the binaries built for this run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vale-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is a started binary.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+// start runs binary name with args and kills it (if still running) at the
+// end of the test.
+func start(t *testing.T, sock, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
+	p.cmd.Env = append(os.Environ(), "VALE_SOCK="+sock)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("output of %s %s:\n%s", name, strings.Join(args, " "), p.out.String())
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and fails the test if it does not
+// within timeout or exits with an error.
+func (p *proc) wait(timeout time.Duration) string {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		<-p.done
+		p.t.Fatalf("%s did not finish within %v:\n%s", p.name, timeout, p.out.String())
+	}
+	if p.err != nil {
+		p.t.Fatalf("%s failed: %v\n%s", p.name, p.err, p.out.String())
+	}
+	return p.out.String()
+}
+
+// exited reports whether the process has exited.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// daemon is a valed started for one test, on its own socket.
+type daemon struct {
+	*proc
+	sock string
+}
+
+func startValed(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "valed.sock")
+	p := start(t, sock, "valed", append([]string{"-sock", sock, "-log-level", "debug"}, args...)...)
+	d := &daemon{proc: p, sock: sock}
+	waitFor(t, "valed to listen", func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+	t.Cleanup(func() {
+		if p.exited() {
+			return
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Errorf("valed exited with %v after SIGTERM", p.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("valed did not stop on SIGTERM")
+		}
+	})
+	return d
+}
+
+// run runs a binary to completion and returns its output.
+func (d *daemon) run(t *testing.T, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	return start(t, d.sock, name, args...).wait(timeout)
+}
+
+// runFail runs a binary that must fail and returns its output.
+func (d *daemon) runFail(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
+	cmd.Env = append(os.Environ(), "VALE_SOCK="+d.sock)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("%s %v succeeded, want failure:\n%s", name, args, out)
+	}
+	return string(out)
+}
+
+// open opens a port with the client library.
+func (d *daemon) open(t *testing.T, name string) *ports.Port {
+	t.Helper()
+	p, err := ports.Open(name, &ports.Options{Socket: d.sock})
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// portStats returns the vale-ctl row of port name, or nil if it is not
+// listed, as a map from column to value.
+func (d *daemon) portStats(t *testing.T, name string) map[string]string {
+	t.Helper()
+	out := d.run(t, 10*time.Second, "vale-ctl", "-l")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "PORT") {
+		if strings.Contains(out, "no switches") {
+			return nil
+		}
+		t.Fatalf("unexpected vale-ctl output:\n%s", out)
+	}
+	cols := strings.Fields(lines[0])
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) == len(cols) && f[0] == name {
+			m := map[string]string{}
+			for i, c := range cols {
+				m[c] = f[i]
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+func (d *daemon) waitPort(t *testing.T, name string) {
+	t.Helper()
+	waitFor(t, name+" to exist", func() bool { return d.portStats(t, name) != nil })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var totalsRE = regexp.MustCompile(`(Sent|Received|Transactions) (\d+) packets (\d+) bytes`)
+
+// totals extracts pkt-gen's closing "Sent|Received N packets B bytes" line.
+func totals(t *testing.T, out string) (pkts, bytes uint64) {
+	t.Helper()
+	m := totalsRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no totals in pkt-gen output:\n%s", out)
+	}
+	pkts, _ = strconv.ParseUint(m[2], 10, 64)
+	bytes, _ = strconv.ParseUint(m[3], 10, 64)
+	return pkts, bytes
+}
+
+func atoi(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return v
+}

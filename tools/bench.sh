@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench.sh: port-to-port throughput through vale0 with pkt-gen, for 64-byte
+# and 1514-byte frames (60 and 1510 bytes without CRC), plus ping/pong round
+# trips. Run on a quiet machine; each figure is the receiver's average over
+# SECS seconds of unlimited sending.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+SECS=${SECS:-5}
+
+run() { # run LEN [valed flags...]
+	local len=$1
+	shift
+	start_valed "$@"
+	local v=${VALE_PIDS[-1]}
+	"$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
+	local rx=$!
+	wait_port vale0:b
+	timeout -s INT "$SECS" "$VALE_BIN/pkt-gen" -i vale0:a -f tx -l "$len" >"$VALE_TMP/tx.out" 2>&1 || true
+	sleep 0.5
+	stop_pid "$rx"
+	stop_pid "$v"
+	printf '%-6s tx %s\n' "${len}B" "$(rate "$VALE_TMP/tx.out")"
+	printf '%-6s rx %s\n' "" "$(rate "$VALE_TMP/rx.out")"
+}
+
+rtt() { # rtt [valed flags...]
+	start_valed "$@"
+	local v=${VALE_PIDS[-1]}
+	"$VALE_BIN/pkt-gen" -i vale0:pong -f pong >/dev/null 2>&1 &
+	local pong=$!
+	wait_port vale0:pong
+	"$VALE_BIN/pkt-gen" -i vale0:ping -f ping -n 20000 2>/dev/null | grep '^RTT'
+	stop_pid "$pong"
+	stop_pid "$v"
+}
+
+echo "== pkt-gen -f tx -> vale0 -> pkt-gen -f rx, $SECS s each"
+run 60
+run 1510
+echo "== ping/pong round trip, 20000 transactions (valed default: no polling)"
+rtt
+echo "== ping/pong round trip, valed -poll 50us"
+rtt -poll 50us

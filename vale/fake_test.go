@@ -1,0 +1,198 @@
+package vale
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+// fakePort is an in-process port: frames queued with send come out of Recv,
+// frames the switch delivers are kept for inspection.
+type fakePort struct {
+	name   string
+	ntx    int
+	nrx    int
+	txRing int // the TX ring send queues on
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []fakeFrame
+	got     [][]byte
+	gotRing []int
+	room    int // frames Deliver still accepts; negative = unlimited
+	stopped bool
+	sent    int // frames handed to the switch
+	done    int // frames released
+}
+
+type fakeFrame struct {
+	data  []byte
+	flags uint16
+}
+
+func newFakePort(name string) *fakePort {
+	p := &fakePort{name: name, ntx: 1, nrx: 1, room: -1}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *fakePort) Name() string { return p.name }
+
+func (p *fakePort) Describe() ports.Desc {
+	return ports.Desc{Kind: "fake", TxRings: p.ntx, RxRings: p.nrx, TxSlots: 1024, RxSlots: 1024}
+}
+
+func (p *fakePort) Recv(r int, b *ports.Batch) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for (len(p.queue) == 0 || r != p.txRing) && !p.stopped {
+		p.cond.Wait()
+	}
+	if p.stopped {
+		return ports.ErrStopped
+	}
+	n := min(len(p.queue), ports.MaxBatch)
+	for _, f := range p.queue[:n] {
+		b.Add(f.data, f.flags)
+	}
+	p.queue = p.queue[n:]
+	p.sent += n
+	return nil
+}
+
+func (p *fakePort) Release(r int, b *ports.Batch) {
+	p.mu.Lock()
+	p.done += len(b.Frames)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *fakePort) Deliver(r int, b *ports.Batch, which []uint16) (int, int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, bytes := 0, 0
+	for _, i := range which {
+		if p.room == 0 {
+			break
+		}
+		if p.room > 0 {
+			p.room--
+		}
+		f := &b.Frames[i]
+		data := append([]byte(nil), f.Data...)
+		for _, m := range f.More {
+			data = append(data, m...)
+		}
+		p.got = append(p.got, data)
+		p.gotRing = append(p.gotRing, r)
+		n++
+		bytes += len(data)
+	}
+	return n, bytes, nil
+}
+
+func (p *fakePort) Stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// send queues frames and waits until the switch has forwarded them.
+func (p *fakePort) send(frames ...fakeFrame) {
+	p.mu.Lock()
+	p.queue = append(p.queue, frames...)
+	target := p.sent + len(p.queue)
+	p.cond.Broadcast()
+	for p.done < target {
+		p.cond.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// take returns and forgets what the port received.
+func (p *fakePort) take() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	got := p.got
+	p.got, p.gotRing = nil, nil
+	return got
+}
+
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// eth builds a frame from src to dst whose payload names it.
+func eth(dst, src net.HardwareAddr, tag string) fakeFrame {
+	b := append(append(append([]byte{}, dst...), src...), 0x88, 0xb5)
+	b = append(b, tag...)
+	for len(b) < 60 {
+		b = append(b, 0)
+	}
+	return fakeFrame{data: b}
+}
+
+func tagOf(b []byte) string {
+	end := 14
+	for end < len(b) && b[end] != 0 {
+		end++
+	}
+	return string(b[14:end])
+}
+
+func tags(frames [][]byte) []string {
+	var s []string
+	for _, f := range frames {
+		s = append(s, tagOf(f))
+	}
+	return s
+}
+
+func newTestSwitch(t *testing.T, cfg Config, names ...string) (*Switch, []*fakePort) {
+	t.Helper()
+	sw := New("vale0", cfg)
+	var ps []*fakePort
+	for _, n := range names {
+		p := newFakePort(n)
+		if _, err := sw.Attach(p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	t.Cleanup(func() {
+		for _, p := range ps {
+			sw.Detach(p)
+		}
+		sw.Close()
+	})
+	return sw, ps
+}
+
+func statsOf(sw *Switch, name string) PortStats {
+	for _, p := range sw.Ports() {
+		if p.Name == name {
+			return p.Stats
+		}
+	}
+	panic(fmt.Sprintf("no port %s", name))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
