@@ -152,7 +152,12 @@ func TestTxViolations(t *testing.T) {
 		{"head far out", func(r *Ring) { r.hdr.head.Store(1000) }, ResetBadHead, "head 1000"},
 		{"cur behind head", func(r *Ring) { r.hdr.head.Store(3); r.hdr.cur.Store(2) }, ResetBadCur, "cur 2"},
 		{"reserved buffer", func(r *Ring) { r.slots[2].BufIdx = 1; r.slots[2].Len = 60; r.hdr.head.Store(3); r.hdr.cur.Store(3) }, ResetBadBufIdx, "slot 2 buffer index 1 not in [2, 18)"},
-		{"buffer beyond pool", func(r *Ring) { r.slots[2].BufIdx = 1 << 30; r.slots[2].Len = 60; r.hdr.head.Store(3); r.hdr.cur.Store(3) }, ResetBadBufIdx, "buffer index 1073741824"},
+		{"buffer beyond pool", func(r *Ring) {
+			r.slots[2].BufIdx = 1 << 30
+			r.slots[2].Len = 60
+			r.hdr.head.Store(3)
+			r.hdr.cur.Store(3)
+		}, ResetBadBufIdx, "buffer index 1073741824"},
 		{"length beyond buffer", func(r *Ring) { r.slots[2].Len = 65; r.hdr.head.Store(3); r.hdr.cur.Store(3) }, ResetBadLen, "length 65 larger than 64"},
 		{"indirect", func(r *Ring) { r.slots[2].Flags = NS_INDIRECT; r.hdr.head.Store(3); r.hdr.cur.Store(3) }, ResetBadFlags, "NS_INDIRECT"},
 	}

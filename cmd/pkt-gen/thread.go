@@ -62,8 +62,8 @@ func openThreads(cfg *config) ([]*thread, error) {
 			var p *ports.Port
 			p, err = ports.Open(name, &ports.Options{Socket: cfg.socket})
 			if err == nil {
-				t := &thread{id: i, cfg: cfg, port: p, finished: make(chan struct{}),
-					rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
+				t := &thread{id: i, cfg: cfg, port: p, finished: make(chan struct{})}
+				openRand(t)
 				t.minSpace.Store(noSpace)
 				threads = append(threads, t)
 				continue
@@ -103,6 +103,11 @@ func openThreads(cfg *config) ([]*thread, error) {
 		}
 	}
 	return threads, nil
+}
+
+// openRand gives the thread its own random source.
+func openRand(t *thread) {
+	t.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(t.id)))
 }
 
 func (t *thread) snapshot() counters {
