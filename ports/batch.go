@@ -36,11 +36,10 @@ func NewBatch() *Batch {
 	}
 }
 
-// Reset empties the batch.
+// Reset empties the batch. The frames are not zeroed: Add overwrites every
+// field, and what they point to is port memory, not the Go heap.
 func (b *Batch) Reset() {
-	clear(b.Frames)
 	b.Frames = b.Frames[:0]
-	clear(b.frags)
 	b.frags = b.frags[:0]
 }
 

@@ -157,8 +157,10 @@ func ParseName(s string) (Name, error) {
 	if vp == "" {
 		return fail("empty port name")
 	}
-	if len(vp) >= maxNameLen {
-		return fail("port name %q too long (at most %d bytes)", vp, maxNameLen-1)
+	// netmap's limit applies to what reaches the kernel: the whole name for
+	// VALE ports, the interface name for netmap: ones.
+	if full := len(vp) + len(n.Switch) + 1; (n.Subsystem == "vale" && full >= maxNameLen) || len(vp) >= maxNameLen {
+		return fail("port name too long (at most %d bytes)", maxNameLen-1)
 	}
 	if i := strings.IndexAny(vp, "{}"); i >= 0 {
 		n.Pipe, n.PipeID = vp[i], vp[i+1:]

@@ -89,6 +89,8 @@ func TestParseNameErrors(t *testing.T) {
 		{"vale0:a@conf:rings=1,rings=2", "given twice"},
 		{"vale0:a@conf:rings=1@conf:slots=2", "option @conf given twice"},
 		{"vale0:" + strings.Repeat("a", 64), "too long"},
+		{"vale0:" + strings.Repeat("a", 58), "too long"}, // 64 bytes in all
+		{"netmap:" + strings.Repeat("a", 64), "too long"},
 		{"netmap:eth 0", "invalid interface name"},
 	}
 	for _, tt := range tests {
@@ -159,7 +161,8 @@ func FuzzParseName(f *testing.F) {
 			}
 			return
 		}
-		if n.Port == "" || len(n.Port) >= maxNameLen || n.Ring >= maxRing {
+		if n.Port == "" || len(n.Port) >= maxNameLen || n.Ring >= maxRing ||
+			(n.Subsystem == "vale" && len(n.PortName()) >= maxNameLen) {
 			t.Fatalf("%q parsed to out-of-limit %+v", s, n)
 		}
 		_ = n.Unsupported()
