@@ -72,13 +72,5 @@ func (e *RingError) Error() string {
 	return fmt.Sprintf("%s: reset by the switch: %v", where, e.Reason)
 }
 
-// Errors returned by the client library.
-var (
-	// ErrClosed is returned by operations on a closed port.
-	ErrClosed = errors.New("port closed")
-	// ErrDisconnected is returned once valed has gone away (stopped,
-	// restarted or crashed). The port must be opened again.
-	ErrDisconnected = errors.New("valed disconnected")
-	// ErrStopped is returned by the switch-side port operations after Stop.
-	ErrStopped = errors.New("port stopped")
-)
+// ErrStopped is returned by the switch-side port operations after Stop.
+var ErrStopped = errors.New("port stopped")

@@ -1,7 +1,5 @@
 package ports
 
-import "fmt"
-
 // KRing is the switch's side of one ring ("kernel ring" in netmap). It keeps
 // its own trusted copies of the indexes (hwcur, hwtail), validates everything
 // it reads from application-writable memory before using it, and resets the
@@ -12,7 +10,7 @@ import "fmt"
 // each ring (one worker per TX ring, a lock per RX ring).
 type KRing struct {
 	port     string
-	hdr      *ringHeader
+	hdr      *RingHeader
 	slots    []Slot
 	bufs     []byte
 	num      uint32
@@ -34,37 +32,41 @@ type KRing struct {
 	appTicket uint32 // last app_kick ticket answered
 }
 
-// KRings returns the switch-side views of every ring of a region: TX rings
-// first, then RX rings. name is used in errors.
-func KRings(mem []byte, l Layout, name string) ([]*KRing, error) {
-	r, err := newRegion(mem, l)
-	if err != nil {
-		return nil, err
+// KRing returns the switch-side view of ring i of direction d; port names
+// the port in errors. The switch side must build its views before handing
+// the memory out, or trust no index it finds (see KRing.Adopt).
+func (f *Iface) KRing(d Direction, i int, port string) *KRing {
+	ri := f.ringIndex(d, i)
+	hdr := f.header(d, i)
+	k := &KRing{
+		port:     port,
+		hdr:      hdr,
+		slots:    f.slots(d, i),
+		bufs:     f.bufs,
+		num:      f.nums[ri],
+		numBufs:  f.numBufs,
+		bufSize:  f.bufSize,
+		maxLen:   f.maxLen(),
+		dir:      d,
+		id:       i,
+		firstBuf: f.first[ri],
 	}
-	krs := make([]*KRing, l.NumRings)
-	for i := range krs {
-		hdr := r.ringHeader(i)
-		k := &KRing{
-			port:     name,
-			hdr:      hdr,
-			slots:    r.slots(i),
-			bufs:     r.bufs(),
-			num:      hdr.NumSlots,
-			numBufs:  l.NumBufs,
-			bufSize:  l.BufSize,
-			maxLen:   uint32(l.MaxFrameLen()),
-			dir:      Direction(hdr.Dir),
-			id:       int(hdr.RingID),
-			firstBuf: l.FirstBufs[i],
-		}
-		k.hwcur = hdr.head.Load()
-		k.hwtail = hdr.tail.Load()
-		if k.hwcur >= k.num || k.hwtail >= k.num {
-			return nil, fmt.Errorf("ring %d of %s has indexes out of range", i, name)
-		}
-		krs[i] = k
+	k.hwcur = clampIndex(hdr.head.Load(), k.num)
+	k.hwtail = clampIndex(hdr.tail.Load(), k.num)
+	return k
+}
+
+// KRings returns the switch-side views of every ring of f: TX rings first,
+// then RX rings.
+func (f *Iface) KRings(port string) []*KRing {
+	var krs []*KRing
+	for i := range f.ntx {
+		krs = append(krs, f.KRing(TX, i, port))
 	}
-	return krs, nil
+	for i := range f.nrx {
+		krs = append(krs, f.KRing(RX, i, port))
+	}
+	return krs
 }
 
 // NumSlots returns the number of slots in the ring.

@@ -34,7 +34,7 @@ func BenchmarkRingPath(b *testing.B) {
 				}
 				tx.SetHead(h)
 				tx.SetCur(h)
-				if err := tx.sync(); err != nil {
+				if err := syncRing(tx); err != nil {
 					b.Fatal(err)
 				}
 				n, err := ktx.TxFrames(batch)
@@ -46,14 +46,14 @@ func BenchmarkRingPath(b *testing.B) {
 				}
 				ktx.TxRelease(n)
 				batch.Reset()
-				if err := rx.sync(); err != nil {
+				if err := syncRing(rx); err != nil {
 					b.Fatal(err)
 				}
 				rx.Advance(rx.Space())
-				if err := rx.sync(); err != nil {
+				if err := syncRing(rx); err != nil {
 					b.Fatal(err)
 				}
-				if err := tx.sync(); err != nil {
+				if err := syncRing(tx); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -10,38 +10,48 @@ import (
 	"unsafe"
 )
 
-// testPort is a region in heap memory with both sides of each ring: the
+// testPort is a port in heap memory with both sides of each ring: the
 // application's Rings and the switch's KRings.
 type testPort struct {
 	layout Layout
-	reg    *region
-	kr     []*KRing // layout order
+	iface  *Iface
+	kr     []*KRing // TX rings, then RX rings
 	tx, rx []*Ring
 }
 
 func newTestPort(t testing.TB, g Geometry) *testPort {
 	t.Helper()
 	mem, l := newTestRegion(t, g)
-	reg, err := newRegion(mem, l)
+	f, err := OpenIface(mem, l.Ifaces[0].Ofs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	krs, err := KRings(mem, l, "vale0:test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPort{layout: l, reg: reg, kr: krs}
+	p := &testPort{layout: l, iface: f, kr: f.KRings("vale0:test")}
 	for i := range int(g.TxRings) {
-		p.tx = append(p.tx, newRing(reg, l.RingIndex(TX, i), "vale0:test"))
+		p.tx = append(p.tx, f.Ring(TX, i, "vale0:test"))
 	}
 	for i := range int(g.RxRings) {
-		p.rx = append(p.rx, newRing(reg, l.RingIndex(RX, i), "vale0:test"))
+		p.rx = append(p.rx, f.Ring(RX, i, "vale0:test"))
 	}
 	return p
 }
 
-func (p *testPort) ktx(i int) *KRing { return p.kr[p.layout.RingIndex(TX, i)] }
-func (p *testPort) krx(i int) *KRing { return p.kr[p.layout.RingIndex(RX, i)] }
+func (p *testPort) ktx(i int) *KRing { return p.kr[i] }
+func (p *testPort) krx(i int) *KRing { return p.kr[len(p.tx)+i] }
+
+// syncRing is what a VALE port's client does on a sync, minus the kick:
+// acknowledge a reset, check and publish the indexes, refresh tail.
+func syncRing(r *Ring) error {
+	if err := r.CheckReset(); err != nil {
+		return err
+	}
+	if err := r.Prologue(); err != nil {
+		return err
+	}
+	r.Publish()
+	r.UpdateTail(r.Header().Tail())
+	return nil
+}
 
 // send fills one slot per payload (flags as given) and syncs.
 func send(t testing.TB, r *Ring, payloads [][]byte, flags []uint16) {
@@ -59,7 +69,7 @@ func send(t testing.TB, r *Ring, payloads [][]byte, flags []uint16) {
 	}
 	r.SetHead(h)
 	r.SetCur(h)
-	if err := r.sync(); err != nil {
+	if err := syncRing(r); err != nil {
 		t.Fatalf("tx sync: %v", err)
 	}
 }
@@ -97,7 +107,7 @@ func TestTxFramesAndRelease(t *testing.T) {
 	if wake := k.TxRelease(n); wake {
 		t.Error("release asked to wake an application that is not asleep")
 	}
-	if err := tx.sync(); err != nil {
+	if err := syncRing(tx); err != nil {
 		t.Fatal(err)
 	}
 	if tx.Space() != 7 {
@@ -184,7 +194,7 @@ func TestTxViolations(t *testing.T) {
 				t.Errorf("ring in reset returned %d slots, %v", n, err)
 			}
 			// The application's next sync reports the reset.
-			err = tx.sync()
+			err = syncRing(tx)
 			if !errors.As(err, &re) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("client sync error %v, want one containing %q", err, tt.msg)
 			}
@@ -197,7 +207,7 @@ func TestTxViolations(t *testing.T) {
 				}
 			}
 			// The ring works again.
-			if err := tx.sync(); err != nil {
+			if err := syncRing(tx); err != nil {
 				t.Fatalf("second sync: %v", err)
 			}
 			send(t, tx, [][]byte{frame(60, 9)}, nil)
@@ -244,7 +254,7 @@ func TestRxFrames(t *testing.T) {
 	if n != 4 || bytes != 60+150+70+60 || wake {
 		t.Fatalf("delivered %d frames, %d bytes, wake %v", n, bytes, wake)
 	}
-	if err := rx.sync(); err != nil {
+	if err := syncRing(rx); err != nil {
 		t.Fatal(err)
 	}
 	if rx.Space() != 7 {
@@ -271,7 +281,7 @@ func TestRxFrames(t *testing.T) {
 	// Release three slots: a sleeping reader is woken once.
 	rx.Advance(3)
 	rx.hdr.appKick.Store(1)
-	if err := rx.sync(); err != nil {
+	if err := syncRing(rx); err != nil {
 		t.Fatal(err)
 	}
 	n, _, wake, err = k.RxFrames(b, []uint16{4, 0}, 0)
@@ -294,7 +304,7 @@ func TestRxViolations(t *testing.T) {
 	if !errors.As(err, &re) || re.Reason != ResetBadHead {
 		t.Fatalf("error %v, want a bad-head reset", err)
 	}
-	if err := rx.sync(); !errors.As(err, &re) {
+	if err := syncRing(rx); !errors.As(err, &re) {
 		t.Fatalf("client did not see the reset: %v", err)
 	}
 	if n, _, _, err := k.RxFrames(b, []uint16{0}, 0); n != 1 || err != nil {
@@ -309,7 +319,7 @@ func TestRxViolations(t *testing.T) {
 	if !errors.As(err, &re) || re.Reason != ResetBadBufIdx || re.Slot != 1 || n != 0 {
 		t.Fatalf("delivered %d, error %v; want a bad-index reset on slot 1", n, err)
 	}
-	if rx.slots[1].BufIdx != p.layout.FirstBufs[1]+1 {
+	if rx.slots[1].BufIdx != p.layout.Ifaces[0].FirstBufs[1]+1 {
 		t.Errorf("broken slot restored to buffer %d", rx.slots[1].BufIdx)
 	}
 }
@@ -342,7 +352,7 @@ func FuzzKRing(f *testing.F) {
 			s.Flags = binary.LittleEndian.Uint16(data[4:])
 			data = data[6:]
 		}
-		pool := p.reg.bufs()
+		pool := p.iface.bufs
 		lo := uintptr(unsafe.Pointer(unsafe.SliceData(pool)))
 		hi := lo + uintptr(len(pool))
 		b := NewBatch()
@@ -392,7 +402,7 @@ func FuzzKRing(f *testing.F) {
 func checkReset(t *testing.T, p *testPort, r *Ring, k *KRing) {
 	t.Helper()
 	var re *RingError
-	if err := r.sync(); !errors.As(err, &re) {
+	if err := syncRing(r); !errors.As(err, &re) {
 		t.Fatalf("application did not see the reset: %v", err)
 	}
 	if r.Head() >= r.NumSlots() || r.Head() != r.Cur() {
@@ -421,7 +431,7 @@ func TestRingProtocolConcurrent(t *testing.T) {
 		defer wg.Done()
 		tx := src.tx[0]
 		for seq := uint32(0); seq < total; {
-			if err := tx.sync(); err != nil {
+			if err := syncRing(tx); err != nil {
 				t.Error(err)
 				return
 			}
@@ -434,7 +444,7 @@ func TestRingProtocolConcurrent(t *testing.T) {
 			}
 			runtime.Gosched()
 		}
-		for tx.sync() == nil && tx.Pending() {
+		for syncRing(tx) == nil && tx.Pending() {
 			runtime.Gosched()
 		}
 	}()
@@ -477,7 +487,7 @@ func TestRingProtocolConcurrent(t *testing.T) {
 		defer wg.Done()
 		rx := dst.rx[0]
 		for want := uint32(0); want < total; {
-			if err := rx.sync(); err != nil {
+			if err := syncRing(rx); err != nil {
 				t.Error(err)
 				return
 			}

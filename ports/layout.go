@@ -3,8 +3,6 @@ package ports
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
-	"unsafe"
 )
 
 // Slot flags, with netmap's bit values.
@@ -112,27 +110,6 @@ func (g Geometry) Validate() error {
 	return nil
 }
 
-// NumBufs is the number of buffers in the pool, reserved ones included.
-func (g Geometry) NumBufs() uint32 {
-	return reservedBufs + g.TxRings*g.TxSlots + g.RxRings*g.RxSlots + g.ExtraBufs
-}
-
-// MaxFrameLen is the largest length a single slot can carry.
-func (g Geometry) MaxFrameLen() int {
-	return min(int(g.BufSize), 0xffff)
-}
-
-// Layout gives the position of every part of a port's region.
-type Layout struct {
-	Geometry
-	NumRings  int     // TxRings + RxRings
-	RingOfs   []int64 // offset of each ring from the region start: TX rings, then RX rings
-	BufOfs    int64   // offset of buffer 0 from the region start
-	NumBufs   uint32  // buffers in the pool, reserved ones included
-	FirstBufs []uint32
-	Size      int64 // bytes in the region
-}
-
 // Sizes of the fixed parts of the layout.
 const (
 	ifHeaderSize   = 128
@@ -144,228 +121,166 @@ const (
 
 func alignUp(v, a int64) int64 { return (v + a - 1) &^ (a - 1) }
 
-// Layout computes the layout of g. g must be valid.
-func (g Geometry) Layout() (Layout, error) {
+// Kinds of interface a region holds.
+const (
+	IfacePort       = 1 // a VALE port (or a copy monitor's own memory)
+	IfacePipeMaster = 2 // the master end of a pipe, NAME{ID
+	IfacePipeSlave  = 3 // the slave end of a pipe, NAME}ID
+	IfaceZMon       = 4 // a zero-copy monitor level of another interface of the region
+)
+
+// IfaceLayout places one interface in a region: its header and its rings,
+// TX rings first, then RX rings.
+type IfaceLayout struct {
+	Kind      uint32
+	TxRings   int
+	RxRings   int
+	Ofs       int64    // interface header, from the region start
+	RingOfs   []int64  // each ring, from the region start
+	Slots     []uint32 // slots of each ring
+	FirstBufs []uint32 // buffer of slot 0 of each ring; slot j starts with FirstBufs+j
+}
+
+// NumRings returns TxRings + RxRings.
+func (f *IfaceLayout) NumRings() int { return f.TxRings + f.RxRings }
+
+// Ring returns the position of ring i of direction d in RingOfs.
+func (f *IfaceLayout) Ring(d Direction, i int) int {
+	if d == RX {
+		return f.TxRings + i
+	}
+	return i
+}
+
+// Layout gives the position of every part of a region: the interfaces
+// (one for a VALE port, two for a pipe pair, then zero-copy monitor levels
+// for each of them), their rings, and the buffer pool they share.
+type Layout struct {
+	BufSize   uint32
+	ExtraBufs uint32 // extra buffers of interface 0, chained from its bufs_head
+	NumBufs   uint32 // buffers in the pool, reserved ones included
+	BufOfs    int64  // offset of buffer 0 from the region start
+	Size      int64  // bytes in the region
+	Ports     int    // port interfaces: 1, or 2 for a pipe pair
+	ZLevels   int    // zero-copy monitor levels per port interface
+	Ifaces    []IfaceLayout
+}
+
+// MaxZLevels is the most zero-copy monitors that can be chained on one port.
+const MaxZLevels = 4
+
+// ZMon returns the interface index of zero-copy monitor level (1-based) of
+// port interface port.
+func (l *Layout) ZMon(port, level int) int { return l.Ports + port*l.ZLevels + level - 1 }
+
+// MaxFrameLen is the largest length a single slot can carry.
+func (l *Layout) MaxFrameLen() int { return min(int(l.BufSize), 0xffff) }
+
+// ifaceSpec describes an interface before placement.
+type ifaceSpec struct {
+	kind     uint32
+	tx, rx   []uint32 // slots of each ring
+	borrowRx int      // -1, or the interface whose TX ring i lends its buffers to RX ring i
+}
+
+func ringSlots(n, slots uint32) []uint32 {
+	s := make([]uint32, n)
+	for i := range s {
+		s[i] = slots
+	}
+	return s
+}
+
+// PortLayout lays out a VALE port of geometry g with zlevels zero-copy
+// monitor levels.
+func PortLayout(g Geometry, zlevels int) (Layout, error) {
 	if err := g.Validate(); err != nil {
 		return Layout{}, err
 	}
-	l := Layout{Geometry: g, NumRings: int(g.TxRings + g.RxRings), NumBufs: g.NumBufs()}
-	off := alignUp(ifHeaderSize+8*int64(l.NumRings), cacheLine)
-	nextBuf := uint32(reservedBufs)
-	for i := 0; i < l.NumRings; i++ {
-		slots := g.TxSlots
-		if i >= int(g.TxRings) {
-			slots = g.RxSlots
-		}
-		l.RingOfs = append(l.RingOfs, off)
-		l.FirstBufs = append(l.FirstBufs, nextBuf)
-		nextBuf += slots
-		off = alignUp(off+ringHeaderSize+slotSize*int64(slots), cacheLine)
+	spec := ifaceSpec{kind: IfacePort, tx: ringSlots(g.TxRings, g.TxSlots), rx: ringSlots(g.RxRings, g.RxSlots), borrowRx: -1}
+	return build(g, []ifaceSpec{spec}, zlevels)
+}
+
+// MonitorLayout lays out the private memory of a copy monitor: rxRings
+// receive rings of slots slots, and no transmit ring.
+func MonitorLayout(rxRings, slots, bufSize uint32) (Layout, error) {
+	g := Geometry{TxRings: 1, RxRings: rxRings, TxSlots: MinSlots, RxSlots: slots, BufSize: bufSize}
+	if err := g.Validate(); err != nil {
+		return Layout{}, err
 	}
+	spec := ifaceSpec{kind: IfacePort, rx: ringSlots(rxRings, slots), borrowRx: -1}
+	return build(g, []ifaceSpec{spec}, 0)
+}
+
+// PipeLayout lays out a pipe pair: the master end has geometry g, the slave
+// end the mirror image (its TX rings are the master's RX rings and the other
+// way round). TX ring i of one end and RX ring i of the other share their
+// buffers slot by slot, so frames move between the ends without a copy.
+func PipeLayout(g Geometry, zlevels int) (Layout, error) {
+	if err := g.Validate(); err != nil {
+		return Layout{}, err
+	}
+	g.ExtraBufs = 0
+	master := ifaceSpec{kind: IfacePipeMaster, tx: ringSlots(g.TxRings, g.TxSlots), rx: ringSlots(g.RxRings, g.RxSlots), borrowRx: 1}
+	slave := ifaceSpec{kind: IfacePipeSlave, tx: ringSlots(g.RxRings, g.RxSlots), rx: ringSlots(g.TxRings, g.TxSlots), borrowRx: 0}
+	return build(g, []ifaceSpec{master, slave}, zlevels)
+}
+
+// build places the port interfaces in specs, then zlevels zero-copy monitor
+// interfaces for each (one RX ring per ring of the monitored interface),
+// then the buffers.
+func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
+	if zlevels < 0 || zlevels > MaxZLevels {
+		return Layout{}, fmt.Errorf("zero-copy monitor levels %d out of range [0, %d]", zlevels, MaxZLevels)
+	}
+	l := Layout{BufSize: g.BufSize, ExtraBufs: g.ExtraBufs, Ports: len(specs), ZLevels: zlevels}
+	all := specs
+	for _, p := range specs {
+		for range zlevels {
+			all = append(all, ifaceSpec{kind: IfaceZMon, rx: append(append([]uint32{}, p.tx...), p.rx...), borrowRx: -1})
+		}
+	}
+	off := int64(0)
+	for _, s := range all {
+		f := IfaceLayout{Kind: s.kind, TxRings: len(s.tx), RxRings: len(s.rx), Ofs: off}
+		f.Slots = append(append([]uint32{}, s.tx...), s.rx...)
+		off = alignUp(off+ifHeaderSize+8*int64(len(f.Slots)), cacheLine)
+		l.Ifaces = append(l.Ifaces, f)
+	}
+	for i := range l.Ifaces {
+		f := &l.Ifaces[i]
+		for _, n := range f.Slots {
+			f.RingOfs = append(f.RingOfs, off)
+			off = alignUp(off+ringHeaderSize+slotSize*int64(n), cacheLine)
+		}
+	}
+	// Buffers: every ring owns one per slot, except RX rings that borrow
+	// the buffers of a peer's TX ring.
+	next := uint32(reservedBufs)
+	for i := range l.Ifaces {
+		f := &l.Ifaces[i]
+		f.FirstBufs = make([]uint32, len(f.Slots))
+		for r, n := range f.Slots {
+			if r >= f.TxRings && all[i].borrowRx >= 0 {
+				continue
+			}
+			f.FirstBufs[r] = next
+			next += n
+		}
+	}
+	for i := range l.Ifaces {
+		f := &l.Ifaces[i]
+		if lender := all[i].borrowRx; lender >= 0 {
+			for r := range f.RxRings {
+				f.FirstBufs[f.TxRings+r] = l.Ifaces[lender].FirstBufs[r]
+			}
+		}
+	}
+	l.NumBufs = next + g.ExtraBufs
 	l.BufOfs = alignUp(off, pageSize)
 	l.Size = alignUp(l.BufOfs+int64(l.NumBufs)*int64(g.BufSize), pageSize)
 	if l.Size > maxMemSize {
 		return Layout{}, fmt.Errorf("invalid port geometry: region of %d bytes exceeds %d", l.Size, int64(maxMemSize))
 	}
 	return l, nil
-}
-
-// RingIndex returns the position of ring i of direction d in RingOfs.
-func (l *Layout) RingIndex(d Direction, i int) int {
-	if d == RX {
-		return int(l.TxRings) + i
-	}
-	return i
-}
-
-// Slots returns the number of slots of rings of direction d.
-func (l *Layout) Slots(d Direction) uint32 {
-	if d == RX {
-		return l.RxSlots
-	}
-	return l.TxSlots
-}
-
-// Slot is a ring slot, netmap's struct netmap_slot. Its fields are plain
-// memory shared with the other side: write them only on slots you own.
-type Slot struct {
-	BufIdx uint32 // buffer index
-	Len    uint16 // bytes used in the buffer
-	Flags  uint16 // NS_* flags
-	Ptr    uint64 // RX: delivery time (CLOCK_REALTIME, ns)
-}
-
-// ifHeader is the interface header at offset 0 of a region.
-type ifHeader struct {
-	Magic       uint32
-	Version     uint32
-	Flags       uint32
-	TxRings     uint32
-	RxRings     uint32
-	HostTxRings uint32
-	HostRxRings uint32
-	BufsHead    atomic.Uint32
-	BufSize     uint32
-	NumBufs     uint32
-	BufOfs      int64
-	MemSize     int64
-	_           int64
-	Name        [64]byte
-}
-
-// ringHeader is the 256-byte header of a ring. Line 1 is written only by the
-// application, line 2 only by the switch.
-type ringHeader struct {
-	// Line 0: constants.
-	BufOfs     int64
-	NumSlots   uint32
-	BufSize    uint32
-	RingID     uint16
-	Dir        uint16
-	NumBufs    uint32
-	OffsetMask uint64
-	BufAlign   uint64
-	_          [24]byte
-
-	// Line 1: application-written.
-	head     atomic.Uint32
-	cur      atomic.Uint32
-	flags    atomic.Uint32
-	appKick  atomic.Uint32
-	resetAck atomic.Uint32
-	_        [44]byte
-
-	// Line 2: switch-written.
-	tail       atomic.Uint32
-	swKick     atomic.Uint32
-	resetGen   atomic.Uint32
-	resetHead  atomic.Uint32
-	resetWhy   atomic.Uint32
-	resetSlot  atomic.Uint32
-	ts         atomic.Int64
-	resetValue atomic.Uint32
-	_          [28]byte
-
-	// Line 3: reserved.
-	_ [64]byte
-}
-
-// region is a view of a port's memory with typed access to its parts. It
-// works on any []byte: an mmap'd memfd or, in tests, ordinary heap memory.
-type region struct {
-	mem    []byte
-	layout Layout
-}
-
-func newRegion(mem []byte, l Layout) (*region, error) {
-	if int64(len(mem)) < l.Size {
-		return nil, fmt.Errorf("port memory has %d bytes, layout needs %d", len(mem), l.Size)
-	}
-	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
-		return nil, errors.New("port memory is not 8-byte aligned")
-	}
-	return &region{mem: mem, layout: l}, nil
-}
-
-func (r *region) ifHeader() *ifHeader {
-	return (*ifHeader)(unsafe.Pointer(&r.mem[0]))
-}
-
-func (r *region) ringHeader(i int) *ringHeader {
-	off := r.layout.RingOfs[i]
-	_ = r.mem[off+ringHeaderSize-1]
-	return (*ringHeader)(unsafe.Pointer(&r.mem[off]))
-}
-
-func (r *region) slots(i int) []Slot {
-	off := r.layout.RingOfs[i] + ringHeaderSize
-	n := r.layout.TxSlots
-	if i >= int(r.layout.TxRings) {
-		n = r.layout.RxSlots
-	}
-	_ = r.mem[off+int64(n)*slotSize-1]
-	return unsafe.Slice((*Slot)(unsafe.Pointer(&r.mem[off])), n)
-}
-
-func (r *region) bufs() []byte {
-	l := &r.layout
-	return r.mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)]
-}
-
-// Init writes the headers of a fresh region of layout l: constants, initial
-// indexes and the buffer index of every slot. The memory must be zeroed.
-// valed calls it once before handing the region out.
-func Init(mem []byte, l Layout, name string) error {
-	r, err := newRegion(mem, l)
-	if err != nil {
-		return err
-	}
-	if len(name) > len(ifHeader{}.Name) {
-		return fmt.Errorf("port name %q longer than %d bytes", name, len(ifHeader{}.Name))
-	}
-	h := r.ifHeader()
-	h.Magic, h.Version, h.Flags = Magic, Version, NI_PRIV_MEM
-	h.TxRings, h.RxRings = l.TxRings, l.RxRings
-	h.BufSize, h.NumBufs = l.BufSize, l.NumBufs
-	h.BufOfs, h.MemSize = l.BufOfs, l.Size
-	copy(h.Name[:], name)
-	ringOfs := unsafe.Slice((*int64)(unsafe.Pointer(&mem[ifHeaderSize])), l.NumRings)
-	for i := range l.NumRings {
-		ringOfs[i] = l.RingOfs[i]
-		rh := r.ringHeader(i)
-		dir, id := TX, i
-		if i >= int(l.TxRings) {
-			dir, id = RX, i-int(l.TxRings)
-		}
-		slots := r.slots(i)
-		rh.BufOfs = l.BufOfs - l.RingOfs[i]
-		rh.NumSlots = uint32(len(slots))
-		rh.BufSize = l.BufSize
-		rh.RingID = uint16(id)
-		rh.Dir = uint16(dir)
-		rh.NumBufs = l.NumBufs
-		for j := range slots {
-			slots[j] = Slot{BufIdx: l.FirstBufs[i] + uint32(j)}
-		}
-		if dir == TX {
-			// The application owns every slot but the one kept empty.
-			rh.tail.Store(uint32(len(slots)) - 1)
-		}
-	}
-	// Chain the extra buffers through their first four bytes.
-	if l.ExtraBufs > 0 {
-		first := l.NumBufs - l.ExtraBufs
-		bufs := r.bufs()
-		for i := first; i < l.NumBufs-1; i++ {
-			putLE32(bufs[int64(i)*int64(l.BufSize):], i+1)
-		}
-		h.BufsHead.Store(first)
-	}
-	return nil
-}
-
-// verify checks that the headers in the region match its layout: what a
-// client does after mapping memory it received from valed.
-func (r *region) verify() error {
-	l := &r.layout
-	h := r.ifHeader()
-	if h.Magic != Magic || h.Version != Version {
-		return fmt.Errorf("port memory has magic %#x version %d, want %#x version %d", h.Magic, h.Version, Magic, Version)
-	}
-	if h.TxRings != l.TxRings || h.RxRings != l.RxRings || h.BufSize != l.BufSize ||
-		h.NumBufs != l.NumBufs || h.BufOfs != l.BufOfs || h.MemSize != l.Size {
-		return errors.New("port memory header does not match the port geometry")
-	}
-	ringOfs := unsafe.Slice((*int64)(unsafe.Pointer(&r.mem[ifHeaderSize])), l.NumRings)
-	for i := range l.NumRings {
-		if ringOfs[i] != l.RingOfs[i] || r.ringHeader(i).NumSlots != uint32(len(r.slots(i))) {
-			return fmt.Errorf("port memory ring %d does not match the port geometry", i)
-		}
-	}
-	return nil
-}
-
-func putLE32(b []byte, v uint32) {
-	_ = b[3]
-	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }

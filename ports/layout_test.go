@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unsafe"
@@ -9,7 +10,7 @@ import (
 // TestRingHeaderLayout pins the byte offsets the package documentation
 // promises: they are the ABI shared with other processes.
 func TestRingHeaderLayout(t *testing.T) {
-	var h ringHeader
+	var h RingHeader
 	fields := []struct {
 		name string
 		got  uintptr
@@ -23,6 +24,7 @@ func TestRingHeaderLayout(t *testing.T) {
 		{"num_bufs", unsafe.Offsetof(h.NumBufs), 20},
 		{"offset_mask", unsafe.Offsetof(h.OffsetMask), 24},
 		{"buf_align", unsafe.Offsetof(h.BufAlign), 32},
+		{"first_buf", unsafe.Offsetof(h.FirstBuf), 40},
 		{"head", unsafe.Offsetof(h.head), 64},
 		{"cur", unsafe.Offsetof(h.cur), 68},
 		{"flags", unsafe.Offsetof(h.flags), 72},
@@ -36,6 +38,7 @@ func TestRingHeaderLayout(t *testing.T) {
 		{"reset_slot", unsafe.Offsetof(h.resetSlot), 148},
 		{"ts", unsafe.Offsetof(h.ts), 152},
 		{"reset_value", unsafe.Offsetof(h.resetValue), 160},
+		{"hwcur", unsafe.Offsetof(h.hwcur), 164},
 	}
 	for _, f := range fields {
 		if f.got != f.want {
@@ -54,6 +57,9 @@ func TestRingHeaderLayout(t *testing.T) {
 	}
 	if o := unsafe.Offsetof(ifh.BufOfs); o != 40 {
 		t.Errorf("interface buf_ofs at %d, want 40", o)
+	}
+	if o := unsafe.Offsetof(ifh.Kind); o != 56 {
+		t.Errorf("interface kind at %d, want 56", o)
 	}
 	if s := unsafe.Sizeof(ifh); s != ifHeaderSize {
 		t.Errorf("interface header is %d bytes, want %d", s, ifHeaderSize)
@@ -87,106 +93,183 @@ func TestGeometryValidate(t *testing.T) {
 	}
 }
 
+// checkLayout verifies that nothing in l overlaps, everything is aligned,
+// and every non-borrowed ring owns its own buffers.
+func checkLayout(t *testing.T, what string, l Layout) {
+	t.Helper()
+	type span struct{ lo, hi int64 }
+	var spans []span
+	owned := map[uint32]bool{}
+	for fi, f := range l.Ifaces {
+		if f.Ofs%cacheLine != 0 {
+			t.Errorf("%s: interface %d at %d not cache aligned", what, fi, f.Ofs)
+		}
+		spans = append(spans, span{f.Ofs, f.Ofs + ifHeaderSize + 8*int64(f.NumRings())})
+		for r, off := range f.RingOfs {
+			if off%cacheLine != 0 {
+				t.Errorf("%s: interface %d ring %d at %d not cache aligned", what, fi, r, off)
+			}
+			spans = append(spans, span{off, off + ringHeaderSize + slotSize*int64(f.Slots[r])})
+			for j := range f.Slots[r] {
+				owned[f.FirstBufs[r]+j] = true
+			}
+		}
+	}
+	for i, a := range spans {
+		if a.hi > l.BufOfs {
+			t.Errorf("%s: part %d [%d, %d) runs into the buffers at %d", what, i, a.lo, a.hi, l.BufOfs)
+		}
+		for _, b := range spans[i+1:] {
+			if a.lo < b.hi && b.lo < a.hi {
+				t.Errorf("%s: parts [%d, %d) and [%d, %d) overlap", what, a.lo, a.hi, b.lo, b.hi)
+			}
+		}
+	}
+	if l.BufOfs%pageSize != 0 || l.Size%pageSize != 0 || l.Size < l.BufOfs+int64(l.NumBufs)*int64(l.BufSize) {
+		t.Errorf("%s: buffers at %d, %d of %d, size %d", what, l.BufOfs, l.NumBufs, l.BufSize, l.Size)
+	}
+	if uint32(len(owned))+reservedBufs+l.ExtraBufs != l.NumBufs || owned[0] || owned[1] {
+		t.Errorf("%s: rings use %d buffers, pool has %d (%d extra)", what, len(owned), l.NumBufs, l.ExtraBufs)
+	}
+}
+
 func TestLayout(t *testing.T) {
 	for _, g := range []Geometry{
 		DefaultGeometry(),
 		{TxRings: 3, RxRings: 2, TxSlots: 1000, RxSlots: 7, BufSize: 64, ExtraBufs: 5},
 		{TxRings: MaxRings, RxRings: MaxRings, TxSlots: MaxSlots, RxSlots: MaxSlots, BufSize: MaxBufSize},
 	} {
-		l, err := g.Layout()
-		if err != nil {
-			t.Fatalf("%+v: %v", g, err)
-		}
-		end := int64(ifHeaderSize + 8*l.NumRings)
-		next := uint32(reservedBufs)
-		for i, off := range l.RingOfs {
-			if off%cacheLine != 0 {
-				t.Errorf("%+v: ring %d at %d not cache aligned", g, i, off)
+		for z := range 3 {
+			l, err := PortLayout(g, z)
+			if err != nil {
+				t.Fatalf("%+v: %v", g, err)
 			}
-			if off < end {
-				t.Errorf("%+v: ring %d at %d overlaps what precedes it (ends at %d)", g, i, off, end)
+			checkLayout(t, fmt.Sprintf("port %+v z%d", g, z), l)
+			if len(l.Ifaces) != 1+z || l.Ifaces[0].Kind != IfacePort {
+				t.Errorf("port with %d zmon levels has %d interfaces", z, len(l.Ifaces))
 			}
-			slots := g.TxSlots
-			if i >= int(g.TxRings) {
-				slots = g.RxSlots
+			if z > 0 {
+				zm := l.Ifaces[l.ZMon(0, z)]
+				if zm.Kind != IfaceZMon || zm.TxRings != 0 || zm.RxRings != int(g.TxRings+g.RxRings) {
+					t.Errorf("zmon level %d: %+v", z, zm)
+				}
 			}
-			end = off + ringHeaderSize + slotSize*int64(slots)
-			if l.FirstBufs[i] != next {
-				t.Errorf("%+v: ring %d first buffer %d, want %d", g, i, l.FirstBufs[i], next)
-			}
-			next += slots
-		}
-		if l.BufOfs < end || l.BufOfs%pageSize != 0 {
-			t.Errorf("%+v: buffers at %d (rings end at %d)", g, l.BufOfs, end)
-		}
-		if l.Size < l.BufOfs+int64(l.NumBufs)*int64(g.BufSize) || l.Size%pageSize != 0 {
-			t.Errorf("%+v: size %d too small or unaligned", g, l.Size)
-		}
-		if next+g.ExtraBufs != l.NumBufs {
-			t.Errorf("%+v: %d buffers, rings and extras need %d", g, l.NumBufs, next+g.ExtraBufs)
 		}
 	}
 }
 
-// newTestRegion returns initialised heap memory for g: what the race
-// detector can see, unlike mmap'd memory.
+func TestPipeLayout(t *testing.T) {
+	g := Geometry{TxRings: 2, RxRings: 1, TxSlots: 64, RxSlots: 32, BufSize: 2048}
+	l, err := PipeLayout(g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLayout(t, "pipe", l)
+	m, s := l.Ifaces[0], l.Ifaces[1]
+	if m.Kind != IfacePipeMaster || s.Kind != IfacePipeSlave || s.TxRings != 1 || s.RxRings != 2 {
+		t.Fatalf("ends %+v %+v", m, s)
+	}
+	// Each RX ring starts on the buffers of the peer's TX ring of the same index.
+	for i := range m.TxRings {
+		if s.FirstBufs[s.Ring(RX, i)] != m.FirstBufs[m.Ring(TX, i)] || s.Slots[s.Ring(RX, i)] != m.Slots[m.Ring(TX, i)] {
+			t.Errorf("slave rx %d does not mirror master tx %d", i, i)
+		}
+	}
+	for i := range s.TxRings {
+		if m.FirstBufs[m.Ring(RX, i)] != s.FirstBufs[s.Ring(TX, i)] {
+			t.Errorf("master rx %d does not mirror slave tx %d", i, i)
+		}
+	}
+	if len(l.Ifaces) != 4 || l.Ifaces[l.ZMon(1, 1)].RxRings != 3 {
+		t.Errorf("zmon interfaces of a pipe: %d", len(l.Ifaces))
+	}
+}
+
+// newTestRegion returns initialised heap memory for a port of geometry g:
+// what the race detector can see, unlike mmap'd memory.
 func newTestRegion(t testing.TB, g Geometry) ([]byte, Layout) {
 	t.Helper()
-	l, err := g.Layout()
+	l, err := PortLayout(g, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	words := make([]uint64, l.Size/8)
 	mem := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), l.Size)
-	if err := Init(mem, l, "vale0:test"); err != nil {
+	if err := Init(mem, l, []string{"vale0:test"}); err != nil {
 		t.Fatal(err)
 	}
 	return mem, l
 }
 
-func TestInitAndVerify(t *testing.T) {
+func TestInitAndOpenIface(t *testing.T) {
 	g := Geometry{TxRings: 2, RxRings: 1, TxSlots: 16, RxSlots: 8, BufSize: 128, ExtraBufs: 3}
 	mem, l := newTestRegion(t, g)
-	r, err := newRegion(mem, l)
+	f, err := OpenIface(mem, l.Ifaces[0].Ofs)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("open fresh interface: %v", err)
 	}
-	if err := r.verify(); err != nil {
-		t.Fatalf("verify fresh region: %v", err)
+	if f.Name() != "vale0:test" || f.NumRings(TX) != 2 || f.NumRings(RX) != 1 || f.Kind() != IfacePort {
+		t.Errorf("interface %q kind %d with %d/%d rings", f.Name(), f.Kind(), f.NumRings(TX), f.NumRings(RX))
 	}
-	if got := strings.TrimRight(string(r.ifHeader().Name[:]), "\x00"); got != "vale0:test" {
-		t.Errorf("name %q", got)
-	}
-	for i := range l.NumRings {
-		h := r.ringHeader(i)
-		wantTail := uint32(0)
-		if i < int(g.TxRings) {
-			wantTail = h.NumSlots - 1
-		}
-		if h.head.Load() != 0 || h.cur.Load() != 0 || h.tail.Load() != wantTail {
-			t.Errorf("ring %d: head %d cur %d tail %d, want 0 0 %d", i, h.head.Load(), h.cur.Load(), h.tail.Load(), wantTail)
-		}
-		for j, s := range r.slots(i) {
-			if s.BufIdx != l.FirstBufs[i]+uint32(j) {
-				t.Fatalf("ring %d slot %d has buffer %d", i, j, s.BufIdx)
+	for d, n := range map[Direction]int{TX: 2, RX: 1} {
+		for i := range n {
+			r := f.Ring(d, i, "x")
+			wantTail := uint32(0)
+			if d == TX {
+				wantTail = r.NumSlots() - 1
+			}
+			if r.Head() != 0 || r.Cur() != 0 || r.Tail() != wantTail {
+				t.Errorf("%s ring %d: head %d cur %d tail %d, want 0 0 %d", d, i, r.Head(), r.Cur(), r.Tail(), wantTail)
+			}
+			for j := range r.NumSlots() {
+				if r.Slot(j).BufIdx != r.HomeBuf(j) {
+					t.Fatalf("%s ring %d slot %d has buffer %d", d, i, j, r.Slot(j).BufIdx)
+				}
 			}
 		}
 	}
 	// The extra buffers form a list ending with 0.
 	seen := 0
-	for idx := r.ifHeader().BufsHead.Load(); idx != 0; seen++ {
+	r := f.Ring(TX, 0, "x")
+	for idx := f.BufsHead(); idx != 0; seen++ {
 		if idx < l.NumBufs-g.ExtraBufs || idx >= l.NumBufs || seen > int(g.ExtraBufs) {
 			t.Fatalf("extra buffer list reaches %d", idx)
 		}
-		b := r.bufs()[int(idx)*int(g.BufSize):]
+		b := r.Buf(idx)
 		idx = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 	}
 	if seen != int(g.ExtraBufs) {
 		t.Errorf("extra buffer list has %d buffers, want %d", seen, g.ExtraBufs)
 	}
-	// A corrupted header is refused.
-	r.ringHeader(1).NumSlots = 3
-	if err := r.verify(); err == nil {
-		t.Error("verify accepted a ring with the wrong slot count")
+	// Corrupted headers are refused, never followed.
+	corrupt := []struct {
+		name string
+		off  int64
+		val  uint32
+	}{
+		{"slot count", l.Ifaces[0].RingOfs[1] + 8, 1 << 20},
+		{"magic", 0, 0},
+		{"ring count", 12, 1000},
+		{"buffer count", 36, 1 << 30},
 	}
+	for _, c := range corrupt {
+		bad := append([]byte(nil), mem...)
+		putLE32(bad[c.off:], c.val)
+		if _, err := OpenIface(alignedCopy(bad), 0); err == nil {
+			t.Errorf("corrupted %s accepted", c.name)
+		}
+	}
+	if _, err := OpenIface(mem, 3); err == nil {
+		t.Error("unaligned interface offset accepted")
+	}
+	if _, err := OpenIface(mem, int64(len(mem))); err == nil {
+		t.Error("interface beyond the memory accepted")
+	}
+}
+
+func alignedCopy(b []byte) []byte {
+	words := make([]uint64, (len(b)+7)/8)
+	mem := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(b))
+	copy(mem, b)
+	return mem
 }

@@ -326,10 +326,8 @@ func (n *Name) Unsupported() error {
 		return fmt.Errorf("port name %q: %s (%q) not supported", n.String(), msg, part)
 	}
 	switch {
-	case n.Subsystem == "netmap":
-		return fmt.Errorf("port name %q: netmap:%s: no such port (only VALE ports valeX:Y can be opened)", n.String(), n.Port)
-	case n.Pipe != 0:
-		return what(string(n.Pipe)+n.PipeID, "netmap pipes")
+	case n.Subsystem == "netmap" && n.Pipe == 0:
+		return fmt.Errorf("port name %q: netmap:%s: no such port (VALE ports valeX:Y and pipes NAME{ID, NAME}ID can be opened)", n.String(), n.Port)
 	case n.Mode == RegSW || n.Mode == RegOneSW:
 		return what("^", "host rings on a VALE port")
 	case n.Mode == RegNICSW:

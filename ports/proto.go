@@ -14,23 +14,53 @@ type OpenRequest struct {
 	ExtraBufs uint32 `json:"extra_bufs,omitempty"` // extra buffers for a port this open creates
 }
 
-// OpenReply describes the port valed bound. It comes with descriptors: the
-// port's memory (a sealed memfd), the eventfd valed writes to wake this
-// binding, then one eventfd per bound TX ring that wakes the switch.
+// Kinds of binding an open can return.
+const (
+	KindVale     = "vale"     // a VALE port: valed switches its frames
+	KindPipe     = "pipe"     // one end of a pipe: the ends move frames to each other
+	KindMonitor  = "monitor"  // a copy monitor: receive rings fed with copies
+	KindZMonitor = "zmonitor" // a zero-copy monitor: receive rings in the monitored port's memory
+)
+
+// OpenReply describes the port valed bound. It comes with descriptors:
+//
+//	[0]             the memory region (a sealed memfd) of MemSize bytes
+//	[1, 1+N)        the eventfds this binding sleeps on, one per ring pair
+//	                in [NotifyFirst, NotifyLast) (ring pair i covers TX ring i
+//	                and RX ring i)
+//	[1+N, ...)      KindVale: one eventfd per bound TX ring, waking valed;
+//	                KindPipe: the peer end's eventfds for the same ring pairs,
+//	                to wake it
 type OpenReply struct {
-	Port     string   `json:"port"`   // canonical port name, e.g. "vale0:a"
-	Switch   string   `json:"switch"` // switch the port is attached to
-	Index    int      `json:"index"`  // port index within the switch
-	MAC      string   `json:"mac"`    // the port's own MAC address (a default source for senders)
-	Geometry Geometry `json:"geometry"`
-	MemSize  int64    `json:"mem_size"`
-	TxFirst  int      `json:"tx_first"` // bound TX rings are [TxFirst, TxLast)
-	TxLast   int      `json:"tx_last"`
-	RxFirst  int      `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
-	RxLast   int      `json:"rx_last"`
+	Kind        string   `json:"kind"`
+	Port        string   `json:"port"`   // canonical port name, e.g. "vale0:a"
+	Switch      string   `json:"switch"` // switch the port is attached to, if any
+	Index       int      `json:"index"`  // port index within the switch
+	MAC         string   `json:"mac"`    // the port's own MAC address (a default source for senders)
+	Geometry    Geometry `json:"geometry"`
+	MemSize     int64    `json:"mem_size"`
+	IfOfs       int64    `json:"if_ofs"`      // this binding's interface header
+	PeerIfOfs   int64    `json:"peer_if_ofs"` // KindPipe: the other end's interface header
+	TxFirst     int      `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
+	TxLast      int      `json:"tx_last"`
+	RxFirst     int      `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
+	RxLast      int      `json:"rx_last"`
+	NotifyFirst int      `json:"notify_first"`
+	NotifyLast  int      `json:"notify_last"`
 }
 
 // InfoRequest asks for the geometry of a port (netmap's PORT_INFO_GET).
 type InfoRequest struct {
 	Name string `json:"name"`
+}
+
+// InfoReply describes a port and its memory, existing or to be.
+type InfoReply struct {
+	Port     string   `json:"port"`
+	Kind     string   `json:"kind"`
+	Index    int      `json:"index"` // -1 if the port does not exist yet
+	MAC      string   `json:"mac,omitempty"`
+	Geometry Geometry `json:"geometry"`
+	Layout   Layout   `json:"layout"`
+	Iface    int      `json:"iface"` // the port's interface in Layout.Ifaces
 }

@@ -11,8 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 const million = 1_000_000
@@ -78,7 +80,7 @@ func TestSequence(t *testing.T) {
 // client wraps a port opened by the test for frame-level checks.
 type client struct {
 	t   *testing.T
-	p   *ports.Port
+	p   *nmport.Port
 	mac net.HardwareAddr
 }
 
@@ -91,7 +93,7 @@ func newClient(t *testing.T, d *daemon, name, mac string) *client {
 func (c *client) send(dst net.HardwareAddr, tag string) {
 	c.t.Helper()
 	r := c.p.TxRing(0)
-	if _, err := c.p.Poll(ports.PollOut, time.Second); err != nil {
+	if _, err := c.p.Poll(nmport.PollOut, time.Second); err != nil {
 		c.t.Fatal(err)
 	}
 	s := r.Slot(r.Head())
@@ -117,7 +119,7 @@ func (c *client) recv(wait time.Duration) []string {
 	var tags []string
 	deadline := time.Now().Add(wait)
 	for {
-		ev, err := c.p.Poll(ports.PollIn, max(time.Until(deadline), 0)) // negative would wait forever
+		ev, err := c.p.Poll(nmport.PollIn, max(time.Until(deadline), 0)) // negative would wait forever
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -253,22 +255,23 @@ func TestGarbageClient(t *testing.T) {
 	// 2. Random bytes over every ring and slot the application can write,
 	// and an absurd head. Each sync must fail or succeed, never hang or
 	// crash anything.
-	mem, l := bad.Mem(), bad.Layout()
+	mem := bad.Mem()
+	base := uintptr(unsafe.Pointer(&mem[0]))
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 20 {
-		for i := range l.NumRings {
-			lo := l.RingOfs[i] + 64
-			hi := l.RingOfs[i] + 256 + 16*int64(l.TxSlots)
-			for j := lo; j < hi; j++ {
-				if j < l.RingOfs[i]+128 || j >= l.RingOfs[i]+256 {
-					mem[j] = byte(rng.Uint32())
-				}
+		for _, r := range []*ports.Ring{bad.TxRing(0), bad.RxRing(0)} {
+			off := int(uintptr(unsafe.Pointer(r.Header())) - base)
+			for j := off + 64; j < off+128; j++ { // the application-written line
+				mem[j] = byte(rng.Uint32())
+			}
+			for j := off + 256; j < off+256+16*int(r.NumSlots()); j++ { // the slots
+				mem[j] = byte(rng.Uint32())
 			}
 		}
 		bad.TxSync()
 		bad.RxSync()
 		// Wake the switch: valed looks at the ring when it is kicked.
-		bad.Poll(ports.PollIn|ports.PollOut, 10*time.Millisecond)
+		bad.Poll(nmport.PollIn|nmport.PollOut, 10*time.Millisecond)
 	}
 	tx.wait(60 * time.Second)
 	out := rx.wait(60 * time.Second)
@@ -354,11 +357,11 @@ func TestShutdown(t *testing.T) {
 	if _, err := os.Stat(d.sock); !os.IsNotExist(err) {
 		t.Errorf("control socket still there: %v", err)
 	}
-	_, err := p.Poll(ports.PollIn, 5*time.Second)
-	if !errors.Is(err, ports.ErrDisconnected) {
+	_, err := p.Poll(nmport.PollIn, 5*time.Second)
+	if !errors.Is(err, nmport.ErrDisconnected) {
 		t.Errorf("poll after shutdown: %v, want ErrDisconnected", err)
 	}
-	if err := p.TxSync(); !errors.Is(err, ports.ErrDisconnected) {
+	if err := p.TxSync(); !errors.Is(err, nmport.ErrDisconnected) {
 		t.Errorf("sync after shutdown: %v, want ErrDisconnected", err)
 	}
 }
@@ -408,7 +411,7 @@ func TestValeCtl(t *testing.T) {
 		want string
 	}{
 		{[]string{"-l", "vale0:nope"}, "no such port vale0:nope"},
-		{[]string{"-g", "vale0:a{1"}, `netmap pipes ("{1") not supported`},
+		{[]string{"-g", "vale0:a^"}, `host rings on a VALE port ("^") not supported`},
 		{[]string{"-l", "bogus name"}, "neither a switch nor a port name"},
 	} {
 		if out := d.runFail(t, "vale-ctl", tt.args...); !strings.Contains(out, tt.want) {
@@ -427,7 +430,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-i", "vale0:a/q", "-f", "tx"}, "unrecognized flag 'q'"},
 		{[]string{"-i", "vale0:a@conf:rings=99", "-f", "tx"}, "tx rings 99 out of range [1, 16]"},
 		{[]string{"-i", "vale0:a@conf:slots=5000", "-f", "tx"}, "tx slots 5000 out of range"},
-		{[]string{"-i", "eth0", "-f", "tx"}, "only VALE ports"},
+		{[]string{"-i", "eth0", "-f", "tx"}, "netmap:eth0: no such port"},
 		{[]string{"-i", "vale0:a/rt", "-f", "rx"}, "monitor ports"},
 		{[]string{"-i", "vale0:a", "-f", "bogus"}, `unknown function "bogus"`},
 		{[]string{"-i", "vale0:a", "-l", "3000", "-f", "tx"}, "larger than the port's buffers"},

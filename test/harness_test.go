@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // binDir holds the binaries built for this run.
@@ -180,9 +180,9 @@ func (d *daemon) runFail(t *testing.T, name string, args ...string) string {
 }
 
 // open opens a port with the client library.
-func (d *daemon) open(t *testing.T, name string) *ports.Port {
+func (d *daemon) open(t *testing.T, name string) *nmport.Port {
 	t.Helper()
-	p, err := ports.Open(name, &ports.Options{Socket: d.sock})
+	p, err := nmport.Open(name, &nmport.Options{Socket: d.sock})
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}

@@ -38,6 +38,23 @@ rtt() { # rtt [valed flags...]
 echo "== pkt-gen -f tx -> vale0 -> pkt-gen -f rx, $SECS s each"
 run 60
 run 1514
+pipe() { # pipe BURST: pkt-gen on each end of a netmap pipe, 64-byte frames
+	start_valed
+	local v=${VALE_PIDS[-1]}
+	"$VALE_BIN/pkt-gen" -i 'netmap:p}1' -f rx -b "$1" >"$VALE_TMP/rx.out" 2>&1 &
+	local rx=$!
+	wait_port 'netmap:p}1'
+	timeout -s INT "$SECS" "$VALE_BIN/pkt-gen" -i 'netmap:p{1' -f tx -b "$1" >"$VALE_TMP/tx.out" 2>&1 || true
+	sleep 0.5
+	stop_pid "$rx"
+	stop_pid "$v"
+	printf 'batch %-4s rx %s\n' "$1" "$(rate "$VALE_TMP/rx.out")"
+}
+
+echo "== netmap pipe, pkt-gen -f tx -> pkt-gen -f rx, 64 B, $SECS s each"
+for b in 64 256 512; do
+	pipe "$b"
+done
 echo "== ping/pong round trip, 20000 transactions (valed default: no polling)"
 rtt
 echo "== ping/pong round trip, valed -poll 50us"

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/pkt"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // pingPayload is what ping puts in the UDP payload: a sequence number and
@@ -32,7 +32,7 @@ func (t *thread) ping() error {
 	var intCount, intMin, intMax, intSum uint64
 	intMin = ^uint64(0)
 	for !t.cancel.Load() && (c.count == 0 || uint64(seq) < c.count) {
-		if _, err := t.port.Poll(ports.PollOut, pollTimeout); err != nil {
+		if _, err := t.port.Poll(nmport.PollOut, pollTimeout); err != nil {
 			return err
 		}
 		if tx.Space() == 0 {
@@ -56,7 +56,7 @@ func (t *thread) ping() error {
 		answered := false
 		deadline := time.Now().Add(time.Second)
 		for !answered && !t.cancel.Load() && time.Now().Before(deadline) {
-			ev, err := t.port.Poll(ports.PollIn, time.Until(deadline))
+			ev, err := t.port.Poll(nmport.PollIn, time.Until(deadline))
 			if err != nil {
 				return err
 			}
@@ -126,7 +126,7 @@ func (t *thread) pong() error {
 	tx, rx := t.port.TxRing(0), t.port.RxRing(0)
 	var answered uint64
 	for !t.cancel.Load() && (c.count == 0 || answered < c.count) {
-		ev, err := t.port.Poll(ports.PollIn, pollTimeout)
+		ev, err := t.port.Poll(nmport.PollIn, pollTimeout)
 		if err != nil {
 			return err
 		}

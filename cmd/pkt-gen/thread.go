@@ -13,6 +13,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/pkt"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // noSpace is what min_space shows when nothing was measured (netmap's 99999).
@@ -29,7 +30,7 @@ type counters struct {
 type thread struct {
 	id       int
 	cfg      *config
-	port     *ports.Port
+	port     *nmport.Port
 	cancel   *atomic.Bool
 	finished chan struct{}
 	err      error
@@ -59,8 +60,8 @@ func openThreads(cfg *config) ([]*thread, error) {
 	for i := range cfg.threads {
 		name, err := threadName(cfg, i)
 		if err == nil {
-			var p *ports.Port
-			p, err = ports.Open(name, &ports.Options{Socket: cfg.socket})
+			var p *nmport.Port
+			p, err = nmport.Open(name, &nmport.Options{Socket: cfg.socket})
 			if err == nil {
 				t := &thread{id: i, cfg: cfg, port: p, finished: make(chan struct{})}
 				openRand(t)
@@ -301,7 +302,7 @@ func (t *thread) tx() error {
 	t.start = lim.start
 	var sent uint64
 	for !t.cancel.Load() && (t.limit == 0 || sent < t.limit) {
-		ev, err := t.port.Poll(ports.PollOut, pollTimeout)
+		ev, err := t.port.Poll(nmport.PollOut, pollTimeout)
 		if err != nil {
 			return err
 		}
@@ -386,7 +387,7 @@ func (t *thread) rx() error {
 		seen bool
 	}, len(rings))
 	for !t.cancel.Load() {
-		ev, err := t.port.Poll(ports.PollIn, time.Second)
+		ev, err := t.port.Poll(nmport.PollIn, time.Second)
 		if err != nil {
 			return err
 		}
@@ -398,7 +399,7 @@ func (t *thread) rx() error {
 	t.start = time.Now()
 	idle := time.Duration(0)
 	for !t.cancel.Load() && (c.count == 0 || t.claimed.Load() < c.count) {
-		ev, err := t.port.Poll(ports.PollIn, pollTimeout)
+		ev, err := t.port.Poll(nmport.PollIn, pollTimeout)
 		if err != nil {
 			return err
 		}

@@ -95,19 +95,31 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 		}
 		all.Switches = append(all.Switches, r.Switches...)
 		all.Ports = append(all.Ports, r.Ports...)
+		all.Pipes = append(all.Pipes, r.Pipes...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if len(all.Switches) == 0 {
+	if len(all.Switches) == 0 && len(all.Pipes) == 0 {
 		if name != "" {
-			return fmt.Errorf("no switch or port named %s", name)
+			return fmt.Errorf("no switch, port or pipe named %s", name)
 		}
 		fmt.Fprintln(out, "no switches")
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	defer w.Flush()
+	if len(all.Pipes) > 0 {
+		fmt.Fprintln(w, "PIPE\tSLAVE\tRINGS\tSLOTS\tCLIENTS")
+		for _, p := range all.Pipes {
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
+		}
+		if len(all.Switches) == 0 {
+			return nil
+		}
+		fmt.Fprintln(w)
+	}
 	if verbose {
 		fmt.Fprintln(w, "SWITCH\tPORTS\tMACS\tLEARNED\tMOVED\tAGED\tTABLE_FULL\tROUNDS\tFRAMES\tAVG_BATCH")
 		for _, s := range all.Switches {
@@ -127,32 +139,41 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 			p.Name, p.Switch, p.Index, p.Kind, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
 			st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropInvalid, st.DropNoRoute, st.Resets)
 	}
-	return w.Flush()
+	return nil
 }
 
 func printGeometry(conn *ctl.Conn, name string, out io.Writer) error {
-	var info ports.OpenReply
+	var info ports.InfoReply
 	if _, err := conn.Call(ports.OpInfo, ports.InfoRequest{Name: name}, &info); err != nil {
 		return err
 	}
-	l, err := info.Geometry.Layout()
-	if err != nil {
-		return err
+	l := info.Layout
+	if info.Iface < 0 || info.Iface >= len(l.Ifaces) {
+		return fmt.Errorf("valed described interface %d of %d", info.Iface, len(l.Ifaces))
 	}
 	idx := "not created yet"
 	if info.Index >= 0 {
 		idx = "port_idx " + strconv.Itoa(info.Index)
+		if info.Kind == ports.KindPipe {
+			idx = "pipe"
+		}
 	}
 	g := info.Geometry
-	fmt.Fprintf(out, "%s: %s memsize %d (%.2f MiB) tx_rings %d rx_rings %d tx_slots %d rx_slots %d buf_size %d num_bufs %d extra_bufs %d mac %s\n",
-		info.Port, idx, l.Size, float64(l.Size)/(1<<20), g.TxRings, g.RxRings, g.TxSlots, g.RxSlots, g.BufSize, l.NumBufs, g.ExtraBufs, info.MAC)
-	for i := range l.NumRings {
-		d, id := ports.TX, i
-		if i >= int(g.TxRings) {
-			d, id = ports.RX, i-int(g.TxRings)
-		}
-		fmt.Fprintf(out, "   %s%d at offset %d slots %d, first buffer %d\n", strings.ToUpper(d.String()), id, l.RingOfs[i], l.Slots(d), l.FirstBufs[i])
+	fmt.Fprintf(out, "%s: %s memsize %d (%.2f MiB) tx_rings %d rx_rings %d tx_slots %d rx_slots %d buf_size %d num_bufs %d extra_bufs %d",
+		info.Port, idx, l.Size, float64(l.Size)/(1<<20), g.TxRings, g.RxRings, g.TxSlots, g.RxSlots, g.BufSize, l.NumBufs, l.ExtraBufs)
+	if info.MAC != "" {
+		fmt.Fprintf(out, " mac %s", info.MAC)
 	}
-	fmt.Fprintf(out, "   buffers at offset %d, %d of %d bytes\n", l.BufOfs, l.NumBufs, g.BufSize)
+	fmt.Fprintln(out)
+	f := l.Ifaces[info.Iface]
+	fmt.Fprintf(out, "   interface at offset %d, %d zero-copy monitor levels\n", f.Ofs, l.ZLevels)
+	for i := range f.NumRings() {
+		d, id := ports.TX, i
+		if i >= f.TxRings {
+			d, id = ports.RX, i-f.TxRings
+		}
+		fmt.Fprintf(out, "   %s%d at offset %d slots %d, first buffer %d\n", strings.ToUpper(d.String()), id, f.RingOfs[i], f.Slots[i], f.FirstBufs[i])
+	}
+	fmt.Fprintf(out, "   buffers at offset %d, %d of %d bytes\n", l.BufOfs, l.NumBufs, l.BufSize)
 	return nil
 }

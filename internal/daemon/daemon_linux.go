@@ -18,6 +18,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/vale"
@@ -41,6 +42,7 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	switches map[string]*switchState
+	pipes    map[string]*pipeState // by master end name
 	conns    map[*ctl.Conn]struct{}
 	closing  bool
 
@@ -85,6 +87,7 @@ func New(cfg Config) (*Daemon, error) {
 		log:      cfg.Logger,
 		ln:       ln,
 		switches: map[string]*switchState{},
+		pipes:    map[string]*pipeState{},
 		conns:    map[*ctl.Conn]struct{}{},
 	}, nil
 }
@@ -136,15 +139,21 @@ func (d *Daemon) shutdown() {
 		ss.sw.Close()
 		delete(d.switches, name)
 	}
+	for name, ps := range d.pipes {
+		ps.pair.Free()
+		delete(d.pipes, name)
+	}
 	d.log.Info("valed stopped")
 }
 
 // session is one control connection and the port binding it holds.
 type session struct {
-	conn    *ctl.Conn
-	pid     int32
-	binding *shm.Binding
-	port    *portState
+	conn *ctl.Conn
+	pid  int32
+	// holding names what the session opened; release gives it back (it
+	// runs with d.mu held). Both are empty until an open succeeds.
+	holding string
+	release func()
 }
 
 func (d *Daemon) serveConn(c *ctl.Conn) {
@@ -154,7 +163,7 @@ func (d *Daemon) serveConn(c *ctl.Conn) {
 		s.pid = cred.Pid
 	}
 	defer func() {
-		d.release(s)
+		d.releaseSession(s)
 		c.Close()
 		d.mu.Lock()
 		delete(d.conns, c)
@@ -227,8 +236,8 @@ func (d *Daemon) geometryFor(conf ports.Conf, extra uint32) (ports.Geometry, err
 }
 
 func (d *Daemon) open(s *session, r ports.OpenRequest) error {
-	if s.binding != nil {
-		return fmt.Errorf("this connection already holds %s; open another connection", s.port.port.Name())
+	if s.release != nil {
+		return fmt.Errorf("this connection already holds %s; open another connection", s.holding)
 	}
 	n, err := ports.ParseName(r.Name)
 	if err != nil {
@@ -245,40 +254,60 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.PortName(), err)
 	}
+	explicit := !conf.IsZero() || r.ExtraBufs != 0
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closing {
 		return errors.New("valed is shutting down")
 	}
-	name := n.PortName()
-	ps, created, err := d.portLocked(n.Switch, name, g, !conf.IsZero() || r.ExtraBufs != 0)
+	var (
+		reply ports.OpenReply
+		fds   []int
+	)
+	if n.Pipe != 0 {
+		fds, err = d.openPipeLocked(s, &n, g, explicit, &reply)
+	} else {
+		fds, err = d.openValeLocked(s, &n, g, explicit, &reply)
+	}
 	if err != nil {
 		return err
 	}
+	s.holding = reply.Port
+	d.log.Info("port opened", "name", r.Name, "kind", reply.Kind, "pid", s.pid)
+	return s.conn.ReplyOK(reply, fds...)
+}
+
+// openValeLocked binds a VALE port, creating it and its switch if needed.
+func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
+	ps, created, err := d.portLocked(n.Switch, n.PortName(), g, explicit)
+	if err != nil {
+		return nil, err
+	}
 	tx, rx := ps.port.Rings()
-	sel, err := shm.SelectRings(&n, tx, rx)
+	sel, err := ports.SelectRings(n, tx, rx)
+	var b *shm.Binding
 	if err == nil {
-		s.binding, err = ps.port.Bind(sel)
+		b, err = ps.port.Bind(sel)
 	}
 	if err != nil {
 		if created {
 			d.destroyPortLocked(ps)
 		}
-		return err
+		return nil, err
 	}
-	s.port = ps
-	fds, err := s.binding.FDs()
+	fds, err := b.Reply(reply)
 	if err != nil {
-		return err
+		b.Close()
+		return nil, err
 	}
-	reply := ports.OpenReply{
-		Port: name, Switch: n.Switch, Index: ps.idx, MAC: ps.port.MAC().String(),
-		Geometry: ps.geom, MemSize: ps.port.Layout().Size,
-		TxFirst: sel.TxFirst, TxLast: sel.TxLast, RxFirst: sel.RxFirst, RxLast: sel.RxLast,
+	reply.Switch, reply.Index = n.Switch, ps.idx
+	s.release = func() {
+		if b.Close() == 0 {
+			d.destroyPortLocked(ps)
+		}
 	}
-	d.log.Info("port opened", "port", r.Name, "pid", s.pid, "created", created, "index", ps.idx)
-	return s.conn.ReplyOK(reply, fds...)
+	return fds, nil
 }
 
 // portLocked returns the port called name on switch swName, creating the
@@ -317,18 +346,17 @@ func describeGeometry(g ports.Geometry) string {
 	return fmt.Sprintf("%d/%d rings of %d/%d slots (tx/rx), %d extra buffers", g.TxRings, g.RxRings, g.TxSlots, g.RxSlots, g.ExtraBufs)
 }
 
-// release drops a session's binding, destroying the port if it was the last.
-func (d *Daemon) release(s *session) {
-	if s.binding == nil {
+// releaseSession drops a session's binding, destroying what it held if it
+// was the last binding.
+func (d *Daemon) releaseSession(s *session) {
+	if s.release == nil {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s.binding.Close() == 0 {
-		d.destroyPortLocked(s.port)
-	}
-	d.log.Info("port closed", "port", s.port.port.Name(), "pid", s.pid)
-	s.binding, s.port = nil, nil
+	s.release()
+	d.log.Info("port closed", "port", s.holding, "pid", s.pid)
+	s.release, s.holding = nil, ""
 }
 
 func (d *Daemon) destroyPortLocked(ps *portState) {
@@ -358,35 +386,57 @@ func (d *Daemon) dropSwitchIfEmptyLocked(ss *switchState) {
 	d.log.Info("switch destroyed", "switch", ss.sw.Name())
 }
 
-// info returns the geometry of a port: the existing port's, or the one a
-// port of that name would get.
-func (d *Daemon) info(name string) (ports.OpenReply, error) {
+// info describes a port and its memory: the existing port's, or what a port
+// of that name would get.
+func (d *Daemon) info(name string) (ports.InfoReply, error) {
 	n, err := ports.ParseName(name)
 	if err != nil {
-		return ports.OpenReply{}, err
+		return ports.InfoReply{}, err
 	}
 	if err := n.Unsupported(); err != nil {
-		return ports.OpenReply{}, err
+		return ports.InfoReply{}, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	reply := ports.OpenReply{Port: n.PortName(), Switch: n.Switch, Index: -1}
+	reply := ports.InfoReply{Port: n.PortName(), Index: -1}
+	if n.Pipe != 0 {
+		reply.Kind = ports.KindPipe
+		master, _ := pipeNames(&n)
+		end := pipes.EndOf(n.Pipe)
+		reply.Iface = end
+		if ps := d.pipes[master]; ps != nil {
+			reply.Index, reply.Geometry, reply.Layout = 0, ps.pair.Geometry(end), ps.pair.Layout()
+			return reply, nil
+		}
+		g, err := d.geometryFor(n.Conf, 0)
+		if err != nil {
+			return ports.InfoReply{}, err
+		}
+		if reply.Layout, err = ports.PipeLayout(g, d.cfg.Port.ZLevels); err != nil {
+			return ports.InfoReply{}, err
+		}
+		reply.Geometry = g
+		if end == pipes.Slave {
+			reply.Geometry = ports.Geometry{TxRings: g.RxRings, RxRings: g.TxRings, TxSlots: g.RxSlots, RxSlots: g.TxSlots, BufSize: g.BufSize}
+		}
+		return reply, nil
+	}
+	reply.Kind = ports.KindVale
 	if ss := d.switches[n.Switch]; ss != nil {
 		if ps := ss.ports[n.PortName()]; ps != nil {
 			reply.Index, reply.Geometry, reply.MAC = ps.idx, ps.geom, ps.port.MAC().String()
-			reply.MemSize = ps.port.Layout().Size
+			reply.Layout = ps.port.Layout()
 			return reply, nil
 		}
 	}
 	g, err := d.geometryFor(n.Conf, 0)
 	if err != nil {
-		return ports.OpenReply{}, err
+		return ports.InfoReply{}, err
 	}
-	l, err := g.Layout()
-	if err != nil {
-		return ports.OpenReply{}, err
+	if reply.Layout, err = ports.PortLayout(g, d.cfg.Port.ZLevels); err != nil {
+		return ports.InfoReply{}, err
 	}
-	reply.Geometry, reply.MemSize, reply.MAC = g, l.Size, shm.DefaultMAC(n.PortName()).String()
+	reply.Geometry, reply.MAC = g, shm.DefaultMAC(n.PortName()).String()
 	return reply, nil
 }
 
@@ -409,9 +459,26 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 			sws = append(sws, ss.sw)
 		}
 	}
+	var pipeList []mgmt.PipeInfo
+	for master, ps := range d.pipes {
+		if r.Name == "" || r.Name == master || r.Name == ps.pair.Name(pipes.Slave) {
+			g := ps.pair.Geometry(pipes.Master)
+			pipeList = append(pipeList, mgmt.PipeInfo{
+				Master: master, Slave: ps.pair.Name(pipes.Slave),
+				TxRings: int(g.TxRings), RxRings: int(g.RxRings), TxSlots: int(g.TxSlots), RxSlots: int(g.RxSlots),
+				Clients: ps.pair.Users(),
+			})
+		}
+	}
 	d.mu.Unlock()
+	slices.SortFunc(pipeList, func(a, b mgmt.PipeInfo) int { return strings.Compare(a.Master, b.Master) })
+	if len(pipeList) > 0 {
+		if n, err := ports.ParseName(r.Name); err == nil && n.Pipe != 0 {
+			return c.ReplyOK(mgmt.ListReply{Pipes: pipeList})
+		}
+	}
 	slices.SortFunc(sws, func(a, b *vale.Switch) int { return strings.Compare(a.Name(), b.Name()) })
-	var out mgmt.ListReply
+	out := mgmt.ListReply{Pipes: pipeList}
 	for _, sw := range sws {
 		out.Switches = append(out.Switches, sw.Info())
 	}

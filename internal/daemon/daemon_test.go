@@ -13,6 +13,7 @@ import (
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // startDaemon runs a daemon in the test process on a private socket.
@@ -60,11 +61,11 @@ func list(t testing.TB, sock string) mgmt.ListReply {
 
 func TestPortLifetime(t *testing.T) {
 	sock := startDaemon(t)
-	a, err := ports.Open("vale0:a", &ports.Options{Socket: sock})
+	a, err := nmport.Open("vale0:a", &nmport.Options{Socket: sock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := ports.Open("vale0:a-0", &ports.Options{Socket: sock})
+	a2, err := nmport.Open("vale0:a-0", &nmport.Options{Socket: sock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,4 +19,16 @@ type ListRequest struct {
 type ListReply struct {
 	Switches []vale.SwitchInfo `json:"switches,omitempty"`
 	Ports    []vale.PortInfo   `json:"ports,omitempty"`
+	Pipes    []PipeInfo        `json:"pipes,omitempty"`
+}
+
+// PipeInfo describes a pipe pair.
+type PipeInfo struct {
+	Master  string `json:"master"`
+	Slave   string `json:"slave"`
+	TxRings int    `json:"tx_rings"` // of the master end
+	RxRings int    `json:"rx_rings"`
+	TxSlots int    `json:"tx_slots"`
+	RxSlots int    `json:"rx_slots"`
+	Clients [2]int `json:"clients"` // bindings of the master and slave ends
 }

@@ -1,6 +1,6 @@
 // Package shm implements VALE ports backed by shared memory: the port kind
-// applications open through the ports client library. valed creates the
-// port's memory (a sealed memfd), serves its rings to the switch through
+// applications open through the client library. valed creates the port's
+// memory (a sealed memfd), serves its rings to the switch through
 // ports.KRing (validating everything the application writes) and wakes
 // either side through eventfds only when the other one sleeps.
 package shm
@@ -15,52 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/ports"
 )
-
-// Port is a shared-memory VALE port as valed holds it. It implements the
-// switch's port interface (vale.Port).
-type Port struct {
-	name   string
-	mac    net.HardwareAddr
-	layout ports.Layout
-	mem    []byte
-	memfd  int // -1 for ports over heap memory (tests)
-	mapped bool
-	tx     []*txRing
-	rx     []*rxRing
-
-	stopped atomic.Bool
-
-	mu       sync.Mutex // bindings and ring holders
-	bindings map[*Binding]struct{}
-	holders  []ringHolders // by ring index in layout order
-}
-
-type ringHolders struct {
-	count     int
-	exclusive bool
-}
-
-type txRing struct {
-	k       *ports.KRing
-	kick    *os.File // eventfd the application writes after publishing slots
-	kickFD  int      // kick's descriptor, sent to clients
-	slots   uint32   // slots taken by the last Recv, released by Release
-	ticket  uint32   // switch sleep tickets
-	poller  spin.Poller
-	notify  atomic.Pointer[[]*os.File]
-	readBuf [8]byte
-}
-
-type rxRing struct {
-	mu     sync.Mutex // serialises deliveries from concurrent senders
-	k      *ports.KRing
-	notify atomic.Pointer[[]*os.File]
-}
 
 // Config tunes a port. The zero value gives the defaults.
 type Config struct {
@@ -71,39 +29,60 @@ type Config struct {
 	// application needs (measured: no gain with one sender and one
 	// receiver on two cores). Give it when valed has cores of its own.
 	Poll time.Duration
+	// ZLevels is how many zero-copy monitors can be chained on the port
+	// (room for their rings is reserved in the port's memory).
+	ZLevels int
+}
+
+// Port is a shared-memory VALE port as valed holds it. It implements the
+// switch's port interface (vale.Port).
+type Port struct {
+	name   string
+	mac    net.HardwareAddr
+	geom   ports.Geometry
+	layout ports.Layout
+	region *shmem.Region // nil for ports over heap memory (tests)
+	tx     []*txRing
+	rx     []*rxRing
+	notify []shmem.Eventfd // by ring pair: wakes the clients sleeping on it
+
+	stopped atomic.Bool
+
+	mu     sync.Mutex // bindings and claims
+	users  int
+	claims *ports.Claims
+}
+
+type txRing struct {
+	k       *ports.KRing
+	kick    shmem.Eventfd // the application writes it after publishing slots
+	slots   uint32        // slots taken by the last Recv, released by Release
+	ticket  uint32        // switch sleep tickets
+	poller  spin.Poller
+	readBuf [8]byte
+}
+
+type rxRing struct {
+	mu sync.Mutex // serialises deliveries from concurrent senders
+	k  *ports.KRing
 }
 
 // New creates a port named name with geometry g in a fresh memfd.
 func New(name string, g ports.Geometry, cfg Config) (*Port, error) {
-	l, err := g.Layout()
+	l, err := ports.PortLayout(g, cfg.ZLevels)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.MemfdCreate("vale:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	region, err := shmem.NewRegion(name, l.Size)
 	if err != nil {
-		return nil, fmt.Errorf("create memory of %s: %w", name, err)
-	}
-	if err := unix.Ftruncate(fd, l.Size); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("size memory of %s: %w", name, err)
-	}
-	// Sealed so that no client can shrink the memory under valed's mapping.
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("seal memory of %s: %w", name, err)
-	}
-	mem, err := unix.Mmap(fd, 0, int(l.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("map memory of %s: %w", name, err)
-	}
-	p, err := newPort(name, l, mem, fd, cfg)
-	if err != nil {
-		unix.Munmap(mem)
-		unix.Close(fd)
 		return nil, err
 	}
-	p.mapped = true
+	p, err := newPort(name, g, l, region.Mem, cfg)
+	if err != nil {
+		region.Close()
+		return nil, err
+	}
+	p.region = region
 	return p, nil
 }
 
@@ -112,42 +91,48 @@ func New(name string, g ports.Geometry, cfg Config) (*Port, error) {
 // another process; tests use it to run the switch under the race detector,
 // which does not see mmap'd memory.
 func NewInMemory(name string, g ports.Geometry, mem []byte, cfg Config) (*Port, error) {
-	l, err := g.Layout()
+	l, err := ports.PortLayout(g, cfg.ZLevels)
 	if err != nil {
 		return nil, err
 	}
-	return newPort(name, l, mem, -1, cfg)
+	return newPort(name, g, l, mem, cfg)
 }
 
-func newPort(name string, l ports.Layout, mem []byte, memfd int, cfg Config) (*Port, error) {
-	poll := cfg.Poll
-	if err := ports.Init(mem, l, name); err != nil {
+// IfaceNames returns the names of the interfaces of a port's layout: the
+// port, then its zero-copy monitor levels.
+func IfaceNames(name string, l ports.Layout) []string {
+	names := []string{name}
+	for z := 1; z <= l.ZLevels; z++ {
+		names = append(names, fmt.Sprintf("%s/z%d", name, z))
+	}
+	return names
+}
+
+func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Config) (*Port, error) {
+	if err := ports.Init(mem, l, IfaceNames(name, l)); err != nil {
 		return nil, err
 	}
-	krs, err := ports.KRings(mem, l, name)
+	iface, err := ports.OpenIface(mem, l.Ifaces[0].Ofs)
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{
-		name: name, mac: DefaultMAC(name), layout: l, mem: mem, memfd: memfd,
-		bindings: map[*Binding]struct{}{},
-		holders:  make([]ringHolders, l.NumRings),
+	ntx, nrx := int(g.TxRings), int(g.RxRings)
+	p := &Port{name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: ports.NewClaims(ntx, nrx)}
+	kicks, err := shmem.NewEventfds(ntx)
+	if err != nil {
+		return nil, err
 	}
-	for i := range int(l.TxRings) {
-		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			p.closeFiles()
-			return nil, fmt.Errorf("create kick eventfd of %s: %w", name, err)
-		}
-		t := &txRing{k: krs[i], kick: os.NewFile(uintptr(efd), "vale-kick"), kickFD: efd}
-		t.poller.Max = max(poll, 0)
-		t.notify.Store(&[]*os.File{})
+	if p.notify, err = shmem.NewEventfds(max(ntx, nrx)); err != nil {
+		shmem.CloseEventfds(kicks)
+		return nil, err
+	}
+	for i := range ntx {
+		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i]}
+		t.poller.Max = max(cfg.Poll, 0)
 		p.tx = append(p.tx, t)
 	}
-	for i := range int(l.RxRings) {
-		r := &rxRing{k: krs[int(l.TxRings)+i]}
-		r.notify.Store(&[]*os.File{})
-		p.rx = append(p.rx, r)
+	for i := range nrx {
+		p.rx = append(p.rx, &rxRing{k: iface.KRing(ports.RX, i, name)})
 	}
 	return p, nil
 }
@@ -168,6 +153,9 @@ func (p *Port) Name() string { return p.name }
 // MAC returns the port's MAC address.
 func (p *Port) MAC() net.HardwareAddr { return p.mac }
 
+// Geometry returns the port's geometry.
+func (p *Port) Geometry() ports.Geometry { return p.geom }
+
 // Layout returns the port's memory layout.
 func (p *Port) Layout() ports.Layout { return p.layout }
 
@@ -178,7 +166,7 @@ func (p *Port) Rings() (tx, rx int) { return len(p.tx), len(p.rx) }
 func (p *Port) Users() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.bindings)
+	return p.users
 }
 
 // Describe tells vale-ctl about the port.
@@ -188,9 +176,9 @@ func (p *Port) Describe() ports.Desc {
 		state = "stopping"
 	}
 	return ports.Desc{
-		Kind:    "vale",
+		Kind:    ports.KindVale,
 		TxRings: len(p.tx), RxRings: len(p.rx),
-		TxSlots: int(p.layout.TxSlots), RxSlots: int(p.layout.RxSlots),
+		TxSlots: int(p.geom.TxSlots), RxSlots: int(p.geom.RxSlots),
 		MAC:     p.mac.String(),
 		State:   state,
 		Clients: p.Users(),
@@ -209,16 +197,15 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 		}
 		n, err := t.k.TxFrames(b)
 		if err != nil {
-			notify(t.notify.Load())
+			p.notify[r].Kick()
 			return err
 		}
 		if n > 0 {
 			t.slots = n
 			return nil
 		}
-		// Nothing to do. A busy sender publishes again within
-		// microseconds: look for a while before going to sleep, which
-		// saves the sender a kick and the switch a wake-up.
+		// Nothing to do. With polling configured, look for a while before
+		// sleeping: a busy sender publishes again within microseconds.
 		if t.poller.Poll(func() bool { return t.k.Pending() || p.stopped.Load() }, time.Time{}) {
 			continue
 		}
@@ -233,7 +220,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 			continue
 		}
 		slept := time.Now()
-		_, rerr := t.kick.Read(t.readBuf[:])
+		_, rerr := t.kick.File.Read(t.readBuf[:])
 		t.k.SetSwitchSleeping(0)
 		t.poller.Slept(time.Since(slept))
 		if rerr != nil {
@@ -250,7 +237,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 func (p *Port) Release(r int, _ *ports.Batch) {
 	t := p.tx[r]
 	if t.k.TxRelease(t.slots) {
-		notify(t.notify.Load())
+		p.notify[r].Kick()
 	}
 	t.slots = 0
 }
@@ -262,7 +249,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 	frames, bytes, wake, err := x.k.RxFrames(b, which, b.Time)
 	x.mu.Unlock()
 	if wake || err != nil {
-		notify(x.notify.Load())
+		p.notify[r].Kick()
 	}
 	return frames, bytes, err
 }
@@ -271,158 +258,68 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 func (p *Port) Stop() {
 	p.stopped.Store(true)
 	for _, t := range p.tx {
-		kick(t.kick)
+		t.kick.Kick()
 	}
 }
 
 // Free releases the port's memory and descriptors. The port must be stopped
 // and detached from its switch, and its bindings closed.
 func (p *Port) Free() error {
-	p.mu.Lock()
-	for b := range p.bindings {
-		b.closeLocked()
-	}
-	p.mu.Unlock()
-	p.closeFiles()
-	var err error
-	if p.mapped {
-		err = unix.Munmap(p.mem)
-		p.mapped = false
-	}
-	if p.memfd >= 0 {
-		unix.Close(p.memfd)
-		p.memfd = -1
-	}
-	return err
-}
-
-func (p *Port) closeFiles() {
 	for _, t := range p.tx {
-		t.kick.Close()
+		t.kick.File.Close()
 	}
+	shmem.CloseEventfds(p.notify)
+	if p.region != nil {
+		return p.region.Close()
+	}
+	return nil
 }
 
-// Selection says which rings a binding takes: TX rings [TxFirst, TxLast) and
-// RX rings [RxFirst, RxLast).
-type Selection struct {
-	TxFirst, TxLast int
-	RxFirst, RxLast int
-	Exclusive       bool
-}
-
-// SelectRings turns the ring part of a port name into a Selection for a port
-// with ntx TX and nrx RX rings.
-func SelectRings(n *ports.Name, ntx, nrx int) (Selection, error) {
-	s := Selection{TxLast: ntx, RxLast: nrx, Exclusive: n.Flags&ports.FlagExclusive != 0}
-	if n.Mode == ports.RegOneNIC {
-		if n.Ring >= ntx && n.Ring >= nrx {
-			return Selection{}, fmt.Errorf("%s: ring %d out of range (the port has %d tx and %d rx rings)", n.PortName(), n.Ring, ntx, nrx)
-		}
-		s.TxFirst, s.TxLast = min(n.Ring, ntx), min(n.Ring+1, ntx)
-		s.RxFirst, s.RxLast = min(n.Ring, nrx), min(n.Ring+1, nrx)
-	}
-	if n.Flags&ports.FlagRxOnly != 0 {
-		s.TxFirst, s.TxLast = 0, 0
-	}
-	if n.Flags&ports.FlagTxOnly != 0 {
-		s.RxFirst, s.RxLast = 0, 0
-	}
-	return s, nil
-}
-
-// Binding is one client's hold on a port: the rings it bound and the eventfd
-// valed writes to wake it.
+// Binding is one client's hold on a port.
 type Binding struct {
-	port     *Port
-	sel      Selection
-	notify   *os.File
-	notifyFD int
-	closed   bool
+	port   *Port
+	sel    ports.Selection
+	closed bool
 }
 
-// Bind gives a client the rings sel names. An exclusive selection fails if
-// anyone holds one of its rings, and any selection fails on a ring held
-// exclusively.
-func (p *Port) Bind(sel Selection) (*Binding, error) {
-	if sel.TxFirst < 0 || sel.TxLast > len(p.tx) || sel.TxFirst > sel.TxLast ||
-		sel.RxFirst < 0 || sel.RxLast > len(p.rx) || sel.RxFirst > sel.RxLast {
-		return nil, fmt.Errorf("%s: ring selection out of range", p.name)
-	}
+// Bind gives a client the rings sel names; see ports.Claims for exclusive
+// bindings.
+func (p *Port) Bind(sel ports.Selection) (*Binding, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped.Load() {
 		return nil, fmt.Errorf("%s: port is going away", p.name)
 	}
-	idx := p.ringIndexes(sel)
-	for _, i := range idx {
-		h := p.holders[i]
-		if h.exclusive || (sel.Exclusive && h.count > 0) {
-			return nil, fmt.Errorf("%s: rings busy (bound exclusively, or /x asked and already bound): %w", p.name, unix.EBUSY)
-		}
+	if err := p.claims.Take(p.name, sel); err != nil {
+		return nil, err
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("%s: create notify eventfd: %w", p.name, err)
-	}
-	b := &Binding{port: p, sel: sel, notify: os.NewFile(uintptr(efd), "vale-notify"), notifyFD: efd}
-	for _, i := range idx {
-		p.holders[i].count++
-		p.holders[i].exclusive = sel.Exclusive
-	}
-	p.bindings[b] = struct{}{}
-	p.rebuildNotifyLocked()
-	return b, nil
-}
-
-func (p *Port) ringIndexes(sel Selection) []int {
-	var idx []int
-	for i := sel.TxFirst; i < sel.TxLast; i++ {
-		idx = append(idx, p.layout.RingIndex(ports.TX, i))
-	}
-	for i := sel.RxFirst; i < sel.RxLast; i++ {
-		idx = append(idx, p.layout.RingIndex(ports.RX, i))
-	}
-	return idx
-}
-
-// rebuildNotifyLocked recomputes, for every ring, the eventfds of the
-// bindings to wake. The lists are replaced, never changed in place, so the
-// data path reads them without a lock.
-func (p *Port) rebuildNotifyLocked() {
-	for i, t := range p.tx {
-		var l []*os.File
-		for b := range p.bindings {
-			if i >= b.sel.TxFirst && i < b.sel.TxLast {
-				l = append(l, b.notify)
-			}
-		}
-		t.notify.Store(&l)
-	}
-	for i, r := range p.rx {
-		var l []*os.File
-		for b := range p.bindings {
-			if i >= b.sel.RxFirst && i < b.sel.RxLast {
-				l = append(l, b.notify)
-			}
-		}
-		r.notify.Store(&l)
-	}
+	p.users++
+	return &Binding{port: p, sel: sel}, nil
 }
 
 // Selection returns the rings the binding holds.
-func (b *Binding) Selection() Selection { return b.sel }
+func (b *Binding) Selection() ports.Selection { return b.sel }
 
-// FDs returns the descriptors a client needs, in the order the open protocol
-// defines: port memory, notify eventfd, then the kick eventfd of each bound
-// TX ring. They stay owned by the port.
-func (b *Binding) FDs() ([]int, error) {
+// Reply fills the parts of an open reply that describe the binding, and
+// returns the descriptors that go with it (owned by the port).
+func (b *Binding) Reply(r *ports.OpenReply) ([]int, error) {
 	p := b.port
-	if p.memfd < 0 {
+	if p.region == nil {
 		return nil, fmt.Errorf("%s: port memory cannot be shared", p.name)
 	}
-	fds := []int{p.memfd, b.notifyFD}
+	nf, nl := b.sel.Notify()
+	*r = ports.OpenReply{
+		Kind: ports.KindVale, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
+		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs,
+		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
+		NotifyFirst: nf, NotifyLast: nl,
+	}
+	fds := []int{p.region.FD}
+	for i := nf; i < nl; i++ {
+		fds = append(fds, p.notify[i].FD)
+	}
 	for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
-		fds = append(fds, p.tx[i].kickFD)
+		fds = append(fds, p.tx[i].kick.FD)
 	}
 	return fds, nil
 }
@@ -432,35 +329,10 @@ func (b *Binding) Close() int {
 	p := b.port
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b.closeLocked()
-	return len(p.bindings)
-}
-
-func (b *Binding) closeLocked() {
-	if b.closed {
-		return
+	if !b.closed {
+		b.closed = true
+		p.claims.Release(b.sel)
+		p.users--
 	}
-	b.closed = true
-	p := b.port
-	for _, i := range p.ringIndexes(b.sel) {
-		p.holders[i].count--
-		if p.holders[i].count == 0 {
-			p.holders[i].exclusive = false
-		}
-	}
-	delete(p.bindings, b)
-	p.rebuildNotifyLocked()
-	// Writers hold *os.File, so a late notify on a closed file fails
-	// cleanly instead of hitting a reused descriptor.
-	b.notify.Close()
-}
-
-var one = [8]byte{1}
-
-func kick(f *os.File) { f.Write(one[:]) }
-
-func notify(files *[]*os.File) {
-	for _, f := range *files {
-		kick(f)
-	}
+	return p.users
 }

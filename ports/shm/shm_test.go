@@ -8,71 +8,46 @@ import (
 	"github.com/valeswitch/vale/ports"
 )
 
-func TestSelectRings(t *testing.T) {
-	tests := []struct {
-		name string
-		want Selection
-		err  bool
-	}{
-		{"vale0:a", Selection{TxLast: 4, RxLast: 2}, false},
-		{"vale0:a-1", Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2}, false},
-		{"vale0:a-3", Selection{TxFirst: 3, TxLast: 4, RxFirst: 2, RxLast: 2}, false},
-		{"vale0:a-4", Selection{}, true},
-		{"vale0:a/T", Selection{TxLast: 4}, false},
-		{"vale0:a-1/Rx", Selection{RxFirst: 1, RxLast: 2, Exclusive: true}, false},
-	}
-	for _, tt := range tests {
-		n, err := ports.ParseName(tt.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := SelectRings(&n, 4, 2)
-		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
-			t.Errorf("%s: %+v, %v; want %+v", tt.name, got, err, tt.want)
-		}
-	}
-}
-
-func TestBindExclusive(t *testing.T) {
+func TestBindAndReply(t *testing.T) {
 	g := ports.DefaultGeometry()
 	g.TxRings, g.RxRings = 2, 2
-	p, err := New("vale0:x", g, Config{})
+	p, err := New("vale0:x", g, Config{ZLevels: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Free()
-	ring0 := Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1}
-	ring1 := Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2}
-	b0, err := p.Bind(Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true})
+	b0, err := p.Bind(ports.Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Bind(ring0); err == nil {
+	if _, err := p.Bind(ports.Selection{TxFirst: 0, TxLast: 1}); err == nil {
 		t.Error("bound a ring held exclusively")
 	}
-	b1, err := p.Bind(ring1)
+	b1, err := p.Bind(ports.Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2})
 	if err != nil {
-		t.Fatalf("other ring: %v", err)
+		t.Fatal(err)
 	}
-	if _, err := p.Bind(Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2, Exclusive: true}); err == nil {
-		t.Error("exclusive bind of a ring someone holds")
-	}
-	fds, err := b1.FDs()
-	if err != nil || len(fds) != 3 {
-		t.Fatalf("descriptors %v, %v", fds, err)
+	var r ports.OpenReply
+	fds, err := b1.Reply(&r)
+	if err != nil || len(fds) != 3 || r.NotifyFirst != 1 || r.NotifyLast != 2 || r.Kind != ports.KindVale {
+		t.Fatalf("reply %+v, descriptors %v, %v", r, fds, err)
 	}
 	if left := b0.Close(); left != 1 {
 		t.Errorf("%d bindings left", left)
 	}
-	if _, err := p.Bind(ring0); err != nil {
-		t.Errorf("ring free again: %v", err)
+	if p.Users() != 1 {
+		t.Errorf("%d users", p.Users())
 	}
 }
 
 // TestRecvStop checks that Stop wakes a worker blocked in Recv.
 func TestRecvStop(t *testing.T) {
 	g := ports.DefaultGeometry()
-	mem := make([]byte, mustLayout(t, g).Size)
+	l, err := ports.PortLayout(g, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := make([]byte, l.Size)
 	p, err := NewInMemory("vale0:m", g, mem, Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -93,15 +68,6 @@ func TestRecvStop(t *testing.T) {
 	if d := p.Describe(); d.State != "stopping" || d.Kind != "vale" || d.TxSlots != 1024 {
 		t.Errorf("describe %+v", d)
 	}
-}
-
-func mustLayout(t *testing.T, g ports.Geometry) ports.Layout {
-	t.Helper()
-	l, err := g.Layout()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 func TestDefaultMAC(t *testing.T) {

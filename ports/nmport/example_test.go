@@ -1,4 +1,4 @@
-package ports_test
+package nmport_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/daemon"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // startValed runs valed inside the example's process, on a temporary
@@ -32,14 +33,14 @@ func startValed() (sock string, stop func()) {
 func Example() {
 	sock, stop := startValed()
 	defer stop()
-	opts := &ports.Options{Socket: sock}
+	opts := &nmport.Options{Socket: sock}
 
-	a, err := ports.Open("vale0:a", opts)
+	a, err := nmport.Open("vale0:a", opts)
 	if err != nil {
 		panic(err)
 	}
 	defer a.Close()
-	b, err := ports.Open("vale0:b", opts)
+	b, err := nmport.Open("vale0:b", opts)
 	if err != nil {
 		panic(err)
 	}
@@ -59,7 +60,7 @@ func Example() {
 	}
 
 	// Receive: poll, read [head, tail), release.
-	if _, err := b.Poll(ports.PollIn, 5*time.Second); err != nil {
+	if _, err := b.Poll(nmport.PollIn, 5*time.Second); err != nil {
 		panic(err)
 	}
 	rx := b.RxRing(0)
@@ -75,13 +76,13 @@ func Example() {
 func ExamplePort_Poll() {
 	sock, stop := startValed()
 	defer stop()
-	p, err := ports.Open("vale0:p", &ports.Options{Socket: sock})
+	p, err := nmport.Open("vale0:p", &nmport.Options{Socket: sock})
 	if err != nil {
 		panic(err)
 	}
 	defer p.Close()
-	ev, err := p.Poll(ports.PollIn|ports.PollOut, 10*time.Millisecond)
-	fmt.Println("writable:", ev&ports.PollOut != 0, "readable:", ev&ports.PollIn != 0, "error:", err)
+	ev, err := p.Poll(nmport.PollIn|nmport.PollOut, 10*time.Millisecond)
+	fmt.Println("writable:", ev&nmport.PollOut != 0, "readable:", ev&nmport.PollIn != 0, "error:", err)
 	fmt.Println("free TX slots:", p.TxRing(0).Space())
 	// Output:
 	// writable: true readable: false error: <nil>

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/valeswitch/vale/pipes"
+	"github.com/valeswitch/vale/ports"
+)
+
+// pipeState is a pipe pair valed holds.
+type pipeState struct {
+	pair *pipes.Pair
+	geom ports.Geometry // of the master end
+}
+
+// pipeNames returns the names of both ends of the pipe n names.
+func pipeNames(n *ports.Name) (master, slave string) {
+	m, s := *n, *n
+	m.Pipe, s.Pipe = '{', '}'
+	return m.PortName(), s.PortName()
+}
+
+// openPipeLocked binds an end of a pipe, creating the pair if needed.
+// Opening either end creates both; the pair goes when no end is bound.
+func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
+	if g.ExtraBufs != 0 {
+		return nil, fmt.Errorf("%s: pipes have no extra buffers", n.PortName())
+	}
+	master, slave := pipeNames(n)
+	end := pipes.EndOf(n.Pipe)
+	ps := d.pipes[master]
+	created := false
+	if ps == nil {
+		pair, err := pipes.NewPair(master, slave, g, d.cfg.Port.ZLevels)
+		if err != nil {
+			return nil, err
+		}
+		ps = &pipeState{pair: pair, geom: g}
+		d.pipes[master] = ps
+		created = true
+		d.log.Info("pipe created", "master", master, "slave", slave)
+	} else if explicit && ps.geom != g {
+		// The slave's geometry mirrors the master's.
+		want := ps.pair.Geometry(end)
+		if end == pipes.Master || want != g {
+			return nil, fmt.Errorf("%s already exists with %s; the requested %s cannot apply",
+				n.PortName(), describeGeometry(want), describeGeometry(g))
+		}
+	}
+	gg := ps.pair.Geometry(end)
+	sel, err := ports.SelectRings(n, int(gg.TxRings), int(gg.RxRings))
+	var b *pipes.Binding
+	if err == nil {
+		b, err = ps.pair.Bind(end, sel)
+	}
+	if err != nil {
+		if created {
+			d.destroyPipeLocked(master)
+		}
+		return nil, err
+	}
+	fds := b.Reply(reply)
+	s.release = func() {
+		if b.Close() == 0 {
+			d.destroyPipeLocked(master)
+		}
+	}
+	return fds, nil
+}
+
+func (d *Daemon) destroyPipeLocked(master string) {
+	ps := d.pipes[master]
+	if ps == nil {
+		return
+	}
+	if err := ps.pair.Free(); err != nil {
+		d.log.Error("free pipe", "pipe", master, "error", err)
+	}
+	delete(d.pipes, master)
+	d.log.Info("pipe destroyed", "master", master)
+}

@@ -1,0 +1,80 @@
+// Package shmem creates what valed shares with clients: regions of memory
+// in sealed memfds, and eventfds.
+package shmem
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Region is a sealed memfd mapped into valed.
+type Region struct {
+	Mem []byte
+	FD  int
+}
+
+// NewRegion creates a zeroed region of size bytes. The memfd is sealed
+// against shrinking and growing, so no client can make valed's mapping fault.
+func NewRegion(name string, size int64) (*Region, error) {
+	fd, err := unix.MemfdCreate("vale:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("create memory of %s: %w", name, err)
+	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("size memory of %s: %w", name, err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("seal memory of %s: %w", name, err)
+	}
+	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("map memory of %s: %w", name, err)
+	}
+	return &Region{Mem: mem, FD: fd}, nil
+}
+
+// Close unmaps the region and closes the memfd. Clients that mapped it keep
+// their mappings.
+func (r *Region) Close() error {
+	err := unix.Munmap(r.Mem)
+	unix.Close(r.FD)
+	return err
+}
+
+// Eventfd is a non-blocking eventfd: File for valed's own reads and writes
+// (safe against a concurrent Close), FD to send to clients.
+type Eventfd struct {
+	File *os.File
+	FD   int
+}
+
+// NewEventfds creates n eventfds.
+func NewEventfds(n int) ([]Eventfd, error) {
+	var efs []Eventfd
+	for range n {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			CloseEventfds(efs)
+			return nil, fmt.Errorf("create eventfd: %w", err)
+		}
+		efs = append(efs, Eventfd{File: os.NewFile(uintptr(fd), "vale-eventfd"), FD: fd})
+	}
+	return efs, nil
+}
+
+// CloseEventfds closes eventfds.
+func CloseEventfds(efs []Eventfd) {
+	for _, e := range efs {
+		e.File.Close()
+	}
+}
+
+var one = [8]byte{1}
+
+// Kick adds one to the eventfd.
+func (e Eventfd) Kick() { e.File.Write(one[:]) }

@@ -1,0 +1,167 @@
+package pipes
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+// PeerError reports that the other end of a pipe wrote something the
+// protocol does not allow. The end repaired its own view and goes on.
+type PeerError struct {
+	Port string
+	Dir  ports.Direction
+	Ring int
+	What string
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("%s %s ring %d: pipe peer broke the ring contract: %s", e.Port, e.Dir, e.Ring, e.What)
+}
+
+// End is one end of a pipe as its client drives it: its own rings and the
+// peer's. It implements the client's sync operations for pipe ends.
+type End struct {
+	port           string
+	tx, rx         []*ports.Ring // own rings, shared with the client's port
+	peerTx, peerRx []*ports.Ring // the peer's rings: only headers and slots are used
+	txHw, rxHw     []uint32      // TX slots handed to the peer; RX slots given back
+	notifyFirst    int
+	peerFDs        []int    // the peer's eventfds, by ring pair from notifyFirst
+	txTicket       []uint32 // last sleep ticket of the peer's RX ring i answered
+	rxTicket       []uint32 // last sleep ticket of the peer's TX ring i answered
+}
+
+// NewEnd joins the rings of one end (tx, rx) with the peer's interface.
+// peerFDs holds the peer's eventfds for ring pairs [notifyFirst, ...).
+func NewEnd(tx, rx []*ports.Ring, peer *ports.Iface, port string, notifyFirst int, peerFDs []int) (*End, error) {
+	if peer.NumRings(ports.RX) != len(tx) || peer.NumRings(ports.TX) != len(rx) {
+		return nil, fmt.Errorf("%s: pipe ends do not mirror each other (%d/%d rings against %d/%d)",
+			port, len(tx), len(rx), peer.NumRings(ports.TX), peer.NumRings(ports.RX))
+	}
+	e := &End{port: port, tx: tx, rx: rx, notifyFirst: notifyFirst, peerFDs: peerFDs,
+		txHw: make([]uint32, len(tx)), rxHw: make([]uint32, len(rx)),
+		txTicket: make([]uint32, len(tx)), rxTicket: make([]uint32, len(rx))}
+	for i, r := range tx {
+		p := peer.Ring(ports.RX, i, port)
+		if p.NumSlots() != r.NumSlots() {
+			return nil, fmt.Errorf("%s: tx ring %d has %d slots, the peer's rx ring %d slots", port, i, r.NumSlots(), p.NumSlots())
+		}
+		e.peerRx = append(e.peerRx, p)
+		// Resume where a previous binding of this end stopped.
+		e.txHw[i] = resume(r.Header().Hwcur(), r.PublishedHead(), r.NumSlots())
+	}
+	for i, r := range rx {
+		p := peer.Ring(ports.TX, i, port)
+		if p.NumSlots() != r.NumSlots() {
+			return nil, fmt.Errorf("%s: rx ring %d has %d slots, the peer's tx ring %d slots", port, i, r.NumSlots(), p.NumSlots())
+		}
+		e.peerTx = append(e.peerTx, p)
+		e.rxHw[i] = resume(r.Header().Hwcur(), r.PublishedHead(), r.NumSlots())
+	}
+	return e, nil
+}
+
+// resume returns the consumption point a reopened end continues from: the
+// one published, if it is in the ring, else head (nothing in flight).
+func resume(hw, head, n uint32) uint32 {
+	if hw >= n {
+		return head
+	}
+	return hw
+}
+
+var one = [8]byte{1}
+
+// wake writes the peer's eventfd for ring pair i if the peer published a
+// sleep ticket not answered yet.
+func (e *End) wake(h *ports.RingHeader, last *uint32, i int) {
+	t := h.AppKick()
+	if t == 0 || t == *last {
+		return
+	}
+	*last = t
+	if j := i - e.notifyFirst; j >= 0 && j < len(e.peerFDs) {
+		unix.Write(e.peerFDs[j], one[:])
+	}
+}
+
+// TxSync hands the slots filled on TX ring i to the peer and refreshes tail
+// with what the peer gave back.
+func (e *End) TxSync(i int) error {
+	r, pr := e.tx[i], e.peerRx[i]
+	if err := r.Prologue(); err != nil {
+		return err
+	}
+	r.Publish()
+	hw, head := e.txHw[i], r.Head()
+	if hw != head {
+		ts := time.Now().UnixNano()
+		complete, k := hw, hw
+		for k != head {
+			s := r.Slot(k)
+			d := *s
+			if d.Flags&ports.NS_BUF_CHANGED != 0 {
+				s.Flags &^= ports.NS_BUF_CHANGED
+			}
+			d.Ptr = uint64(ts)
+			*pr.Slot(k) = d
+			k = r.Next(k)
+			if d.Flags&ports.NS_MOREFRAG == 0 {
+				complete = k
+			}
+		}
+		e.txHw[i] = head
+		r.Header().SetHwcur(head)
+		ph := pr.Header()
+		if complete != hw {
+			ph.SetTimestamp(ts)
+			ph.SetTail(complete) // only whole frames
+			e.wake(ph, &e.txTicket[i], i)
+		}
+	}
+	// The peer gives slots back up to one behind its RX consumption point:
+	// tail may only move forward, and never past what was handed over.
+	t := r.Header().Tail()
+	if !r.Between(r.Tail(), t, r.Prev(head)) {
+		return &PeerError{Port: e.port, Dir: ports.TX, Ring: i, What: fmt.Sprintf("tail %d outside [%d, %d] (ignored)", t, r.Tail(), r.Prev(head))}
+	}
+	r.UpdateTail(t)
+	return nil
+}
+
+// RxSync gives the slots released on RX ring i back to the peer and exposes
+// what the peer sent since.
+func (e *End) RxSync(i int) error {
+	r, pt := e.rx[i], e.peerTx[i]
+	if err := r.Prologue(); err != nil {
+		return err
+	}
+	r.Publish()
+	hw, head := e.rxHw[i], r.Head()
+	if hw != head {
+		// The peer's TX slot still names the buffer the RX slot borrowed,
+		// unless the application swapped it (and said so).
+		for k := hw; k != head; k = r.Next(k) {
+			if s := r.Slot(k); s.Flags&ports.NS_BUF_CHANGED != 0 {
+				*pt.Slot(k) = *s
+				s.Flags &^= ports.NS_BUF_CHANGED
+			}
+		}
+		e.rxHw[i] = head
+		r.Header().SetHwcur(head)
+		ph := pt.Header()
+		ph.SetTail(r.Prev(head))
+		e.wake(ph, &e.rxTicket[i], i)
+	}
+	// The peer may expose frames up to one slot behind what was released.
+	t := r.Header().Tail()
+	if !r.Between(r.Tail(), t, r.Prev(head)) {
+		return &PeerError{Port: e.port, Dir: ports.RX, Ring: i, What: fmt.Sprintf("tail %d outside [%d, %d] (ignored)", t, r.Tail(), r.Prev(head))}
+	}
+	r.UpdateTail(t)
+	return nil
+}

@@ -1,0 +1,558 @@
+// Package nmport is vale's client library: it opens ports by name (VALE
+// ports, pipe ends, monitors), maps their memory, and implements netmap's
+// sync operations and poll on their rings.
+//
+//	p, err := nmport.Open("vale0:a", nil)
+//	tx := p.TxRing(0)
+//	... fill slots [tx.Head(), tx.Tail()), tx.Advance(n) ...
+//	p.TxSync()
+//
+// The ring contract and the memory layout are documented in package ports.
+package nmport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/internal/spin"
+	"github.com/valeswitch/vale/pipes"
+	"github.com/valeswitch/vale/ports"
+)
+
+// Options tune Open. The zero value is fine.
+type Options struct {
+	// Socket is valed's control socket. Empty means $VALE_SOCK, or
+	// /run/vale/valed.sock.
+	Socket string
+	// Conf sets ring and slot counts for a port this open creates, as the
+	// @conf: option of the name does; values in the name win.
+	Conf ports.Conf
+	// ExtraBufs asks for extra buffers, chained from the interface's
+	// bufs_head, for a port this open creates.
+	ExtraBufs uint32
+	// RxPoll is the longest time Poll watches the RX rings before sleeping
+	// when waiting for frames. The switch never waits for a receiver (a full
+	// RX ring loses frames), so a receiver that sleeps through a burst
+	// loses it; polling for a while avoids that without a thread spinning
+	// forever: the window adapts to how soon frames used to arrive and
+	// drops to zero when traffic stops. Zero means DefaultRxPoll, negative
+	// disables polling. Waiting for TX room never polls: a sender that is
+	// late loses nothing.
+	RxPoll time.Duration
+}
+
+// DefaultRxPoll is the default of Options.RxPoll.
+const DefaultRxPoll = 200 * time.Microsecond
+
+// Events are poll conditions.
+type Events uint8
+
+// Poll conditions.
+const (
+	PollIn  Events = 1 << iota // a bound RX ring has frames beyond cur
+	PollOut                    // a bound TX ring has free slots beyond cur
+)
+
+// Errors returned by the library.
+var (
+	// ErrClosed is returned by operations on a closed port.
+	ErrClosed = errors.New("port closed")
+	// ErrDisconnected is returned once valed has gone away (stopped,
+	// restarted or crashed). The port must be opened again.
+	ErrDisconnected = errors.New("valed disconnected")
+)
+
+// syncer moves the slots of a kind of port between the application's rings
+// and whatever is on their other side.
+type syncer interface {
+	TxSync(r int) error // TX ring r: publish what the application filled
+	RxSync(r int) error // RX ring r: release what it consumed, expose what arrived
+}
+
+// Port is an open port: its memory, its rings and the eventfds that connect
+// it to valed or to its pipe peer. Its methods must not be called
+// concurrently, except Close after every other call has returned; open the
+// port once per thread (with a ring suffix, "vale0:a-1") to work on its
+// rings in parallel, as with netmap.
+type Port struct {
+	name     ports.Name
+	reply    ports.OpenReply
+	mem      []byte
+	iface    *ports.Iface
+	tx, rx   []*ports.Ring // every ring of the port
+	txFirst  int
+	rxFirst  int
+	txBound  []*ports.Ring
+	rxBound  []*ports.Ring
+	conn     *ctl.Conn
+	waitFDs  []int // notify eventfds of the bound ring pairs
+	pollFDs  []unix.PollFd
+	extraFDs []int // kind-specific descriptors, closed with the port
+	sync     syncer
+	ticket   uint32
+	dead     atomic.Bool
+	closed   atomic.Bool
+	mac      net.HardwareAddr
+	rbuf     [8]byte
+	rxPoller spin.Poller
+	txPoller spin.Poller
+}
+
+// Open binds the port named name (see ports.ParseName), asking valed to
+// create it if it does not exist, and maps its memory.
+func Open(name string, opts *Options) (*Port, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	n, err := ports.ParseName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Unsupported(); err != nil {
+		return nil, err
+	}
+	conf := opts.Conf
+	mergeConf(&conf, n.Conf)
+	conn, err := ctl.Dial(ctl.SocketPath(opts.Socket))
+	if err != nil {
+		return nil, err
+	}
+	var reply ports.OpenReply
+	fds, err := conn.Call(ports.OpOpen, ports.OpenRequest{Name: name, Conf: conf, ExtraBufs: opts.ExtraBufs}, &reply)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	p, err := newPort(n, reply, conn, fds)
+	if err != nil {
+		ctl.CloseFDs(fds)
+		conn.Close()
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	p.rxPoller.Max = opts.RxPoll
+	if p.rxPoller.Max == 0 {
+		p.rxPoller.Max = DefaultRxPoll
+	}
+	p.rxPoller.Max = max(p.rxPoller.Max, 0)
+	if reply.Kind == ports.KindPipe {
+		// A pipe's peer is a process that frees slots at the pace it
+		// reads them: polling for room saves both sides a sleep and a
+		// wake-up per batch, and there is no switch to take the CPU from.
+		p.txPoller.Max = p.rxPoller.Max
+	}
+	go p.watch()
+	return p, nil
+}
+
+// mergeConf overrides c with the values given in the name.
+func mergeConf(c *ports.Conf, fromName ports.Conf) {
+	set := func(dst *uint32, v uint32) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&c.Rings, fromName.Rings)
+	set(&c.TxRings, fromName.TxRings)
+	set(&c.RxRings, fromName.RxRings)
+	set(&c.Slots, fromName.Slots)
+	set(&c.TxSlots, fromName.TxSlots)
+	set(&c.RxSlots, fromName.RxSlots)
+}
+
+func newPort(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, fds []int) (*Port, error) {
+	if len(fds) < 1 {
+		return nil, errors.New("valed sent no port memory")
+	}
+	memfd := fds[0]
+	var st unix.Stat_t
+	if err := unix.Fstat(memfd, &st); err != nil {
+		return nil, fmt.Errorf("stat port memory: %w", err)
+	}
+	if reply.MemSize <= 0 || st.Size < reply.MemSize {
+		return nil, fmt.Errorf("port memory has %d bytes, valed announced %d", st.Size, reply.MemSize)
+	}
+	mem, err := unix.Mmap(memfd, 0, int(reply.MemSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map port memory: %w", err)
+	}
+	unix.Close(memfd) // the mapping keeps the memory alive
+	fds[0] = -1
+	p, err := setup(n, reply, conn, mem, fds[1:])
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, err
+	}
+	return p, nil
+}
+
+// setup builds the port's views of mem and takes ownership of fds.
+func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds []int) (*Port, error) {
+	iface, err := ports.OpenIface(mem, reply.IfOfs)
+	if err != nil {
+		return nil, err
+	}
+	ntx, nrx := iface.NumRings(ports.TX), iface.NumRings(ports.RX)
+	if reply.TxFirst < 0 || reply.TxLast > ntx || reply.TxFirst > reply.TxLast ||
+		reply.RxFirst < 0 || reply.RxLast > nrx || reply.RxFirst > reply.RxLast ||
+		reply.NotifyFirst < 0 || reply.NotifyFirst > reply.NotifyLast || reply.NotifyLast > max(ntx, nrx) {
+		return nil, errors.New("valed bound rings outside the port")
+	}
+	nwait := reply.NotifyLast - reply.NotifyFirst
+	if len(fds) < nwait {
+		return nil, fmt.Errorf("valed sent %d descriptors, expected at least %d", len(fds), nwait)
+	}
+	p := &Port{name: n, reply: reply, mem: mem, iface: iface, conn: conn,
+		txFirst: reply.TxFirst, rxFirst: reply.RxFirst}
+	p.waitFDs, p.extraFDs = fds[:nwait], fds[nwait:]
+	for _, fd := range p.waitFDs {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("notify eventfd: %w", err)
+		}
+		p.pollFDs = append(p.pollFDs, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	for i := range ntx {
+		p.tx = append(p.tx, iface.Ring(ports.TX, i, reply.Port))
+	}
+	for i := range nrx {
+		p.rx = append(p.rx, iface.Ring(ports.RX, i, reply.Port))
+	}
+	p.txBound = p.tx[reply.TxFirst:reply.TxLast]
+	p.rxBound = p.rx[reply.RxFirst:reply.RxLast]
+	if mac, err := net.ParseMAC(reply.MAC); err == nil {
+		p.mac = mac
+	}
+	switch reply.Kind {
+	case ports.KindVale, ports.KindMonitor, ports.KindZMonitor:
+		if len(p.extraFDs) != len(p.txBound) {
+			return nil, fmt.Errorf("valed sent %d kick descriptors for %d TX rings", len(p.extraFDs), len(p.txBound))
+		}
+		p.sync = newValeSync(p)
+	case ports.KindPipe:
+		peer, err := ports.OpenIface(mem, reply.PeerIfOfs)
+		if err != nil {
+			return nil, fmt.Errorf("pipe peer: %w", err)
+		}
+		if len(p.extraFDs) != nwait {
+			return nil, fmt.Errorf("valed sent %d peer descriptors for %d ring pairs", len(p.extraFDs), nwait)
+		}
+		end, err := pipes.NewEnd(p.tx, p.rx, peer, reply.Port, reply.NotifyFirst, p.extraFDs)
+		if err != nil {
+			return nil, err
+		}
+		p.sync = end
+	default:
+		return nil, fmt.Errorf("valed answered with a port of unknown kind %q", reply.Kind)
+	}
+	return p, nil
+}
+
+// watch waits for the control connection to end: valed only closes it when
+// it goes away, and then every sleeper must wake up with an error.
+func (p *Port) watch() {
+	var msg ctl.Reply
+	for {
+		fds, err := p.conn.Recv(&msg)
+		ctl.CloseFDs(fds)
+		if err != nil {
+			break
+		}
+	}
+	if !p.closed.Load() {
+		p.dead.Store(true)
+		if len(p.waitFDs) > 0 {
+			kick(p.waitFDs[0])
+		}
+	}
+}
+
+// Close unbinds the port and unmaps its memory. valed destroys the port when
+// its last binding closes. No other method may run during or after Close.
+func (p *Port) Close() error {
+	if p.closed.Swap(true) {
+		return ErrClosed
+	}
+	err := p.conn.Close()
+	ctl.CloseFDs(p.waitFDs)
+	ctl.CloseFDs(p.extraFDs)
+	if merr := unix.Munmap(p.mem); merr != nil && err == nil {
+		err = merr
+	}
+	return err
+}
+
+// Name returns the port name as valed knows it ("vale0:a").
+func (p *Port) Name() string { return p.reply.Port }
+
+// Kind returns the kind of port (ports.KindVale, KindPipe, ...).
+func (p *Port) Kind() string { return p.reply.Kind }
+
+// Switch returns the name of the switch the port is attached to, if any.
+func (p *Port) Switch() string { return p.reply.Switch }
+
+// MAC returns the port's own MAC address, a natural source address for
+// frames it sends.
+func (p *Port) MAC() net.HardwareAddr { return p.mac }
+
+// Geometry returns the port's ring and buffer configuration.
+func (p *Port) Geometry() ports.Geometry { return p.reply.Geometry }
+
+// NumTxRings returns the number of TX rings of the port.
+func (p *Port) NumTxRings() int { return len(p.tx) }
+
+// NumRxRings returns the number of RX rings of the port.
+func (p *Port) NumRxRings() int { return len(p.rx) }
+
+// TxRing returns TX ring i of the port, bound or not.
+func (p *Port) TxRing(i int) *ports.Ring { return p.tx[i] }
+
+// RxRing returns RX ring i of the port, bound or not.
+func (p *Port) RxRing(i int) *ports.Ring { return p.rx[i] }
+
+// TxRings returns the TX rings this open bound.
+func (p *Port) TxRings() []*ports.Ring { return p.txBound }
+
+// RxRings returns the RX rings this open bound.
+func (p *Port) RxRings() []*ports.Ring { return p.rxBound }
+
+// Mem returns the port's whole memory region, as netmap applications reach
+// its mmap; package ports documents the layout. Writing outside the slots
+// and indexes the application owns breaks the ring contract: valed resets
+// the ring and the next sync returns the error.
+func (p *Port) Mem() []byte { return p.mem }
+
+// IfaceOffset returns where this binding's interface header lies in Mem.
+func (p *Port) IfaceOffset() int64 { return p.reply.IfOfs }
+
+// BufsHead returns the first extra buffer (0 if there is none).
+func (p *Port) BufsHead() uint32 { return p.iface.BufsHead() }
+
+// SetBufsHead sets the first extra buffer.
+func (p *Port) SetBufsHead(idx uint32) { p.iface.SetBufsHead(idx) }
+
+func (p *Port) check() error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if p.dead.Load() {
+		return fmt.Errorf("%s: %w", p.reply.Port, ErrDisconnected)
+	}
+	return nil
+}
+
+// TxSync publishes [old head, head) of every bound TX ring to the other side
+// (the switch or the pipe peer), waking it if it sleeps, and refreshes tail
+// with the room freed so far. As netmap's NIOCTXSYNC on a NIC, it does not
+// wait: the frames are taken asynchronously and tail keeps advancing; use
+// Poll to wait for room.
+func (p *Port) TxSync() error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	var first error
+	for i := range p.txBound {
+		if err := p.sync.TxSync(p.txFirst + i); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// RxSync releases [old head, head) of every bound RX ring and exposes the
+// frames that arrived since the last sync, up to tail.
+func (p *Port) RxSync() error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	var first error
+	for i := range p.rxBound {
+		if err := p.sync.RxSync(p.rxFirst + i); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Poll syncs the bound rings and waits until one of the conditions in ev
+// holds on a bound ring (cur != tail), or until timeout passes (a negative
+// timeout waits forever, zero does not wait). Like netmap's poll(), it always
+// pushes pending TX slots and syncs the RX rings only when PollIn is asked. It
+// returns the conditions that hold, 0 after a timeout, and an error if a ring
+// was reset or valed went away.
+func (p *Port) Poll(ev Events, timeout time.Duration) (Events, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		if err := p.TxSync(); err != nil {
+			return 0, err
+		}
+		if ev&PollIn != 0 {
+			if err := p.RxSync(); err != nil {
+				return 0, err
+			}
+		}
+		if got := p.ready(ev); got != 0 || timeout == 0 {
+			return got, nil
+		}
+		if timeout > 0 && !time.Now().Before(deadline) {
+			return 0, nil
+		}
+		poller := &p.txPoller
+		if ev&PollIn != 0 {
+			poller = &p.rxPoller
+		}
+		if poller.Poll(func() bool { return p.moved(ev) }, deadline) {
+			continue
+		}
+		slept := time.Now()
+		if err := p.sleep(ev, deadline); err != nil {
+			return 0, err
+		}
+		poller.Slept(time.Since(slept))
+	}
+}
+
+// moved reports whether the other side changed tail or reset a ring Poll
+// waits for.
+func (p *Port) moved(ev Events) bool {
+	check := func(rs []*ports.Ring) bool {
+		for _, r := range rs {
+			if r.Header().Tail() != r.Tail() || r.ResetPending() {
+				return true
+			}
+		}
+		return false
+	}
+	return (ev&PollIn != 0 && check(p.rxBound)) || (ev&PollOut != 0 && check(p.txBound)) || p.dead.Load()
+}
+
+func (p *Port) ready(ev Events) Events {
+	var got Events
+	if ev&PollIn != 0 {
+		for _, r := range p.rxBound {
+			if r.Ready() {
+				got |= PollIn
+				break
+			}
+		}
+	}
+	if ev&PollOut != 0 {
+		for _, r := range p.txBound {
+			if r.Ready() {
+				got |= PollOut
+				break
+			}
+		}
+	}
+	return got
+}
+
+// sleep publishes a sleep ticket on the rings Poll waits for, checks them
+// once more (the other side may have moved tail before seeing the ticket)
+// and blocks on the notify eventfds until the other side answers or the
+// deadline passes.
+func (p *Port) sleep(ev Events, deadline time.Time) error {
+	if len(p.pollFDs) == 0 {
+		return errors.New("nothing to wait for: no ring bound")
+	}
+	p.ticket++
+	if p.ticket == 0 {
+		p.ticket = 1
+	}
+	set := func(t uint32) {
+		if ev&PollIn != 0 {
+			for _, r := range p.rxBound {
+				r.Header().SetAppKick(t)
+			}
+		}
+		if ev&PollOut != 0 {
+			for _, r := range p.txBound {
+				r.Header().SetAppKick(t)
+			}
+		}
+	}
+	set(p.ticket)
+	defer set(0)
+	if p.moved(ev) {
+		return nil // something moved: go around again
+	}
+	var ts *unix.Timespec
+	if !deadline.IsZero() {
+		t := unix.NsecToTimespec(max(int64(time.Until(deadline)), 0))
+		ts = &t
+	}
+	for i := range p.pollFDs {
+		p.pollFDs[i].Revents = 0
+	}
+	if _, err := unix.Ppoll(p.pollFDs, ts, nil); err != nil && err != unix.EINTR {
+		return fmt.Errorf("%s: poll: %w", p.reply.Port, err)
+	}
+	for _, pfd := range p.pollFDs {
+		if pfd.Revents&unix.POLLIN != 0 {
+			unix.Read(int(pfd.Fd), p.rbuf[:]) // reset the eventfd; EAGAIN if another binding did
+		}
+	}
+	return nil
+}
+
+var one = [8]byte{1}
+
+// kick adds one to an eventfd. Errors are ignored: EAGAIN means the counter
+// is saturated, which already wakes the reader, and a closed peer needs no
+// wake-up.
+func kick(fd int) {
+	unix.Write(fd, one[:])
+}
+
+// valeSync is the sync of ports whose other side is valed.
+type valeSync struct {
+	p        *Port
+	kickFD   []int    // by TX ring: eventfd waking valed's worker
+	swTicket []uint32 // by TX ring: last switch sleep ticket answered
+}
+
+func newValeSync(p *Port) *valeSync {
+	s := &valeSync{p: p, kickFD: make([]int, len(p.tx)), swTicket: make([]uint32, len(p.tx))}
+	for i := range s.kickFD {
+		s.kickFD[i] = -1
+	}
+	for i := range p.txBound {
+		s.kickFD[p.txFirst+i] = p.extraFDs[i]
+	}
+	return s
+}
+
+// TxSync syncs TX ring i.
+func (s *valeSync) TxSync(i int) error { return s.sync(s.p.tx[i]) }
+
+// RxSync syncs RX ring i.
+func (s *valeSync) RxSync(i int) error { return s.sync(s.p.rx[i]) }
+
+// sync publishes head and cur, kicks the switch if it sleeps on a TX ring
+// that got new slots, and refreshes tail.
+func (s *valeSync) sync(r *ports.Ring) error {
+	if err := r.CheckReset(); err != nil {
+		return err
+	}
+	if err := r.Prologue(); err != nil {
+		return err
+	}
+	h := r.Header()
+	if r.Publish() && r.Dir() == ports.TX {
+		if t := h.SwKick(); t != 0 && t != s.swTicket[r.ID()] && s.kickFD[r.ID()] >= 0 {
+			s.swTicket[r.ID()] = t
+			kick(s.kickFD[r.ID()])
+		}
+	}
+	if t := h.Tail(); t < r.NumSlots() {
+		r.UpdateTail(t)
+	}
+	return nil
+}

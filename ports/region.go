@@ -1,0 +1,295 @@
+package ports
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Slot is a ring slot, netmap's struct netmap_slot. Its fields are plain
+// memory shared with the other side: write them only on slots you own.
+type Slot struct {
+	BufIdx uint32 // buffer index
+	Len    uint16 // bytes used in the buffer
+	Flags  uint16 // NS_* flags
+	Ptr    uint64 // RX: delivery time (CLOCK_REALTIME, ns)
+}
+
+// ifHeader is an interface header (netmap's struct netmap_if).
+type ifHeader struct {
+	Magic       uint32
+	Version     uint32
+	Flags       uint32
+	TxRings     uint32
+	RxRings     uint32
+	HostTxRings uint32
+	HostRxRings uint32
+	BufsHead    atomic.Uint32
+	BufSize     uint32
+	NumBufs     uint32
+	BufOfs      int64 // from the region start
+	MemSize     int64
+	Kind        uint32 // Iface* constant
+	_           uint32
+	Name        [64]byte
+}
+
+// RingHeader is the 256-byte header of a ring. Its indexes are only read and
+// written through atomic operations. Applications use a [Ring]; this type is
+// for code that implements the other side of a ring or a sync: line 1 is
+// written only by the application side, line 2 only by the switch (or pipe
+// peer) side.
+type RingHeader struct {
+	// Line 0: constants.
+	BufOfs     int64
+	NumSlots   uint32
+	BufSize    uint32
+	RingID     uint16
+	Dir        uint16
+	NumBufs    uint32
+	OffsetMask uint64
+	BufAlign   uint64
+	FirstBuf   uint32 // buffer slot 0 got at creation; slot j got FirstBuf+j
+	_          [20]byte
+
+	// Line 1: application-written.
+	head     atomic.Uint32
+	cur      atomic.Uint32
+	flags    atomic.Uint32
+	appKick  atomic.Uint32
+	resetAck atomic.Uint32
+	_        [44]byte
+
+	// Line 2: switch-written.
+	tail       atomic.Uint32
+	swKick     atomic.Uint32
+	resetGen   atomic.Uint32
+	resetHead  atomic.Uint32
+	resetWhy   atomic.Uint32
+	resetSlot  atomic.Uint32
+	ts         atomic.Int64
+	resetValue atomic.Uint32
+	hwcur      atomic.Uint32
+	_          [24]byte
+
+	// Line 3: reserved.
+	_ [64]byte
+}
+
+// Head returns the published head.
+func (h *RingHeader) Head() uint32 { return h.head.Load() }
+
+// Cur returns the published cur.
+func (h *RingHeader) Cur() uint32 { return h.cur.Load() }
+
+// Tail returns the published tail.
+func (h *RingHeader) Tail() uint32 { return h.tail.Load() }
+
+// SetTail publishes tail (switch side).
+func (h *RingHeader) SetTail(v uint32) { h.tail.Store(v) }
+
+// AppKick returns the application's sleep ticket, 0 if it is awake.
+func (h *RingHeader) AppKick() uint32 { return h.appKick.Load() }
+
+// SetAppKick publishes the application's sleep ticket.
+func (h *RingHeader) SetAppKick(t uint32) { h.appKick.Store(t) }
+
+// SwKick returns the switch side's sleep ticket, 0 if it is awake.
+func (h *RingHeader) SwKick() uint32 { return h.swKick.Load() }
+
+// Hwcur returns the switch side's consumption point, where the switch side
+// publishes it (pipe ends do, so that a reopened end resumes there).
+func (h *RingHeader) Hwcur() uint32 { return h.hwcur.Load() }
+
+// SetHwcur publishes the switch side's consumption point.
+func (h *RingHeader) SetHwcur(v uint32) { h.hwcur.Store(v) }
+
+// SetTimestamp publishes the time of the last switch-side update.
+func (h *RingHeader) SetTimestamp(ns int64) { h.ts.Store(ns) }
+
+// ResetGen returns the number of resets so far.
+func (h *RingHeader) ResetGen() uint32 { return h.resetGen.Load() }
+
+// Init writes the headers of a fresh region of layout l: constants, initial
+// indexes and the buffer index of every slot. names gives the name of each
+// interface. The memory must be zeroed. The owner of the region calls it
+// once before handing it out.
+func Init(mem []byte, l Layout, names []string) error {
+	if int64(len(mem)) < l.Size {
+		return fmt.Errorf("port memory has %d bytes, layout needs %d", len(mem), l.Size)
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
+		return errors.New("port memory is not 8-byte aligned")
+	}
+	if len(names) != len(l.Ifaces) {
+		return fmt.Errorf("%d names for %d interfaces", len(names), len(l.Ifaces))
+	}
+	for fi := range l.Ifaces {
+		f := &l.Ifaces[fi]
+		if len(names[fi]) > len(ifHeader{}.Name) {
+			return fmt.Errorf("port name %q longer than %d bytes", names[fi], len(ifHeader{}.Name))
+		}
+		h := (*ifHeader)(unsafe.Pointer(&mem[f.Ofs]))
+		h.Magic, h.Version, h.Flags, h.Kind = Magic, Version, NI_PRIV_MEM, f.Kind
+		h.TxRings, h.RxRings = uint32(f.TxRings), uint32(f.RxRings)
+		h.BufSize, h.NumBufs = l.BufSize, l.NumBufs
+		h.BufOfs, h.MemSize = l.BufOfs, l.Size
+		copy(h.Name[:], names[fi])
+		ringOfs := unsafe.Slice((*int64)(unsafe.Pointer(&mem[f.Ofs+ifHeaderSize])), f.NumRings())
+		for r := range f.NumRings() {
+			ringOfs[r] = f.RingOfs[r] - f.Ofs
+			rh := (*RingHeader)(unsafe.Pointer(&mem[f.RingOfs[r]]))
+			dir, id := TX, r
+			if r >= f.TxRings {
+				dir, id = RX, r-f.TxRings
+			}
+			rh.BufOfs = l.BufOfs - f.RingOfs[r]
+			rh.NumSlots = f.Slots[r]
+			rh.BufSize = l.BufSize
+			rh.RingID = uint16(id)
+			rh.Dir = uint16(dir)
+			rh.NumBufs = l.NumBufs
+			rh.FirstBuf = f.FirstBufs[r]
+			slots := unsafe.Slice((*Slot)(unsafe.Pointer(&mem[f.RingOfs[r]+ringHeaderSize])), f.Slots[r])
+			for j := range slots {
+				slots[j] = Slot{BufIdx: f.FirstBufs[r] + uint32(j)}
+			}
+			if dir == TX {
+				// The application owns every slot but the one kept empty.
+				rh.tail.Store(f.Slots[r] - 1)
+			}
+		}
+	}
+	// Chain the extra buffers of interface 0 through their first four bytes.
+	if l.ExtraBufs > 0 {
+		first := l.NumBufs - l.ExtraBufs
+		for i := first; i < l.NumBufs-1; i++ {
+			putLE32(mem[l.BufOfs+int64(i)*int64(l.BufSize):], i+1)
+		}
+		(*ifHeader)(unsafe.Pointer(&mem[l.Ifaces[0].Ofs])).BufsHead.Store(first)
+	}
+	return nil
+}
+
+func putLE32(b []byte, v uint32) {
+	_ = b[3]
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+// Iface is a view of one interface of a region, built from the headers in
+// memory and checked against its bounds: a corrupted region gives an error,
+// never an access outside it.
+type Iface struct {
+	mem      []byte
+	hdr      *ifHeader
+	kind     uint32
+	name     string
+	ntx, nrx int
+	ringOfs  []int64  // from the region start
+	nums     []uint32 // slots of each ring, read once
+	first    []uint32 // first buffer of each ring, read once
+	bufs     []byte
+	bufSize  uint32
+	numBufs  uint32
+}
+
+// OpenIface reads the interface header at ofs in mem.
+func OpenIface(mem []byte, ofs int64) (*Iface, error) {
+	if ofs < 0 || ofs%8 != 0 || ofs+ifHeaderSize > int64(len(mem)) {
+		return nil, fmt.Errorf("interface offset %d outside port memory of %d bytes", ofs, len(mem))
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
+		return nil, errors.New("port memory is not 8-byte aligned")
+	}
+	h := (*ifHeader)(unsafe.Pointer(&mem[ofs]))
+	if h.Magic != Magic || h.Version != Version {
+		return nil, fmt.Errorf("port memory has magic %#x version %d, want %#x version %d", h.Magic, h.Version, Magic, Version)
+	}
+	f := &Iface{mem: mem, hdr: h, kind: h.Kind, ntx: int(h.TxRings), nrx: int(h.RxRings), bufSize: h.BufSize, numBufs: h.NumBufs}
+	n := f.ntx + f.nrx
+	if f.ntx > MaxRings*2 || f.nrx > MaxRings*2 || n == 0 {
+		return nil, fmt.Errorf("interface with %d tx and %d rx rings", f.ntx, f.nrx)
+	}
+	if h.MemSize != int64(len(mem)) || h.BufSize < MinBufSize || h.BufSize > MaxBufSize ||
+		h.BufOfs < 0 || h.BufOfs+int64(h.NumBufs)*int64(h.BufSize) > int64(len(mem)) {
+		return nil, errors.New("port memory header does not describe this memory")
+	}
+	if ofs+ifHeaderSize+8*int64(n) > int64(len(mem)) {
+		return nil, errors.New("interface ring table outside port memory")
+	}
+	f.name = cString(h.Name[:])
+	f.bufs = mem[h.BufOfs : h.BufOfs+int64(h.NumBufs)*int64(h.BufSize)]
+	rel := unsafe.Slice((*int64)(unsafe.Pointer(&mem[ofs+ifHeaderSize])), n)
+	for i := range n {
+		ro := ofs + rel[i]
+		if ro < 0 || ro%8 != 0 || ro+ringHeaderSize > int64(len(mem)) {
+			return nil, fmt.Errorf("ring %d outside port memory", i)
+		}
+		rh := (*RingHeader)(unsafe.Pointer(&mem[ro]))
+		num, first := rh.NumSlots, rh.FirstBuf
+		if num < MinSlots || num > MaxSlots || ro+ringHeaderSize+slotSize*int64(num) > int64(len(mem)) ||
+			rh.BufOfs != h.BufOfs-ro || rh.BufSize != h.BufSize || rh.NumBufs != h.NumBufs ||
+			first < reservedBufs || uint64(first)+uint64(num) > uint64(h.NumBufs) {
+			return nil, fmt.Errorf("ring %d header does not describe this memory", i)
+		}
+		f.ringOfs = append(f.ringOfs, ro)
+		f.nums = append(f.nums, num)
+		f.first = append(f.first, first)
+	}
+	return f, nil
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// Name returns the interface's name.
+func (f *Iface) Name() string { return f.name }
+
+// Kind returns the interface's kind (Iface* constants).
+func (f *Iface) Kind() uint32 { return f.kind }
+
+// NumRings returns the number of rings of direction d.
+func (f *Iface) NumRings(d Direction) int {
+	if d == RX {
+		return f.nrx
+	}
+	return f.ntx
+}
+
+// BufSize returns the size of each buffer.
+func (f *Iface) BufSize() int { return int(f.bufSize) }
+
+// NumBufs returns the number of buffers in the pool, reserved ones included.
+func (f *Iface) NumBufs() uint32 { return f.numBufs }
+
+// BufsHead returns the first extra buffer (0 if there is none).
+func (f *Iface) BufsHead() uint32 { return f.hdr.BufsHead.Load() }
+
+// SetBufsHead sets the first extra buffer.
+func (f *Iface) SetBufsHead(idx uint32) { f.hdr.BufsHead.Store(idx) }
+
+func (f *Iface) ringIndex(d Direction, i int) int {
+	if d == RX {
+		return f.ntx + i
+	}
+	return i
+}
+
+func (f *Iface) header(d Direction, i int) *RingHeader {
+	return (*RingHeader)(unsafe.Pointer(&f.mem[f.ringOfs[f.ringIndex(d, i)]]))
+}
+
+func (f *Iface) slots(d Direction, i int) []Slot {
+	ri := f.ringIndex(d, i)
+	return unsafe.Slice((*Slot)(unsafe.Pointer(&f.mem[f.ringOfs[ri]+ringHeaderSize])), f.nums[ri])
+}
+
+// maxLen is the largest length a slot can carry.
+func (f *Iface) maxLen() uint32 { return min(f.bufSize, 0xffff) }
