@@ -37,7 +37,7 @@ unit:
 # The race detector does not see mmap'd memory; the ring code's tests run
 # over heap memory so that it sees every access.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./internal/...
+	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./internal/...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/

@@ -81,6 +81,12 @@ func (p *Pair) Geometry(end int) ports.Geometry { return p.geom[end] }
 // Layout returns the pair's memory layout.
 func (p *Pair) Layout() ports.Layout { return p.layout }
 
+// Mem returns the pair's memory as valed maps it.
+func (p *Pair) Mem() []byte { return p.region.Mem }
+
+// RegionFD returns the memfd of the pair's memory.
+func (p *Pair) RegionFD() int { return p.region.FD }
+
 // Users returns the bindings of each end.
 func (p *Pair) Users() [2]int {
 	p.mu.Lock()

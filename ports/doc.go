@@ -66,6 +66,7 @@
 //	 20   4  num_bufs     buffers in the pool (valid indexes are 2..num_bufs-1)
 //	 24   8  offset_mask  0: per-slot buffer offsets are not supported
 //	 32   8  buf_align    0
+//	 40   4  first_buf    buffer slot 0 got at creation (slot j got first_buf+j)
 //	line 1, written only by the application
 //	 64   4  head         first slot owned by the application
 //	 68   4  cur          wake-up point for poll
@@ -83,6 +84,8 @@
 //	148   4  reset_slot   slot that caused it, when a slot did
 //	152   8  ts           CLOCK_REALTIME, ns, of the last switch update
 //	160   4  reset_value  offending value (index, length, flags)
+//	164   4  hwcur        consumption point, published by pipe ends
+//	168   8  dropped      frames the switch side could not put in the ring
 //	line 3 (192..255) is reserved.
 //
 // A slot is netmap's struct netmap_slot:

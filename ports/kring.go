@@ -391,3 +391,48 @@ func (k *KRing) rxChain(f *Frame, t, need uint32, ts int64) (uint32, *RingError)
 	}
 	return t, nil
 }
+
+// SwapIn hands the frames in slots [from, to) of ring src to this RX ring
+// without copying them: each source slot's buffer goes to the next free slot
+// here, whose own buffer goes back to the source slot, flagged
+// NS_BUF_CHANGED. Zero-copy monitors are fed this way. The frames keep their
+// length, NS_MOREFRAG and NS_TXMON; flags adds further flags. It stops when
+// the ring is full and returns how many frames it took; a source slot naming
+// no valid buffer is skipped (and counted as taken). It reports whether the
+// reader must be woken. On a violation of this ring's contract the ring is
+// reset and the error is a *RingError.
+func (k *KRing) SwapIn(src *Ring, from, to uint32, flags uint16, ts int64) (n int, wake bool, err error) {
+	space, err := k.RxSpace()
+	if err != nil || space == 0 {
+		return 0, false, err
+	}
+	t := k.hwtail
+	for i := from; i != to && space > 0; i = src.Next(i) {
+		s := src.Slot(i)
+		idx := s.BufIdx
+		n++
+		if idx < reservedBufs || idx >= k.numBufs {
+			continue
+		}
+		z := &k.slots[t]
+		zidx := z.BufIdx
+		if zidx < reservedBufs || zidx >= k.numBufs {
+			return 0, false, k.reset(ResetBadBufIdx, t, zidx)
+		}
+		z.BufIdx, z.Len, z.Flags, z.Ptr = idx, min(s.Len, uint16(k.maxLen)), s.Flags&(NS_MOREFRAG|NS_TXMON)|flags, uint64(ts)
+		s.BufIdx = zidx
+		s.Flags |= NS_BUF_CHANGED
+		t = next(t, k.num)
+		space--
+	}
+	if t == k.hwtail {
+		return n, false, nil
+	}
+	k.hwtail = t
+	k.hdr.ts.Store(ts)
+	k.hdr.tail.Store(t)
+	return n, k.wantsWake(), nil
+}
+
+// Dropped counts frames that did not fit in the ring, in its header.
+func (k *KRing) Dropped(n int) { k.hdr.dropped.Add(uint64(n)) }

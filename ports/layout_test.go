@@ -39,6 +39,7 @@ func TestRingHeaderLayout(t *testing.T) {
 		{"ts", unsafe.Offsetof(h.ts), 152},
 		{"reset_value", unsafe.Offsetof(h.resetValue), 160},
 		{"hwcur", unsafe.Offsetof(h.hwcur), 164},
+		{"dropped", unsafe.Offsetof(h.dropped), 168},
 	}
 	for _, f := range fields {
 		if f.got != f.want {

@@ -332,8 +332,12 @@ func (n *Name) Unsupported() error {
 		return what("^", "host rings on a VALE port")
 	case n.Mode == RegNICSW:
 		return what("*", "host rings on a VALE port")
-	case n.Flags&(FlagMonitorRx|FlagMonitorTx|FlagZCopyMon) != 0:
-		return what("/"+n.flagString(FlagMonitorRx|FlagMonitorTx|FlagZCopyMon), "monitor ports")
+	case n.IsMonitor() && n.Mode != RegAllNIC:
+		return what(n.String(), "a monitor of some rings only")
+	case n.IsMonitor() && n.Flags&(FlagExclusive|FlagRxOnly|FlagTxOnly) != 0:
+		return what("/"+n.flagString(FlagExclusive|FlagRxOnly|FlagTxOnly), "binding flags on a monitor")
+	case n.Flags&FlagZCopyMon != 0 && n.Flags&(FlagMonitorRx|FlagMonitorTx) != 0:
+		return fmt.Errorf("port name %q: /z monitors both directions; do not combine it with /r or /t", n.String())
 	case n.Flags&FlagRxOnly != 0 && n.Flags&FlagTxOnly != 0:
 		return fmt.Errorf("port name %q: /R and /T together bind no rings", n.String())
 	case n.MemID != 0:
@@ -347,6 +351,11 @@ func (n *Name) Unsupported() error {
 		}
 	}
 	return nil
+}
+
+// IsMonitor reports whether the name opens a monitor (/r, /t or /z).
+func (n *Name) IsMonitor() bool {
+	return n.Flags&(FlagMonitorRx|FlagMonitorTx|FlagZCopyMon) != 0
 }
 
 // PortName returns the name of the port itself, without ring selection,

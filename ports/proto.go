@@ -64,3 +64,31 @@ type InfoReply struct {
 	Layout   Layout   `json:"layout"`
 	Iface    int      `json:"iface"` // the port's interface in Layout.Ifaces
 }
+
+// Event is a message valed sends, unasked, on a client's connection after
+// the open reply.
+type Event struct {
+	Monitor *MonitorEvent `json:"monitor,omitempty"`
+}
+
+// Monitor event operations.
+const (
+	MonitorAdd    = "add"
+	MonitorRemove = "remove"
+)
+
+// MonitorEvent tells a client that a monitor starts or stops taking frames
+// from the rings it holds, where the client's own syncs must feed it: a
+// zero-copy monitor (its rings are in the port's memory) or a copy monitor
+// of a pipe end (its memory comes with the event, as descriptor 0). The
+// eventfds of the monitor's rings follow, one per ring.
+type MonitorEvent struct {
+	Op      string `json:"op"`
+	ID      uint64 `json:"id"`
+	Kind    string `json:"kind"`     // KindMonitor (copy) or KindZMonitor
+	MemSize int64  `json:"mem_size"` // copy monitors: the size of the memory
+	IfOfs   int64  `json:"if_ofs"`   // the monitor's interface
+	TxBase  int    `json:"tx_base"`  // monitor ring of the port's TX ring 0, -1 if not monitored
+	RxBase  int    `json:"rx_base"`  // monitor ring of the port's RX ring 0, -1 if not monitored
+	Rings   int    `json:"rings"`    // monitor rings, and eventfds
+}

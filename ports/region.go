@@ -71,7 +71,8 @@ type RingHeader struct {
 	ts         atomic.Int64
 	resetValue atomic.Uint32
 	hwcur      atomic.Uint32
-	_          [24]byte
+	dropped    atomic.Uint64
+	_          [16]byte
 
 	// Line 3: reserved.
 	_ [64]byte
@@ -104,6 +105,13 @@ func (h *RingHeader) Hwcur() uint32 { return h.hwcur.Load() }
 
 // SetHwcur publishes the switch side's consumption point.
 func (h *RingHeader) SetHwcur(v uint32) { h.hwcur.Store(v) }
+
+// Dropped returns how many frames the switch side could not put into this
+// ring (zero-copy monitors count what they missed here).
+func (h *RingHeader) Dropped() uint64 { return h.dropped.Load() }
+
+// AddDropped counts frames the switch side could not put into the ring.
+func (h *RingHeader) AddDropped(n uint64) { h.dropped.Add(n) }
 
 // SetTimestamp publishes the time of the last switch-side update.
 func (h *RingHeader) SetTimestamp(ns int64) { h.ts.Store(ns) }

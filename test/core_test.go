@@ -431,7 +431,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-i", "vale0:a@conf:rings=99", "-f", "tx"}, "tx rings 99 out of range [1, 16]"},
 		{[]string{"-i", "vale0:a@conf:slots=5000", "-f", "tx"}, "tx slots 5000 out of range"},
 		{[]string{"-i", "eth0", "-f", "tx"}, "netmap:eth0: no such port"},
-		{[]string{"-i", "vale0:a/rt", "-f", "rx"}, "monitor ports"},
+		{[]string{"-i", "vale0:a/rt", "-f", "rx"}, "no such port vale0:a to monitor"},
 		{[]string{"-i", "vale0:a", "-f", "bogus"}, `unknown function "bogus"`},
 		{[]string{"-i", "vale0:a", "-l", "3000", "-f", "tx"}, "larger than the port's buffers"},
 		{[]string{"-i", "vale0:a", "-p", "2", "-f", "tx"}, "ring 1 out of range"},

@@ -89,6 +89,9 @@ func (f *forwarder) forward() {
 
 	sw.mu.RLock()
 	if sw.ports[src.idx] == src {
+		if mons := src.monitors.Load(); mons != nil && len(mons.tx) > 0 {
+			copyTo(mons.tx, f.ring, b, identity[:n], false)
+		}
 		noRoute += f.deliverAll()
 	} else {
 		noRoute += n // detached during the round
@@ -254,7 +257,21 @@ func (f *forwarder) deliver(a *attachment, which []uint16) {
 	if ring >= a.nrx {
 		ring %= a.nrx
 	}
-	frames, bytes, err := a.port.Deliver(ring, f.batch, which)
+	var (
+		frames, bytes int
+		err           error
+	)
+	if mons := a.monitors.Load(); mons != nil && len(mons.rx) > 0 {
+		lk := &a.rxLocks[ring]
+		lk.Lock()
+		frames, bytes, err = a.port.Deliver(ring, f.batch, which)
+		if err == nil && frames > 0 {
+			copyTo(mons.rx, ring, f.batch, which[:frames], true)
+		}
+		lk.Unlock()
+	} else {
+		frames, bytes, err = a.port.Deliver(ring, f.batch, which)
+	}
 	c := &a.counters
 	if err != nil {
 		c.resets.Add(1)

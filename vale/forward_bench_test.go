@@ -46,16 +46,19 @@ func (s *sinkPort) Deliver(_ int, b *ports.Batch, which []uint16) (int, int, err
 // the destinations. ns/pkt is the figure to compare with netmap's VALE.
 func BenchmarkForward(b *testing.B) {
 	cases := []struct {
-		name  string
-		size  int
-		dests int  // ports besides the source
-		bcast bool // destination broadcast instead of a learned address
+		name    string
+		size    int
+		dests   int  // ports besides the source
+		bcast   bool // destination broadcast instead of a learned address
+		monitor bool // a copy monitor on the source (/t) and the destination (/r)
 	}{
-		{"unicast/64B", 60, 1, false},
-		{"unicast/1514B", 1514, 1, false},
-		{"broadcast/64B/2ports", 60, 1, true},
-		{"broadcast/64B/8ports", 60, 7, true},
-		{"unicast/64B/254ports", 60, 253, false},
+		{"unicast/64B", 60, 1, false, false},
+		{"unicast/64B/monitored", 60, 1, false, true},
+		{"unicast/1514B", 1514, 1, false, false},
+		{"unicast/1514B/monitored", 1514, 1, false, true},
+		{"broadcast/64B/2ports", 60, 1, true, false},
+		{"broadcast/64B/8ports", 60, 7, true, false},
+		{"unicast/64B/254ports", 60, 253, false, false},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -66,8 +69,18 @@ func BenchmarkForward(b *testing.B) {
 				b.Fatal(err)
 			}
 			var dstMAC [6]byte
+			var last *sinkPort
 			for i := range c.dests {
-				if _, err := sw.Attach(newSinkPort(fmt.Sprintf("vale0:d%d", i))); err != nil {
+				last = newSinkPort(fmt.Sprintf("vale0:d%d", i))
+				if _, err := sw.Attach(last); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.monitor {
+				if _, err := sw.AddMonitor(src, newSinkPort("mon-t"), 0, -1); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := sw.AddMonitor(last, newSinkPort("mon-r"), -1, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -53,6 +53,8 @@ type attachment struct {
 	counters portCounters
 	workers  sync.WaitGroup
 	logLimit rateLimiter
+	monitors atomic.Pointer[monitorSet]
+	rxLocks  rxLocks
 }
 
 // ErrSwitchFull is returned by Attach when every port index is taken.
@@ -132,7 +134,7 @@ func (sw *Switch) Attach(p Port) (int, error) {
 		sw.mu.Unlock()
 		return 0, fmt.Errorf("attach %s to %s: %w (%d ports)", p.Name(), sw.name, ErrSwitchFull, len(sw.ports))
 	}
-	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings}
+	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings, rxLocks: make(rxLocks, d.RxRings)}
 	sw.ports[idx] = a
 	sw.rebuildActiveLocked()
 	a.workers.Add(a.ntx)
@@ -162,6 +164,7 @@ func (sw *Switch) Detach(p Port) error {
 	}
 	sw.ports[a.idx] = nil
 	sw.rebuildActiveLocked()
+	a.monitors.Store(nil) // the port is gone: its monitors get nothing more
 	sw.mu.Unlock()
 	sw.macs.purge(a.idx)
 	p.Stop()

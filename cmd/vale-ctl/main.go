@@ -96,12 +96,13 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 		all.Switches = append(all.Switches, r.Switches...)
 		all.Ports = append(all.Ports, r.Ports...)
 		all.Pipes = append(all.Pipes, r.Pipes...)
+		all.Monitors = append(all.Monitors, r.Monitors...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if len(all.Switches) == 0 && len(all.Pipes) == 0 {
+	if len(all.Switches) == 0 && len(all.Pipes) == 0 && len(all.Monitors) == 0 {
 		if name != "" {
 			return fmt.Errorf("no switch, port or pipe named %s", name)
 		}
@@ -110,17 +111,15 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	defer w.Flush()
-	if len(all.Pipes) > 0 {
-		fmt.Fprintln(w, "PIPE\tSLAVE\tRINGS\tSLOTS\tCLIENTS")
-		for _, p := range all.Pipes {
-			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
+	section := false
+	start := func() {
+		if section {
+			fmt.Fprintln(w)
 		}
-		if len(all.Switches) == 0 {
-			return nil
-		}
-		fmt.Fprintln(w)
+		section = true
 	}
-	if verbose {
+	if verbose && len(all.Switches) > 0 {
+		start()
 		fmt.Fprintln(w, "SWITCH\tPORTS\tMACS\tLEARNED\tMOVED\tAGED\tTABLE_FULL\tROUNDS\tFRAMES\tAVG_BATCH")
 		for _, s := range all.Switches {
 			avg := 0.0
@@ -130,14 +129,34 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\n",
 				s.Name, s.Ports, s.MACs, s.Learned, s.Moved, s.Aged, s.TableFull, s.Rounds, s.Frames, avg)
 		}
-		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tSTATE\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_INVAL\tDROP_NOROUTE\tRESETS")
-	for _, p := range all.Ports {
-		st := p.Stats
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
-			p.Name, p.Switch, p.Index, p.Kind, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
-			st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropInvalid, st.DropNoRoute, st.Resets)
+	if len(all.Switches) > 0 {
+		start()
+		fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tSTATE\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_INVAL\tDROP_NOROUTE\tRESETS")
+		for _, p := range all.Ports {
+			st := p.Stats
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
+				p.Name, p.Switch, p.Index, p.Kind, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
+				st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropInvalid, st.DropNoRoute, st.Resets)
+		}
+	}
+	if len(all.Pipes) > 0 {
+		start()
+		fmt.Fprintln(w, "PIPE\tSLAVE\tRINGS\tSLOTS\tCLIENTS")
+		for _, p := range all.Pipes {
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
+		}
+	}
+	if len(all.Monitors) > 0 {
+		start()
+		fmt.Fprintln(w, "MONITOR\tPORT\tDIRS\tSTATE\tCLIENTS\tCOPIED\tLOST")
+		for _, m := range all.Monitors {
+			copied := "-" // fed by clients (pipe ends, zero-copy monitors): only losses are counted
+			if m.Copied >= 0 {
+				copied = strconv.FormatInt(m.Copied, 10)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\n", m.Name, m.Target, m.Dirs, m.State, m.Clients, copied, m.Lost)
+		}
 	}
 	return nil
 }

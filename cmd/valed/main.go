@@ -45,6 +45,7 @@ func run() error {
 		maxPorts = flag.Int("max-ports", vale.DefaultMaxPorts, fmt.Sprintf("ports per switch (at most %d)", vale.MaxPortsLimit))
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
+		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: valed [flags]\n\nThe vale switch daemon.\n\n")
@@ -63,6 +64,13 @@ func run() error {
 	if *maxPorts < 1 || *maxPorts > vale.MaxPortsLimit {
 		return fmt.Errorf("-max-ports %d out of range [1, %d]", *maxPorts, vale.MaxPortsLimit)
 	}
+	if *zlevels < 0 || *zlevels > ports.MaxZLevels {
+		return fmt.Errorf("-zmon-levels %d out of range [0, %d]", *zlevels, ports.MaxZLevels)
+	}
+	zl := *zlevels
+	if zl == 0 {
+		zl = -1 // none
+	}
 	g := ports.Geometry{
 		TxRings: uint32(*rings), RxRings: uint32(*rings),
 		TxSlots: uint32(*slots), RxSlots: uint32(*slots),
@@ -73,7 +81,7 @@ func run() error {
 		SocketMode: os.FileMode(*mode),
 		Geometry:   g,
 		Switch:     vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Logger: log},
-		Port:       shm.Config{Poll: *poll},
+		Port:       shm.Config{Poll: *poll, ZLevels: zl},
 		Logger:     log,
 	})
 	if err != nil {

@@ -30,9 +30,14 @@ type Config struct {
 	SocketMode os.FileMode    // permissions of the control socket
 	Geometry   ports.Geometry // geometry of ports created without @conf
 	Switch     vale.Config    // configuration of every switch
-	Port       shm.Config     // configuration of every port
+	Port       shm.Config     // configuration of every port (ZLevels: 0 gives DefaultZLevels, negative none)
 	Logger     *slog.Logger
 }
+
+// DefaultZLevels is how many zero-copy monitors can be chained on a port
+// unless configured: room for their rings is reserved in every port's
+// memory (it costs address space, not RAM, until used).
+const DefaultZLevels = 2
 
 // Daemon is a running valed.
 type Daemon struct {
@@ -43,8 +48,17 @@ type Daemon struct {
 	mu       sync.Mutex
 	switches map[string]*switchState
 	pipes    map[string]*pipeState // by master end name
-	conns    map[*ctl.Conn]struct{}
-	closing  bool
+	monitors map[uint64]*monState
+	nextMon  uint64
+	// feeders are the sessions whose syncs feed the monitors of an
+	// interface (a port, a pipe end, a zero-copy monitor level), by name.
+	feeders map[string]map[*session]struct{}
+	// clientMons are the monitors fed by the clients of an interface.
+	clientMons map[string]map[uint64]*monState
+	// zlevels are the zero-copy monitors of a port, by level.
+	zlevels map[string][]*monState
+	conns   map[*ctl.Conn]struct{}
+	closing bool
 
 	wg sync.WaitGroup
 }
@@ -72,6 +86,12 @@ func New(cfg Config) (*Daemon, error) {
 	if err := cfg.Geometry.Validate(); err != nil {
 		return nil, err
 	}
+	switch {
+	case cfg.Port.ZLevels == 0:
+		cfg.Port.ZLevels = DefaultZLevels
+	case cfg.Port.ZLevels < 0:
+		cfg.Port.ZLevels = 0
+	}
 	if cfg.SocketMode == 0 {
 		cfg.SocketMode = 0o600
 	}
@@ -83,12 +103,16 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	return &Daemon{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		ln:       ln,
-		switches: map[string]*switchState{},
-		pipes:    map[string]*pipeState{},
-		conns:    map[*ctl.Conn]struct{}{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		ln:         ln,
+		switches:   map[string]*switchState{},
+		pipes:      map[string]*pipeState{},
+		monitors:   map[uint64]*monState{},
+		feeders:    map[string]map[*session]struct{}{},
+		clientMons: map[string]map[uint64]*monState{},
+		zlevels:    map[string][]*monState{},
+		conns:      map[*ctl.Conn]struct{}{},
 	}, nil
 }
 
@@ -154,6 +178,10 @@ type session struct {
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
 	release func()
+	// feeds is the interface whose monitors this client's syncs feed;
+	// events carries what valed tells the client after the open reply.
+	feeds  string
+	events chan event
 }
 
 func (d *Daemon) serveConn(c *ctl.Conn) {
@@ -265,17 +293,27 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 		reply ports.OpenReply
 		fds   []int
 	)
-	if n.Pipe != 0 {
+	s.startEvents()
+	switch {
+	case n.IsMonitor():
+		fds, err = d.openMonitorLocked(s, &n, conf, &reply)
+	case n.Pipe != 0:
 		fds, err = d.openPipeLocked(s, &n, g, explicit, &reply)
-	} else {
+	default:
 		fds, err = d.openValeLocked(s, &n, g, explicit, &reply)
 	}
 	if err != nil {
+		d.removeFeederLocked(s)
+		s.stopEventsLocked()
 		return err
 	}
 	s.holding = reply.Port
 	d.log.Info("port opened", "name", r.Name, "kind", reply.Kind, "pid", s.pid)
-	return s.conn.ReplyOK(reply, fds...)
+	if err := s.conn.ReplyOK(reply, fds...); err != nil {
+		return err
+	}
+	go s.runEvents()
+	return nil
 }
 
 // openValeLocked binds a VALE port, creating it and its switch if needed.
@@ -302,6 +340,7 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 		return nil, err
 	}
 	reply.Switch, reply.Index = n.Switch, ps.idx
+	d.addFeederLocked(s, reply.Port)
 	s.release = func() {
 		if b.Close() == 0 {
 			d.destroyPortLocked(ps)
@@ -354,6 +393,8 @@ func (d *Daemon) releaseSession(s *session) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.removeFeederLocked(s)
+	s.stopEventsLocked()
 	s.release()
 	d.log.Info("port closed", "port", s.holding, "pid", s.pid)
 	s.release, s.holding = nil, ""
@@ -367,6 +408,7 @@ func (d *Daemon) destroyPortLocked(ps *portState) {
 	if err := ss.sw.Detach(ps.port); err != nil {
 		d.log.Error("detach port", "port", ps.port.Name(), "error", err)
 	}
+	d.orphanMonitorsLocked(ps.port.Name())
 	if err := ps.port.Free(); err != nil {
 		d.log.Error("free port", "port", ps.port.Name(), "error", err)
 	}
@@ -470,15 +512,19 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 			})
 		}
 	}
+	monList := d.monitorInfosLocked(func(target string) bool {
+		return r.Name == "" || target == portName || strings.HasPrefix(target, r.Name+":")
+	})
 	d.mu.Unlock()
 	slices.SortFunc(pipeList, func(a, b mgmt.PipeInfo) int { return strings.Compare(a.Master, b.Master) })
+	slices.SortFunc(monList, func(a, b mgmt.MonitorInfo) int { return strings.Compare(a.Name, b.Name) })
 	if len(pipeList) > 0 {
 		if n, err := ports.ParseName(r.Name); err == nil && n.Pipe != 0 {
 			return c.ReplyOK(mgmt.ListReply{Pipes: pipeList})
 		}
 	}
 	slices.SortFunc(sws, func(a, b *vale.Switch) int { return strings.Compare(a.Name(), b.Name()) })
-	out := mgmt.ListReply{Pipes: pipeList}
+	out := mgmt.ListReply{Pipes: pipeList, Monitors: monList}
 	for _, sw := range sws {
 		out.Switches = append(out.Switches, sw.Info())
 	}

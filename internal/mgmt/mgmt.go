@@ -20,6 +20,18 @@ type ListReply struct {
 	Switches []vale.SwitchInfo `json:"switches,omitempty"`
 	Ports    []vale.PortInfo   `json:"ports,omitempty"`
 	Pipes    []PipeInfo        `json:"pipes,omitempty"`
+	Monitors []MonitorInfo     `json:"monitors,omitempty"`
+}
+
+// MonitorInfo describes a monitor.
+type MonitorInfo struct {
+	Name    string `json:"name"`   // e.g. "vale0:a/rt#3"
+	Target  string `json:"target"` // the monitored port
+	Dirs    string `json:"dirs"`   // "t", "r", "rt" or "z"
+	State   string `json:"state"`  // "up", or "orphaned" once the port went away
+	Copied  int64  `json:"copied"` // frames valed copied into the monitor; -1 where clients feed it
+	Lost    uint64 `json:"lost"`   // frames it had no room for
+	Clients int    `json:"clients"`
 }
 
 // PipeInfo describes a pipe pair.

@@ -11,6 +11,7 @@
 package nmport
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/spin"
+	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 )
@@ -95,6 +97,7 @@ type Port struct {
 	pollFDs  []unix.PollFd
 	extraFDs []int // kind-specific descriptors, closed with the port
 	sync     syncer
+	tap      monitor.Tap // monitors this binding's syncs feed
 	ticket   uint32
 	dead     atomic.Bool
 	closed   atomic.Bool
@@ -136,7 +139,9 @@ func Open(name string, opts *Options) (*Port, error) {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	p.rxPoller.Max = opts.RxPoll
-	if p.rxPoller.Max == 0 {
+	if p.rxPoller.Max == 0 && reply.Kind != ports.KindMonitor {
+		// A monitor is an observer allowed to lose frames: polling would
+		// take the CPU of the port it watches.
 		p.rxPoller.Max = DefaultRxPoll
 	}
 	p.rxPoller.Max = max(p.rxPoller.Max, 0)
@@ -245,6 +250,7 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		if err != nil {
 			return nil, err
 		}
+		end.SetTap(&p.tap)
 		p.sync = end
 	default:
 		return nil, fmt.Errorf("valed answered with a port of unknown kind %q", reply.Kind)
@@ -252,15 +258,32 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 	return p, nil
 }
 
-// watch waits for the control connection to end: valed only closes it when
-// it goes away, and then every sleeper must wake up with an error.
+// watch reads what valed sends after the open reply: monitor events, until
+// the connection ends. valed only closes it when it goes away, and then
+// every sleeper must wake up with an error.
 func (p *Port) watch() {
-	var msg ctl.Reply
 	for {
+		var msg ctl.Reply
 		fds, err := p.conn.Recv(&msg)
-		ctl.CloseFDs(fds)
 		if err != nil {
+			ctl.CloseFDs(fds)
 			break
+		}
+		var ev ports.Event
+		if msg.Body == nil || json.Unmarshal(msg.Body, &ev) != nil || ev.Monitor == nil {
+			ctl.CloseFDs(fds)
+			continue
+		}
+		switch m := ev.Monitor; m.Op {
+		case ports.MonitorAdd:
+			if f, err := monitor.NewFeed(m, p.mem, fds, p.reply.Port); err == nil {
+				p.tap.Add(f)
+			}
+		case ports.MonitorRemove:
+			ctl.CloseFDs(fds)
+			p.tap.Remove(m.ID)
+		default:
+			ctl.CloseFDs(fds)
 		}
 	}
 	if !p.closed.Load() {
@@ -278,6 +301,7 @@ func (p *Port) Close() error {
 		return ErrClosed
 	}
 	err := p.conn.Close()
+	p.tap.Close()
 	ctl.CloseFDs(p.waitFDs)
 	ctl.CloseFDs(p.extraFDs)
 	if merr := unix.Munmap(p.mem); merr != nil && err == nil {
@@ -320,6 +344,12 @@ func (p *Port) TxRings() []*ports.Ring { return p.txBound }
 // RxRings returns the RX rings this open bound.
 func (p *Port) RxRings() []*ports.Ring { return p.rxBound }
 
+// Monitors returns how many monitors this binding's syncs feed (zero-copy
+// monitors, and copy monitors of a pipe end). valed announces a monitor
+// asynchronously: it is fed from the first sync after the announcement
+// arrived.
+func (p *Port) Monitors() int { return p.tap.Len() }
+
 // Mem returns the port's whole memory region, as netmap applications reach
 // its mmap; package ports documents the layout. Writing outside the slots
 // and indexes the application owns breaks the ring contract: valed resets
@@ -354,6 +384,7 @@ func (p *Port) TxSync() error {
 	if err := p.check(); err != nil {
 		return err
 	}
+	p.tap.Reap()
 	var first error
 	for i := range p.txBound {
 		if err := p.sync.TxSync(p.txFirst + i); err != nil && first == nil {
@@ -369,6 +400,7 @@ func (p *Port) RxSync() error {
 	if err := p.check(); err != nil {
 		return err
 	}
+	p.tap.Reap()
 	var first error
 	for i := range p.rxBound {
 		if err := p.sync.RxSync(p.rxFirst + i); err != nil && first == nil {
@@ -536,13 +568,20 @@ func (s *valeSync) TxSync(i int) error { return s.sync(s.p.tx[i]) }
 func (s *valeSync) RxSync(i int) error { return s.sync(s.p.rx[i]) }
 
 // sync publishes head and cur, kicks the switch if it sleeps on a TX ring
-// that got new slots, and refreshes tail.
+// that got new slots, and refreshes tail. Zero-copy monitors take the
+// released RX slots before they are published, and the completed TX slots
+// before the application sees them again.
 func (s *valeSync) sync(r *ports.Ring) error {
 	if err := r.CheckReset(); err != nil {
 		return err
 	}
 	if err := r.Prologue(); err != nil {
 		return err
+	}
+	tap := &s.p.tap
+	tapping := tap.Active()
+	if tapping && r.Dir() == ports.RX && r.Head() != r.PublishedHead() {
+		tap.RxReleased(r.ID(), r, r.PublishedHead(), r.Head())
 	}
 	h := r.Header()
 	if r.Publish() && r.Dir() == ports.TX {
@@ -551,7 +590,12 @@ func (s *valeSync) sync(r *ports.Ring) error {
 			kick(s.kickFD[r.ID()])
 		}
 	}
-	if t := h.Tail(); t < r.NumSlots() {
+	if t := h.Tail(); t < r.NumSlots() && t != r.Tail() {
+		if tapping && r.Dir() == ports.TX {
+			// With one slot always empty, the slots the switch took are
+			// [tail+1, new tail+1): netmap's old and new hwcur.
+			tap.TxCompleted(r.ID(), r, r.Next(r.Tail()), r.Next(t))
+		}
 		r.UpdateTail(t)
 	}
 	return nil

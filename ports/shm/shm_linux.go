@@ -37,6 +37,7 @@ type Config struct {
 // Port is a shared-memory VALE port as valed holds it. It implements the
 // switch's port interface (vale.Port).
 type Port struct {
+	kind   string // ports.KindVale or ports.KindMonitor
 	name   string
 	mac    net.HardwareAddr
 	geom   ports.Geometry
@@ -86,6 +87,28 @@ func New(name string, g ports.Geometry, cfg Config) (*Port, error) {
 	return p, nil
 }
 
+// NewMonitor creates the memory of a copy monitor called name: rings receive
+// rings of slots slots, no transmit ring. The switch fills it through
+// Deliver; the monitor's client reads it like any port.
+func NewMonitor(name string, rings, slots, bufSize uint32) (*Port, error) {
+	l, err := ports.MonitorLayout(rings, slots, bufSize)
+	if err != nil {
+		return nil, err
+	}
+	region, err := shmem.NewRegion(name, l.Size)
+	if err != nil {
+		return nil, err
+	}
+	g := ports.Geometry{RxRings: rings, RxSlots: slots, BufSize: bufSize}
+	p, err := newPort(name, g, l, region.Mem, Config{})
+	if err != nil {
+		region.Close()
+		return nil, err
+	}
+	p.region, p.kind = region, ports.KindMonitor
+	return p, nil
+}
+
 // NewInMemory creates a port over mem, ordinary memory of at least the
 // layout's size (zeroed), instead of a memfd. Such a port cannot be bound by
 // another process; tests use it to run the switch under the race detector,
@@ -117,7 +140,7 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 		return nil, err
 	}
 	ntx, nrx := int(g.TxRings), int(g.RxRings)
-	p := &Port{name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: ports.NewClaims(ntx, nrx)}
+	p := &Port{kind: ports.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: ports.NewClaims(ntx, nrx)}
 	kicks, err := shmem.NewEventfds(ntx)
 	if err != nil {
 		return nil, err
@@ -159,6 +182,32 @@ func (p *Port) Geometry() ports.Geometry { return p.geom }
 // Layout returns the port's memory layout.
 func (p *Port) Layout() ports.Layout { return p.layout }
 
+// Mem returns the port's memory as valed maps it.
+func (p *Port) Mem() []byte {
+	if p.region == nil {
+		return nil
+	}
+	return p.region.Mem
+}
+
+// RegionFD returns the memfd of the port's memory (-1 for heap memory).
+func (p *Port) RegionFD() int {
+	if p.region == nil {
+		return -1
+	}
+	return p.region.FD
+}
+
+// NotifyFDs returns the eventfds that wake the clients sleeping on each ring
+// pair.
+func (p *Port) NotifyFDs() []int {
+	var fds []int
+	for _, e := range p.notify {
+		fds = append(fds, e.FD)
+	}
+	return fds
+}
+
 // Rings returns the number of TX and RX rings.
 func (p *Port) Rings() (tx, rx int) { return len(p.tx), len(p.rx) }
 
@@ -176,7 +225,7 @@ func (p *Port) Describe() ports.Desc {
 		state = "stopping"
 	}
 	return ports.Desc{
-		Kind:    ports.KindVale,
+		Kind:    p.kind,
 		TxRings: len(p.tx), RxRings: len(p.rx),
 		TxSlots: int(p.geom.TxSlots), RxSlots: int(p.geom.RxSlots),
 		MAC:     p.mac.String(),
@@ -309,7 +358,7 @@ func (b *Binding) Reply(r *ports.OpenReply) ([]int, error) {
 	}
 	nf, nl := b.sel.Notify()
 	*r = ports.OpenReply{
-		Kind: ports.KindVale, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
+		Kind: p.kind, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
 		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs,
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
