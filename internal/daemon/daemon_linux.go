@@ -312,7 +312,7 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 	if err := s.conn.ReplyOK(reply, fds...); err != nil {
 		return err
 	}
-	go s.runEvents()
+	go s.runEvents(s.events)
 	return nil
 }
 

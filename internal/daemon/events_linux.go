@@ -28,9 +28,10 @@ func (s *session) startEvents() {
 	s.events = make(chan event, eventQueue)
 }
 
-// runEvents sends s's events in order until the queue closes.
-func (s *session) runEvents() {
-	for e := range s.events {
+// runEvents sends the events of queue q (s.events when it started) in
+// order until the queue closes.
+func (s *session) runEvents(q <-chan event) {
+	for e := range q {
 		body, err := json.Marshal(e.msg)
 		if err == nil {
 			err = s.conn.Send(ctl.Reply{Body: body}, e.fds...)
