@@ -51,6 +51,28 @@ pipe() { # pipe BURST: pkt-gen on each end of a netmap pipe, 64-byte frames
 	printf 'batch %-4s rx %s\n' "$1" "$(rate "$VALE_TMP/rx.out")"
 }
 
+monitored() { # monitored: the VALE path with a /t copy monitor on the sender, read by pkt-gen
+	start_valed
+	local v=${VALE_PIDS[-1]}
+	"$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
+	local rx=$!
+	wait_port vale0:b
+	timeout -s INT "$SECS" "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx.out" 2>&1 &
+	local tx=$!
+	wait_port vale0:a
+	"$VALE_BIN/pkt-gen" -i vale0:a/t -f rx >"$VALE_TMP/mon.out" 2>&1 &
+	local mon=$!
+	wait "$tx" || true
+	sleep 0.5
+	stop_pid "$mon"
+	stop_pid "$rx"
+	stop_pid "$v"
+	printf '%-6s rx %s\n' "60B" "$(rate "$VALE_TMP/rx.out")"
+	printf '%-6s monitor %s\n' "" "$(rate "$VALE_TMP/mon.out")"
+}
+
+echo "== the same, 60 B, with a copy monitor (vale0:a/t) read by a third pkt-gen"
+monitored
 echo "== netmap pipe, pkt-gen -f tx -> pkt-gen -f rx, 64 B, $SECS s each"
 for b in 64 256 512; do
 	pipe "$b"

@@ -53,9 +53,9 @@ func BenchmarkForward(b *testing.B) {
 		monitor bool // a copy monitor on the source (/t) and the destination (/r)
 	}{
 		{"unicast/64B", 60, 1, false, false},
-		{"unicast/64B/monitored", 60, 1, false, true},
+		{"unicast/64B/monitored-t-and-r", 60, 1, false, true},
 		{"unicast/1514B", 1514, 1, false, false},
-		{"unicast/1514B/monitored", 1514, 1, false, true},
+		{"unicast/1514B/monitored-t-and-r", 1514, 1, false, true},
 		{"broadcast/64B/2ports", 60, 1, true, false},
 		{"broadcast/64B/8ports", 60, 7, true, false},
 		{"unicast/64B/254ports", 60, 253, false, false},
