@@ -202,12 +202,17 @@ func PortLayout(g Geometry, zlevels int) (Layout, error) {
 }
 
 // MonitorLayout lays out the private memory of a copy monitor: rxRings
-// receive rings of slots slots, and no transmit ring.
+// receive rings (up to 2*MaxRings: both directions of a port) of slots
+// slots, and no transmit ring.
 func MonitorLayout(rxRings, slots, bufSize uint32) (Layout, error) {
-	g := Geometry{TxRings: 1, RxRings: rxRings, TxSlots: MinSlots, RxSlots: slots, BufSize: bufSize}
+	if rxRings < 1 || rxRings > 2*MaxRings {
+		return Layout{}, fmt.Errorf("invalid monitor geometry: %d rings out of range [1, %d]", rxRings, 2*MaxRings)
+	}
+	g := Geometry{TxRings: 1, RxRings: 1, TxSlots: slots, RxSlots: slots, BufSize: bufSize}
 	if err := g.Validate(); err != nil {
 		return Layout{}, err
 	}
+	g.RxRings = rxRings
 	spec := ifaceSpec{kind: IfacePort, rx: ringSlots(rxRings, slots), borrowRx: -1}
 	return build(g, []ifaceSpec{spec}, 0)
 }

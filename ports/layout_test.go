@@ -274,3 +274,17 @@ func alignedCopy(b []byte) []byte {
 	copy(mem, b)
 	return mem
 }
+
+func TestMonitorLayout(t *testing.T) {
+	l, err := MonitorLayout(2*MaxRings, 64, 2048)
+	if err != nil {
+		t.Fatalf("monitor of a port with %d ring pairs: %v", MaxRings, err)
+	}
+	checkLayout(t, "monitor", l)
+	if f := l.Ifaces[0]; f.TxRings != 0 || f.RxRings != 2*MaxRings {
+		t.Errorf("monitor interface %+v", f)
+	}
+	if _, err := MonitorLayout(2*MaxRings+1, 64, 2048); err == nil {
+		t.Error("monitor with too many rings accepted")
+	}
+}

@@ -9,10 +9,12 @@ import (
 	"github.com/valeswitch/vale/ports"
 )
 
-// eventQueue is how many events may wait for a client. A client that lets
-// more pile up is not reading its connection: it is dropped rather than
-// allowed to block valed.
-const eventQueue = 64
+// eventQueue is how many events may wait for a client. Past that, events
+// for it are dropped (and logged) rather than allowed to block valed or to
+// let another client's monitor churn disconnect it. A dropped event is safe:
+// a client keeps its own mapping and descriptors of a monitor it still
+// feeds; the monitor only misses frames, or gets frames nobody reads.
+const eventQueue = 1024
 
 // event is a message for a client, with copies of the descriptors that go
 // with it (closed once sent).
@@ -70,8 +72,7 @@ func (d *Daemon) sendEventLocked(s *session, msg ports.Event, fds []int) {
 		for _, x := range dups {
 			unix.Close(x)
 		}
-		d.log.Warn("client does not read its events; dropping it", "pid", s.pid)
-		s.conn.Close()
+		d.log.Warn("client does not read its events; event dropped", "pid", s.pid, "port", s.holding)
 	}
 }
 
