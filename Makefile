@@ -1,6 +1,6 @@
 # vale: a userspace netmap/VALE-style software switch.
 #
-#   make          build valed, pkt-gen and vale-ctl into bin/
+#   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     lint, then every test (unit, race, end to end)
 #   make bench    forwarding benchmarks and pkt-gen -> vale0 -> pkt-gen rates
@@ -11,7 +11,9 @@ BIN         := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 # Fuzz targets as package:Target.
-FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl
+FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl \
+               ./internal/replay:FuzzParseBandwidth ./internal/replay:FuzzParseDelay \
+               ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace
 
 .PHONY: all build demo test lint unit race bench fuzz clean
 
@@ -31,8 +33,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+# One package at a time: the end-to-end tests measure replay accuracy and
+# must not share the two cores with other packages' tests.
 unit:
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -p 1 -timeout 15m ./...
 
 # The race detector does not see mmap'd memory; the ring code's tests run
 # over heap memory so that it sees every access.

@@ -141,3 +141,59 @@ func FuzzControl(f *testing.F) {
 		list(t, sock) // still serving
 	})
 }
+
+// TestWakeupAfterRebind checks that a client binding a ring another client
+// slept on before is woken too: the switch answers each sleep ticket once,
+// so a new binding must not reuse the tickets of an old one.
+func TestWakeupAfterRebind(t *testing.T) {
+	sock := startDaemon(t)
+	opts := &nmport.Options{Socket: sock, RxPoll: -1} // sleep at once
+	holder, err := nmport.Open("vale0:b/T", opts)     // keeps vale0:b alive
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	sender, err := nmport.Open("vale0:a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	send := func() {
+		r := sender.TxRing(0)
+		s := r.Slot(r.Head())
+		copy(r.Buf(s.BufIdx), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+		s.Len = 60
+		r.Advance(1)
+		if err := sender.TxSync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 3 {
+		rx, err := nmport.Open("vale0:b", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan nmport.Events, 1)
+		go func() {
+			ev, err := rx.Poll(nmport.PollIn, time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			r := rx.RxRing(0)
+			r.Advance(r.Space()) // consume, so the next binding has to sleep
+			rx.RxSync()
+			done <- ev
+		}()
+		time.Sleep(50 * time.Millisecond) // let it fall asleep
+		send()
+		select {
+		case ev := <-done:
+			if ev&nmport.PollIn == 0 {
+				t.Fatalf("round %d: poll returned %v", round, ev)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: the receiver was never woken (a sleep ticket was taken for answered)", round)
+		}
+		rx.Close()
+	}
+}

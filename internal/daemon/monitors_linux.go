@@ -66,7 +66,7 @@ type target struct {
 	key    string // its name, the key of its feeders
 	geom   ports.Geometry
 	layout ports.Layout
-	iface  int // its interface in layout
+	iface  int    // its interface in layout
 	fd     int    // memfd of its memory
 	mem    []byte // its memory as valed maps it
 	vale   *portState

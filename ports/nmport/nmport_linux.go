@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,9 @@ func Open(name string, opts *Options) (*Port, error) {
 		conn.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
+	// Sleep tickets must differ from any an earlier binding of the same
+	// rings used: the other side answers each ticket once.
+	p.ticket = rand.Uint32()
 	p.rxPoller.Max = opts.RxPoll
 	if p.rxPoller.Max == 0 && reply.Kind != ports.KindMonitor {
 		// A monitor is an observer allowed to lose frames: polling would

@@ -1,0 +1,314 @@
+// Command nm-capture writes what a vale port, pipe end or monitor receives
+// to a pcap or pcapng file, with nanosecond timestamps.
+//
+// Usage:
+//
+//	nm-capture -i PORT -w FILE [-F pcap|pcapng] [-s snaplen] [-c count]
+//	           [-G duration] [-C megabytes] [-sock path] [-q]
+//
+// PORT is any name the client library opens ("vale0:mon", "netmap:p}1",
+// "vale0:a/rt"); a name without a "netmap:" or "vale" prefix gets
+// "netmap:", as with pkt-gen. The format follows FILE's extension (.pcapng
+// is pcapng, anything else pcap) unless -F says otherwise. -s keeps at most
+// that many bytes of each frame (default 262144, 0 = whole frames), -c
+// stops after that many frames, -G after that long (Go duration syntax), and
+// -C starts a new file when the current one exceeds that many millions of
+// bytes, as tcpdump does: FILE, then FILE1, FILE2, ...
+//
+// Each frame is stamped with its delivery time, which valed (or the sending
+// pipe end) writes in the RX slot's ptr field, or with the time it was read
+// when that is 0. SIGINT and SIGTERM stop the capture cleanly. Once a second
+// a progress line goes to stderr (unless -q); at the end
+//
+//	Captured N frames B bytes in T seconds to FILE[, FILE1, ...]
+//
+// goes to stdout, B counting whole frames whatever the snap length.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/nmport"
+)
+
+type config struct {
+	port     string
+	file     string
+	format   string
+	snaplen  int
+	count    uint64
+	duration time.Duration
+	rotate   int64 // bytes, 0 = never
+	socket   string
+	quiet    bool
+}
+
+func parseFlags(args []string) (*config, error) {
+	fs := flag.NewFlagSet("nm-capture", flag.ContinueOnError)
+	var (
+		port     = fs.String("i", "", "port to capture from, e.g. vale0:mon (a name without prefix gets netmap:)")
+		file     = fs.String("w", "", "file to write")
+		format   = fs.String("F", "", "file format, pcap or pcapng (default: from the file's extension)")
+		snaplen  = fs.Int("s", maxSnap, "bytes kept of each frame; 0 = whole frames")
+		count    = fs.Uint64("c", 0, "stop after this many frames; 0 = no limit")
+		duration = fs.Duration("G", 0, "stop after this long (e.g. 10s); 0 = no limit")
+		rotate   = fs.Float64("C", 0, "start a new file when the current one exceeds this many millions of bytes; 0 = never")
+		socket   = fs.String("sock", "", "valed control socket (default $VALE_SOCK or /run/vale/valed.sock)")
+		quiet    = fs.Bool("q", false, "no progress lines")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: nm-capture -i port -w file [flags]\n\nWrite the frames a port receives to a pcap or pcapng file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c := &config{file: *file, snaplen: *snaplen, count: *count, duration: *duration, socket: *socket, quiet: *quiet}
+	if *port == "" {
+		return nil, errors.New("missing -i port")
+	}
+	c.port = *port
+	if !strings.HasPrefix(c.port, "netmap:") && !strings.HasPrefix(c.port, "vale") {
+		c.port = "netmap:" + c.port
+	}
+	if c.file == "" {
+		return nil, errors.New("missing -w file")
+	}
+	switch *format {
+	case "":
+		c.format = fmtPcap
+		if strings.EqualFold(filepath.Ext(c.file), ".pcapng") {
+			c.format = fmtPcapNG
+		}
+	case fmtPcap, fmtPcapNG:
+		c.format = *format
+	default:
+		return nil, fmt.Errorf("-F %q: want pcap or pcapng", *format)
+	}
+	if c.snaplen < 0 || c.snaplen > maxSnap {
+		return nil, fmt.Errorf("-s %d out of range [0, %d]", c.snaplen, maxSnap)
+	}
+	if c.duration < 0 {
+		return nil, errors.New("-G must not be negative")
+	}
+	if *rotate < 0 || math.IsNaN(*rotate) || *rotate > 1e12 {
+		return nil, fmt.Errorf("-C %v out of range", *rotate)
+	}
+	c.rotate = int64(*rotate * 1e6)
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "nm-capture:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "nm-capture:", err)
+		os.Exit(1)
+	}
+}
+
+// stats are what the progress lines and the summary show.
+type stats struct {
+	frames, bytes atomic.Uint64
+}
+
+func run(cfg *config) error {
+	p, err := nmport.Open(cfg.port, &nmport.Options{Socket: cfg.socket})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	rings := p.RxRings()
+	if len(rings) == 0 {
+		return fmt.Errorf("%s: no RX ring bound", cfg.port)
+	}
+	s := &sink{base: cfg.file, format: cfg.format, snaplen: cfg.snaplen, limit: cfg.rotate, ifname: p.Name()}
+	if err := s.open(); err != nil {
+		return err
+	}
+	var dropped0 uint64
+	for _, r := range rings {
+		dropped0 += r.Header().Dropped()
+	}
+
+	var stop atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		stop.Store(true)
+		signal.Stop(sig)
+	}()
+
+	var st stats
+	start := time.Now()
+	done := make(chan struct{})
+	if !cfg.quiet {
+		go progress(&st, start, done)
+	}
+	c := &capturer{cfg: cfg, port: p, rings: rings, sink: s, st: &st, stop: &stop}
+	err = c.loop(start)
+	close(done)
+	if e := p.RxSync(); err == nil && !errors.Is(e, nmport.ErrDisconnected) {
+		err = e
+	}
+	if e := s.close(); err == nil {
+		err = e
+	}
+	elapsed := time.Since(start)
+	var dropped uint64
+	for _, r := range rings {
+		dropped += r.Header().Dropped()
+	}
+	fmt.Printf("Captured %d frames %d bytes in %.3f seconds to %s\n",
+		st.frames.Load(), st.bytes.Load(), elapsed.Seconds(), strings.Join(s.files, ", "))
+	if d := dropped - dropped0; d > 0 {
+		fmt.Fprintf(os.Stderr, "nm-capture: %d frames dropped because the receive ring was full\n", d)
+	}
+	return err
+}
+
+// capturer is the receive loop's state.
+type capturer struct {
+	cfg   *config
+	port  *nmport.Port
+	rings []*ports.Ring
+	sink  *sink
+	st    *stats
+	stop  *atomic.Bool
+	frags []byte // a frame spanning several slots, gathered
+	more  bool   // frags holds the start of a frame
+	ts    int64  // delivery time of the frame in frags
+}
+
+// pollTimeout bounds each wait so that the loop notices a signal.
+const pollTimeout = 100 * time.Millisecond
+
+// loop receives until the count or duration is reached, or a signal comes.
+func (c *capturer) loop(start time.Time) error {
+	var deadline time.Time
+	if c.cfg.duration > 0 {
+		deadline = start.Add(c.cfg.duration)
+	}
+	for !c.stop.Load() && !c.full() {
+		timeout := pollTimeout
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			timeout = min(timeout, left)
+		}
+		ev, err := c.port.Poll(nmport.PollIn, timeout)
+		if err != nil {
+			return err
+		}
+		if ev == 0 {
+			continue
+		}
+		now := time.Now().UnixNano()
+		for _, r := range c.rings {
+			if err := c.drain(r, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// full reports whether -c frames were captured.
+func (c *capturer) full() bool {
+	return c.cfg.count > 0 && c.st.frames.Load() >= c.cfg.count
+}
+
+// drain writes the frames in [head, tail) of r and releases their slots.
+func (c *capturer) drain(r *ports.Ring, now int64) error {
+	var n uint32
+	var frames, bytes uint64
+	defer func() {
+		r.Advance(n)
+		c.st.frames.Add(frames)
+		c.st.bytes.Add(bytes)
+	}()
+	count := c.cfg.count
+	done := c.st.frames.Load()
+	for i, tail := r.Head(), r.Tail(); i != tail; i = r.Next(i) {
+		if count > 0 && done+frames >= count {
+			break
+		}
+		s := r.Slot(i)
+		data := r.Packet(i)
+		n++
+		ts := int64(s.Ptr)
+		if ts == 0 {
+			ts = now
+		}
+		if s.Flags&ports.NS_MOREFRAG != 0 || c.more {
+			if !c.more {
+				c.frags, c.more, c.ts = c.frags[:0], true, ts
+			}
+			c.frags = append(c.frags, data...)
+			if s.Flags&ports.NS_MOREFRAG != 0 {
+				continue
+			}
+			data, ts, c.more = c.frags, c.ts, false
+		}
+		if err := c.sink.write(ts, data); err != nil {
+			return err
+		}
+		frames++
+		bytes += uint64(len(data))
+	}
+	return nil
+}
+
+// progress prints a line on stderr every second until done is closed.
+func progress(st *stats, start time.Time, done <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var prevFrames, prevBytes uint64
+	prevT := start
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			f, b := st.frames.Load(), st.bytes.Load()
+			dt := now.Sub(prevT).Seconds()
+			fmt.Fprintf(os.Stderr, "nm-capture: %d frames %d bytes (%spps %sbps)\n",
+				f, b, norm(float64(f-prevFrames)/dt), norm(float64(b-prevBytes)*8/dt))
+			prevFrames, prevBytes, prevT = f, b, now
+		}
+	}
+}
+
+// norm prints v with a unit prefix (K, M, G, T).
+func norm(v float64) string {
+	units := []string{"", "K", "M", "G", "T"}
+	i := 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.3f %s", v, units[i])
+}
