@@ -18,6 +18,7 @@ type PeerError struct {
 	What string
 }
 
+// Error describes the violation.
 func (e *PeerError) Error() string {
 	return fmt.Sprintf("%s %s ring %d: pipe peer broke the ring contract: %s", e.Port, e.Dir, e.Ring, e.What)
 }

@@ -30,6 +30,7 @@ var resetReasonNames = [...]string{
 	ResetLongChain: "fragment chain too long",
 }
 
+// String names the reason.
 func (r ResetReason) String() string {
 	if r < numResetReasons {
 		return resetReasonNames[r]
@@ -53,6 +54,7 @@ type RingError struct {
 	Limit  uint32      // upper bound the value broke, where one applies
 }
 
+// Error describes the violation and the reset.
 func (e *RingError) Error() string {
 	where := fmt.Sprintf("%s %s ring %d", e.Port, e.Dir, e.Ring)
 	switch e.Reason {

@@ -60,6 +60,7 @@ const (
 	RX Direction = 1
 )
 
+// String returns "tx" or "rx".
 func (d Direction) String() string {
 	if d == RX {
 		return "rx"

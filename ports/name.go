@@ -18,6 +18,7 @@ const (
 	RegNICSW                 // hardware and host rings: "*"
 )
 
+// String describes the mode.
 func (m RegMode) String() string {
 	switch m {
 	case RegAllNIC:

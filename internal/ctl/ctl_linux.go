@@ -52,6 +52,7 @@ type Reply struct {
 // RemoteError is an error reported by valed.
 type RemoteError struct{ Msg string }
 
+// Error returns valed's message.
 func (e *RemoteError) Error() string { return e.Msg }
 
 // Conn is one control connection.
