@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valeswitch/vale/internal/cli"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
 )
@@ -82,9 +83,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("missing -i port")
 	}
 	c.port = *port
-	if !strings.HasPrefix(c.port, "netmap:") && !strings.HasPrefix(c.port, "vale") {
-		c.port = "netmap:" + c.port
-	}
+	c.port = cli.PortName(c.port)
 	if c.file == "" {
 		return nil, errors.New("missing -w file")
 	}
@@ -302,13 +301,5 @@ func progress(st *stats, start time.Time, done <-chan struct{}) {
 	}
 }
 
-// norm prints v with a unit prefix (K, M, G, T).
-func norm(v float64) string {
-	units := []string{"", "K", "M", "G", "T"}
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3f %s", v, units[i])
-}
+// norm prints v with a unit prefix, as netmap's tools do.
+func norm(v float64) string { return cli.Norm(v, true) }

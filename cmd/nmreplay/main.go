@@ -44,11 +44,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/valeswitch/vale/internal/cli"
+	"github.com/valeswitch/vale/internal/pace"
 	"github.com/valeswitch/vale/internal/replay"
 	"github.com/valeswitch/vale/ports/nmport"
 )
@@ -100,9 +101,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("missing -i port")
 	}
 	c.port = *port
-	if !strings.HasPrefix(c.port, "netmap:") && !strings.HasPrefix(c.port, "vale") {
-		c.port = "netmap:" + c.port
-	}
+	c.port = cli.PortName(c.port)
 	var err error
 	if c.bw, err = replay.ParseBandwidth(*bw); err != nil {
 		return nil, fmt.Errorf("-B: %w", err)
@@ -207,7 +206,7 @@ func run(cfg *config) error {
 	}()
 	if cfg.wait > 0 {
 		logf("waiting %v before sending", cfg.wait)
-		sleep(cfg.wait, stop.Load)
+		pace.Sleep(cfg.wait, stop.Load)
 	}
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
@@ -275,13 +274,5 @@ func final(s *sender) {
 		sent, bytes, secs, norm(pps), norm(bps), s.lost.Load(), s.packets.Load(), actual, nominal)
 }
 
-// norm prints v with a unit prefix (K, M, G, T).
-func norm(v float64) string {
-	units := []string{"", "K", "M", "G", "T"}
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3f %s", v, units[i])
-}
+// norm prints v with a unit prefix, as netmap's tools do.
+func norm(v float64) string { return cli.Norm(v, true) }

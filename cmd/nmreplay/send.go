@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valeswitch/vale/internal/pace"
 	"github.com/valeswitch/vale/internal/replay"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
@@ -71,18 +72,18 @@ func (s *sender) publish() {
 // run sends until the trace (all its passes) is sent or stop is set. It
 // runs on a thread of its own.
 func (s *sender) run() error {
-	preciseSleeps()
+	pace.Prepare()
 	paced := s.sched.Paced()
 	stop := s.stop.Load
-	clk := newClock(time.Now())
+	clk := pace.NewClock(time.Now())
 	r := s.ring
 	p, at, ok := s.next()
 	for ok && !stop() {
 		var now int64
 		if paced {
-			if now = clk.now(); at > now {
+			if now = clk.Now(); at > now {
 				s.publish()
-				clk.waitUntil(at, stop)
+				clk.WaitUntil(at, stop)
 				continue
 			}
 		}

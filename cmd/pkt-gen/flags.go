@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/valeswitch/vale/internal/cli"
 	"github.com/valeswitch/vale/internal/pkt"
 	"github.com/valeswitch/vale/ports"
 )
@@ -128,9 +128,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("missing -i port")
 	}
 	c.ifname = *ifname
-	if !strings.HasPrefix(c.ifname, "netmap:") && !strings.HasPrefix(c.ifname, "vale") {
-		c.ifname = "netmap:" + c.ifname
-	}
+	c.ifname = cli.PortName(c.ifname)
 	f, ok := functions[*fn]
 	if !ok {
 		return nil, fmt.Errorf("unknown function %q (tx, rx, ping, pong, txseq, rxseq)", *fn)

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/valeswitch/vale/internal/cli"
 )
 
 func main() {
@@ -200,19 +202,8 @@ func final(cfg *config, threads []*thread) {
 		norm(pps, cfg.normalize), norm(bw, cfg.normalize), norm(raw, cfg.normalize), abs)
 }
 
-// norm prints v with a unit prefix (k, M, G, T), as netmap's norm().
-func norm(v float64, normalize bool) string {
-	if !normalize {
-		return fmt.Sprintf("%.0f ", v)
-	}
-	units := []string{"", "K", "M", "G", "T"}
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3f %s", v, units[i])
-}
+// norm prints v with a unit prefix (K, M, G, T), as netmap's norm().
+var norm = cli.Norm
 
 // logf prints a timestamped diagnostic line on stderr, as netmap's D().
 func logf(format string, args ...any) {

@@ -7,24 +7,6 @@ import (
 	"github.com/valeswitch/vale/internal/pkt"
 )
 
-func TestNorm(t *testing.T) {
-	tests := []struct {
-		v    float64
-		norm bool
-		want string
-	}{
-		{14880123, true, "14.880 M"},
-		{999, true, "999.000 "},
-		{7142000000, true, "7.142 G"},
-		{14880123, false, "14880123 "},
-	}
-	for _, tt := range tests {
-		if got := norm(tt.v, tt.norm); got != tt.want {
-			t.Errorf("norm(%v, %v) = %q, want %q", tt.v, tt.norm, got, tt.want)
-		}
-	}
-}
-
 // TestOdometer checks the order in which -s/-d ranges are walked: source
 // port fastest, then source address, destination port, destination address.
 func TestOdometer(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/pace"
 	"github.com/valeswitch/vale/internal/pkt"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
@@ -260,12 +261,6 @@ type limiter struct {
 // minSleep is the shortest sleep of the limiter.
 const minSleep = 100 * time.Microsecond
 
-// preciseSleeps prepares the calling goroutine's thread for short sleeps.
-func preciseSleeps() {
-	runtime.LockOSThread()
-	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-}
-
 func (l *limiter) grant(want int) int {
 	if l.rate == 0 {
 		return want
@@ -297,7 +292,7 @@ func (t *thread) tx() error {
 	}
 	lim := limiter{rate: c.rate / float64(c.threads), start: time.Now()}
 	if lim.rate > 0 {
-		preciseSleeps()
+		pace.Prepare()
 	}
 	t.start = lim.start
 	var sent uint64

@@ -1,4 +1,7 @@
-package main
+// Package pace waits for points in time precisely on machines where Go's
+// timers wake a millisecond late: on a thread of its own whose timer slack
+// is 1 ns, with nanosleep, then a short spin.
+package pace
 
 import (
 	"runtime"
@@ -8,8 +11,8 @@ import (
 )
 
 // Go's timers wake about a millisecond late on these machines, far too
-// coarse for departures microseconds apart. The sender runs on a thread of
-// its own whose timer slack is 1 ns and sleeps with nanosleep, which then
+// coarse for departures microseconds apart. A paced sender runs on a thread
+// of its own whose timer slack is 1 ns and sleeps with nanosleep, which then
 // wakes some tens of microseconds late: the clock learns by how much and
 // wakes that much early, then spins on the clock (yielding the CPU between
 // looks, so that the switch and the receiver sharing a core keep running)
@@ -22,27 +25,30 @@ const (
 	maxLateGuess = time.Millisecond      // largest lateness believed
 )
 
-// preciseSleeps prepares the calling goroutine's thread for short sleeps.
-func preciseSleeps() {
+// Prepare readies the calling goroutine's thread for short sleeps: it locks
+// the goroutine to the thread and sets the thread's timer slack to 1 ns.
+func Prepare() {
 	runtime.LockOSThread()
 	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 }
 
-// clock measures time from a start and waits for points in it.
-type clock struct {
+// Clock measures time from a start and waits for points in it. Use it from
+// a goroutine that called Prepare.
+type Clock struct {
 	start time.Time
 	late  time.Duration // how late nanosleep wakes, averaged
 }
 
-func newClock(start time.Time) *clock { return &clock{start: start, late: initialLate} }
+// NewClock returns a clock counting from start.
+func NewClock(start time.Time) *Clock { return &Clock{start: start, late: initialLate} }
 
-// now returns the time since the start in nanoseconds.
-func (c *clock) now() int64 { return int64(time.Since(c.start)) }
+// Now returns the time since the start in nanoseconds.
+func (c *Clock) Now() int64 { return int64(time.Since(c.start)) }
 
-// waitUntil returns at time at (ns since the start) or soon after, or
+// WaitUntil returns at time at (ns since the start) or soon after, or
 // earlier if stop returns true.
-func (c *clock) waitUntil(at int64, stop func() bool) {
-	left := time.Duration(at - c.now())
+func (c *Clock) WaitUntil(at int64, stop func() bool) {
+	left := time.Duration(at - c.Now())
 	if nap := left - c.late; left > spinBelow && nap > 0 {
 		ts := unix.NsecToTimespec(int64(nap))
 		t0 := time.Now()
@@ -50,7 +56,7 @@ func (c *clock) waitUntil(at int64, stop func() bool) {
 		over := min(max(time.Since(t0)-nap, 0), maxLateGuess)
 		c.late += (over - c.late) / 8
 	}
-	for i := 0; c.now() < at; i++ {
+	for i := 0; c.Now() < at; i++ {
 		if i%64 == 63 && stop() {
 			return
 		}
@@ -58,8 +64,8 @@ func (c *clock) waitUntil(at int64, stop func() bool) {
 	}
 }
 
-// sleep pauses for d (for -w), waking early if stop returns true.
-func sleep(d time.Duration, stop func() bool) {
+// Sleep pauses for d, waking early if stop returns true.
+func Sleep(d time.Duration, stop func() bool) {
 	end := time.Now().Add(d)
 	for !stop() {
 		left := time.Until(end)
