@@ -23,6 +23,7 @@ const (
 	spinBelow    = 50 * time.Microsecond // shorter waits only spin
 	initialLate  = 50 * time.Microsecond // lateness assumed before any is measured
 	maxLateGuess = time.Millisecond      // largest lateness believed
+	maxNap       = 50 * time.Millisecond // longest sleep between looks at stop
 )
 
 // Prepare readies the calling goroutine's thread for short sleeps: it locks
@@ -48,13 +49,26 @@ func (c *Clock) Now() int64 { return int64(time.Since(c.start)) }
 // WaitUntil returns at time at (ns since the start) or soon after, or
 // earlier if stop returns true.
 func (c *Clock) WaitUntil(at int64, stop func() bool) {
-	left := time.Duration(at - c.Now())
-	if nap := left - c.late; left > spinBelow && nap > 0 {
+	for {
+		left := time.Duration(at - c.Now())
+		nap := left - c.late
+		if left <= spinBelow || nap <= 0 {
+			break
+		}
+		if nap > maxNap {
+			// A long wait sleeps in pieces so that stop is seen.
+			time.Sleep(maxNap)
+			if stop() {
+				return
+			}
+			continue
+		}
 		ts := unix.NsecToTimespec(int64(nap))
 		t0 := time.Now()
 		unix.Nanosleep(&ts, nil)
 		over := min(max(time.Since(t0)-nap, 0), maxLateGuess)
 		c.late += (over - c.late) / 8
+		break
 	}
 	for i := 0; c.Now() < at; i++ {
 		if i%64 == 63 && stop() {
