@@ -3,12 +3,21 @@
 //
 // Usage:
 //
-//	vale-ctl                 list every switch and port
-//	vale-ctl -l [NAME]       list one switch (vale0) or port (vale0:a), or all
-//	vale-ctl -g PORT         print a port's memory and ring geometry
+//	vale-ctl                     list every switch, port and persistent interface
+//	vale-ctl -l [NAME]           list one switch (vale0), port (vale0:a) or interface, or all
+//	vale-ctl -g PORT             print a port's memory and ring geometry
+//	vale-ctl -a vale0:IFNAME     attach a network interface (AF_XDP) or a persistent interface
+//	vale-ctl -h vale0:IFNAME     attach a network interface and its host stack (port vale0:IFNAME^)
+//	vale-ctl -d vale0:IFNAME     detach an interface (and its host port)
+//	vale-ctl -n NAME             create a persistent interface (a TAP device valed holds)
+//	vale-ctl -r NAME             remove a persistent interface
 //
-// -v adds switch details (learning table, forwarding rounds); -sock selects
-// the control socket (default $VALE_SOCK or /run/vale/valed.sock).
+// -C tx_slots[,rx_slots[,tx_rings[,rx_rings]]] sets slots and rings with -a,
+// -h and -n, as netmap's does. -mode, -force-copy, -zerocopy, -queues,
+// -start-queue and -frame-size choose how an interface is attached over
+// AF_XDP (the names of QEMU's af-xdp options). -v adds switch details
+// (learning table, forwarding rounds); -sock selects the control socket
+// (default $VALE_SOCK or /run/vale/valed.sock).
 package main
 
 import (
@@ -40,16 +49,66 @@ type action struct {
 	arg  string
 }
 
+// geometry is what -C gives.
+type geometry struct {
+	txSlots, rxSlots, txRings, rxRings int
+}
+
+// parseC reads -C as netmap's vale-ctl does: one number sets both slot
+// counts, three numbers set both ring counts with the third.
+func parseC(s string) (geometry, error) {
+	var g geometry
+	if s == "" {
+		return g, nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > 4 {
+		return g, fmt.Errorf("-C %s: at most tx_slots,rx_slots,tx_rings,rx_rings", s)
+	}
+	var v []int
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return g, fmt.Errorf("-C %s: %q is not a count", s, p)
+		}
+		v = append(v, n)
+	}
+	g.txSlots = v[0]
+	g.rxSlots = v[0]
+	if len(v) > 1 {
+		g.rxSlots = v[1]
+	}
+	if len(v) > 2 {
+		g.txRings, g.rxRings = v[2], v[2]
+	}
+	if len(v) > 3 {
+		g.rxRings = v[3]
+	}
+	return g, nil
+}
+
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("vale-ctl", flag.ContinueOnError)
 	var (
-		list    = fs.Bool("l", false, "list switches and ports (optionally only the NAME given as argument)")
-		geom    = fs.String("g", "", "print the memory and ring geometry of `port`")
-		verbose = fs.Bool("v", false, "verbose: show switch details")
-		sock    = fs.String("sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
+		list       = fs.Bool("l", false, "list switches and ports (optionally only the NAME given as argument)")
+		geom       = fs.String("g", "", "print the memory and ring geometry of `port`")
+		attach     = fs.String("a", "", "attach an interface to a switch: `valeX:IFNAME` (a NIC over AF_XDP, or a persistent interface)")
+		host       = fs.String("h", "", "attach an interface and its host stack (port valeX:IFNAME^): `valeX:IFNAME`")
+		detach     = fs.String("d", "", "detach an interface: `valeX:IFNAME`")
+		newIf      = fs.String("n", "", "create a persistent interface `NAME`")
+		delIf      = fs.String("r", "", "remove the persistent interface `NAME`")
+		conf       = fs.String("C", "", "with -a, -h, -n: `tx_slots[,rx_slots[,tx_rings[,rx_rings]]]`")
+		mode       = fs.String("mode", "", "XDP attach `mode`: auto, native (drv) or generic (skb)")
+		forceCopy  = fs.Bool("force-copy", false, "bind AF_XDP sockets in copy mode even where zero-copy works")
+		zeroCopy   = fs.Bool("zerocopy", false, "bind AF_XDP sockets in zero-copy mode or fail")
+		queues     = fs.Int("queues", 0, "attach this many queues (default: all from -start-queue)")
+		startQueue = fs.Int("start-queue", 0, "first queue to attach")
+		frameSize  = fs.Int("frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
+		verbose    = fs.Bool("v", false, "verbose: show switch details")
+		sock       = fs.String("sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: vale-ctl [-l [NAME]] [-g PORT] [-v] [-sock path]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: vale-ctl [-l [NAME]] [-g PORT] [-a|-h|-d valeX:IFNAME] [-n|-r NAME] [-C spec] [-v] [-sock path]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -59,8 +118,10 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	var acts []action
-	if *geom != "" {
-		acts = append(acts, action{"g", *geom})
+	for _, a := range []action{{"g", *geom}, {"a", *attach}, {"h", *host}, {"d", *detach}, {"n", *newIf}, {"r", *delIf}} {
+		if a.arg != "" {
+			acts = append(acts, a)
+		}
 	}
 	if *list || len(acts) == 0 {
 		acts = append(acts, action{"l", fs.Arg(0)})
@@ -71,16 +132,72 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if len(acts) > 1 {
-		return errors.New("give one of -l and -g")
+		return errors.New("give one of -l, -g, -a, -h, -d, -n and -r")
+	}
+	g, err := parseC(*conf)
+	if err != nil {
+		return err
+	}
+	if *forceCopy && *zeroCopy {
+		return errors.New("-force-copy and -zerocopy exclude each other")
+	}
+	a := acts[0]
+	xdpOpts := *mode != "" || *forceCopy || *zeroCopy || *queues != 0 || *startQueue != 0 || *frameSize != 0
+	switch {
+	case xdpOpts && a.name != "a" && a.name != "h":
+		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
+	case *conf != "" && a.name != "a" && a.name != "h" && a.name != "n":
+		return errors.New("-C goes with -a, -h and -n")
 	}
 	conn, err := ctl.Dial(ctl.SocketPath(*sock))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	switch a := acts[0]; a.name {
+	switch a.name {
 	case "g":
 		return printGeometry(conn, a.arg, out)
+	case "a", "h":
+		if g.txSlots != g.rxSlots {
+			return fmt.Errorf("-C %s: an attached interface has one slot count for both directions", *conf)
+		}
+		if g.txRings != g.rxRings {
+			return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", *conf)
+		}
+		req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: *mode,
+			StartQueue: *startQueue, Queues: *queues, FrameSize: *frameSize, Slots: g.txSlots}
+		if g.txRings != 0 {
+			if *queues != 0 && *queues != g.txRings {
+				return fmt.Errorf("-C gives %d rings and -queues %d", g.txRings, *queues)
+			}
+			req.Queues = g.txRings
+		}
+		switch {
+		case *forceCopy:
+			req.Copy = "copy"
+		case *zeroCopy:
+			req.Copy = "zerocopy"
+		}
+		var r mgmt.ListReply
+		if _, err := conn.Call(mgmt.OpAttach, req, &r); err != nil {
+			return err
+		}
+		for _, p := range r.Ports {
+			fmt.Fprintf(out, "attached %s to %s as port %d (%s, %s)\n", p.Name, p.Switch, p.Index, p.Kind, p.State)
+		}
+		return nil
+	case "d":
+		_, err := conn.Call(mgmt.OpDetach, mgmt.DetachRequest{Name: a.arg}, nil)
+		return err
+	case "n":
+		if g.txRings != g.rxRings || g.txSlots != g.rxSlots {
+			return fmt.Errorf("-C %s: a persistent interface has the same counts in both directions", *conf)
+		}
+		_, err := conn.Call(mgmt.OpNewIf, mgmt.NewIfRequest{Name: a.arg, Rings: g.txRings, Slots: g.txSlots}, nil)
+		return err
+	case "r":
+		_, err := conn.Call(mgmt.OpDelIf, mgmt.DelIfRequest{Name: a.arg}, nil)
+		return err
 	default:
 		return printList(conn, a.arg, *verbose, out)
 	}
@@ -97,12 +214,13 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 		all.Ports = append(all.Ports, r.Ports...)
 		all.Pipes = append(all.Pipes, r.Pipes...)
 		all.Monitors = append(all.Monitors, r.Monitors...)
+		all.Ifaces = append(all.Ifaces, r.Ifaces...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if len(all.Switches) == 0 && len(all.Pipes) == 0 && len(all.Monitors) == 0 {
+	if len(all.Switches) == 0 && len(all.Pipes) == 0 && len(all.Monitors) == 0 && len(all.Ifaces) == 0 {
 		if name != "" {
 			return fmt.Errorf("no switch, port or pipe named %s", name)
 		}
@@ -158,6 +276,17 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\n", m.Name, m.Target, m.Dirs, m.State, m.Clients, copied, m.Lost)
 		}
 	}
+	if len(all.Ifaces) > 0 {
+		start()
+		fmt.Fprintln(w, "INTERFACE\tRINGS\tSLOTS\tMAC\tATTACHED")
+		for _, f := range all.Ifaces {
+			att := f.Attached
+			if att == "" {
+				att = "-"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", f.Name, f.Rings, f.Slots, f.MAC, att)
+		}
+	}
 	return nil
 }
 
@@ -167,6 +296,12 @@ func printGeometry(conn *ctl.Conn, name string, out io.Writer) error {
 		return err
 	}
 	l := info.Layout
+	if len(l.Ifaces) == 0 && info.Index >= 0 {
+		g := info.Geometry
+		fmt.Fprintf(out, "%s: port_idx %d kind %s tx_rings %d rx_rings %d tx_slots %d rx_slots %d buf_size %d mac %s (an attached interface: no memory to map)\n",
+			info.Port, info.Index, info.Kind, g.TxRings, g.RxRings, g.TxSlots, g.RxSlots, g.BufSize, info.MAC)
+		return nil
+	}
 	if info.Iface < 0 || info.Iface >= len(l.Ifaces) {
 		return fmt.Errorf("valed described interface %d of %d", info.Iface, len(l.Ifaces))
 	}

@@ -46,6 +46,7 @@ func run() error {
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
+		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: valed [flags]\n\nThe vale switch daemon.\n\n")
@@ -76,12 +77,17 @@ func run() error {
 		TxSlots: uint32(*slots), RxSlots: uint32(*slots),
 		BufSize: uint32(*bufSize),
 	}
+	socket := ctl.SocketPath(*sock)
+	if *stateDir == "" {
+		*stateDir = socket + ".state"
+	}
 	d, err := daemon.New(daemon.Config{
-		Socket:     ctl.SocketPath(*sock),
+		Socket:     socket,
 		SocketMode: os.FileMode(*mode),
 		Geometry:   g,
 		Switch:     vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Logger: log},
 		Port:       shm.Config{Poll: *poll, ZLevels: zl},
+		StateDir:   *stateDir,
 		Logger:     log,
 	})
 	if err != nil {

@@ -16,11 +16,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/valeswitch/vale/afxdp"
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
+	"github.com/valeswitch/vale/ports/tap"
 	"github.com/valeswitch/vale/vale"
 )
 
@@ -31,7 +33,10 @@ type Config struct {
 	Geometry   ports.Geometry // geometry of ports created without @conf
 	Switch     vale.Config    // configuration of every switch
 	Port       shm.Config     // configuration of every port (ZLevels: 0 gives DefaultZLevels, negative none)
-	Logger     *slog.Logger
+	// StateDir holds what attachments changed on interfaces, so that a
+	// valed started after a crash can put it back; empty keeps nothing.
+	StateDir string
+	Logger   *slog.Logger
 }
 
 // DefaultZLevels is how many zero-copy monitors can be chained on a port
@@ -57,6 +62,8 @@ type Daemon struct {
 	clientMons map[string]map[uint64]*monState
 	// zlevels are the zero-copy monitors of a port, by level.
 	zlevels map[string][]*monState
+	// ifaces are the persistent interfaces (vale-ctl -n), by name.
+	ifaces  map[string]*ifaceState
 	conns   map[*ctl.Conn]struct{}
 	closing bool
 
@@ -68,11 +75,41 @@ type switchState struct {
 	ports map[string]*portState
 }
 
+// portState is a port attached to a switch: a client port (shm), an
+// interface attached over AF_XDP (nic), or a TAP port (tap: a NIC's host
+// port or a persistent interface).
 type portState struct {
-	port *shm.Port
-	sw   *switchState
-	idx  int
-	geom ports.Geometry
+	port  vale.Port // what the switch sees
+	shm   *shm.Port
+	nic   *afxdp.Port
+	tap   *tap.Port
+	host  *portState  // a NIC's host port (vale-ctl -h)
+	owner *portState  // a host port's NIC
+	iface *ifaceState // the persistent interface a tap port is
+	sw    *switchState
+	idx   int
+	geom  ports.Geometry
+}
+
+// name returns the port's name on its switch.
+func (ps *portState) name() string { return ps.port.Name() }
+
+// free releases what the port holds once it is detached.
+func (ps *portState) free() error {
+	switch {
+	case ps.shm != nil:
+		return ps.shm.Free()
+	case ps.nic != nil:
+		return ps.nic.Free()
+	case ps.tap != nil:
+		err := ps.tap.Free()
+		if ps.iface == nil {
+			// A host port's device goes with it.
+			ps.tap.Device().Close()
+		}
+		return err
+	}
+	return nil
 }
 
 // New checks cfg and creates the control socket.
@@ -98,6 +135,11 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Switch.Logger == nil {
 		cfg.Switch.Logger = cfg.Logger
 	}
+	if cfg.StateDir != "" {
+		if err := afxdp.RestoreStale(cfg.StateDir, cfg.Logger); err != nil {
+			cfg.Logger.Warn("could not restore every interface a previous valed left attached", "error", err)
+		}
+	}
 	ln, err := ctl.Listen(cfg.Socket, cfg.SocketMode)
 	if err != nil {
 		return nil, err
@@ -112,6 +154,7 @@ func New(cfg Config) (*Daemon, error) {
 		feeders:    map[string]map[*session]struct{}{},
 		clientMons: map[string]map[uint64]*monState{},
 		zlevels:    map[string][]*monState{},
+		ifaces:     map[string]*ifaceState{},
 		conns:      map[*ctl.Conn]struct{}{},
 	}, nil
 }
@@ -160,8 +203,14 @@ func (d *Daemon) shutdown() {
 		for _, ps := range ss.ports {
 			d.destroyPortLocked(ps)
 		}
-		ss.sw.Close()
-		delete(d.switches, name)
+		if d.switches[name] != nil {
+			ss.sw.Close()
+			delete(d.switches, name)
+		}
+	}
+	for name, is := range d.ifaces {
+		is.dev.Close()
+		delete(d.ifaces, name)
 	}
 	for name, ps := range d.pipes {
 		ps.pair.Free()
@@ -174,6 +223,9 @@ func (d *Daemon) shutdown() {
 type session struct {
 	conn *ctl.Conn
 	pid  int32
+	// admin says whether the peer may change what is attached (root or
+	// CAP_NET_ADMIN).
+	admin bool
 	// holding names what the session opened; release gives it back (it
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
@@ -189,6 +241,7 @@ func (d *Daemon) serveConn(c *ctl.Conn) {
 	s := &session{conn: c}
 	if cred, err := c.PeerCred(); err == nil {
 		s.pid = cred.Pid
+		s.admin = isAdmin(cred)
 	}
 	defer func() {
 		d.releaseSession(s)
@@ -239,6 +292,11 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return d.list(s.conn, r)
+	case mgmt.OpAttach, mgmt.OpDetach, mgmt.OpNewIf, mgmt.OpDelIf:
+		if !s.admin {
+			return fmt.Errorf("%s: permission denied: changing what is attached to a switch needs root or CAP_NET_ADMIN", req.Op)
+		}
+		return d.handleAdmin(s, req)
 	}
 	return fmt.Errorf("unknown operation %q", req.Op)
 }
@@ -322,11 +380,15 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 	if err != nil {
 		return nil, err
 	}
-	tx, rx := ps.port.Rings()
+	if ps.shm == nil {
+		return nil, fmt.Errorf("%s is %s attached with vale-ctl; applications open VALE ports, not attached interfaces (monitor it with %s/rt)",
+			ps.name(), describeKind(ps), ps.name())
+	}
+	tx, rx := ps.shm.Rings()
 	sel, err := ports.SelectRings(n, tx, rx)
 	var b *shm.Binding
 	if err == nil {
-		b, err = ps.port.Bind(sel)
+		b, err = ps.shm.Bind(sel)
 	}
 	if err != nil {
 		if created {
@@ -353,12 +415,7 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 // switch and the port as needed. explicit says whether the client asked for
 // a specific geometry, which must then match an existing port's.
 func (d *Daemon) portLocked(swName, name string, g ports.Geometry, explicit bool) (*portState, bool, error) {
-	ss := d.switches[swName]
-	if ss == nil {
-		ss = &switchState{sw: vale.New(swName, d.cfg.Switch), ports: map[string]*portState{}}
-		d.switches[swName] = ss
-		d.log.Info("switch created", "switch", swName)
-	}
+	ss := d.switchLocked(swName)
 	if ps := ss.ports[name]; ps != nil {
 		if explicit && ps.geom != g {
 			return nil, false, fmt.Errorf("%s already exists with %s; the requested %s cannot apply", name, describeGeometry(ps.geom), describeGeometry(g))
@@ -376,9 +433,20 @@ func (d *Daemon) portLocked(swName, name string, g ports.Geometry, explicit bool
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, false, err
 	}
-	ps := &portState{port: port, sw: ss, idx: idx, geom: g}
+	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g}
 	ss.ports[name] = ps
 	return ps, true, nil
+}
+
+// switchLocked returns the switch called name, creating it if needed.
+func (d *Daemon) switchLocked(name string) *switchState {
+	ss := d.switches[name]
+	if ss == nil {
+		ss = &switchState{sw: vale.New(name, d.cfg.Switch), ports: map[string]*portState{}}
+		d.switches[name] = ss
+		d.log.Info("switch created", "switch", name)
+	}
+	return ss
 }
 
 func describeGeometry(g ports.Geometry) string {
@@ -402,18 +470,24 @@ func (d *Daemon) releaseSession(s *session) {
 
 func (d *Daemon) destroyPortLocked(ps *portState) {
 	ss := ps.sw
-	if ss.ports[ps.port.Name()] != ps {
+	if ss.ports[ps.name()] != ps {
 		return
 	}
+	if ps.host != nil {
+		d.destroyPortLocked(ps.host)
+	}
 	if err := ss.sw.Detach(ps.port); err != nil {
-		d.log.Error("detach port", "port", ps.port.Name(), "error", err)
+		d.log.Error("detach port", "port", ps.name(), "error", err)
 	}
-	d.orphanMonitorsLocked(ps.port.Name())
-	if err := ps.port.Free(); err != nil {
-		d.log.Error("free port", "port", ps.port.Name(), "error", err)
+	d.orphanMonitorsLocked(ps.name())
+	if err := ps.free(); err != nil {
+		d.log.Error("free port", "port", ps.name(), "error", err)
 	}
-	delete(ss.ports, ps.port.Name())
-	d.log.Info("port destroyed", "port", ps.port.Name())
+	if ps.iface != nil {
+		ps.iface.port = nil
+	}
+	delete(ss.ports, ps.name())
+	d.log.Info("port destroyed", "port", ps.name())
 	d.dropSwitchIfEmptyLocked(ss)
 }
 
@@ -465,9 +539,14 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 	}
 	reply.Kind = ports.KindVale
 	if ss := d.switches[n.Switch]; ss != nil {
-		if ps := ss.ports[n.PortName()]; ps != nil {
-			reply.Index, reply.Geometry, reply.MAC = ps.idx, ps.geom, ps.port.MAC().String()
-			reply.Layout = ps.port.Layout()
+		if ps := ss.ports[switchPortName(&n)]; ps != nil {
+			reply.Index, reply.Geometry = ps.idx, ps.geom
+			if ps.shm == nil {
+				// An attached interface has no memory to map.
+				reply.Kind, reply.MAC = ps.port.Describe().Kind, ps.port.Describe().MAC
+				return reply, nil
+			}
+			reply.MAC, reply.Layout = ps.shm.MAC().String(), ps.shm.Layout()
 			return reply, nil
 		}
 	}
@@ -489,9 +568,14 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 	swName, portName := r.Name, ""
 	if r.Name != "" {
 		if n, err := ports.ParseName(r.Name); err == nil {
-			swName, portName = n.Switch, n.PortName()
+			swName, portName = n.Switch, switchPortName(&n)
 		} else if _, err := ports.ParseName(r.Name + ":x"); err != nil {
-			return fmt.Errorf("list: %q is neither a switch nor a port name", r.Name)
+			d.mu.Lock()
+			iface := d.ifaces[r.Name] != nil
+			d.mu.Unlock()
+			if !iface {
+				return fmt.Errorf("list: %q is neither a switch, a port nor a persistent interface", r.Name)
+			}
 		}
 	}
 	d.mu.Lock()
@@ -515,7 +599,9 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 	monList := d.monitorInfosLocked(func(target string) bool {
 		return r.Name == "" || target == portName || strings.HasPrefix(target, r.Name+":")
 	})
+	ifList := d.ifaceInfosLocked(r.Name)
 	d.mu.Unlock()
+	slices.SortFunc(ifList, func(a, b mgmt.IfaceInfo) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(pipeList, func(a, b mgmt.PipeInfo) int { return strings.Compare(a.Master, b.Master) })
 	slices.SortFunc(monList, func(a, b mgmt.MonitorInfo) int { return strings.Compare(a.Name, b.Name) })
 	if len(pipeList) > 0 {
@@ -524,7 +610,7 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 		}
 	}
 	slices.SortFunc(sws, func(a, b *vale.Switch) int { return strings.Compare(a.Name(), b.Name()) })
-	out := mgmt.ListReply{Pipes: pipeList, Monitors: monList}
+	out := mgmt.ListReply{Pipes: pipeList, Monitors: monList, Ifaces: ifList}
 	for _, sw := range sws {
 		out.Switches = append(out.Switches, sw.Info())
 	}
@@ -544,7 +630,7 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 			}
 		}
 	}
-	if portName != "" && !found {
+	if portName != "" && !found && len(ifList) == 0 {
 		return fmt.Errorf("no such port %s", portName)
 	}
 	return c.ReplyOK(out)

@@ -93,8 +93,13 @@ func (d *Daemon) findTargetLocked(n *ports.Name) (*target, error) {
 			return &target{key: name, geom: ps.pair.Geometry(end), layout: ps.pair.Layout(), iface: end, fd: ps.pair.RegionFD(), mem: ps.pair.Mem()}, nil
 		}
 	} else if ss := d.switches[n.Switch]; ss != nil {
+		name = switchPortName(n)
 		if ps := ss.ports[name]; ps != nil {
-			return &target{key: name, geom: ps.geom, layout: ps.port.Layout(), fd: ps.port.RegionFD(), mem: ps.port.Mem(), vale: ps}, nil
+			if ps.shm == nil {
+				// An attached interface: only the switch sees its frames.
+				return &target{key: name, geom: ps.geom, fd: -1, vale: ps}, nil
+			}
+			return &target{key: name, geom: ps.geom, layout: ps.shm.Layout(), fd: ps.shm.RegionFD(), mem: ps.shm.Mem(), vale: ps}, nil
 		}
 	}
 	return nil, fmt.Errorf("%s: no such port %s to monitor (open it first)", n.String(), name)
@@ -188,6 +193,9 @@ func (d *Daemon) openCopyMonLocked(s *session, m *monState, t *target, conf port
 // target's chain. Level 1 is fed by the port's clients, level L by the
 // client of level L-1.
 func (d *Daemon) openZMonLocked(s *session, m *monState, t *target, reply *ports.OpenReply) ([]int, error) {
+	if t.mem == nil {
+		return nil, fmt.Errorf("%s: %s has no shared memory for a zero-copy monitor; use a copy monitor (%s/rt)", m.name, t.key, t.key)
+	}
 	l := t.layout
 	levels := d.zlevels[t.key]
 	level := 0

@@ -21,6 +21,7 @@ type ListReply struct {
 	Ports    []vale.PortInfo   `json:"ports,omitempty"`
 	Pipes    []PipeInfo        `json:"pipes,omitempty"`
 	Monitors []MonitorInfo     `json:"monitors,omitempty"`
+	Ifaces   []IfaceInfo       `json:"ifaces,omitempty"`
 }
 
 // MonitorInfo describes a monitor.
@@ -43,4 +44,61 @@ type PipeInfo struct {
 	TxSlots int    `json:"tx_slots"`
 	RxSlots int    `json:"rx_slots"`
 	Clients [2]int `json:"clients"` // bindings of the master and slave ends
+}
+
+// Operations that change what is attached to the switches. They need root
+// or CAP_NET_ADMIN.
+const (
+	OpAttach = "attach" // AttachRequest -> ListReply (the ports attached)
+	OpDetach = "detach" // DetachRequest -> nothing
+	OpNewIf  = "newif"  // NewIfRequest -> nothing
+	OpDelIf  = "delif"  // DelIfRequest -> nothing
+)
+
+// AttachRequest attaches a network interface (over AF_XDP) or a persistent
+// interface (vale-ctl -n) to a switch, as vale-ctl -a and -h do.
+type AttachRequest struct {
+	// Name is the port to create, "valeX:IFNAME"; "valeX:IFNAME-N"
+	// attaches queue N only.
+	Name string `json:"name"`
+	// Host also attaches the host stack as the port "valeX:IFNAME^", a TAP
+	// interface named IFNAME^ (vale-ctl -h).
+	Host bool `json:"host,omitempty"`
+	// AF_XDP options (see package afxdp): "native", "generic" or "" (auto);
+	// "copy", "zerocopy" or "" (auto); the queues; UMEM frame size.
+	XDPMode    string `json:"xdp_mode,omitempty"`
+	Copy       string `json:"copy,omitempty"`
+	StartQueue int    `json:"start_queue,omitempty"`
+	Queues     int    `json:"queues,omitempty"`
+	FrameSize  int    `json:"frame_size,omitempty"`
+	// Slots per ring (vale-ctl -C); 0 takes the defaults.
+	Slots int `json:"slots,omitempty"`
+}
+
+// DetachRequest detaches an attached interface (and its host port) from its
+// switch, as vale-ctl -d does.
+type DetachRequest struct {
+	Name string `json:"name"`
+}
+
+// NewIfRequest creates a persistent interface (a TAP device valed holds),
+// as vale-ctl -n does. It stays until DelIfRequest or valed's exit.
+type NewIfRequest struct {
+	Name  string `json:"name"`
+	Rings int    `json:"rings,omitempty"` // TAP queues, 1..16
+	Slots int    `json:"slots,omitempty"` // frames per ring and round
+}
+
+// DelIfRequest removes a persistent interface, as vale-ctl -r does.
+type DelIfRequest struct {
+	Name string `json:"name"`
+}
+
+// IfaceInfo describes a persistent interface.
+type IfaceInfo struct {
+	Name     string `json:"name"`
+	Rings    int    `json:"rings"`
+	Slots    int    `json:"slots"`
+	MAC      string `json:"mac"`
+	Attached string `json:"attached,omitempty"` // the switch port, if attached
 }

@@ -1,0 +1,365 @@
+package daemon
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/afxdp"
+	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/internal/netdev"
+	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/tap"
+	"github.com/valeswitch/vale/vale"
+)
+
+// ifaceState is a persistent interface (vale-ctl -n): a TAP device valed
+// holds until vale-ctl -r or its own exit.
+type ifaceState struct {
+	dev   *tap.Device
+	slots int
+	port  *portState // the switch port it is attached as, if any
+}
+
+// capNetAdmin is CAP_NET_ADMIN's bit in a capability set.
+const capNetAdmin = 12
+
+// isAdmin reports whether a peer may change what is attached: root, or a
+// process whose effective capabilities include CAP_NET_ADMIN.
+func isAdmin(cred *unix.Ucred) bool {
+	if cred.Uid == 0 {
+		return true
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<capNetAdmin) != 0
+		}
+	}
+	return false
+}
+
+func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
+	switch req.Op {
+	case mgmt.OpAttach:
+		var r mgmt.AttachRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		infos, err := d.attach(r)
+		if err != nil {
+			return err
+		}
+		return s.conn.ReplyOK(mgmt.ListReply{Ports: infos})
+	case mgmt.OpDetach:
+		var r mgmt.DetachRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		if err := d.detach(r.Name); err != nil {
+			return err
+		}
+	case mgmt.OpNewIf:
+		var r mgmt.NewIfRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		if err := d.newIface(r); err != nil {
+			return err
+		}
+	case mgmt.OpDelIf:
+		var r mgmt.DelIfRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		if err := d.delIface(r.Name); err != nil {
+			return err
+		}
+	}
+	return s.conn.ReplyOK(struct{}{})
+}
+
+// switchPortName returns the name of the switch port a parsed name refers
+// to: a NIC's host port keeps its "^".
+func switchPortName(n *ports.Name) string {
+	if n.Mode == ports.RegSW {
+		return n.PortName() + "^"
+	}
+	return n.PortName()
+}
+
+func describeKind(ps *portState) string {
+	switch {
+	case ps.nic != nil:
+		return "an interface (" + ps.nic.Interface() + ", AF_XDP)"
+	case ps.owner != nil:
+		return "the host port of " + ps.owner.name()
+	case ps.iface != nil:
+		return "the persistent interface " + ps.iface.dev.Name()
+	}
+	return "a port"
+}
+
+// parseAttachName checks the name of vale-ctl -a/-h/-d: valeX:IFNAME,
+// optionally with -N (one queue).
+func parseAttachName(name string) (ports.Name, error) {
+	n, err := ports.ParseName(name)
+	if err != nil {
+		return n, err
+	}
+	switch {
+	case n.Subsystem != "vale":
+		return n, fmt.Errorf("%s: attach to a switch: valeX:IFNAME (e.g. vale0:eth1)", name)
+	case n.Pipe != 0 || n.IsMonitor() || n.Flags != 0 || n.MemID != 0 || len(n.Options) > 0:
+		return n, fmt.Errorf("%s: only valeX:IFNAME or valeX:IFNAME-QUEUE can be attached", name)
+	case n.Mode != ports.RegAllNIC && n.Mode != ports.RegOneNIC:
+		return n, fmt.Errorf("%s: host rings are attached with vale-ctl -h %s", name, n.PortName())
+	}
+	return n, nil
+}
+
+// attach attaches an interface to a switch (vale-ctl -a, -h).
+func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+	n, err := parseAttachName(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	name, ifname := n.PortName(), n.Port
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closing {
+		return nil, errors.New("valed is shutting down")
+	}
+	if ss := d.switches[n.Switch]; ss != nil && ss.ports[name] != nil {
+		return nil, fmt.Errorf("%s exists already (%s)", name, describeKind(ss.ports[name]))
+	}
+	for _, ss := range d.switches {
+		for _, ps := range ss.ports {
+			if ps.nic != nil && ps.nic.Interface() == ifname {
+				return nil, fmt.Errorf("%s is attached already, as %s", ifname, ps.name())
+			}
+		}
+	}
+	if is := d.ifaces[ifname]; is != nil {
+		return d.attachIfaceLocked(&n, is, r)
+	}
+	return d.attachNICLocked(&n, r)
+}
+
+// attachIfaceLocked attaches a persistent interface.
+func (d *Daemon) attachIfaceLocked(n *ports.Name, is *ifaceState, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+	switch {
+	case is.port != nil:
+		return nil, fmt.Errorf("%s is attached already, as %s", is.dev.Name(), is.port.name())
+	case r.Host:
+		return nil, fmt.Errorf("%s is a persistent interface: attach it with -a (it is the host's side already)", is.dev.Name())
+	case n.Mode == ports.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.Queues != 0 || r.StartQueue != 0 || r.FrameSize != 0:
+		return nil, fmt.Errorf("%s is a persistent interface: queue and AF_XDP options do not apply", is.dev.Name())
+	}
+	slots := is.slots
+	if r.Slots != 0 {
+		slots = r.Slots
+	}
+	p, err := tap.NewPort(n.PortName(), tap.KindTap, is.dev, slots)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := d.attachPortLocked(n.Switch, p, &portState{tap: p, iface: is, geom: p.Geometry()})
+	if err != nil {
+		return nil, err
+	}
+	is.port = ps
+	d.log.Info("persistent interface attached", "port", ps.name(), "interface", is.dev.Name())
+	return d.portInfosLocked(ps), nil
+}
+
+// attachNICLocked attaches a network interface over AF_XDP, and its host
+// port if asked.
+func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.PortInfo, err error) {
+	mode, err := afxdp.ParseMode(r.XDPMode)
+	if err != nil {
+		return nil, err
+	}
+	opts := afxdp.Options{
+		Mode: mode, Copy: afxdp.CopyMode(r.Copy), StartQueue: r.StartQueue, Queues: r.Queues,
+		RingSize: r.Slots, FrameSize: r.FrameSize, StateDir: d.cfg.StateDir, Logger: d.log,
+	}
+	if n.Mode == ports.RegOneNIC {
+		if r.Queues > 1 || (r.StartQueue != 0 && r.StartQueue != n.Ring) {
+			return nil, fmt.Errorf("%s names queue %d; do not also give a queue range", r.Name, n.Ring)
+		}
+		opts.StartQueue, opts.Queues = n.Ring, 1
+	}
+	hostName := hostIfname(n.Port)
+	if r.Host {
+		if _, err := os.Stat("/sys/class/net/" + hostName); err == nil {
+			return nil, fmt.Errorf("%s: the host port's interface %s exists already", r.Name, hostName)
+		}
+	}
+	nic, err := afxdp.Attach(n.PortName(), n.Port, opts)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := d.attachPortLocked(n.Switch, nic, &portState{nic: nic, geom: nic.Geometry()})
+	if err != nil {
+		nic.Stop()
+		nic.Free()
+		return nil, err
+	}
+	if !r.Host {
+		return d.portInfosLocked(ps), nil
+	}
+	defer func() {
+		if err != nil {
+			d.destroyPortLocked(ps)
+		}
+	}()
+	mtu := 0
+	if l, err := netdev.Lookup(n.Port); err == nil {
+		mtu = l.Attrs().MTU
+	}
+	dev, err := tap.Create(tap.DeviceConfig{Name: hostName, MTU: mtu, MAC: nic.MAC()})
+	if err != nil {
+		return nil, fmt.Errorf("host port of %s: %w", r.Name, err)
+	}
+	hp, err := tap.NewPort(n.PortName()+"^", tap.KindHost, dev, r.Slots)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	hs, err := d.attachPortLocked(n.Switch, hp, &portState{tap: hp, owner: ps, geom: hp.Geometry()})
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	ps.host = hs
+	d.log.Info("host port attached", "port", hs.name(), "interface", hostName)
+	return d.portInfosLocked(ps, hs), nil
+}
+
+// hostIfname is the TAP interface of an interface's host port: the
+// interface's name with netmap's "^", shortened to fit IFNAMSIZ.
+func hostIfname(ifname string) string {
+	if len(ifname) > unix.IFNAMSIZ-2 {
+		ifname = ifname[:unix.IFNAMSIZ-2]
+	}
+	return ifname + "^"
+}
+
+// attachPortLocked attaches p to switch swName (created if needed) and
+// records it.
+func (d *Daemon) attachPortLocked(swName string, p vale.Port, ps *portState) (*portState, error) {
+	ss := d.switchLocked(swName)
+	idx, err := ss.sw.Attach(p)
+	if err != nil {
+		d.dropSwitchIfEmptyLocked(ss)
+		return nil, err
+	}
+	ps.port, ps.sw, ps.idx = p, ss, idx
+	ss.ports[p.Name()] = ps
+	return ps, nil
+}
+
+func (d *Daemon) portInfosLocked(pss ...*portState) []vale.PortInfo {
+	var out []vale.PortInfo
+	for _, ps := range pss {
+		for _, info := range ps.sw.sw.Ports() {
+			if info.Name == ps.name() {
+				out = append(out, info)
+			}
+		}
+	}
+	return out
+}
+
+// detach detaches an interface attached with vale-ctl -a or -h.
+func (d *Daemon) detach(name string) error {
+	n, err := ports.ParseName(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ps *portState
+	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" {
+		ps = ss.ports[switchPortName(&n)]
+	}
+	switch {
+	case ps == nil:
+		return fmt.Errorf("%s: no such port", name)
+	case ps.shm != nil:
+		return fmt.Errorf("%s is a port applications opened; it goes away when they close it", ps.name())
+	case ps.owner != nil:
+		return fmt.Errorf("%s is the host port of %s: detach %s", ps.name(), ps.owner.name(), ps.owner.name())
+	}
+	d.destroyPortLocked(ps)
+	return nil
+}
+
+// newIface creates a persistent interface (vale-ctl -n).
+func (d *Daemon) newIface(r mgmt.NewIfRequest) error {
+	if r.Slots < 0 || r.Slots > ports.MaxBatch {
+		return fmt.Errorf("%s: %d slots: want 1..%d", r.Name, r.Slots, ports.MaxBatch)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ifaces[r.Name] != nil {
+		return fmt.Errorf("%s: a persistent interface of that name exists", r.Name)
+	}
+	dev, err := tap.Create(tap.DeviceConfig{Name: r.Name, Queues: r.Rings})
+	if err != nil {
+		return err
+	}
+	slots := r.Slots
+	if slots == 0 {
+		slots = tap.DefaultSlots
+	}
+	d.ifaces[r.Name] = &ifaceState{dev: dev, slots: slots}
+	d.log.Info("persistent interface created", "interface", r.Name, "queues", dev.Queues())
+	return nil
+}
+
+// delIface removes a persistent interface (vale-ctl -r).
+func (d *Daemon) delIface(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	is := d.ifaces[name]
+	if is == nil {
+		return fmt.Errorf("%s: no persistent interface of that name (vale-ctl -n creates them)", name)
+	}
+	if is.port != nil {
+		return fmt.Errorf("%s is attached as %s: detach it first (vale-ctl -d %s)", name, is.port.name(), is.port.name())
+	}
+	is.dev.Close()
+	delete(d.ifaces, name)
+	d.log.Info("persistent interface removed", "interface", name)
+	return nil
+}
+
+// ifaceInfosLocked describes the persistent interfaces.
+func (d *Daemon) ifaceInfosLocked(filter string) []mgmt.IfaceInfo {
+	var out []mgmt.IfaceInfo
+	for name, is := range d.ifaces {
+		if filter != "" && filter != name {
+			continue
+		}
+		info := mgmt.IfaceInfo{Name: name, Rings: is.dev.Queues(), Slots: is.slots, MAC: is.dev.MAC().String()}
+		if is.port != nil {
+			info.Attached = is.port.name()
+		}
+		out = append(out, info)
+	}
+	return out
+}

@@ -1,0 +1,428 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/vishvananda/netlink"
+)
+
+// Interfaces attached over AF_XDP, host ports and persistent interfaces,
+// with real kernel traffic between network namespaces the tests make.
+
+// xdpState returns what ip(8) says about the interface's XDP hook: "" if
+// none, else "xdp" (native) or "xdpgeneric".
+func xdpState(t *testing.T, ns *netNS, ifname string) string {
+	t.Helper()
+	out := ns.run(t, "ip", "-d", "link", "show", "dev", ifname)
+	for _, f := range strings.Fields(out) {
+		switch f {
+		case "xdp", "xdpgeneric", "xdpdrv", "xdpoffload":
+			return f
+		}
+	}
+	return ""
+}
+
+var promiscRE = regexp.MustCompile(`promiscuity (\d+)`)
+
+func promiscuity(t *testing.T, ns *netNS, ifname string) string {
+	t.Helper()
+	m := promiscRE.FindStringSubmatch(ns.run(t, "ip", "-d", "link", "show", "dev", ifname))
+	if m == nil {
+		t.Fatalf("ip -d link show %s: no promiscuity", ifname)
+	}
+	return m[1]
+}
+
+// gro returns the interface's generic-receive-offload setting ("on"/"off").
+func gro(t *testing.T, ns *netNS, ifname string) string {
+	t.Helper()
+	for _, l := range strings.Split(ns.run(t, "ethtool", "-k", ifname), "\n") {
+		if v, ok := strings.CutPrefix(l, "generic-receive-offload: "); ok {
+			return strings.Fields(v)[0]
+		}
+	}
+	t.Fatalf("ethtool -k %s: no GRO line", ifname)
+	return ""
+}
+
+// ping pings addr from ns and reports whether every echo came back.
+func ping(ns *netNS, addr string, count int) bool {
+	out, err := ns.try("ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", addr)
+	return err == nil && strings.Contains(out, fmt.Sprintf("%d received", count))
+}
+
+// iperf3 runs a TCP transfer of a second or two from client to server
+// (address addr in server) and returns the bytes the server received.
+func iperf3(t *testing.T, server *netNS, addr string, client *netNS) int64 {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", server.name, "iperf3", "-s", "-1", "-B", addr)
+	var srvOut lockedBuffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}()
+	var out string
+	var err error
+	for range 50 { // until the server listens
+		out, err = client.try("iperf3", "-c", addr, "-t", "2", "-J")
+		if !strings.Contains(out, "Connection refused") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("iperf3 to %s: %v\n%s\nserver:\n%s", addr, err, out, srvOut.String())
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				Bytes int64   `json:"bytes"`
+				Bps   float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("iperf3 output: %v\n%s", err, out)
+	}
+	if res.Error != "" {
+		t.Fatalf("iperf3: %s", res.Error)
+	}
+	t.Logf("iperf3 to %s: %d bytes, %.2f Gbit/s", addr, res.End.SumReceived.Bytes, res.End.SumReceived.Bps/1e9)
+	return res.End.SumReceived.Bytes
+}
+
+// twoHosts makes a switch namespace with valed and two "hosts", each joined
+// to the switch namespace by a veth pair: pA (10.77.0.1) <-> vA and
+// pB (10.77.0.2) <-> vB.
+func twoHosts(t *testing.T) (sw, a, b *netNS, d *daemon) {
+	t.Helper()
+	needCommands(t, "ip", "ping", "iperf3", "ethtool")
+	sw, a, b = newNetNS(t, "sw"), newNetNS(t, "a"), newNetNS(t, "b")
+	veth(t, a, "pA", sw, "vA")
+	veth(t, b, "pB", sw, "vB")
+	a.run(t, "ip", "addr", "add", "10.77.0.1/24", "dev", "pA")
+	b.run(t, "ip", "addr", "add", "10.77.0.2/24", "dev", "pB")
+	return sw, a, b, startValedIn(t, sw)
+}
+
+// Two namespaces talk through vale0, each attached by its veth, in both
+// XDP modes: ping, and a TCP transfer with the senders' default offloads.
+func TestNICForwarding(t *testing.T) {
+	for _, mode := range []string{"native", "generic"} {
+		t.Run(mode, func(t *testing.T) {
+			sw, a, b, d := twoHosts(t)
+			_ = sw
+			if mode == "generic" {
+				// In generic mode the kernel hands AF_XDP the veth peer's
+				// frames as the peer sent them: with segmentation offload,
+				// up to 64 KiB, which no UMEM frame holds (native mode
+				// turns the peer's segmentation off itself). README:
+				// "Offloads".
+				for _, h := range []struct {
+					ns *netNS
+					nm string
+				}{{a, "pA"}, {b, "pB"}} {
+					h.ns.run(t, "ethtool", "-K", h.nm, "tso", "off", "gso", "off")
+				}
+			}
+			for _, v := range []string{"vA", "vB"} {
+				out := d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:"+v, "-mode", mode)
+				if want := fmt.Sprintf("attached vale0:%s to vale0 as port", v); !strings.Contains(out, want) || !strings.Contains(out, mode+"/copy") {
+					t.Fatalf("vale-ctl -a: %s", out)
+				}
+			}
+			if !ping(a, "10.77.0.2", 3) {
+				t.Fatal("ping through the switch failed")
+			}
+			if n := iperf3(t, b, "10.77.0.2", a); n < 1<<20 {
+				t.Errorf("iperf3 moved only %d bytes", n)
+			}
+			st := d.portStats(t, "vale0:vA")
+			if st["KIND"] != "nic" || !strings.HasPrefix(st["STATE"], mode+"/copy") {
+				t.Errorf("vale-ctl -l shows %v", st)
+			}
+			if atoi(t, st["TX_PKTS"]) == 0 || atoi(t, st["RX_PKTS"]) == 0 {
+				t.Errorf("no traffic counted: %v", st)
+			}
+		})
+	}
+}
+
+// vale-ctl -h: a namespace reaches an address of the host's (valed's
+// namespace) through the switch and the host port's TAP.
+func TestHostPort(t *testing.T) {
+	sw, a, _, d := twoHosts(t)
+	out := d.run(t, 20*time.Second, "vale-ctl", "-h", "vale0:vA")
+	if !strings.Contains(out, "attached vale0:vA to vale0") || !strings.Contains(out, "attached vale0:vA^ to vale0") {
+		t.Fatalf("vale-ctl -h: %s", out)
+	}
+	sw.run(t, "ip", "addr", "add", "10.77.0.9/24", "dev", "vA^")
+	if !ping(a, "10.77.0.9", 3) {
+		t.Fatal("ping to the host port's address failed")
+	}
+	if n := iperf3(t, sw, "10.77.0.9", a); n < 1<<20 {
+		t.Errorf("iperf3 to the host moved only %d bytes", n)
+	}
+	if st := d.portStats(t, "vale0:vA^"); st == nil || st["KIND"] != "host" || atoi(t, st["TX_PKTS"]) == 0 {
+		t.Errorf("host port listed as %v", st)
+	}
+	// A host port goes with its interface.
+	d.runFail(t, "vale-ctl", "-d", "vale0:vA^")
+	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
+	if _, err := sw.try("ip", "link", "show", "dev", "vA^"); err == nil {
+		t.Error("the host port's TAP outlived the detach")
+	}
+}
+
+// vale-ctl -n/-a/-d/-r: a persistent interface carries traffic while
+// attached and outlives a detach.
+func TestPersistentInterface(t *testing.T) {
+	sw, a, _, d := twoHosts(t)
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
+	d.run(t, 10*time.Second, "vale-ctl", "-n", "vt0", "-C", "512")
+	out := d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vt0")
+	if !strings.Contains(out, "(tap,") {
+		t.Fatalf("vale-ctl -a vale0:vt0: %s", out)
+	}
+	sw.run(t, "ip", "addr", "add", "10.77.0.10/24", "dev", "vt0")
+	if !ping(a, "10.77.0.10", 3) {
+		t.Fatal("ping to the persistent interface failed")
+	}
+	list := d.run(t, 10*time.Second, "vale-ctl", "-l")
+	if !regexp.MustCompile(`vt0\s+1\s+512\s+\S+\s+vale0:vt0`).MatchString(list) {
+		t.Errorf("listing lacks the interface:\n%s", list)
+	}
+	if out := d.runFail(t, "vale-ctl", "-r", "vt0"); !strings.Contains(out, "detach it first") {
+		t.Errorf("-r of an attached interface: %s", out)
+	}
+	d.run(t, 10*time.Second, "vale-ctl", "-d", "vale0:vt0")
+	sw.run(t, "ip", "link", "show", "dev", "vt0") // still there
+	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vt0")
+	if !ping(a, "10.77.0.10", 2) {
+		t.Fatal("ping after reattaching failed")
+	}
+	d.run(t, 10*time.Second, "vale-ctl", "-d", "vale0:vt0")
+	d.run(t, 10*time.Second, "vale-ctl", "-r", "vt0")
+	if _, err := sw.try("ip", "link", "show", "dev", "vt0"); err == nil {
+		t.Error("vt0 still exists after -r")
+	}
+	d.runFail(t, "vale-ctl", "-r", "vt0")
+}
+
+// oneHost makes a switch namespace (valed, vA with address 10.78.0.9 and
+// GRO on) and a host namespace (pA, 10.78.0.1) that can ping vA directly.
+func oneHost(t *testing.T) (sw, a *netNS) {
+	t.Helper()
+	needCommands(t, "ip", "ping", "ethtool")
+	sw, a = newNetNS(t, "sw"), newNetNS(t, "a")
+	veth(t, a, "pA", sw, "vA")
+	a.run(t, "ip", "addr", "add", "10.78.0.1/24", "dev", "pA")
+	sw.run(t, "ip", "addr", "add", "10.78.0.9/24", "dev", "vA")
+	sw.run(t, "ethtool", "-K", "vA", "gro", "on")
+	if !ping(a, "10.78.0.9", 2) {
+		t.Fatal("setup: no ping without the switch")
+	}
+	return sw, a
+}
+
+// Detaching leaves the interface as it was: no XDP program, its GRO
+// setting back, not promiscuous, up, and traffic to its address flowing
+// again without the switch.
+func TestDetachRestores(t *testing.T) {
+	sw, a := oneHost(t)
+	d := startValedIn(t, sw)
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA", "-mode", "native")
+	if x := xdpState(t, sw, "vA"); x != "xdp" {
+		t.Errorf("attached: XDP state %q, want a native program", x)
+	}
+	if g := gro(t, sw, "vA"); g != "off" {
+		t.Errorf("attached: GRO %s, want off", g)
+	}
+	if p := promiscuity(t, sw, "vA"); p != "1" {
+		t.Errorf("attached: promiscuity %s, want 1", p)
+	}
+	if ping(a, "10.78.0.9", 1) {
+		t.Error("the stack still answers on an interface the switch took")
+	}
+	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
+	if x := xdpState(t, sw, "vA"); x != "" {
+		t.Errorf("detached: XDP state %q", x)
+	}
+	if g := gro(t, sw, "vA"); g != "on" {
+		t.Errorf("detached: GRO %s, want on again", g)
+	}
+	if p := promiscuity(t, sw, "vA"); p != "0" {
+		t.Errorf("detached: promiscuity %s", p)
+	}
+	if !strings.Contains(sw.run(t, "ip", "link", "show", "dev", "vA"), "state UP") {
+		t.Error("detached: link not up")
+	}
+	if !ping(a, "10.78.0.9", 2) {
+		t.Error("no traffic without the switch after detach")
+	}
+	if st := d.portStats(t, "vale0:vA"); st != nil {
+		t.Errorf("detached port still listed: %v", st)
+	}
+}
+
+// A valed killed with SIGKILL leaves no XDP program behind (its link dies
+// with it); the next valed puts back the offloads it had changed, and can
+// attach the interface again.
+func TestKilledValedCleanup(t *testing.T) {
+	sw, a := oneHost(t)
+	d := startValedIn(t, sw)
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA", "-mode", "generic")
+	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
+		t.Fatalf("attached: XDP state %q", x)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	waitFor(t, "the XDP program to go", func() bool { return xdpState(t, sw, "vA") == "" })
+	if p := promiscuity(t, sw, "vA"); p != "0" {
+		t.Errorf("after SIGKILL: promiscuity %s", p)
+	}
+	if !ping(a, "10.78.0.9", 2) {
+		t.Error("after SIGKILL: no traffic to the interface")
+	}
+	if g := gro(t, sw, "vA"); g != "off" {
+		t.Fatalf("after SIGKILL: GRO %s; the test wants to see it restored by the next valed", g)
+	}
+	d2 := startValedAt(t, sw, d.sock)
+	waitFor(t, "the next valed to restore GRO", func() bool { return gro(t, sw, "vA") == "on" })
+	if !strings.Contains(d2.out.String(), "restored the settings") {
+		t.Errorf("valed did not log the restore:\n%s", d2.out.String())
+	}
+	d2.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
+	if x := xdpState(t, sw, "vA"); x == "" {
+		t.Error("attach after restart: no program")
+	}
+}
+
+// Bad attachments get a clear error and change nothing.
+func TestAttachErrors(t *testing.T) {
+	sw, _ := oneHost(t)
+	d := startValedIn(t, sw)
+	unchanged := func(what string) {
+		t.Helper()
+		if x := xdpState(t, sw, "vA"); x != "" {
+			t.Errorf("%s: left XDP state %q", what, x)
+		}
+		if g := gro(t, sw, "vA"); g != "on" {
+			t.Errorf("%s: left GRO %s", what, g)
+		}
+		if p := promiscuity(t, sw, "vA"); p != "0" {
+			t.Errorf("%s: left promiscuity %s", what, p)
+		}
+	}
+	expect := func(want string, args ...string) {
+		t.Helper()
+		if out := d.runFail(t, "vale-ctl", args...); !strings.Contains(out, want) {
+			t.Errorf("vale-ctl %s: %q, want it to say %q", strings.Join(args, " "), strings.TrimSpace(out), want)
+		}
+	}
+	expect("no such interface", "-a", "vale0:nosuch0")
+	sw.run(t, "ip", "link", "set", "vA", "down")
+	expect("is down", "-a", "vale0:vA")
+	sw.run(t, "ip", "link", "set", "vA", "up")
+	unchanged("interface down")
+	sw.run(t, "ip", "link", "set", "vA", "mtu", "3000")
+	expect("MTU 3000 does not fit", "-a", "vale0:vA")
+	unchanged("MTU too large")
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA", "-frame-size", "4096")
+	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
+	sw.run(t, "ip", "link", "set", "vA", "mtu", "1500")
+	expect("no queue 5", "-a", "vale0:vA-5")
+	expect("unknown XDP mode", "-a", "vale0:vA", "-mode", "fast")
+	unchanged("bad options")
+
+	// Twice, and from another daemon.
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
+	expect("exists already", "-a", "vale0:vA")
+	expect("attached already, as vale0:vA", "-a", "vale1:vA")
+	other := startValedIn(t, sw)
+	if out := other.runFail(t, "vale-ctl", "-a", "vale0:vA"); !strings.Contains(out, "of another vale daemon") {
+		t.Errorf("attach by a second valed: %s", out)
+	}
+	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
+	unchanged("second attach")
+
+	// Someone else's XDP program is never replaced.
+	sw.do(t, func() {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "theirs", Type: ebpf.XDP, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prog.Close()
+		l, err := netlink.LinkByName("vA")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetXdpFdWithFlags(l, prog.FD(), 2 /* XDP_FLAGS_SKB_MODE */); err != nil {
+			t.Fatal(err)
+		}
+	})
+	expect("(theirs) is attached; vale does not replace another program", "-a", "vale0:vA")
+	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
+		t.Errorf("the foreign program is gone: %q", x)
+	}
+	sw.run(t, "ip", "link", "set", "dev", "vA", "xdpgeneric", "off")
+	unchanged("foreign program")
+
+	expect("no such port", "-d", "vale0:vA")
+	expect("no persistent interface", "-r", "nosuch0")
+	expect("only valeX:IFNAME", "-a", "vale0:vA/x")
+}
+
+// Scale-out: two valeds in two "hosts" joined by a kernel VXLAN device
+// attached to each switch; pkt-gen ports on either switch exchange exact
+// counts.
+func TestVXLANScaleOut(t *testing.T) {
+	needCommands(t, "ip")
+	h1, h2 := newNetNS(t, "h1"), newNetNS(t, "h2")
+	veth(t, h1, "u1", h2, "u2")
+	h1.run(t, "ip", "addr", "add", "10.99.0.1/24", "dev", "u1")
+	h2.run(t, "ip", "addr", "add", "10.99.0.2/24", "dev", "u2")
+	for _, h := range []struct {
+		ns           *netNS
+		local, peer  string
+		underlayName string
+	}{{h1, "10.99.0.1", "10.99.0.2", "u1"}, {h2, "10.99.0.2", "10.99.0.1", "u2"}} {
+		h.ns.run(t, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", h.local, "remote", h.peer, "dstport", "4789", "dev", h.underlayName)
+		h.ns.run(t, "ip", "link", "set", "vx0", "up")
+	}
+	d1, d2 := startValedIn(t, h1), startValedIn(t, h2)
+	d1.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vx0")
+	d2.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vx0")
+	const n = 50000
+	for _, dir := range []struct {
+		from, to *daemon
+		src, dst string
+	}{{d1, d2, "vale0:a", "vale0:b"}, {d2, d1, "vale0:c", "vale0:d"}} {
+		rx := start(t, dir.to.sock, "pkt-gen", "-i", dir.dst+bigRx, "-f", "rx", "-n", fmt.Sprint(n))
+		dir.to.waitPort(t, dir.dst)
+		txOut := dir.from.run(t, 60*time.Second, "pkt-gen", "-i", dir.src, "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000")
+		rxOut := rx.wait(30 * time.Second)
+		if p, b := totals(t, txOut); p != n || b != 60*n {
+			t.Errorf("%s sent %d packets %d bytes", dir.src, p, b)
+		}
+		if p, b := totals(t, rxOut); p != n || b != 60*n {
+			t.Errorf("%s received %d packets %d bytes from the other host", dir.dst, p, b)
+		}
+	}
+}
