@@ -3,7 +3,8 @@
 #   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     lint, then every test (unit, race, end to end)
-#   make bench    forwarding benchmarks and pkt-gen -> vale0 -> pkt-gen rates
+#   make bench    forwarding benchmarks, pkt-gen -> vale0 -> pkt-gen rates, and
+#                 AF_XDP NIC ports against DPDK's net_af_xdp (root; installs DPDK)
 #   make fuzz     run each fuzz target for FUZZTIME (default 30s)
 
 GO          ?= go
@@ -13,9 +14,10 @@ FUZZTIME    ?= 30s
 # Fuzz targets as package:Target.
 FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl \
                ./internal/replay:FuzzParseBandwidth ./internal/replay:FuzzParseDelay \
-               ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace
+               ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace \
+               ./internal/offload:FuzzCompletePartial
 
-.PHONY: all build demo test lint unit race bench fuzz clean
+.PHONY: all build demo test lint unit race bench bench-afxdp fuzz clean
 
 all: build
 
@@ -41,11 +43,15 @@ unit:
 # The race detector does not see mmap'd memory; the ring code's tests run
 # over heap memory so that it sees every access.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./internal/...
+	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./afxdp/... ./internal/...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/
 	tools/bench.sh
+	tools/bench-afxdp.sh
+
+bench-afxdp: build
+	tools/bench-afxdp.sh
 
 fuzz:
 	@for t in $(FUZZ); do \

@@ -405,3 +405,38 @@ func TestStaleCleanup(t *testing.T) {
 	}
 	_ = net.HardwareAddr{}
 }
+
+// Queue selection: all queues by default, or a range.
+func TestQueues(t *testing.T) {
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xq0", NumRxQueues: 4, NumTxQueues: 4}, PeerName: "xq1"}
+	if err := netlink.LinkAdd(v); err != nil {
+		t.Fatal(err)
+	}
+	defer netlink.LinkDel(v)
+	l, _ := netlink.LinkByName("xq0")
+	netlink.LinkSetUp(l)
+	if n, err := netdev.RxQueues("xq0"); err != nil || n != 4 {
+		t.Fatalf("RxQueues = %d, %v; want 4", n, err)
+	}
+	p, err := Attach("vale0:xq0", "xq0", Options{RingSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Describe(); d.TxRings != 4 || d.RxRings != 4 || !strings.Contains(d.State, "q0-3") {
+		t.Errorf("all queues: %+v", d)
+	}
+	p.Stop()
+	p.Free()
+	p, err = Attach("vale0:xq0", "xq0", Options{RingSize: 64, StartQueue: 1, Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Describe(); d.TxRings != 2 || !strings.Contains(d.State, "q1-2") {
+		t.Errorf("queues 1-2: %+v", d)
+	}
+	p.Stop()
+	p.Free()
+	if _, err := Attach("vale0:xq0", "xq0", Options{StartQueue: 3, Queues: 2}); err == nil {
+		t.Error("queues beyond the last accepted")
+	}
+}

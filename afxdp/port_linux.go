@@ -178,6 +178,9 @@ func Attach(name, ifname string, opts Options) (_ *Port, err error) {
 	if p.prog, err = attachProgram(ifname, a.Index, opts.StartQueue+opts.Queues, opts.Mode); err != nil {
 		return nil, err
 	}
+	if opts.Copy == ForceZeroCopy && p.prog.mode != ModeNative {
+		return nil, fmt.Errorf("%s: zero-copy needs native mode (the program attached in %s mode)", ifname, p.prog.mode)
+	}
 	zc := opts.Copy != ForceCopy && p.prog.mode == ModeNative
 	for q := opts.StartQueue; q < opts.StartQueue+opts.Queues; q++ {
 		cfg := socketConfig{ifindex: a.Index, queue: q, ringSize: uint32(opts.RingSize), frameSize: uint32(opts.FrameSize), zeroCopy: zc}

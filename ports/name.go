@@ -326,14 +326,17 @@ func (n *Name) Unsupported() error {
 	what := func(part, msg string) error {
 		return fmt.Errorf("port name %q: %s (%q) not supported", n.String(), msg, part)
 	}
+	// The host port of an interface attached with vale-ctl -h is a port of
+	// its switch, "valeX:IFNAME^": it can be monitored, not opened.
+	hostMonitor := n.Subsystem == "vale" && n.Mode == RegSW && n.IsMonitor()
 	switch {
 	case n.Subsystem == "netmap" && n.Pipe == 0:
-		return fmt.Errorf("port name %q: netmap:%s: no such port (VALE ports valeX:Y and pipes NAME{ID, NAME}ID can be opened)", n.String(), n.Port)
-	case n.Mode == RegSW || n.Mode == RegOneSW:
-		return what("^", "host rings on a VALE port")
+		return fmt.Errorf("port name %q: netmap:%s: no such port (VALE ports valeX:Y and pipes NAME{ID, NAME}ID can be opened; attach an interface to a switch with vale-ctl -a valeX:%s)", n.String(), n.Port, n.Port)
+	case (n.Mode == RegSW || n.Mode == RegOneSW) && !hostMonitor:
+		return fmt.Errorf("port name %q: host rings (\"^\") cannot be opened: the host port of an interface attached with vale-ctl -h belongs to its switch (monitor it with %s^/rt)", n.String(), n.PortName())
 	case n.Mode == RegNICSW:
 		return what("*", "host rings on a VALE port")
-	case n.IsMonitor() && n.Mode != RegAllNIC:
+	case n.IsMonitor() && n.Mode != RegAllNIC && !hostMonitor:
 		return what(n.String(), "a monitor of some rings only")
 	case n.IsMonitor() && n.Flags&(FlagExclusive|FlagRxOnly|FlagTxOnly) != 0:
 		return what("/"+n.flagString(FlagExclusive|FlagRxOnly|FlagTxOnly), "binding flags on a monitor")

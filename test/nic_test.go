@@ -146,8 +146,20 @@ func TestNICForwarding(t *testing.T) {
 					t.Fatalf("vale-ctl -a: %s", out)
 				}
 			}
+			// A copy monitor of the NIC port sees what it receives from
+			// the switch: the echo replies (and ARP) coming back to pA.
+			mon := d.open(t, "vale0:vA/r")
 			if !ping(a, "10.77.0.2", 3) {
 				t.Fatal("ping through the switch failed")
+			}
+			replies := 0
+			for _, f := range rxFrames(t, mon, 0, 500*time.Millisecond) {
+				if len(f) >= 34+8 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 1 && f[34] == 0 { // IPv4, ICMP echo reply
+					replies++
+				}
+			}
+			if replies != 3 {
+				t.Errorf("the monitor of vale0:vA saw %d echo replies, want 3", replies)
 			}
 			if n := iperf3(t, b, "10.77.0.2", a); n < 1<<20 {
 				t.Errorf("iperf3 moved only %d bytes", n)
@@ -172,8 +184,18 @@ func TestHostPort(t *testing.T) {
 		t.Fatalf("vale-ctl -h: %s", out)
 	}
 	sw.run(t, "ip", "addr", "add", "10.77.0.9/24", "dev", "vA^")
+	mon := d.open(t, "vale0:vA^/t") // what the host stack sends into the switch
 	if !ping(a, "10.77.0.9", 3) {
 		t.Fatal("ping to the host port's address failed")
+	}
+	replies := 0
+	for _, f := range rxFrames(t, mon, 0, 500*time.Millisecond) {
+		if len(f) >= 42 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 1 && f[34] == 0 {
+			replies++
+		}
+	}
+	if replies != 3 {
+		t.Errorf("the monitor of the host port saw %d echo replies, want 3", replies)
 	}
 	if n := iperf3(t, sw, "10.77.0.9", a); n < 1<<20 {
 		t.Errorf("iperf3 to the host moved only %d bytes", n)
@@ -278,6 +300,13 @@ func TestDetachRestores(t *testing.T) {
 	if st := d.portStats(t, "vale0:vA"); st != nil {
 		t.Errorf("detached port still listed: %v", st)
 	}
+	// Stopping valed detaches too.
+	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if x, g, p := xdpState(t, sw, "vA"), gro(t, sw, "vA"), promiscuity(t, sw, "vA"); x != "" || g != "on" || p != "0" {
+		t.Errorf("after valed stopped: XDP %q, GRO %s, promiscuity %s", x, g, p)
+	}
 }
 
 // A valed killed with SIGKILL leaves no XDP program behind (its link dies
@@ -347,6 +376,8 @@ func TestAttachErrors(t *testing.T) {
 	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
 	sw.run(t, "ip", "link", "set", "vA", "mtu", "1500")
 	expect("no queue 5", "-a", "vale0:vA-5")
+	expect("no zero-copy", "-a", "vale0:vA", "-zerocopy", "-mode", "native")
+	expect("zero-copy needs native mode", "-a", "vale0:vA", "-zerocopy", "-mode", "generic")
 	expect("unknown XDP mode", "-a", "vale0:vA", "-mode", "fast")
 	unchanged("bad options")
 

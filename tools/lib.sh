@@ -13,7 +13,7 @@ vale_cleanup() {
 	for pid in "${VALE_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
-	rm -rf "$VALE_TMP"
+	[ -n "${KEEP:-}" ] || rm -rf "$VALE_TMP"
 }
 trap vale_cleanup EXIT
 
