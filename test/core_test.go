@@ -411,8 +411,9 @@ func TestValeCtl(t *testing.T) {
 		want string
 	}{
 		{[]string{"-l", "vale0:nope"}, "no such port vale0:nope"},
-		{[]string{"-g", "vale0:a^"}, `host rings on a VALE port ("^") not supported`},
-		{[]string{"-l", "bogus name"}, "neither a switch nor a port name"},
+		{[]string{"-g", "vale0:a^"}, "vale0:a^: no such host port"},
+		{[]string{"-g", "vale0:a*"}, `host rings on a VALE port ("*") not supported`},
+		{[]string{"-l", "bogus name"}, "neither a switch, a port nor a persistent interface"},
 	} {
 		if out := d.runFail(t, "vale-ctl", tt.args...); !strings.Contains(out, tt.want) {
 			t.Errorf("vale-ctl %v: %s, want %q", tt.args, out, tt.want)

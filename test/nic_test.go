@@ -203,6 +203,9 @@ func TestHostPort(t *testing.T) {
 	if st := d.portStats(t, "vale0:vA^"); st == nil || st["KIND"] != "host" || atoi(t, st["TX_PKTS"]) == 0 {
 		t.Errorf("host port listed as %v", st)
 	}
+	if out := d.run(t, 10*time.Second, "vale-ctl", "-g", "vale0:vA^"); !strings.Contains(out, "vale0:vA^: port_idx 1 kind host") {
+		t.Errorf("vale-ctl -g of the host port: %s", out)
+	}
 	// A host port goes with its interface.
 	d.runFail(t, "vale-ctl", "-d", "vale0:vA^")
 	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")

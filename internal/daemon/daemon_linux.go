@@ -509,11 +509,21 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 	if err != nil {
 		return ports.InfoReply{}, err
 	}
-	if err := n.Unsupported(); err != nil {
+	hostPort := n.Subsystem == "vale" && n.Mode == ports.RegSW && n.Flags == 0 && len(n.Options) == 0
+	if err := n.Unsupported(); err != nil && !hostPort {
 		return ports.InfoReply{}, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if hostPort {
+		if ss := d.switches[n.Switch]; ss != nil {
+			if ps := ss.ports[switchPortName(&n)]; ps != nil && ps.owner != nil {
+				desc := ps.port.Describe()
+				return ports.InfoReply{Port: ps.name(), Kind: desc.Kind, Index: ps.idx, MAC: desc.MAC, Geometry: ps.geom}, nil
+			}
+		}
+		return ports.InfoReply{}, fmt.Errorf("%s: no such host port (vale-ctl -h %s attaches one)", switchPortName(&n), n.PortName())
+	}
 	reply := ports.InfoReply{Port: n.PortName(), Index: -1}
 	if n.Pipe != 0 {
 		reply.Kind = ports.KindPipe
