@@ -7,6 +7,62 @@ type Frame struct {
 	Data  []byte   // first (usually only) fragment
 	More  [][]byte // further fragments, nil for single-slot frames
 	Flags uint16   // NS_* flags of the first slot (NS_NO_LEARN matters to the switch)
+	// Offload is what the sender left undone (a partial checksum, a TCP
+	// segment larger than the MTU), as a virtio-net header says it; the
+	// zero value means a complete frame.
+	Offload Offload
+}
+
+// Offload describes the work a frame's sender left to its receiver, with
+// the meaning of the virtio-net header's fields (virtio 1.x, 5.1.6).
+type Offload struct {
+	// NeedsCsum: the checksum from CsumStart to the end of the frame goes
+	// at CsumStart+CsumOffset (which holds the pseudo-header sum).
+	NeedsCsum  bool
+	CsumStart  uint16
+	CsumOffset uint16
+	// GSO is GSONone or the kind of segmentation left to do: the frame is
+	// one TCP segment of up to 64 KiB to cut into GSOSize-byte payloads
+	// behind headers of HdrLen bytes.
+	GSO     uint8
+	ECN     bool // the segments carry ECN (CWR is set on the first only)
+	GSOSize uint16
+	HdrLen  uint16
+}
+
+// Kinds of segmentation offload (VIRTIO_NET_HDR_GSO_*).
+const (
+	GSONone  = 0
+	GSOTCPv4 = 1
+	GSOUDP   = 3
+	GSOTCPv6 = 4
+)
+
+// IsZero reports whether nothing is left to do.
+func (o Offload) IsZero() bool { return o == Offload{} }
+
+// OffloadCaps says which pending work a port takes from the switch as it
+// is: partial checksums and TCP segmentation over IPv4 and IPv6.
+type OffloadCaps struct {
+	Csum, TSO4, TSO6 bool
+}
+
+// Accepts reports whether a port with caps c takes a frame with o pending.
+func (c OffloadCaps) Accepts(o Offload) bool {
+	switch o.GSO {
+	case GSONone:
+	case GSOTCPv4:
+		if !c.TSO4 {
+			return false
+		}
+	case GSOTCPv6:
+		if !c.TSO6 {
+			return false
+		}
+	default:
+		return false
+	}
+	return !o.NeedsCsum || c.Csum
 }
 
 // Len returns the length of the whole frame.
@@ -24,8 +80,10 @@ type Batch struct {
 	Frames []Frame
 	// Time is when the switch took the batch (CLOCK_REALTIME, ns); ports
 	// that timestamp deliveries use it.
-	Time  int64
-	frags [][]byte
+	Time int64
+	// Offloads counts the frames with pending offloads (see AddOffload).
+	Offloads int
+	frags    [][]byte
 }
 
 // NewBatch returns an empty batch able to hold a full round of frames.
@@ -41,11 +99,21 @@ func NewBatch() *Batch {
 func (b *Batch) Reset() {
 	b.Frames = b.Frames[:0]
 	b.frags = b.frags[:0]
+	b.Offloads = 0
 }
 
 // Add appends a single-fragment frame.
 func (b *Batch) Add(data []byte, flags uint16) {
 	b.Frames = append(b.Frames, Frame{Data: data, Flags: flags})
+}
+
+// AddOffload appends a single-fragment frame with work left to do (none if
+// o is zero).
+func (b *Batch) AddOffload(data []byte, o Offload) {
+	b.Frames = append(b.Frames, Frame{Data: data, Offload: o})
+	if !o.IsZero() {
+		b.Offloads++
+	}
 }
 
 // AddFragment appends a fragment to the last frame of the batch.

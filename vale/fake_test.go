@@ -22,6 +22,7 @@ type fakePort struct {
 	cond    *sync.Cond
 	queue   []fakeFrame
 	got     [][]byte
+	gotOff  []ports.Offload
 	gotRing []int
 	room    int // frames Deliver still accepts; negative = unlimited
 	stopped bool
@@ -32,6 +33,7 @@ type fakePort struct {
 type fakeFrame struct {
 	data  []byte
 	flags uint16
+	off   ports.Offload
 }
 
 func newFakePort(name string) *fakePort {
@@ -57,6 +59,10 @@ func (p *fakePort) Recv(r int, b *ports.Batch) error {
 	}
 	n := min(len(p.queue), ports.MaxBatch)
 	for _, f := range p.queue[:n] {
+		if !f.off.IsZero() {
+			b.AddOffload(f.data, f.off)
+			continue
+		}
 		b.Add(f.data, f.flags)
 	}
 	p.queue = p.queue[n:]
@@ -88,6 +94,7 @@ func (p *fakePort) Deliver(r int, b *ports.Batch, which []uint16) (int, int, err
 			data = append(data, m...)
 		}
 		p.got = append(p.got, data)
+		p.gotOff = append(p.gotOff, f.Offload)
 		p.gotRing = append(p.gotRing, r)
 		n++
 		bytes += len(data)
@@ -119,7 +126,7 @@ func (p *fakePort) take() [][]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	got := p.got
-	p.got, p.gotRing = nil, nil
+	p.got, p.gotRing, p.gotOff = nil, nil, nil
 	return got
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/valeswitch/vale/internal/offload"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -35,6 +36,14 @@ type forwarder struct {
 	list    []uint16          // frames of one destination
 	merged  []uint16          // list merged with flood
 	learns  []uint64          // source MACs to learn after the round
+
+	// Completing offloads for ports that cannot take them: done lazily,
+	// the first time a round needs it.
+	completer *offload.Completer
+	completed *ports.Batch // the frames one offloaded frame became
+	round     uint64       // rounds forwarded
+	doneFrame int          // the frame of round doneRound completed holds
+	doneRound uint64
 }
 
 // group is the list of frames of one round going to one port, linked
@@ -85,6 +94,7 @@ func (f *forwarder) forward() {
 	sw, src := f.sw, f.src
 	now := time.Now().UnixNano()
 	b.Time = now
+	f.round++
 	txBytes, invalid, noRoute := f.lookup(sw.clock(now))
 
 	sw.mu.RLock()
@@ -251,12 +261,75 @@ func (f *forwarder) merge(a, b []uint16) []uint16 {
 }
 
 // deliver hands the frames which to port a and counts the outcome. Frames
-// from ring r go to ring r modulo the destination's ring count.
+// from ring r go to ring r modulo the destination's ring count. Frames with
+// offloads pending go as they are to a port that takes them, completed
+// (checksummed, segmented) to any other.
 func (f *forwarder) deliver(a *attachment, which []uint16) {
 	ring := f.ring
 	if ring >= a.nrx {
 		ring %= a.nrx
 	}
+	b := f.batch
+	if b.Offloads == 0 {
+		f.deliverTo(a, ring, b, which)
+		return
+	}
+	var caps ports.OffloadCaps
+	if op, ok := a.port.(OffloadPort); ok {
+		caps = op.Offloads()
+	}
+	start := 0
+	for i, fi := range which {
+		fr := &b.Frames[fi]
+		if fr.Offload.IsZero() || caps.Accepts(fr.Offload) {
+			continue
+		}
+		if i > start {
+			f.deliverTo(a, ring, b, which[start:i])
+		}
+		start = i + 1
+		if n := f.complete(int(fi)); n > 0 {
+			f.deliverTo(a, ring, f.completed, identity[:n])
+		}
+	}
+	if start < len(which) {
+		f.deliverTo(a, ring, b, which[start:])
+	}
+}
+
+// complete fills f.completed with the frames frame fi of the round becomes
+// once its pending offloads are done, and returns how many; 0 if the
+// offload does not describe the frame: it is dropped, and counted once as
+// invalid at its source.
+func (f *forwarder) complete(fi int) int {
+	if f.completer == nil {
+		f.completer = offload.NewCompleter()
+		f.completed = ports.NewBatch()
+	}
+	if f.doneRound == f.round && f.doneFrame == fi {
+		return len(f.completed.Frames)
+	}
+	f.completed.Reset()
+	f.completed.Time = f.batch.Time
+	f.doneRound = 0
+	segs, err := f.completer.Complete(&f.batch.Frames[fi])
+	if err != nil {
+		f.src.counters.dropInvalid.Add(1)
+		if f.src.logLimit.allow() {
+			f.sw.log.Warn("dropped a frame whose offload cannot be done", "port", f.src.port.Name(), "error", err)
+		}
+		segs = nil
+	}
+	for _, s := range segs {
+		f.completed.Add(s, 0)
+	}
+	f.doneFrame, f.doneRound = fi, f.round
+	return len(segs)
+}
+
+// deliverTo hands frames which of b to RX ring ring of port a and counts
+// the outcome.
+func (f *forwarder) deliverTo(a *attachment, ring int, b *ports.Batch, which []uint16) {
 	var (
 		frames, bytes int
 		err           error
@@ -264,13 +337,13 @@ func (f *forwarder) deliver(a *attachment, which []uint16) {
 	if mons := a.monitors.Load(); mons != nil && len(mons.rx) > 0 {
 		lk := &a.rxLocks[ring]
 		lk.Lock()
-		frames, bytes, err = a.port.Deliver(ring, f.batch, which)
+		frames, bytes, err = a.port.Deliver(ring, b, which)
 		if err == nil && frames > 0 {
-			copyTo(mons.rx, ring, f.batch, which[:frames], true)
+			copyTo(mons.rx, ring, b, which[:frames], true)
 		}
 		lk.Unlock()
 	} else {
-		frames, bytes, err = a.port.Deliver(ring, f.batch, which)
+		frames, bytes, err = a.port.Deliver(ring, b, which)
 	}
 	c := &a.counters
 	if err != nil {

@@ -43,3 +43,14 @@ type Port interface {
 	// Stop makes pending and future Recv calls return ports.ErrStopped.
 	Stop()
 }
+
+// OffloadPort is implemented by ports that take frames with work left
+// pending (ports.Frame.Offload: partial checksums, unsegmented TCP) as
+// they are, such as a vhost-user guest that negotiated the offloads. The
+// switch completes such frames in software for every other port (netmap's
+// VALE does the same), so that no port gets a frame it cannot use.
+type OffloadPort interface {
+	// Offloads returns what the port takes now; it may change as a
+	// frontend (re)negotiates, and is asked once per delivery.
+	Offloads() ports.OffloadCaps
+}

@@ -14,7 +14,7 @@ type PortStats struct {
 	RxPackets   uint64 `json:"rx_packets"`   // frames delivered to the port
 	RxBytes     uint64 `json:"rx_bytes"`     // their bytes
 	DropFull    uint64 `json:"drop_full"`    // frames for the port lost because its RX ring was full
-	DropInvalid uint64 `json:"drop_invalid"` // frames from the port too short to switch (under 14 bytes)
+	DropInvalid uint64 `json:"drop_invalid"` // frames from the port too short to switch (under 14 bytes), or with an offload that does not describe them
 	DropNoRoute uint64 `json:"drop_noroute"` // frames from the port with nowhere to go (addressed to itself, or no other port)
 	Resets      uint64 `json:"resets"`       // rings of the port reset after a violation
 }

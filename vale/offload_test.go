@@ -1,0 +1,80 @@
+package vale
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/valeswitch/vale/internal/offload"
+	"github.com/valeswitch/vale/ports"
+)
+
+// offloadPort is a fake port that takes offloaded frames as they are.
+type offloadPort struct{ *fakePort }
+
+func (p offloadPort) Offloads() ports.OffloadCaps { return ports.OffloadCaps{Csum: true, TSO4: true, TSO6: true} }
+
+// tsoFrame is a 20000-byte TCP segment from src to dst with its checksum
+// left partial and segmentation pending, as a guest with offloads sends it.
+func tsoFrame(t *testing.T, dst, src net.HardwareAddr) fakeFrame {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	tc := &layers.TCP{SrcPort: 1, DstPort: 2, Seq: 100, ACK: true, Window: 100}
+	tc.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}, eth, ip, tc, gopacket.Payload(make([]byte, 20000))); err != nil {
+		t.Fatal(err)
+	}
+	f := append([]byte(nil), buf.Bytes()...)
+	binary.BigEndian.PutUint16(f[14+20+16:], 0x1234) // not a complete checksum
+	return fakeFrame{data: f, off: ports.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: ports.GSOTCPv4, GSOSize: 1460, HdrLen: 54}}
+}
+
+// A TSO frame goes as it is to a port that takes offloads, and in checksummed
+// MTU-sized segments to one that does not; a bogus offload is dropped.
+func TestOffloadCompletion(t *testing.T) {
+	sw := New("vale0", Config{})
+	src, plain := newFakePort("src"), newFakePort("plain")
+	smart := offloadPort{newFakePort("smart")}
+	for _, p := range []Port{src, plain, smart} {
+		if _, err := sw.Attach(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, p := range []Port{src, plain, smart} {
+			sw.Detach(p)
+		}
+		sw.Close()
+	}()
+	f := tsoFrame(t, mac("ff:ff:ff:ff:ff:ff"), mac("02:00:00:00:00:01"))
+	src.send(f)
+	waitFor(t, "deliveries", func() bool {
+		plain.mu.Lock()
+		smart.mu.Lock()
+		defer plain.mu.Unlock()
+		defer smart.mu.Unlock()
+		return len(plain.got) == 14 && len(smart.got) == 1
+	})
+	if got := smart.gotOff[0]; got != f.off {
+		t.Errorf("the offload port got offload %+v, want %+v", got, f.off)
+	}
+	for i, s := range plain.take() {
+		if len(s) > 1514 || !offload.Verify(s) {
+			t.Errorf("segment %d: %d bytes, checksums verify %v", i, len(s), offload.Verify(s))
+		}
+	}
+	if st := statsOf(sw, "plain"); st.RxPackets != 14 {
+		t.Errorf("plain port counted %d frames, want 14 segments", st.RxPackets)
+	}
+	bad := f
+	bad.off.GSOSize = 0
+	src.send(bad)
+	if st := statsOf(sw, "src"); st.DropInvalid != 1 {
+		t.Errorf("a bogus offload: %+v", st)
+	}
+}
