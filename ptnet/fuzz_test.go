@@ -1,0 +1,122 @@
+package ptnet
+
+import (
+	"encoding/binary"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+// heapMemory is guest memory on the Go heap, guest and user addresses
+// both starting at base.
+type heapMemory struct {
+	base uint64
+	b    []byte
+}
+
+func (h *heapMemory) slice(addr, n uint64) ([]byte, bool) {
+	if addr < h.base || addr-h.base > uint64(len(h.b)) || n > uint64(len(h.b))-(addr-h.base) {
+		return nil, false
+	}
+	o := addr - h.base
+	return h.b[o : o+n : o+n], true
+}
+
+func (h *heapMemory) user(addr, n uint64) ([]byte, bool) { return h.slice(addr, n) }
+
+// FuzzVirtq feeds arbitrary descriptor tables and available rings to the
+// device side of both queue directions: it must never panic, never hand
+// out memory outside the guest's, and never take more than the ring holds.
+func FuzzVirtq(f *testing.F) {
+	seed := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(seed[16*8+2:], 3) // avail idx 3
+	f.Add(seed, uint16(0), true)
+	f.Add(seed, uint16(65530), false)
+	f.Fuzz(func(t *testing.T, ring []byte, base uint16, mrg bool) {
+		const num = 8
+		mem := &heapMemory{base: 0x1000, b: make([]byte, 16384)}
+		copy(mem.b, ring)
+		ds, as, us := ringSizes(num)
+		p := &Port{log: newDiscardLogger()}
+		p.caps.Store(ports.OffloadCaps{Csum: true})
+		for _, tx := range []bool{true, false} {
+			q := &queue{tx: tx, hdrLen: 12, mrg: mrg, feats: backendFeatures, mem: mem, callFD: -1, errFD: -1}
+			desc, _ := mem.slice(0x1000, ds)
+			avail, _ := mem.slice(0x1000+ds, as)
+			used, _ := mem.slice(0x1000+ds+as+6, us)
+			if err := q.vq.setup(num, desc, avail, used, true); err != nil {
+				t.Skip(err)
+			}
+			q.vq.lastAvail = base
+			q.ready, q.started, q.enabled = true, true, true
+			b := ports.NewBatch()
+			n, err := p.takeTx(q, b)
+			if err == nil && n > num {
+				t.Fatalf("took %d chains from a ring of %d", n, num)
+			}
+			for _, fr := range b.Frames {
+				if fr.Len() > maxTxChainBytes {
+					t.Fatalf("a frame of %d bytes", fr.Len())
+				}
+			}
+			out := ports.NewBatch()
+			out.Add(make([]byte, 3000), 0)
+			out.Add(make([]byte, 60), 0)
+			p.putRx(q, &out.Frames[0])
+			p.putRx(q, &out.Frames[1])
+		}
+	})
+}
+
+// FuzzMessages sends arbitrary messages, after a valid handshake or
+// without one, to a port: it must never panic, and must serve the next
+// frontend afterwards.
+func FuzzMessages(f *testing.F) {
+	f.Add([]byte{reqSetVringNum, 8, 0, 0, 0, 0, 0, 1, 0, 0}, true)
+	f.Add([]byte{reqSetMemTable, 40, 1}, false)
+	f.Add([]byte{reqGetVringBase, 8, 1, 0, 0, 0, 0, 0, 0, 0, reqSetVringKick, 8, 1}, true)
+	sock := filepath.Join(f.TempDir(), "fuzz.sock")
+	p, err := New(Config{Name: "vale0:fuzz", Socket: sock, Logger: newDiscardLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer p.Free()
+	go drain(p, 0)
+	f.Fuzz(func(t *testing.T, msgs []byte, handshake bool) {
+		fe := newFrontend(t, sock)
+		if handshake {
+			fe.handshake(backendFeatures, 2, 16)
+		}
+		for len(msgs) >= 2 {
+			req, n := uint32(msgs[0]), int(msgs[1])
+			msgs = msgs[2:]
+			n = min(n, len(msgs))
+			var fds []int
+			if req == reqSetMemTable || req == reqSetVringKick || req == reqSetVringCall {
+				fd, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
+				fds = append(fds, fd)
+				defer unix.Close(fd)
+			}
+			if fe.trySend(req, 0, msgs[:n], fds...) != nil {
+				break
+			}
+			msgs = msgs[n:]
+		}
+		fe.conn.Close()
+		waitDisconnected(t, p)
+	})
+}
+
+func waitDisconnected(t *testing.T, p *Port) {
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("the port kept a closed session")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

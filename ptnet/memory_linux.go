@@ -1,0 +1,101 @@
+package ptnet
+
+import (
+	"fmt"
+	"math"
+
+	"golang.org/x/sys/unix"
+)
+
+// memTable is the frontend's memory as SET_MEM_TABLE describes it: each
+// region mapped from the descriptor that came with it.
+type memTable struct {
+	regions []mappedRegion
+}
+
+type mappedRegion struct {
+	memRegion
+	mapping []byte // the whole mmap (from file offset 0), for munmap
+	mem     []byte // the region itself: mapping[mmapOffset:]
+}
+
+// mapTable maps the regions of a memory table, one descriptor each. It
+// takes the descriptors (and closes them: the mappings outlive them).
+func mapTable(regions []memRegion, fds []int) (_ *memTable, err error) {
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if len(fds) != len(regions) {
+		return nil, fmt.Errorf("memory table: %d regions, %d descriptors", len(regions), len(fds))
+	}
+	t := &memTable{}
+	defer func() {
+		if err != nil {
+			t.unmap()
+		}
+	}()
+	for i, r := range regions {
+		if r.size == 0 || r.size > math.MaxInt64/2 || r.guestAddr > math.MaxUint64-r.size ||
+			r.userAddr > math.MaxUint64-r.size || r.mmapOffset > math.MaxInt64/2 {
+			return nil, fmt.Errorf("memory region %d: guest %#x user %#x size %#x offset %#x does not fit an address space",
+				i, r.guestAddr, r.userAddr, r.size, r.mmapOffset)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fds[i], &st); err != nil {
+			return nil, fmt.Errorf("memory region %d: %w", i, err)
+		}
+		end := r.mmapOffset + r.size
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Size) < end {
+			return nil, fmt.Errorf("memory region %d: %d bytes at offset %d of a %d-byte file", i, r.size, r.mmapOffset, st.Size)
+		}
+		m, err := unix.Mmap(fds[i], 0, int(end), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("map memory region %d (%d bytes): %w", i, end, err)
+		}
+		t.regions = append(t.regions, mappedRegion{memRegion: r, mapping: m, mem: m[r.mmapOffset:end:end]})
+	}
+	return t, nil
+}
+
+// slice returns guest memory [addr, addr+n) if one region holds it.
+func (t *memTable) slice(addr, n uint64) ([]byte, bool) {
+	for i := range t.regions {
+		r := &t.regions[i]
+		if addr >= r.guestAddr && addr-r.guestAddr < r.size && n <= r.size-(addr-r.guestAddr) {
+			o := addr - r.guestAddr
+			return r.mem[o : o+n : o+n], true
+		}
+	}
+	return nil, false
+}
+
+// user returns the memory at frontend (user) address addr, if one region
+// holds it: vring addresses are given that way.
+func (t *memTable) user(addr, n uint64) ([]byte, bool) {
+	for i := range t.regions {
+		r := &t.regions[i]
+		if addr >= r.userAddr && addr-r.userAddr < r.size && n <= r.size-(addr-r.userAddr) {
+			o := addr - r.userAddr
+			return r.mem[o : o+n : o+n], true
+		}
+	}
+	return nil, false
+}
+
+// size returns the bytes mapped.
+func (t *memTable) size() uint64 {
+	var n uint64
+	for _, r := range t.regions {
+		n += r.size
+	}
+	return n
+}
+
+func (t *memTable) unmap() {
+	for _, r := range t.regions {
+		unix.Munmap(r.mapping)
+	}
+	t.regions = nil
+}

@@ -1,0 +1,401 @@
+package ptnet
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/ports"
+)
+
+func newTestPort(t *testing.T, pairs int) (*Port, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "vhost.sock")
+	p, err := New(Config{Name: "vale0:vm", Socket: sock, QueuePairs: pairs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Free() })
+	return p, sock
+}
+
+// recvOne runs Recv once (with a timeout) and returns copies of the frames.
+func recvOne(t *testing.T, p *Port, ring int) []ports.Frame {
+	t.Helper()
+	done := make(chan []ports.Frame, 1)
+	go func() {
+		b := ports.NewBatch()
+		if err := p.Recv(ring, b); err != nil {
+			done <- nil
+			return
+		}
+		var out []ports.Frame
+		for _, f := range b.Frames {
+			c := ports.Frame{Data: append([]byte(nil), f.Data...), Offload: f.Offload}
+			for _, m := range f.More {
+				c.Data = append(c.Data, m...)
+			}
+			out = append(out, c)
+		}
+		p.Release(ring, b)
+		done <- out
+	}()
+	select {
+	case f := <-done:
+		return f
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv returned nothing")
+	}
+	return nil
+}
+
+func testFrame(n int, tag byte) []byte {
+	f := make([]byte, n)
+	copy(f, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+	for i := 14; i < n; i++ {
+		f[i] = tag + byte(i)
+	}
+	return f
+}
+
+// Frames cross both ways, whole, with the header and chain layouts a Linux
+// guest uses, mergeable buffers included.
+func TestTransmitAndReceive(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 2, 256)
+	f.sync()
+	rx, tx := f.queues[0], f.queues[1]
+	hdr := make([]byte, f.hdrLen)
+	a, b := testFrame(60, 1), testFrame(1514, 2)
+	tx.sendFrame(hdr, a, false)
+	tx.sendFrame(hdr, b, true)
+	var got []ports.Frame
+	for len(got) < 2 {
+		got = append(got, recvOne(t, p, 0)...)
+	}
+	if !bytes.Equal(got[0].Data, a) || !bytes.Equal(got[1].Data, b) {
+		t.Fatalf("the switch got %d frames, not the ones sent", len(got))
+	}
+	if n := len(tx.usedEntries()); n != 2 {
+		t.Errorf("%d chains returned to the driver, want 2", n)
+	}
+
+	rx.postRx(16, 2048)
+	f.sync()
+	big := testFrame(5000, 3) // three 2 KiB buffers
+	batch := ports.NewBatch()
+	batch.Add(a, 0)
+	batch.Add(big[:1000], 0)
+	batch.AddFragment(big[1000:])
+	n, bytes_, err := p.Deliver(0, batch, []uint16{0, 1})
+	if err != nil || n != 2 || bytes_ != 60+5000 {
+		t.Fatalf("Deliver = %d, %d, %v", n, bytes_, err)
+	}
+	frames, _ := rx.rxFrames()
+	if len(frames) != 2 || !bytes.Equal(frames[0], a) || !bytes.Equal(frames[1], big) {
+		t.Fatalf("the guest got %d frames: %v", len(frames), lens(frames))
+	}
+	var cnt [8]byte
+	if k, _ := unix.Read(rx.call, cnt[:]); k != 8 {
+		t.Error("the guest was not signalled")
+	}
+	if d := p.Describe(); d.Kind != "vhost-user" || !strings.Contains(d.State, "connected") || !strings.Contains(d.State, "queues=1/1") {
+		t.Errorf("Describe = %+v", d)
+	}
+}
+
+func lens(fs [][]byte) []int {
+	var l []int
+	for _, f := range fs {
+		l = append(l, len(f))
+	}
+	return l
+}
+
+// Without buffers the frames are dropped (counted), never waited for.
+func TestReceiveWithoutBuffers(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 2, 64)
+	f.sync()
+	batch := ports.NewBatch()
+	batch.Add(testFrame(60, 0), 0)
+	if n, _, err := p.Deliver(0, batch, []uint16{0}); n != 0 || err != nil {
+		t.Fatalf("Deliver without buffers = %d, %v", n, err)
+	}
+	if !strings.Contains(p.Describe().State, "rx-nobuf=1") {
+		t.Errorf("state %q", p.Describe().State)
+	}
+}
+
+// The header's offloads enter the switch; a header asking for what was
+// not negotiated drops its frame, not the queue.
+func TestOffloadHeaders(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures&^featNetHostTSO6, 2, 64)
+	f.sync()
+	tx := f.queues[1]
+	h := make([]byte, f.hdrLen)
+	h[0] = vnetNeedsCsum
+	binary.LittleEndian.PutUint16(h[6:], 34)
+	binary.LittleEndian.PutUint16(h[8:], 16)
+	h[1] = ports.GSOTCPv4
+	binary.LittleEndian.PutUint16(h[2:], 54)
+	binary.LittleEndian.PutUint16(h[4:], 1448)
+	tx.sendFrame(h, testFrame(3000, 1), false)
+	h6 := bytes.Clone(h)
+	h6[1] = ports.GSOTCPv6 // not negotiated
+	tx.sendFrame(h6, testFrame(3000, 2), false)
+	tx.sendFrame(make([]byte, f.hdrLen), testFrame(60, 3), false)
+	var got []ports.Frame
+	deadline := time.Now().Add(5 * time.Second)
+	for len(tx.usedEntries()) < 3 || len(got) < 2 {
+		got = append(got, recvOne(t, p, 0)...)
+		if time.Now().After(deadline) {
+			t.Fatal("frames did not arrive")
+		}
+	}
+	want := ports.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: ports.GSOTCPv4, GSOSize: 1448, HdrLen: 54}
+	if len(got) != 2 || got[0].Offload != want || !got[1].Offload.IsZero() {
+		t.Fatalf("got %+v", got)
+	}
+	if !strings.Contains(p.Describe().State, "tx-badhdr=1") {
+		t.Errorf("state %q", p.Describe().State)
+	}
+	if c := p.Offloads(); !c.Csum || !c.TSO4 || !c.TSO6 {
+		t.Errorf("offloads %+v", c)
+	}
+}
+
+// A descriptor chain that loops, or points outside the guest's memory,
+// stops its queue (and signals the error eventfd); the other queue works.
+func TestBrokenChains(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(q *drvQueue)
+	}{
+		{"loop", func(q *drvQueue) {
+			buf := q.f.alloc(64, 8)
+			q.setDesc(0, buf, 64, descFNext, 1)
+			q.setDesc(1, buf, 64, descFNext, 0)
+		}},
+		{"outside memory", func(q *drvQueue) {
+			q.setDesc(0, uint64(len(q.f.mem))+4096, 64, 0, 0)
+		}},
+		{"writable", func(q *drvQueue) {
+			q.setDesc(0, q.f.alloc(64, 8), 64, descFWrite, 0)
+		}},
+		{"next beyond ring", func(q *drvQueue) {
+			q.setDesc(0, q.f.alloc(64, 8), 64, descFNext, 999)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, sock := newTestPort(t, 1)
+			f := newFrontend(t, sock)
+			f.handshake(backendFeatures, 2, 64)
+			tx, rx := f.queues[1], f.queues[0]
+			errFD, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+			f.send(reqSetVringErr, u64Payload(1), errFD)
+			f.sync()
+			go drain(p, 0)
+			tc.setup(tx)
+			tx.publish(0)
+			waitFor(t, "the queue to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=1") })
+			var b [8]byte
+			if n, _ := unix.Read(errFD, b[:]); n != 8 {
+				t.Error("the error eventfd was not signalled")
+			}
+			unix.Close(errFD)
+			rx.postRx(4, 2048)
+			f.sync()
+			batch := ports.NewBatch()
+			batch.Add(testFrame(60, 0), 0)
+			if n, _, _ := p.Deliver(0, batch, []uint16{0}); n != 1 {
+				t.Error("the receive queue stopped too")
+			}
+		})
+	}
+}
+
+// drain plays a switch worker: it takes frames from TX ring r until the
+// port stops.
+func drain(p *Port, r int) {
+	b := ports.NewBatch()
+	for {
+		b.Reset()
+		if err := p.Recv(r, b); err != nil {
+			return
+		}
+		p.Release(r, b)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Malformed messages end the session (logged); the port then serves the
+// next frontend from a clean state.
+func TestBadMessages(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	for _, tc := range []struct {
+		name string
+		send func(f *frontend) error
+	}{
+		{"short payload", func(f *frontend) error { return f.trySend(reqSetFeatures, 0, []byte{1, 2}) }},
+		{"features not offered", func(f *frontend) error { return f.trySend(reqSetFeatures, 0, u64Payload(1<<60)) }},
+		{"queue index", func(f *frontend) error {
+			return f.trySend(reqSetVringNum, 0, statePayload(vringState{7, 256}))
+		}},
+		{"ring size", func(f *frontend) error { return f.trySend(reqSetVringNum, 0, statePayload(vringState{0, 100})) }},
+		{"too many regions", func(f *frontend) error {
+			pl := make([]byte, 8+32*9)
+			binary.LittleEndian.PutUint32(pl, 9)
+			return f.trySend(reqSetMemTable, 0, pl)
+		}},
+		{"fd count", func(f *frontend) error {
+			pl := make([]byte, 8+32)
+			binary.LittleEndian.PutUint32(pl, 1)
+			return f.trySend(reqSetMemTable, 0, pl) // no descriptor
+		}},
+		{"region beyond its file", func(f *frontend) error {
+			pl := make([]byte, 8+32)
+			binary.LittleEndian.PutUint32(pl, 1)
+			binary.LittleEndian.PutUint64(pl[16:], 1<<40)
+			return f.trySend(reqSetMemTable, 0, pl, f.memfd)
+		}},
+		{"descriptor on a request without one", func(f *frontend) error {
+			return f.trySend(reqSetOwner, 0, nil, f.memfd)
+		}},
+		{"huge size", func(f *frontend) error {
+			b := make([]byte, headerSize)
+			binary.LittleEndian.PutUint32(b, reqSetOwner)
+			binary.LittleEndian.PutUint32(b[4:], flagVersion)
+			binary.LittleEndian.PutUint32(b[8:], 1<<30)
+			_, err := f.conn.Write(b)
+			return err
+		}},
+		{"bad version", func(f *frontend) error {
+			b := make([]byte, headerSize)
+			binary.LittleEndian.PutUint32(b, reqSetOwner)
+			binary.LittleEndian.PutUint32(b[4:], 2)
+			_, err := f.conn.Write(b)
+			return err
+		}},
+		{"unknown request", func(f *frontend) error { return f.trySend(999, 0, nil) }},
+		{"ring outside memory", func(f *frontend) error {
+			f.handshake(backendFeatures, 0, 0)
+			a := make([]byte, 40)
+			binary.LittleEndian.PutUint64(a[8:], 1<<50)
+			f.trySend(reqSetVringNum, 0, statePayload(vringState{0, 64}))
+			return f.trySend(reqSetVringAddr, 0, a)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFrontend(t, sock)
+			if err := tc.send(f); err != nil {
+				t.Fatal(err)
+			}
+			f.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var b [1]byte
+			if _, err := f.conn.Read(b[:]); err == nil {
+				t.Fatal("the backend answered a bad message instead of ending the session")
+			}
+			waitFor(t, "the port to listen again", func() bool { return !p.Connected() })
+			if p.lastErr() == "" {
+				t.Error("no error recorded")
+			}
+		})
+	}
+	// And a good frontend still works.
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 2, 64)
+	f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(100, 9), false)
+	if got := recvOne(t, p, 0); len(got) != 1 {
+		t.Fatalf("after bad sessions: %d frames", len(got))
+	}
+}
+
+// REPLY_ACK: a request flagged need_reply gets its u64 0.
+func TestReplyAck(t *testing.T) {
+	_, sock := newTestPort(t, 2)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 0, 0)
+	if err := f.trySend(reqSetVringEnable, flagNeedReply, statePayload(vringState{3, 1})); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.reply(reqSetVringEnable); binary.LittleEndian.Uint64(r) != 0 {
+		t.Errorf("ack %x", r)
+	}
+	if n := f.getU64(reqGetQueueNum); n != 2 {
+		t.Errorf("GET_QUEUE_NUM = %d", n)
+	}
+}
+
+// A client port (valed connects, the frontend listens) reconnects after
+// the frontend goes away, and GET_VRING_BASE stops a ring.
+func TestClientReconnect(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "qemu.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p, err := New(Config{Name: "vale0:vm", Socket: sock, Client: true, Reconnect: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	for round := range 2 {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &frontend{t: t, conn: c, queues: map[int]*drvQueue{}}
+		fd, _ := unix.MemfdCreate("guest", unix.MFD_CLOEXEC)
+		unix.Ftruncate(fd, frontendMem)
+		f.mem, _ = unix.Mmap(fd, 0, frontendMem, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		f.memfd, f.gpa, f.uva, f.next = fd, 0x1000000, 0x7e0000000000, 4096
+		f.handshake(backendFeatures, 2, 64)
+		f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(80, byte(round)), false)
+		if got := recvOne(t, p, 0); len(got) != 1 {
+			t.Fatalf("round %d: %d frames", round, len(got))
+		}
+		f.send(reqGetVringBase, statePayload(vringState{1, 0}))
+		if s := f.reply(reqGetVringBase); binary.LittleEndian.Uint32(s[4:]) != 1 {
+			t.Errorf("round %d: vring base %d, want 1", round, binary.LittleEndian.Uint32(s[4:]))
+		}
+		f.close()
+	}
+}
+
+// The memory table can be set again while the rings run.
+func TestMemTableAgain(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 2, 64)
+	for i := range 5 {
+		f.setMemTable()
+		f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(70, byte(i)), false)
+		if got := recvOne(t, p, 0); len(got) != 1 {
+			t.Fatalf("after table %d: %d frames", i, len(got))
+		}
+	}
+	_ = fmt.Sprint()
+}

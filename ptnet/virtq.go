@@ -1,0 +1,199 @@
+package ptnet
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// guestMemory gives access to the frontend's memory by guest physical
+// address.
+type guestMemory interface {
+	// slice returns the n bytes at guest address addr, if they lie inside
+	// one region of the memory table.
+	slice(addr, n uint64) ([]byte, bool)
+}
+
+// Split virtqueue layout (virtio 1.x, 2.7): descriptor table of 16-byte
+// entries; available ring: flags, idx, ring[num] (u16), used_event; used
+// ring: flags, idx, ring[num] of {id u32, len u32}, avail_event.
+const (
+	descSize = 16
+
+	descFNext     = 1
+	descFWrite    = 2
+	descFIndirect = 4
+
+	availFNoInterrupt = 1 // VRING_AVAIL_F_NO_INTERRUPT
+	usedFNoNotify     = 1 // VRING_USED_F_NO_NOTIFY
+
+	maxQueueSize = 32768
+)
+
+// Ring errors: each stops the queue it happens on.
+var (
+	errIndexJump   = errors.New("available index jumped further than the ring size")
+	errBadHead     = errors.New("descriptor index beyond the ring")
+	errChainLoop   = errors.New("descriptor chain loops or is longer than the ring")
+	errBadAddr     = errors.New("descriptor outside the guest's memory")
+	errDirection   = errors.New("descriptor of the wrong direction")
+	errIndirect    = errors.New("indirect descriptor (not negotiated)")
+	errChainTooBig = errors.New("descriptor chain too long for a frame")
+)
+
+// virtq is the device side of one split virtqueue: views of its three
+// parts in guest memory and the device's own indexes. It is not safe for
+// concurrent use; its owner serialises access.
+type virtq struct {
+	num      uint16
+	desc     []byte
+	avail    []byte
+	used     []byte
+	eventIdx bool
+
+	lastAvail uint16 // next available entry to take
+	usedIdx   uint16 // next used entry to fill
+	usedFlags uint16 // the device-written flags of the used ring
+
+	signalled      uint16 // used index at the last call
+	signalledValid bool
+}
+
+// ringSizes returns the sizes the parts of a ring of num entries take in
+// memory, with 2 bytes beyond the event fields so that they can be read
+// and written as aligned 32-bit words.
+func ringSizes(num uint16) (desc, avail, used uint64) {
+	n := uint64(num)
+	return descSize * n, 4 + 2*n + 2, 4 + 8*n + 2
+}
+
+// setup checks a ring's geometry and views.
+func (q *virtq) setup(num uint16, desc, avail, used []byte, eventIdx bool) error {
+	if num == 0 || num&(num-1) != 0 {
+		return fmt.Errorf("ring size %d is not a power of two", num)
+	}
+	d, a, u := ringSizes(num)
+	if uint64(len(desc)) < d || uint64(len(avail)) < a-2 || uint64(len(used)) < u-2 {
+		return fmt.Errorf("ring of %d entries does not fit its memory", num)
+	}
+	if !aligned4(avail) || !aligned4(used) {
+		return errors.New("available or used ring not 4-byte aligned")
+	}
+	q.num, q.desc, q.avail, q.used, q.eventIdx = num, desc, avail, used, eventIdx
+	return nil
+}
+
+// availIdx reads the driver's available index.
+func (q *virtq) availIdx() uint16 { return uint16(load32(q.avail, 0) >> 16) }
+
+// availFlags reads the driver's available-ring flags.
+func (q *virtq) availFlags() uint16 { return uint16(load32(q.avail, 0)) }
+
+// pending returns how many entries the driver has made available.
+func (q *virtq) pending() (uint16, error) {
+	n := q.availIdx() - q.lastAvail
+	if n > q.num {
+		return 0, errIndexJump
+	}
+	return n, nil
+}
+
+// head returns the descriptor index of available entry lastAvail+i.
+func (q *virtq) head(i uint16) (uint16, error) {
+	off := 4 + 2*int((q.lastAvail+i)&(q.num-1))
+	h := binary.LittleEndian.Uint16(q.avail[off:])
+	if h >= q.num {
+		return 0, errBadHead
+	}
+	return h, nil
+}
+
+// walk visits the buffers of the chain that starts at descriptor head:
+// readable ones for a transmit queue, writable ones for a receive queue.
+// It stops the walk and returns an error for anything a well-behaved
+// driver does not do. max bounds the bytes of the chain.
+func (q *virtq) walk(mem guestMemory, head uint16, writable bool, max int, fn func([]byte)) (int, error) {
+	total := 0
+	i := head
+	for n := uint16(0); ; n++ {
+		if n == q.num {
+			return 0, errChainLoop
+		}
+		d := q.desc[int(i)*descSize : int(i)*descSize+descSize]
+		addr := binary.LittleEndian.Uint64(d)
+		length := binary.LittleEndian.Uint32(d[8:])
+		flags := binary.LittleEndian.Uint16(d[12:])
+		next := binary.LittleEndian.Uint16(d[14:])
+		if flags&descFIndirect != 0 {
+			return 0, errIndirect
+		}
+		if (flags&descFWrite != 0) != writable {
+			return 0, errDirection
+		}
+		if length > 0 {
+			if total += int(length); total > max {
+				return 0, errChainTooBig
+			}
+			b, ok := mem.slice(addr, uint64(length))
+			if !ok {
+				return 0, errBadAddr
+			}
+			fn(b)
+		}
+		if flags&descFNext == 0 {
+			return total, nil
+		}
+		if next >= q.num {
+			return 0, errBadHead
+		}
+		i = next
+	}
+}
+
+// putUsed writes a used entry; publishUsed makes the entries written so
+// far visible to the driver.
+func (q *virtq) putUsed(head uint16, length uint32) {
+	off := 4 + 8*int(q.usedIdx&(q.num-1))
+	binary.LittleEndian.PutUint32(q.used[off:], uint32(head))
+	binary.LittleEndian.PutUint32(q.used[off+4:], length)
+	q.usedIdx++
+}
+
+func (q *virtq) publishUsed() { store32(q.used, 0, uint32(q.usedFlags)|uint32(q.usedIdx)<<16) }
+
+// needsSignal reports whether the driver wants a call for the entries used
+// since the last one, by its used_event (event index) or its flags.
+func (q *virtq) needsSignal() bool {
+	if !q.eventIdx {
+		return q.availFlags()&availFNoInterrupt == 0
+	}
+	old, valid := q.signalled, q.signalledValid
+	q.signalled, q.signalledValid = q.usedIdx, true
+	if !valid {
+		return true
+	}
+	ev := load16(q.avail, 4+2*int(q.num))
+	return q.usedIdx-ev-1 < q.usedIdx-old
+}
+
+// enableKicks asks the driver to kick for the next available entry (and
+// is followed by a fence, so that the caller's look at the available index
+// cannot miss an entry made available in between).
+func (q *virtq) enableKicks() {
+	if q.eventIdx {
+		store16(q.used, 4+8*int(q.num), q.lastAvail)
+	} else {
+		q.usedFlags &^= usedFNoNotify
+		q.publishUsed()
+	}
+	fence()
+}
+
+// disableKicks asks the driver not to kick (without event index; with it,
+// an avail_event left behind does the same).
+func (q *virtq) disableKicks() {
+	if !q.eventIdx && q.usedFlags&usedFNoNotify == 0 {
+		q.usedFlags |= usedFNoNotify
+		q.publishUsed()
+	}
+}
