@@ -399,3 +399,37 @@ func TestMemTableAgain(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// A frontend that goes away in the middle of traffic leaves the port
+// listening, its queues stopped, the switch side unharmed.
+func TestFrontendVanishes(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	for round := range 3 {
+		f := newFrontend(t, sock)
+		f.handshake(backendFeatures, 2, 64)
+		f.queues[0].postRx(32, 2048)
+		f.sync()
+		stop := make(chan struct{})
+		go func() {
+			b := ports.NewBatch()
+			b.Add(testFrame(100, 0), 0)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					p.Deliver(0, b, []uint16{0})
+				}
+			}
+		}()
+		for i := range 10 {
+			f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(64, byte(i)), false)
+		}
+		f.close()
+		waitFor(t, "the port to notice", func() bool { return !p.Connected() })
+		close(stop)
+		if d := p.Describe(); !strings.HasPrefix(d.State, "listening") {
+			t.Fatalf("round %d: state %q", round, d.State)
+		}
+	}
+}

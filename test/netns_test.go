@@ -106,17 +106,22 @@ func startValedIn(t *testing.T, ns *netNS, args ...string) *daemon {
 	return startValedAt(t, ns, sock, args...)
 }
 
-// startValedAt starts valed in the namespace on socket sock (to start one
-// again where a killed one was).
+// startValedAt starts valed in the namespace (nil: the test's own) on
+// socket sock (to start one again where a killed one was).
 func startValedAt(t *testing.T, ns *netNS, sock string, args ...string) *daemon {
 	t.Helper()
 	os.Remove(sock)
-	all := append([]string{"netns", "exec", ns.name, filepath.Join(binDir, "valed"), "-sock", sock, "-log-level", "debug"}, args...)
+	all := append([]string{filepath.Join(binDir, "valed"), "-sock", sock, "-log-level", "debug"}, args...)
+	where := "the test's namespace"
+	if ns != nil {
+		all = append([]string{"ip", "netns", "exec", ns.name}, all...)
+		where = ns.name
+	}
 	p := &proc{t: t, name: "valed", done: make(chan struct{})}
-	p.cmd = exec.Command("ip", all...)
+	p.cmd = exec.Command(all[0], all[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start valed in %s: %v", ns.name, err)
+		t.Fatalf("start valed in %s: %v", where, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
@@ -138,7 +143,7 @@ func startValedAt(t *testing.T, ns *netNS, sock string, args ...string) *daemon 
 			}
 		}
 		if t.Failed() {
-			t.Logf("output of valed in %s:\n%s", ns.name, p.out.String())
+			t.Logf("output of valed in %s:\n%s", where, p.out.String())
 		}
 	})
 	waitFor(t, "valed to listen", func() bool {

@@ -144,13 +144,20 @@ func (t *thread) pong() error {
 			}
 			if tx.Space() > 0 {
 				s := tx.Slot(tx.Head())
-				out := tx.Buf(s.BufIdx)[:len(in)]
-				copy(out, in)
-				pkt.Reply(out)
-				s.Len, s.Flags = uint16(len(in)), 0
+				buf := tx.Buf(s.BufIdx)
+				// ARP requests and ICMP echo requests for pong's address
+				// (-s) get a host's answer, so that ping works against it;
+				// anything else comes back with addresses swapped.
+				length := pkt.Answer(in, buf, t.frame.SrcMAC, t.frame.SrcIP)
+				if length == 0 {
+					length = len(in)
+					copy(buf[:length], in)
+					pkt.Reply(buf[:length])
+				}
+				s.Len, s.Flags = uint16(length), 0
 				tx.Advance(1)
 				n++
-				bytes += uint64(len(in))
+				bytes += uint64(length)
 			}
 			rx.Advance(1)
 		}

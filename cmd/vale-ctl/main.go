@@ -8,6 +8,8 @@
 //	vale-ctl -g PORT             print a port's memory and ring geometry
 //	vale-ctl -a vale0:IFNAME     attach a network interface (AF_XDP) or a persistent interface
 //	vale-ctl -h vale0:IFNAME     attach a network interface and its host stack (port vale0:IFNAME^)
+//	vale-ctl -a vale0:vm1 -vhost-user PATH [-vhost-client]
+//	                             make a vhost-user port for a VM (QEMU) or a DPDK virtio-user app
 //	vale-ctl -d vale0:IFNAME     detach an interface (and its host port)
 //	vale-ctl -n NAME             create a persistent interface (a TAP device valed holds)
 //	vale-ctl -r NAME             remove a persistent interface
@@ -104,6 +106,8 @@ func run(args []string, out io.Writer) error {
 		queues     = fs.Int("queues", 0, "attach this many queues (default: all from -start-queue)")
 		startQueue = fs.Int("start-queue", 0, "first queue to attach")
 		frameSize  = fs.Int("frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
+		vhostUser  = fs.String("vhost-user", "", "with -a: make the port a vhost-user backend listening on socket `path` (QEMU -netdev vhost-user, DPDK virtio-user)")
+		vhostCli   = fs.Bool("vhost-client", false, "with -vhost-user: connect to a frontend listening on the path (QEMU server=on) and reconnect when it goes")
 		verbose    = fs.Bool("v", false, "verbose: show switch details")
 		sock       = fs.String("sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
 	)
@@ -144,6 +148,8 @@ func run(args []string, out io.Writer) error {
 	a := acts[0]
 	xdpOpts := *mode != "" || *forceCopy || *zeroCopy || *queues != 0 || *startQueue != 0 || *frameSize != 0
 	switch {
+	case (*vhostUser != "" || *vhostCli) && a.name != "a":
+		return errors.New("-vhost-user and -vhost-client go with -a")
 	case xdpOpts && a.name != "a" && a.name != "h":
 		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
 	case *conf != "" && a.name != "a" && a.name != "h" && a.name != "n":
@@ -165,7 +171,8 @@ func run(args []string, out io.Writer) error {
 			return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", *conf)
 		}
 		req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: *mode,
-			StartQueue: *startQueue, Queues: *queues, FrameSize: *frameSize, Slots: g.txSlots}
+			StartQueue: *startQueue, Queues: *queues, FrameSize: *frameSize, Slots: g.txSlots,
+			VhostUser: *vhostUser, VhostClient: *vhostCli}
 		if g.txRings != 0 {
 			if *queues != 0 && *queues != g.txRings {
 				return fmt.Errorf("-C gives %d rings and -queues %d", g.txRings, *queues)

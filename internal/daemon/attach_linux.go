@@ -16,6 +16,7 @@ import (
 	"github.com/valeswitch/vale/internal/netdev"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/tap"
+	"github.com/valeswitch/vale/ptnet"
 	"github.com/valeswitch/vale/vale"
 )
 
@@ -108,6 +109,8 @@ func describeKind(ps *portState) string {
 		return "the host port of " + ps.owner.name()
 	case ps.iface != nil:
 		return "the persistent interface " + ps.iface.dev.Name()
+	case ps.vhost != nil:
+		return "a vhost-user port (" + ps.vhost.Socket() + ")"
 	}
 	return "a port"
 }
@@ -152,10 +155,48 @@ func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
 			}
 		}
 	}
+	if r.VhostUser != "" {
+		return d.attachVhostLocked(&n, r)
+	}
+	if r.VhostClient {
+		return nil, errors.New("-vhost-client goes with -vhost-user PATH")
+	}
 	if is := d.ifaces[ifname]; is != nil {
 		return d.attachIfaceLocked(&n, is, r)
 	}
 	return d.attachNICLocked(&n, r)
+}
+
+// attachVhostLocked creates a vhost-user port (vale-ctl -a -vhost-user).
+func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+	switch {
+	case r.Host:
+		return nil, errors.New("a vhost-user port has no host stack: attach it with -a")
+	case n.Mode == ports.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.StartQueue != 0 || r.FrameSize != 0 || r.Slots != 0:
+		return nil, errors.New("a vhost-user port takes only its number of queue pairs (-queues N, or -C 0,0,N): the guest sizes its rings")
+	}
+	for _, ss := range d.switches {
+		for _, ps := range ss.ports {
+			if ps.vhost != nil && ps.vhost.Socket() == r.VhostUser {
+				return nil, fmt.Errorf("%s serves %s already", ps.name(), r.VhostUser)
+			}
+		}
+	}
+	vp, err := ptnet.New(ptnet.Config{Name: n.PortName(), Socket: r.VhostUser, Client: r.VhostClient, QueuePairs: r.Queues, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+	ps, err := d.attachPortLocked(n.Switch, vp, &portState{vhost: vp, geom: vp.Geometry()})
+	if err != nil {
+		vp.Free()
+		return nil, err
+	}
+	mode := "listening on"
+	if r.VhostClient {
+		mode = "connecting to"
+	}
+	d.log.Info("vhost-user port attached", "port", ps.name(), "socket", r.VhostUser, "mode", mode, "queue_pairs", r.Queues)
+	return d.portInfosLocked(ps), nil
 }
 
 // attachIfaceLocked attaches a persistent interface.

@@ -23,6 +23,7 @@ import (
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/ports/tap"
+	"github.com/valeswitch/vale/ptnet"
 	"github.com/valeswitch/vale/vale"
 )
 
@@ -83,6 +84,7 @@ type portState struct {
 	shm   *shm.Port
 	nic   *afxdp.Port
 	tap   *tap.Port
+	vhost *ptnet.Port
 	host  *portState  // a NIC's host port (vale-ctl -h)
 	owner *portState  // a host port's NIC
 	iface *ifaceState // the persistent interface a tap port is
@@ -101,6 +103,8 @@ func (ps *portState) free() error {
 		return ps.shm.Free()
 	case ps.nic != nil:
 		return ps.nic.Free()
+	case ps.vhost != nil:
+		return ps.vhost.Free()
 	case ps.tap != nil:
 		err := ps.tap.Free()
 		if ps.iface == nil {

@@ -73,6 +73,11 @@ type AttachRequest struct {
 	FrameSize  int    `json:"frame_size,omitempty"`
 	// Slots per ring (vale-ctl -C); 0 takes the defaults.
 	Slots int `json:"slots,omitempty"`
+	// VhostUser makes the port a vhost-user backend on this socket path
+	// (valed listens; with VhostClient valed connects to a frontend that
+	// listens, and reconnects). Queues is then the queue pairs offered.
+	VhostUser   string `json:"vhost_user,omitempty"`
+	VhostClient bool   `json:"vhost_client,omitempty"`
 }
 
 // DetachRequest detaches an attached interface (and its host port) from its

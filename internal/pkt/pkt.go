@@ -5,6 +5,7 @@
 package pkt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -274,4 +275,76 @@ func Addr(a uint32) netip.Addr {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], a)
 	return netip.AddrFrom4(b)
+}
+
+// Answer writes into out the answer a host at (mac, ip) gives to in, if in
+// is an ARP request for ip or an ICMP echo request to ip, and returns its
+// length; 0 for anything else. out must hold len(in) bytes (and at least
+// 42). It lets pkt-gen -f pong answer arping and ping.
+func Answer(in, out []byte, mac net.HardwareAddr, ip netip.Addr) int {
+	if len(in) < EthLen || len(out) < len(in) || len(out) < 42 || !ip.Is4() {
+		return 0
+	}
+	a := ip.As4()
+	switch binary.BigEndian.Uint16(in[12:]) {
+	case 0x0806: // ARP
+		arp := in[EthLen:]
+		if len(arp) < 28 || binary.BigEndian.Uint16(arp[0:]) != 1 || binary.BigEndian.Uint16(arp[2:]) != ethTypeIPv4 ||
+			arp[4] != 6 || arp[5] != 4 || binary.BigEndian.Uint16(arp[6:]) != 1 || !bytes.Equal(arp[24:28], a[:]) {
+			return 0
+		}
+		n := EthLen + 28
+		o := out[:n]
+		copy(o[0:6], in[6:12])
+		copy(o[6:12], mac)
+		binary.BigEndian.PutUint16(o[12:], 0x0806)
+		r := o[EthLen:]
+		copy(r[0:6], arp[0:6])
+		binary.BigEndian.PutUint16(r[6:], 2) // reply
+		copy(r[8:14], mac)
+		copy(r[14:18], a[:])
+		copy(r[18:24], arp[8:14])  // sender's MAC
+		copy(r[24:28], arp[14:18]) // sender's IP
+		return n
+	case ethTypeIPv4:
+		ipv4 := in[EthLen:]
+		if len(ipv4) < 20 || ipv4[0]>>4 != 4 || ipv4[9] != 1 || !bytes.Equal(ipv4[16:20], a[:]) {
+			return 0
+		}
+		ihl := int(ipv4[0]&0xf) * 4
+		total := int(binary.BigEndian.Uint16(ipv4[2:]))
+		if ihl < 20 || total < ihl+8 || EthLen+total > len(in) || ipv4[ihl] != 8 {
+			return 0
+		}
+		n := EthLen + total
+		o := out[:n]
+		copy(o, in[:n])
+		copy(o[0:6], in[6:12])
+		copy(o[6:12], mac)
+		oip := o[EthLen:]
+		copy(oip[12:16], ipv4[16:20])
+		copy(oip[16:20], ipv4[12:16])
+		icmp := oip[ihl:total]
+		icmp[0] = 0 // echo reply
+		icmp[2], icmp[3] = 0, 0
+		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+		return n
+	}
+	return 0
+}
+
+// checksum is the Internet checksum of b.
+func checksum(b []byte) uint16 {
+	var s uint32
+	for len(b) >= 2 {
+		s += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint32(b[0]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
 }

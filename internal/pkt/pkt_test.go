@@ -1,6 +1,8 @@
 package pkt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -102,5 +104,30 @@ func TestParseRange(t *testing.T) {
 		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
 			t.Errorf("ParseRange(%q) = %+v, %v", tt.in, got, err)
 		}
+	}
+}
+
+// Answer replies to ARP requests and pings for its address only.
+func TestAnswer(t *testing.T) {
+	me := net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	ip := netip.MustParseAddr("10.9.0.9")
+	arp := make([]byte, 60)
+	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06,
+		0, 1, 0x08, 0x00, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 9, 0, 1, 0, 0, 0, 0, 0, 0, 10, 9, 0, 9})
+	out := make([]byte, 2048)
+	n := Answer(arp, out, me, ip)
+	if n != 42 || out[21] != 2 || !bytes.Equal(out[22:28], me) || !bytes.Equal(out[0:6], arp[6:12]) {
+		t.Fatalf("ARP answer %x", out[:n])
+	}
+	arp[41] = 8 // someone else's address
+	if Answer(arp, out, me, ip) != 0 {
+		t.Error("answered an ARP request for another address")
+	}
+	echo := make([]byte, 98)
+	copy(echo, []byte{2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 9, 0, 1, 10, 9, 0, 9, 8, 0})
+	binary.BigEndian.PutUint16(echo[36:], checksum(echo[34:98]))
+	n = Answer(echo, out, me, ip)
+	if n != 98 || out[34] != 0 || checksum(out[34:98]) != 0 || !bytes.Equal(out[26:30], ip.AsSlice()) {
+		t.Fatalf("echo reply %x", out[:n])
 	}
 }

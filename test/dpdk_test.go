@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DPDK's virtio-user driver (dpdk-testpmd, from Debian's dpdk-dev) on a
+// vhost-user port of vale0, moving traffic to and from pkt-gen.
+
+// testpmd starts dpdk-testpmd with a virtio-user port on sock in the given
+// forwarding mode; it runs until stopped with stop.
+func testpmd(t *testing.T, sock, mode string, extra ...string) *proc {
+	t.Helper()
+	needCommands(t, "dpdk-testpmd")
+	args := []string{"-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+		"--file-prefix", fmt.Sprintf("vale-test-%d", nsSeq.Add(1)),
+		"--vdev", "net_virtio_user0,path=" + sock + ",queue_size=1024" + queuesArg(extra),
+		"--", "--forward-mode=" + mode, "--stats-period", "1", "--nb-cores=1", "--total-num-mbufs=8192",
+		"--rxd=1024", "--txd=1024"}
+	args = append(args, extra...)
+	p := &proc{t: t, name: "dpdk-testpmd", done: make(chan struct{})}
+	p.cmd = exec.Command("dpdk-testpmd", args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("output of dpdk-testpmd (%s):\n%s", mode, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// stop ends testpmd with SIGINT (it then prints its totals) and returns
+// its output.
+func (p *proc) stop(t *testing.T) string {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("dpdk-testpmd did not stop on SIGINT")
+	}
+	return p.out.String()
+}
+
+var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
+
+// portTotals reads testpmd's closing forward statistics of port 0.
+func portTotals(t *testing.T, out string) (rx, tx uint64) {
+	t.Helper()
+	m := forwardStatsRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no forward statistics in testpmd's output:\n%s", tail(out, 40))
+	}
+	rx, _ = strconv.ParseUint(m[1], 10, 64)
+	tx, _ = strconv.ParseUint(m[3], 10, 64)
+	return rx, tx
+}
+
+// waitConnected waits until valed shows the vhost-user port with its
+// queues enabled.
+func waitConnected(t *testing.T, d *daemon, port string) {
+	t.Helper()
+	waitFor(t, port+" to connect", func() bool {
+		st := d.portStats(t, port)
+		return st != nil && strings.Contains(st["STATE"], "queues=1/1")
+	})
+}
+
+// testpmd txonly -> virtio-user -> vale0 -> pkt-gen -f rx.
+func TestVirtioUserToPktgen(t *testing.T) {
+	d := startValed(t)
+	sock := filepath.Join(t.TempDir(), "vu.sock")
+	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
+	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", "200000")
+	d.waitPort(t, "vale0:b")
+	tp := testpmd(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff")
+	rxOut := rx.wait(60 * time.Second)
+	if p, b := totals(t, rxOut); p != 200000 || b != 200000*64 {
+		t.Errorf("pkt-gen received %d frames, %d bytes (testpmd sends 64-byte frames)", p, b)
+	}
+	out := tp.stop(t)
+	_, sent := portTotals(t, out)
+	st := d.portStats(t, "vale0:vu")
+	t.Logf("testpmd sent %d frames; vale0:vu took %s", sent, st["TX_PKTS"])
+	if sent < 200000 {
+		t.Errorf("testpmd reports %d frames sent", sent)
+	}
+}
+
+// pkt-gen -f tx -> vale0 -> virtio-user -> testpmd rxonly: exact count.
+func TestPktgenToVirtioUser(t *testing.T) {
+	d := startValed(t)
+	sock := filepath.Join(t.TempDir(), "vu.sock")
+	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
+	tp := testpmd(t, sock, "rxonly")
+	waitConnected(t, d, "vale0:vu")
+	waitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.out.String(), "forwards packets on") })
+	const n = 100000
+	// Bursts of 64 into a receive ring of 1024: nothing has a reason to drop.
+	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000", "-b", "64")
+	waitFor(t, "the frames to reach testpmd", func() bool {
+		st := d.portStats(t, "vale0:vu")
+		return atoi(t, st["RX_PKTS"])+atoi(t, st["DROP_FULL"]) >= n
+	})
+	time.Sleep(500 * time.Millisecond)
+	got, _ := portTotals(t, tp.stop(t))
+	if got != n {
+		t.Errorf("testpmd received %d frames, want %d; vale0:vu: %v", got, n, d.portStats(t, "vale0:vu"))
+	}
+}
+
+// Multiqueue: a port offering two queue pairs, testpmd using both.
+func TestVirtioUserMultiqueue(t *testing.T) {
+	d := startValed(t)
+	sock := filepath.Join(t.TempDir(), "vu.sock")
+	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock, "-queues", "2")
+	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", "100000")
+	d.waitPort(t, "vale0:b")
+	tp := testpmd(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff", "--rxq=2", "--txq=2")
+	if p, _ := totals(t, rx.wait(60*time.Second)); p != 100000 {
+		t.Errorf("pkt-gen received %d frames", p)
+	}
+	st := d.portStats(t, "vale0:vu")
+	if st["RINGS"] != "2/2" || !strings.Contains(st["STATE"], "queues=2/2") {
+		t.Errorf("vale0:vu: %v", st)
+	}
+	tp.stop(t)
+}
+
+// queuesArg gives the virtio-user device as many queue pairs as testpmd's
+// --rxq asks for.
+func queuesArg(extra []string) string {
+	for _, a := range extra {
+		if n, ok := strings.CutPrefix(a, "--rxq="); ok {
+			return ",queues=" + n
+		}
+	}
+	return ""
+}
