@@ -14,8 +14,9 @@ import (
 // heapMemory is guest memory on the Go heap, guest and user addresses
 // both starting at base.
 type heapMemory struct {
-	base uint64
-	b    []byte
+	base     uint64
+	b        []byte
+	unsealed bool // as a file that could shrink: frames are copied out
 }
 
 func (h *heapMemory) slice(addr, n uint64) ([]byte, bool) {
@@ -28,17 +29,19 @@ func (h *heapMemory) slice(addr, n uint64) ([]byte, bool) {
 
 func (h *heapMemory) user(addr, n uint64) ([]byte, bool) { return h.slice(addr, n) }
 
+func (h *heapMemory) stable() bool { return !h.unsealed }
+
 // FuzzVirtq feeds arbitrary descriptor tables and available rings to the
 // device side of both queue directions: it must never panic, never hand
 // out memory outside the guest's, and never take more than the ring holds.
 func FuzzVirtq(f *testing.F) {
 	seed := make([]byte, 4096)
 	binary.LittleEndian.PutUint16(seed[16*8+2:], 3) // avail idx 3
-	f.Add(seed, uint16(0), true)
-	f.Add(seed, uint16(65530), false)
-	f.Fuzz(func(t *testing.T, ring []byte, base uint16, mrg bool) {
+	f.Add(seed, uint16(0), true, false)
+	f.Add(seed, uint16(65530), false, true)
+	f.Fuzz(func(t *testing.T, ring []byte, base uint16, mrg, unsealed bool) {
 		const num = 8
-		mem := &heapMemory{base: 0x1000, b: make([]byte, 16384)}
+		mem := &heapMemory{base: 0x1000, b: make([]byte, 16384), unsealed: unsealed}
 		copy(mem.b, ring)
 		ds, as, us := ringSizes(num)
 		p := &Port{log: newDiscardLogger()}

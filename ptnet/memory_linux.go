@@ -11,6 +11,11 @@ import (
 // region mapped from the descriptor that came with it.
 type memTable struct {
 	regions []mappedRegion
+	// sealed says whether every region's file is sealed against shrinking
+	// (QEMU's memory-backend-memfd seals by default). A file that can shrink
+	// can make any access to the mapping fault, so frames from such memory
+	// are copied out under a recover before the switch sees them.
+	sealed bool
 }
 
 type mappedRegion struct {
@@ -30,7 +35,7 @@ func mapTable(regions []memRegion, fds []int) (_ *memTable, err error) {
 	if len(fds) != len(regions) {
 		return nil, fmt.Errorf("memory table: %d regions, %d descriptors", len(regions), len(fds))
 	}
-	t := &memTable{}
+	t := &memTable{sealed: true}
 	defer func() {
 		if err != nil {
 			t.unmap()
@@ -55,6 +60,9 @@ func mapTable(regions []memRegion, fds []int) (_ *memTable, err error) {
 			return nil, fmt.Errorf("map memory region %d (%d bytes): %w", i, end, err)
 		}
 		t.regions = append(t.regions, mappedRegion{memRegion: r, mapping: m, mem: m[r.mmapOffset:end:end]})
+		if seals, err := unix.FcntlInt(uintptr(fds[i]), unix.F_GET_SEALS, 0); err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+			t.sealed = false
+		}
 	}
 	return t, nil
 }
@@ -99,3 +107,5 @@ func (t *memTable) unmap() {
 	}
 	t.regions = nil
 }
+
+func (t *memTable) stable() bool { return t.sealed }

@@ -22,6 +22,7 @@ const (
 	MaxQueuePairs   = 16 // queue pairs a port offers at most (a switch port has at most 16 rings)
 	maxTxChainBytes = vnetHdrMax + 65535 + 18
 	maxRxChains     = 256 // chains one received frame may take (mergeable buffers)
+	stageSize       = 2 << 20
 )
 
 // Config configures a vhost-user port.
@@ -77,6 +78,9 @@ type Port struct {
 type ringMemory interface {
 	guestMemory
 	user(addr, n uint64) ([]byte, bool)
+	// stable reports whether the memory cannot shrink under its mapping:
+	// the switch may then read frames in place.
+	stable() bool
 }
 
 // queue is one virtqueue and what the frontend set up for it.
@@ -102,8 +106,10 @@ type queue struct {
 	mrg     bool
 	feats   uint64
 
-	// Transmit side: the chains the last Recv took.
+	// Transmit side: the chains the last Recv took, and where frames are
+	// copied to when the guest's memory could shrink under the mapping.
 	heads []uint16
+	stage []byte
 
 	kicked  chan struct{}
 	changed chan struct{}
@@ -298,6 +304,8 @@ func (p *Port) serve(c *net.UnixConn) {
 // message is refused (which ends it: the frontend sees the backend go and
 // may reconnect, starting again from a clean device).
 func (p *Port) handleMessages(c *net.UnixConn) error {
+	// Setting up rings reads guest memory, which may fault.
+	debug.SetPanicOnFault(true)
 	for {
 		m, err := readMessage(c)
 		if err != nil {
@@ -306,7 +314,7 @@ func (p *Port) handleMessages(c *net.UnixConn) error {
 			}
 			return err
 		}
-		reply, err := p.handle(m)
+		reply, err := p.handleSafely(m)
 		if err != nil {
 			return fmt.Errorf("%s: %w", requestName(m.request), err)
 		}
@@ -441,6 +449,17 @@ func (p *Port) queue(i uint32) (*queue, error) {
 		return nil, fmt.Errorf("virtqueue %d: the device has %d", i, len(p.queues))
 	}
 	return p.queues[i], nil
+}
+
+// handleSafely is handle, with a fault in guest memory turned into an
+// error.
+func (p *Port) handleSafely(m *message) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply, err = nil, faulted(r)
+		}
+	}()
+	return p.handle(m)
 }
 
 // handle serves one message and returns its reply payload, if it has one.
@@ -629,7 +648,6 @@ func (p *Port) setFeatures(v uint64) error {
 			q.enabled = true // without protocol features, rings start enabled
 		}
 		if q.addrSet {
-			q.ready = false
 			p.mapRing(q)
 		}
 		q.wake()
@@ -658,7 +676,6 @@ func (p *Port) setMemTable(regions []memRegion, fds []int) error {
 	var errs []error
 	for _, q := range p.queues {
 		q.mem = t
-		q.ready = false
 		if err := p.mapRing(q); err != nil {
 			errs = append(errs, err)
 		}
@@ -668,14 +685,20 @@ func (p *Port) setMemTable(regions []memRegion, fds []int) error {
 	if old != nil {
 		old.unmap()
 	}
-	p.log.Debug("memory table set", "regions", len(regions), "bytes", t.size())
+	p.log.Debug("memory table set", "regions", len(regions), "bytes", t.size(), "sealed", t.sealed)
+	if !t.sealed {
+		p.log.Info("guest memory is not sealed against shrinking: frames from the guest are copied before switching", "regions", len(regions))
+	}
 	return errors.Join(errs...)
 }
 
 // mapRing resolves a queue's ring addresses in the memory table, once it
-// has its size, its addresses and the table. Its lock is held.
+// has its size, its addresses and the table. A ring already running (the
+// table or the features changed) keeps its position; a new one starts at
+// the base the frontend set. Its lock is held.
 func (p *Port) mapRing(q *queue) error {
 	if q.num == 0 || !q.addrSet || q.mem == nil {
+		q.ready = false
 		return nil
 	}
 	ds, as, us := ringSizes(q.num)
@@ -689,25 +712,41 @@ func (p *Port) mapRing(q *queue) error {
 		used, ok3 = q.mem.user(q.addr.used, us-2)
 	}
 	if !ok1 || !ok2 || !ok3 {
+		q.ready = false
 		return fmt.Errorf("virtqueue %d: ring addresses %#x/%#x/%#x outside the memory table", q.index, q.addr.desc, q.addr.avail, q.addr.used)
 	}
 	base := q.vq.lastAvail
 	if !q.ready {
 		base = q.base
 	}
+	q.ready = false
 	if err := q.vq.setup(q.num, desc, avail, used, q.feats&featEventIdx != 0); err != nil {
 		return fmt.Errorf("virtqueue %d: %w", q.index, err)
 	}
 	q.vq.lastAvail = base
-	// The used ring says where the device left it (0 for a new ring, the
-	// last published index after a reconnection).
-	q.vq.usedIdx = uint16(load32(used, 0) >> 16)
+	if err := q.attach(); err != nil {
+		return fmt.Errorf("virtqueue %d: %w", q.index, err)
+	}
+	q.ready = true
+	return nil
+}
+
+// attach takes over a ring just mapped: the used ring says where the
+// device left it (0 for a new ring, the last published index after a
+// reconnection). A fault in guest memory becomes an error, with the
+// caller's locks still held and released by it.
+func (q *queue) attach() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = faulted(r)
+		}
+	}()
+	q.vq.usedIdx = uint16(load32(q.vq.used, 0) >> 16)
 	q.vq.usedFlags = 0
 	q.vq.signalledValid = false
 	if !q.tx {
 		q.vq.disableKicks() // receive buffers are taken when frames come, not on kicks
 	}
-	q.ready = true
 	return nil
 }
 
@@ -798,10 +837,11 @@ func (p *Port) lastErr() string {
 }
 
 // faulted turns a fault while touching guest memory (the frontend shrank
-// a memory file under the mapping) into an error.
+// a memory file under the mapping) into an error; any other panic goes on.
+// The goroutine must have debug.SetPanicOnFault set.
 func faulted(r any) error {
-	if err, ok := r.(error); ok && strings.Contains(err.Error(), "fault") {
-		return fmt.Errorf("guest memory fault: %w", err)
+	if f, ok := r.(interface{ Addr() uintptr }); ok {
+		return fmt.Errorf("guest memory fault at %#x", f.Addr())
 	}
 	panic(r)
 }
@@ -837,8 +877,9 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 				q.mu.Unlock()
 				continue
 			default:
-				q.vq.enableKicks()
-				if more, _ := q.vq.pending(); more > 0 {
+				if more, err := p.sleepy(q); err != nil {
+					p.breakQueue(q, err)
+				} else if more {
 					q.mu.Unlock()
 					continue
 				}
@@ -851,6 +892,19 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 		case <-p.stopCh:
 		}
 	}
+}
+
+// sleepy asks the driver for a kick and reports whether frames came in
+// the meantime. The queue's lock is held.
+func (p *Port) sleepy(q *queue) (more bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			more, err = false, faulted(r)
+		}
+	}()
+	q.vq.enableKicks()
+	n, err := q.vq.pending()
+	return n > 0, err
 }
 
 // takeTx takes up to a batch of the driver's frames. The queue's lock is
@@ -871,7 +925,18 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 	q.vq.disableKicks()
 	pending = min(pending, ports.MaxBatch)
 	hdrLen := q.hdrLen
+	// Frames read in place when the memory cannot shrink; else copied
+	// (here, where a fault is recovered) into the stage.
+	inPlace := q.mem.stable()
+	if !inPlace && q.stage == nil {
+		q.stage = make([]byte, 0, stageSize)
+	}
+	q.stage = q.stage[:0]
 	for i := range pending {
+		if !inPlace && len(q.stage)+maxTxChainBytes > cap(q.stage) {
+			pending = i // the rest waits for the next round
+			break
+		}
 		head, err := q.vq.head(i)
 		if err != nil {
 			return 0, err
@@ -890,6 +955,11 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 			}
 			if len(buf) == 0 || badHdr != nil || got < hdrLen {
 				return
+			}
+			if !inPlace {
+				start := len(q.stage)
+				q.stage = append(q.stage, buf...)
+				buf = q.stage[start:len(q.stage):len(q.stage)]
 			}
 			if !added {
 				b.AddOffload(buf, off)

@@ -433,3 +433,36 @@ func TestFrontendVanishes(t *testing.T) {
 		}
 	}
 }
+
+// A frontend that shrinks its memory file under valed's mapping makes the
+// next access fault: the queue stops, valed does not crash, and the port
+// serves the next frontend.
+func TestGuestMemoryShrinks(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := newFrontend(t, sock)
+	f.handshake(backendFeatures, 2, 64)
+	f.queues[0].postRx(8, 2048)
+	go drain(p, 0)
+	f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(100, 1), false)
+	waitFor(t, "the first frame to be taken", func() bool { return len(f.queues[1].usedEntries()) == 1 })
+	// Shrink the file: every page of the mapping is now beyond its end.
+	if err := unix.Ftruncate(f.memfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(f.queues[1].kick, eventOne)
+	b := ports.NewBatch()
+	b.Add(testFrame(60, 2), 0)
+	if n, _, _ := p.Deliver(0, b, []uint16{0}); n != 0 {
+		t.Errorf("delivered %d frames into vanished memory", n)
+	}
+	waitFor(t, "the queues to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=2") })
+	if !strings.Contains(p.lastErr(), "fault") {
+		t.Errorf("last error %q", p.lastErr())
+	}
+	f.close()
+	waitFor(t, "the port to listen again", func() bool { return !p.Connected() })
+	f2 := newFrontend(t, sock)
+	f2.handshake(backendFeatures, 2, 64)
+	f2.queues[1].sendFrame(make([]byte, f2.hdrLen), testFrame(100, 3), false)
+	waitFor(t, "a frame from the next frontend", func() bool { return len(f2.queues[1].usedEntries()) == 1 })
+}
