@@ -17,7 +17,7 @@ import (
 // needTools fails the test when one of the external tools it checks files
 // with is missing: these tests prove that real tools read what vale writes,
 // so they must not pass silently without them.
-func needTools(t *testing.T, names ...string) {
+func needTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
@@ -27,7 +27,7 @@ func needTools(t *testing.T, names ...string) {
 }
 
 // toolOutput runs an external tool and returns its standard output.
-func toolOutput(t *testing.T, name string, args ...string) string {
+func toolOutput(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	var stderr bytes.Buffer
@@ -47,7 +47,7 @@ type wireFrame struct {
 }
 
 // tsharkFrames reads a capture file with tshark.
-func tsharkFrames(t *testing.T, file string) []wireFrame {
+func tsharkFrames(t testing.TB, file string) []wireFrame {
 	t.Helper()
 	out := toolOutput(t, "tshark", "-r", file, "-T", "fields", "-E", "separator=/t",
 		"-e", "frame.len", "-e", "frame.cap_len", "-e", "frame.time_epoch", "-e", "data.data")
@@ -70,7 +70,7 @@ func tsharkFrames(t *testing.T, file string) []wireFrame {
 }
 
 // epochNs converts tshark's "seconds.fraction" to ns without rounding.
-func epochNs(t *testing.T, s string) int64 {
+func epochNs(t testing.TB, s string) int64 {
 	t.Helper()
 	sec, frac, _ := strings.Cut(s, ".")
 	frac = (frac + "000000000")[:9]
@@ -81,7 +81,7 @@ var tcpdumpLenRE = regexp.MustCompile(`, length (\d+)`)
 
 // tcpdumpLengths reads a capture file with tcpdump -e and returns the
 // length of each frame.
-func tcpdumpLengths(t *testing.T, file string) []int {
+func tcpdumpLengths(t testing.TB, file string) []int {
 	t.Helper()
 	out := toolOutput(t, "tcpdump", "-r", file, "-nn", "-e")
 	var lens []int
@@ -102,7 +102,7 @@ func tcpdumpLengths(t *testing.T, file string) []int {
 var capturedRE = regexp.MustCompile(`Captured (\d+) frames (\d+) bytes in [0-9.]+ seconds to (.*)\n`)
 
 // captured parses nm-capture's summary: frames, bytes and files.
-func captured(t *testing.T, out string) (frames, bytes uint64, files []string) {
+func captured(t testing.TB, out string) (frames, bytes uint64, files []string) {
 	t.Helper()
 	m := capturedRE.FindStringSubmatch(out)
 	if m == nil {
@@ -114,7 +114,7 @@ func captured(t *testing.T, out string) (frames, bytes uint64, files []string) {
 // checkFile checks a capture file with tshark and tcpdump: frame count,
 // byte total, snap length, timestamps in [from, to] and not all whole
 // microseconds.
-func checkFile(t *testing.T, file string, frames, bytes uint64, snap int, from, to time.Time) {
+func checkFile(t testing.TB, file string, frames, bytes uint64, snap int, from, to time.Time) {
 	t.Helper()
 	wf := tsharkFrames(t, file)
 	var sum uint64
@@ -148,7 +148,7 @@ func checkFile(t *testing.T, file string, frames, bytes uint64, snap int, from, 
 }
 
 // fileMagic returns the first four bytes of a file.
-func fileMagic(t *testing.T, file string) []byte {
+func fileMagic(t testing.TB, file string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil || len(b) < 4 {

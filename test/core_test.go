@@ -79,12 +79,12 @@ func TestSequence(t *testing.T) {
 
 // client wraps a port opened by the test for frame-level checks.
 type client struct {
-	t   *testing.T
+	t   testing.TB
 	p   *nmport.Port
 	mac net.HardwareAddr
 }
 
-func newClient(t *testing.T, d *daemon, name, mac string) *client {
+func newClient(t testing.TB, d *daemon, name, mac string) *client {
 	m, _ := net.ParseMAC(mac)
 	return &client{t: t, p: d.open(t, name), mac: m}
 }

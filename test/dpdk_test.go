@@ -17,7 +17,7 @@ import (
 
 // testpmd starts dpdk-testpmd with a virtio-user port on sock in the given
 // forwarding mode; it runs until stopped with stop.
-func testpmd(t *testing.T, sock, mode string, extra ...string) *proc {
+func testpmd(t testing.TB, sock, mode string, extra ...string) *proc {
 	t.Helper()
 	needCommands(t, "dpdk-testpmd")
 	args := []string{"-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
@@ -58,7 +58,7 @@ func tail(s string, lines int) string {
 
 // stop ends testpmd with SIGINT (it then prints its totals) and returns
 // its output.
-func (p *proc) stop(t *testing.T) string {
+func (p *proc) stop(t testing.TB) string {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGINT)
 	select {
@@ -72,7 +72,7 @@ func (p *proc) stop(t *testing.T) string {
 var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
 
 // portTotals reads testpmd's closing forward statistics of port 0.
-func portTotals(t *testing.T, out string) (rx, tx uint64) {
+func portTotals(t testing.TB, out string) (rx, tx uint64) {
 	t.Helper()
 	m := forwardStatsRE.FindStringSubmatch(out)
 	if m == nil {
@@ -85,7 +85,7 @@ func portTotals(t *testing.T, out string) (rx, tx uint64) {
 
 // waitConnected waits until valed shows the vhost-user port with its
 // queues enabled.
-func waitConnected(t *testing.T, d *daemon, port string) {
+func waitConnected(t testing.TB, d *daemon, port string) {
 	t.Helper()
 	waitFor(t, port+" to connect", func() bool {
 		st := d.portStats(t, port)

@@ -31,7 +31,7 @@ var guestCache = func() string {
 var guestAssetsOnce sync.Once
 var guestAssetsErr error
 
-func needGuest(t *testing.T) {
+func needGuest(t testing.TB) {
 	t.Helper()
 	needCommands(t, "qemu-system-x86_64", "apt-get", "dpkg-deb")
 	guestAssetsOnce.Do(func() {
@@ -51,7 +51,7 @@ var guestModules = []string{"virtio_pci", "virtio_net"}
 
 // moduleOrder returns the modules of the cache needed for names, each
 // after its dependencies.
-func moduleOrder(t *testing.T, names []string) []string {
+func moduleOrder(t testing.TB, names []string) []string {
 	t.Helper()
 	var order []string
 	seen := map[string]bool{}
@@ -84,7 +84,7 @@ func moduleOrder(t *testing.T, names []string) []string {
 
 // initramfs writes a gzipped newc cpio with busybox, the modules and an
 // /init that brings eth0 up with addr (CIDR) and then runs script.
-func initramfs(t *testing.T, path, addr, script string) {
+func initramfs(t testing.TB, path, addr, script string) {
 	t.Helper()
 	var cpio bytes.Buffer
 	ino := 1
@@ -156,7 +156,7 @@ type guest struct {
 // bootGuest boots a guest whose NIC is on vhost-user socket sock (QEMU
 // connects; with server set QEMU listens there instead and waits for
 // valed), with IPv4 address addr, running script.
-func bootGuest(t *testing.T, name, sock string, server bool, mac, addr, script string) *guest {
+func bootGuest(t testing.TB, name, sock string, server bool, mac, addr, script string) *guest {
 	t.Helper()
 	chardev := "socket,id=c0,path=" + sock
 	if server {
@@ -166,7 +166,7 @@ func bootGuest(t *testing.T, name, sock string, server bool, mac, addr, script s
 }
 
 // bootGuestChardev boots a guest whose vhost-user chardev is chardev.
-func bootGuestChardev(t *testing.T, name, chardev, mac, addr, script string) *guest {
+func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string) *guest {
 	t.Helper()
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.gz")
@@ -208,7 +208,7 @@ func bootGuestChardev(t *testing.T, name, chardev, mac, addr, script string) *gu
 
 // waitLine waits for the guest's console to show a line matching re and
 // returns its submatches.
-func (g *guest) waitLine(t *testing.T, re string, timeout time.Duration) []string {
+func (g *guest) waitLine(t testing.TB, re string, timeout time.Duration) []string {
 	t.Helper()
 	m, _ := g.waitLineAfter(t, re, 0, timeout)
 	return m
@@ -216,7 +216,7 @@ func (g *guest) waitLine(t *testing.T, re string, timeout time.Duration) []strin
 
 // waitLineAfter is waitLine for console output after byte offset from; it
 // also returns where the match ends.
-func (g *guest) waitLineAfter(t *testing.T, re string, from int, timeout time.Duration) ([]string, int) {
+func (g *guest) waitLineAfter(t testing.TB, re string, from int, timeout time.Duration) ([]string, int) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(timeout)

@@ -63,7 +63,7 @@ func (l *lockedBuffer) String() string {
 
 // proc is a started binary.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	out  lockedBuffer
@@ -73,7 +73,7 @@ type proc struct {
 
 // start runs binary name with args and kills it (if still running) at the
 // end of the test.
-func start(t *testing.T, sock, name string, args ...string) *proc {
+func start(t testing.TB, sock, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
@@ -133,7 +133,7 @@ type daemon struct {
 	sock string
 }
 
-func startValed(t *testing.T, args ...string) *daemon {
+func startValed(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "valed.sock")
 	p := start(t, sock, "valed", append([]string{"-sock", sock, "-log-level", "debug"}, args...)...)
@@ -160,13 +160,13 @@ func startValed(t *testing.T, args ...string) *daemon {
 }
 
 // run runs a binary to completion and returns its output.
-func (d *daemon) run(t *testing.T, timeout time.Duration, name string, args ...string) string {
+func (d *daemon) run(t testing.TB, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
 	return start(t, d.sock, name, args...).wait(timeout)
 }
 
 // runFail runs a binary that must fail and returns its output.
-func (d *daemon) runFail(t *testing.T, name string, args ...string) string {
+func (d *daemon) runFail(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -180,7 +180,7 @@ func (d *daemon) runFail(t *testing.T, name string, args ...string) string {
 }
 
 // open opens a port with the client library.
-func (d *daemon) open(t *testing.T, name string) *nmport.Port {
+func (d *daemon) open(t testing.TB, name string) *nmport.Port {
 	t.Helper()
 	p, err := nmport.Open(name, &nmport.Options{Socket: d.sock})
 	if err != nil {
@@ -192,7 +192,7 @@ func (d *daemon) open(t *testing.T, name string) *nmport.Port {
 
 // portStats returns the vale-ctl row of port name, or nil if it is not
 // listed, as a map from column to value.
-func (d *daemon) portStats(t *testing.T, name string) map[string]string {
+func (d *daemon) portStats(t testing.TB, name string) map[string]string {
 	t.Helper()
 	out := d.run(t, 10*time.Second, "vale-ctl", "-l")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -216,12 +216,12 @@ func (d *daemon) portStats(t *testing.T, name string) map[string]string {
 	return nil
 }
 
-func (d *daemon) waitPort(t *testing.T, name string) {
+func (d *daemon) waitPort(t testing.TB, name string) {
 	t.Helper()
 	waitFor(t, name+" to exist", func() bool { return d.portStats(t, name) != nil })
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -235,7 +235,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 var totalsRE = regexp.MustCompile(`(Sent|Received|Transactions) (\d+) packets (\d+) bytes`)
 
 // totals extracts pkt-gen's closing "Sent|Received N packets B bytes" line.
-func totals(t *testing.T, out string) (pkts, bytes uint64) {
+func totals(t testing.TB, out string) (pkts, bytes uint64) {
 	t.Helper()
 	m := totalsRE.FindStringSubmatch(out)
 	if m == nil {
@@ -246,7 +246,7 @@ func totals(t *testing.T, out string) (pkts, bytes uint64) {
 	return pkts, bytes
 }
 
-func atoi(t *testing.T, s string) uint64 {
+func atoi(t testing.TB, s string) uint64 {
 	t.Helper()
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 
 // monitorClient reads a monitor: it returns the tags of the frames that
 // arrived, by ring.
-func monitorTags(t *testing.T, p *nmport.Port, want int, wait time.Duration) map[int][]string {
+func monitorTags(t testing.TB, p *nmport.Port, want int, wait time.Duration) map[int][]string {
 	t.Helper()
 	got := map[int][]string{}
 	total := 0
@@ -140,7 +140,7 @@ func TestMonitorErrors(t *testing.T) {
 
 // frames reads what arrived on a monitor, by ring, with each frame's tag and
 // whether it carries NS_TXMON.
-func monitorFrames(t *testing.T, p *nmport.Port, want int, wait time.Duration) map[int][]string {
+func monitorFrames(t testing.TB, p *nmport.Port, want int, wait time.Duration) map[int][]string {
 	t.Helper()
 	got := map[int][]string{}
 	total := 0
@@ -173,7 +173,7 @@ func monitorFrames(t *testing.T, p *nmport.Port, want int, wait time.Duration) m
 	return got
 }
 
-func waitMonitors(t *testing.T, p *nmport.Port, n int) {
+func waitMonitors(t testing.TB, p *nmport.Port, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%s to feed %d monitors", p.Name(), n), func() bool {
 		p.TxSync()

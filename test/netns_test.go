@@ -27,7 +27,7 @@ type netNS struct {
 
 // newNetNS makes a namespace with its loopback up and IPv6 off (so that no
 // neighbour discovery or router solicitation adds frames to exact counts).
-func newNetNS(t *testing.T, tag string) *netNS {
+func newNetNS(t testing.TB, tag string) *netNS {
 	t.Helper()
 	ns := &netNS{name: fmt.Sprintf("vale%d-%d-%s", os.Getpid(), nsSeq.Add(1), tag)}
 	if out, err := exec.Command("ip", "netns", "add", ns.name).CombinedOutput(); err != nil {
@@ -45,7 +45,7 @@ func newNetNS(t *testing.T, tag string) *netNS {
 
 // run runs a command in the namespace and returns its output; it fails the
 // test if the command fails.
-func (ns *netNS) run(t *testing.T, name string, args ...string) string {
+func (ns *netNS) run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := ns.try(name, args...)
 	if err != nil {
@@ -62,13 +62,13 @@ func (ns *netNS) try(name string, args ...string) (string, error) {
 }
 
 // sh runs a shell command line in the namespace.
-func (ns *netNS) sh(t *testing.T, line string) string {
+func (ns *netNS) sh(t testing.TB, line string) string {
 	t.Helper()
 	return ns.run(t, "sh", "-c", line)
 }
 
 // veth makes a veth pair with end aName in a and end bName in b, both up.
-func veth(t *testing.T, a *netNS, aName string, b *netNS, bName string) {
+func veth(t testing.TB, a *netNS, aName string, b *netNS, bName string) {
 	t.Helper()
 	if out, err := exec.Command("ip", "link", "add", aName, "netns", a.name, "type", "veth", "peer", "name", bName, "netns", b.name).CombinedOutput(); err != nil {
 		t.Fatalf("create veth %s/%s: %v\n%s", aName, bName, err, out)
@@ -78,7 +78,7 @@ func veth(t *testing.T, a *netNS, aName string, b *netNS, bName string) {
 }
 
 // do runs f with the calling goroutine's thread in the namespace.
-func (ns *netNS) do(t *testing.T, f func()) {
+func (ns *netNS) do(t testing.TB, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -100,7 +100,7 @@ func (ns *netNS) do(t *testing.T, f func()) {
 }
 
 // startValedIn starts valed in the namespace, on a socket of its own.
-func startValedIn(t *testing.T, ns *netNS, args ...string) *daemon {
+func startValedIn(t testing.TB, ns *netNS, args ...string) *daemon {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "valed.sock")
 	return startValedAt(t, ns, sock, args...)
@@ -108,7 +108,7 @@ func startValedIn(t *testing.T, ns *netNS, args ...string) *daemon {
 
 // startValedAt starts valed in the namespace (nil: the test's own) on
 // socket sock (to start one again where a killed one was).
-func startValedAt(t *testing.T, ns *netNS, sock string, args ...string) *daemon {
+func startValedAt(t testing.TB, ns *netNS, sock string, args ...string) *daemon {
 	t.Helper()
 	os.Remove(sock)
 	all := append([]string{filepath.Join(binDir, "valed"), "-sock", sock, "-log-level", "debug"}, args...)
@@ -157,7 +157,7 @@ func startValedAt(t *testing.T, ns *netNS, sock string, args ...string) *daemon 
 }
 
 // needCommands fails the test when a command it drives is missing.
-func needCommands(t *testing.T, names ...string) {
+func needCommands(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {

@@ -20,7 +20,7 @@ import (
 
 // xdpState returns what ip(8) says about the interface's XDP hook: "" if
 // none, else "xdp" (native) or "xdpgeneric".
-func xdpState(t *testing.T, ns *netNS, ifname string) string {
+func xdpState(t testing.TB, ns *netNS, ifname string) string {
 	t.Helper()
 	out := ns.run(t, "ip", "-d", "link", "show", "dev", ifname)
 	for _, f := range strings.Fields(out) {
@@ -34,7 +34,7 @@ func xdpState(t *testing.T, ns *netNS, ifname string) string {
 
 var promiscRE = regexp.MustCompile(`promiscuity (\d+)`)
 
-func promiscuity(t *testing.T, ns *netNS, ifname string) string {
+func promiscuity(t testing.TB, ns *netNS, ifname string) string {
 	t.Helper()
 	m := promiscRE.FindStringSubmatch(ns.run(t, "ip", "-d", "link", "show", "dev", ifname))
 	if m == nil {
@@ -44,7 +44,7 @@ func promiscuity(t *testing.T, ns *netNS, ifname string) string {
 }
 
 // gro returns the interface's generic-receive-offload setting ("on"/"off").
-func gro(t *testing.T, ns *netNS, ifname string) string {
+func gro(t testing.TB, ns *netNS, ifname string) string {
 	t.Helper()
 	for _, l := range strings.Split(ns.run(t, "ethtool", "-k", ifname), "\n") {
 		if v, ok := strings.CutPrefix(l, "generic-receive-offload: "); ok {
@@ -63,7 +63,7 @@ func ping(ns *netNS, addr string, count int) bool {
 
 // iperf3 runs a TCP transfer of a second or two from client to server
 // (address addr in server) and returns the bytes the server received.
-func iperf3(t *testing.T, server *netNS, addr string, client *netNS) int64 {
+func iperf3(t testing.TB, server *netNS, addr string, client *netNS) int64 {
 	t.Helper()
 	srv := exec.Command("ip", "netns", "exec", server.name, "iperf3", "-s", "-1", "-B", addr)
 	var srvOut lockedBuffer
@@ -109,7 +109,7 @@ func iperf3(t *testing.T, server *netNS, addr string, client *netNS) int64 {
 // twoHosts makes a switch namespace with valed and two "hosts", each joined
 // to the switch namespace by a veth pair: pA (10.77.0.1) <-> vA and
 // pB (10.77.0.2) <-> vB.
-func twoHosts(t *testing.T) (sw, a, b *netNS, d *daemon) {
+func twoHosts(t testing.TB) (sw, a, b *netNS, d *daemon) {
 	t.Helper()
 	needCommands(t, "ip", "ping", "iperf3", "ethtool")
 	sw, a, b = newNetNS(t, "sw"), newNetNS(t, "a"), newNetNS(t, "b")
@@ -251,7 +251,7 @@ func TestPersistentInterface(t *testing.T) {
 
 // oneHost makes a switch namespace (valed, vA with address 10.78.0.9 and
 // GRO on) and a host namespace (pA, 10.78.0.1) that can ping vA directly.
-func oneHost(t *testing.T) (sw, a *netNS) {
+func oneHost(t testing.TB) (sw, a *netNS) {
 	t.Helper()
 	needCommands(t, "ip", "ping", "ethtool")
 	sw, a = newNetNS(t, "sw"), newNetNS(t, "a")

@@ -33,7 +33,7 @@ func traceFrame(i, length int) []byte {
 
 // writeTrace has text2pcap write frames with timestamps ts (ns since the
 // epoch) in format (text2pcap's -F: pcap, nsecpcap, pcapng) to path.
-func writeTrace(t *testing.T, path, format string, frames [][]byte, ts []int64) {
+func writeTrace(t testing.TB, path, format string, frames [][]byte, ts []int64) {
 	t.Helper()
 	var txt strings.Builder
 	for i, f := range frames {
@@ -71,7 +71,7 @@ func evenTrace(n, length int) ([][]byte, []int64) {
 var sentRE = regexp.MustCompile(`Sent (\d+) packets (\d+) bytes in [0-9.]+ seconds \(.*\); lost (\d+) of (\d+) \(actual ([0-9.]+), nominal ([0-9.]+)\)`)
 
 // replayed parses nmreplay's totals: sent, lost, scheduled.
-func replayed(t *testing.T, out string) (sent, lost, total uint64) {
+func replayed(t testing.TB, out string) (sent, lost, total uint64) {
 	t.Helper()
 	m := sentRE.FindStringSubmatch(out)
 	if m == nil {
@@ -82,7 +82,7 @@ func replayed(t *testing.T, out string) (sent, lost, total uint64) {
 
 // rxFrames collects frames arriving on p until want have come or wait has
 // passed since the last one.
-func rxFrames(t *testing.T, p *nmport.Port, want int, wait time.Duration) [][]byte {
+func rxFrames(t testing.TB, p *nmport.Port, want int, wait time.Duration) [][]byte {
 	t.Helper()
 	var got [][]byte
 	for len(got) < want || want == 0 {
@@ -142,7 +142,7 @@ func TestReplayFormats(t *testing.T) {
 }
 
 // ngLastBlock returns the offset of the last block of a pcapng file.
-func ngLastBlock(t *testing.T, b []byte) int {
+func ngLastBlock(t testing.TB, b []byte) int {
 	t.Helper()
 	last := -1
 	for off := 0; off+8 <= len(b); {
@@ -238,7 +238,7 @@ func TestReplayBadTraces(t *testing.T) {
 // rateOf returns the rate in bit/s of a capture from its timestamps: the
 // bits of every frame but the first over the time from the first to the
 // last.
-func rateOf(t *testing.T, frames []wireFrame) float64 {
+func rateOf(t testing.TB, frames []wireFrame) float64 {
 	t.Helper()
 	if len(frames) < 2 {
 		t.Fatalf("%d frames", len(frames))
