@@ -213,7 +213,7 @@ func (f *frontend) sync() {
 	f.getU64(reqGetQueueNum)
 }
 
-func (q *drvQueue) le16(off uint64) uint16    { return binary.LittleEndian.Uint16(q.f.mem[off:]) }
+func (q *drvQueue) le16(off uint64) uint16     { return binary.LittleEndian.Uint16(q.f.mem[off:]) }
 func (q *drvQueue) put16(off uint64, v uint16) { binary.LittleEndian.PutUint16(q.f.mem[off:], v) }
 
 // setDesc writes descriptor i.

@@ -52,14 +52,14 @@ type Port struct {
 
 	// mu guards the connection and what it negotiated. Lock order: mu,
 	// then the transmit queues, then the receive queues.
-	mu        sync.Mutex
-	conn      *net.UnixConn
-	owner     bool
-	features  uint64
-	protocol  uint64
-	mem   *memTable
-	state string
-	caps  atomic.Value // ports.OffloadCaps
+	mu       sync.Mutex
+	conn     *net.UnixConn
+	owner    bool
+	features uint64
+	protocol uint64
+	mem      *memTable
+	state    string
+	caps     atomic.Value // ports.OffloadCaps
 
 	// errMu guards lastError, which the data path sets with a queue
 	// locked (so not under mu).

@@ -15,7 +15,9 @@ import (
 // offloadPort is a fake port that takes offloaded frames as they are.
 type offloadPort struct{ *fakePort }
 
-func (p offloadPort) Offloads() ports.OffloadCaps { return ports.OffloadCaps{Csum: true, TSO4: true, TSO6: true} }
+func (p offloadPort) Offloads() ports.OffloadCaps {
+	return ports.OffloadCaps{Csum: true, TSO4: true, TSO6: true}
+}
 
 // tsoFrame is a 20000-byte TCP segment from src to dst with its checksum
 // left partial and segmentation pending, as a guest with offloads sends it.
