@@ -4,7 +4,8 @@
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     lint, then every test (unit, race, end to end)
 #   make bench    forwarding benchmarks, pkt-gen -> vale0 -> pkt-gen rates, and
-#                 AF_XDP NIC ports against DPDK's net_af_xdp (root; installs DPDK)
+#                 AF_XDP NIC ports against DPDK's net_af_xdp, the vhost-user
+#                 backend against DPDK's net_vhost (root; installs DPDK, QEMU)
 #   make fuzz     run each fuzz target for FUZZTIME (default 30s)
 
 GO          ?= go
@@ -15,9 +16,10 @@ FUZZTIME    ?= 30s
 FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl \
                ./internal/replay:FuzzParseBandwidth ./internal/replay:FuzzParseDelay \
                ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace \
-               ./internal/offload:FuzzCompletePartial
+               ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \
+               ./ptnet:FuzzVirtq ./ptnet:FuzzMessages
 
-.PHONY: all build demo test lint unit race bench bench-afxdp fuzz clean
+.PHONY: all build demo test lint unit race bench bench-afxdp bench-vhost fuzz clean
 
 all: build
 
@@ -43,15 +45,19 @@ unit:
 # The race detector does not see mmap'd memory; the ring code's tests run
 # over heap memory so that it sees every access.
 race:
-	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./afxdp/... ./internal/...
+	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./afxdp/... ./ptnet/... ./internal/...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/
 	tools/bench.sh
 	tools/bench-afxdp.sh
+	tools/bench-vhost.sh
 
 bench-afxdp: build
 	tools/bench-afxdp.sh
+
+bench-vhost: build
+	tools/bench-vhost.sh
 
 fuzz:
 	@for t in $(FUZZ); do \
