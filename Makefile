@@ -6,6 +6,7 @@
 #   make bench    forwarding benchmarks, pkt-gen -> vale0 -> pkt-gen rates, and
 #                 AF_XDP NIC ports against DPDK's net_af_xdp, the vhost-user
 #                 backend against DPDK's net_vhost (root; installs DPDK, QEMU)
+#   make soak     churn valed for SOAK (default 3m), check it does not grow
 #   make fuzz     run each fuzz target for FUZZTIME (default 30s)
 
 GO          ?= go
@@ -17,9 +18,9 @@ FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv .
                ./internal/replay:FuzzParseBandwidth ./internal/replay:FuzzParseDelay \
                ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace \
                ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \
-               ./ptnet:FuzzVirtq ./ptnet:FuzzMessages
+               ./ptnet:FuzzVirtq ./ptnet:FuzzMessages ./internal/config:FuzzParse
 
-.PHONY: all build demo test lint unit race bench bench-afxdp bench-vhost fuzz clean
+.PHONY: all build demo test lint unit race bench bench-afxdp bench-vhost soak fuzz clean
 
 all: build
 
@@ -58,6 +59,11 @@ bench-afxdp: build
 
 bench-vhost: build
 	tools/bench-vhost.sh
+
+# A few minutes of churn (SOAK, default 3m): valed must not grow.
+SOAK ?= 3m
+soak:
+	VALE_SOAK_DURATION=$(SOAK) $(GO) test -count=1 -tags soak -run TestSoak -timeout 30m -v ./test/
 
 fuzz:
 	@for t in $(FUZZ); do \

@@ -436,3 +436,16 @@ func (k *KRing) SwapIn(src *Ring, from, to uint32, flags uint16, ts int64) (n in
 
 // Dropped counts frames that did not fit in the ring, in its header.
 func (k *KRing) Dropped(n int) { k.hdr.dropped.Add(uint64(n)) }
+
+// Occupancy returns how many slots hold frames in flight between the two
+// sides: on a TX ring, those the application published and the switch has
+// not given back; on an RX ring, those the switch delivered and the
+// application has not released. It reads the shared indexes (a gauge, not
+// a trusted value) and is safe to call from any goroutine.
+func (k *KRing) Occupancy() int {
+	head, tail := clampIndex(k.hdr.head.Load(), k.num), clampIndex(k.hdr.tail.Load(), k.num)
+	if k.dir == TX {
+		return int((head + 2*k.num - tail - 1) % k.num)
+	}
+	return int((tail + k.num - head) % k.num)
+}

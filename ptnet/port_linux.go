@@ -1115,3 +1115,27 @@ func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
 	q.vq.lastAvail += uint16(nchains)
 	return true, nil
 }
+
+// Counters are a vhost-user port's own counts.
+type Counters struct {
+	Sessions      uint64 // frontend connections served
+	RxNoBuf       uint64 // frames for the guest dropped for lack of buffers
+	TxBadHeader   uint64 // frames from the guest with a header that did not apply
+	StoppedQueues uint64 // queues stopped after a driver violation
+	EnabledPairs  int    // queue pairs started and enabled now
+}
+
+// Counters returns the port's counts.
+func (p *Port) Counters() Counters {
+	c := Counters{Sessions: p.sessions.Load(), RxNoBuf: p.rxNoBuf.Load(), TxBadHeader: p.txBadHdr.Load(), StoppedQueues: p.breaks.Load()}
+	n := 0
+	for _, q := range p.queues {
+		q.mu.Lock()
+		if q.live() && q.enabled {
+			n++
+		}
+		q.mu.Unlock()
+	}
+	c.EnabledPairs = n / 2
+	return c
+}

@@ -2,6 +2,7 @@ package vale
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 
 	"github.com/valeswitch/vale/internal/offload"
@@ -125,6 +126,7 @@ func (f *forwarder) forward() {
 	}
 	sw.rounds.Add(1)
 	sw.frames.Add(uint64(n))
+	sw.batches[min(bits.Len(uint(n)), BatchBuckets-1)].Add(1)
 }
 
 // lookup is pass 1: learn sources and find the destination of every frame.

@@ -58,4 +58,7 @@ type SwitchInfo struct {
 	TableFull uint64 `json:"table_full"` // addresses not learned because the table was full
 	Rounds    uint64 `json:"rounds"`     // forwarding rounds
 	Frames    uint64 `json:"frames"`     // frames taken in those rounds
+	// Batches counts rounds by size: Batches[k] the rounds of
+	// [2^(k-1), 2^k) frames (k >= 1).
+	Batches [BatchBuckets]uint64 `json:"batches"`
 }

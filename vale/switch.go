@@ -39,6 +39,9 @@ type Switch struct {
 	macs   *macTable
 
 	rounds, frames atomic.Uint64
+	// batches counts rounds by their size: bucket k holds the rounds of
+	// [2^(k-1), 2^k) frames.
+	batches [BatchBuckets]atomic.Uint64
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -214,9 +217,17 @@ func (sw *Switch) Ports() []PortInfo {
 	return infos
 }
 
+// BatchBuckets is the number of buckets of SwitchInfo.Batches.
+const BatchBuckets = 12
+
 // Info describes the switch.
 func (sw *Switch) Info() SwitchInfo {
+	var batches [BatchBuckets]uint64
+	for i := range batches {
+		batches[i] = sw.batches[i].Load()
+	}
 	return SwitchInfo{
+		Batches:   batches,
 		Name:      sw.name,
 		Ports:     sw.Len(),
 		MACs:      sw.macs.Len(),

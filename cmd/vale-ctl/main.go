@@ -14,6 +14,10 @@
 //	vale-ctl -n NAME             create a persistent interface (a TAP device valed holds)
 //	vale-ctl -r NAME             remove a persistent interface
 //
+// -save writes the persistent interfaces and attachments into valed's
+// configuration file (valed -c), so that a restart recreates them; -reload
+// makes valed apply what changed in that file.
+//
 // -C tx_slots[,rx_slots[,tx_rings[,rx_rings]]] sets slots and rings with -a,
 // -h and -n, as netmap's does. -mode, -force-copy, -zerocopy, -queues,
 // -start-queue and -frame-size choose how an interface is attached over
@@ -108,6 +112,8 @@ func run(args []string, out io.Writer) error {
 		frameSize  = fs.Int("frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
 		vhostUser  = fs.String("vhost-user", "", "with -a: make the port a vhost-user backend listening on socket `path` (QEMU -netdev vhost-user, DPDK virtio-user)")
 		vhostCli   = fs.Bool("vhost-client", false, "with -vhost-user: connect to a frontend listening on the path (QEMU server=on) and reconnect when it goes")
+		save       = fs.Bool("save", false, "save the persistent interfaces and attachments into valed's configuration file")
+		reload     = fs.Bool("reload", false, "make valed apply what changed in its configuration file (as SIGHUP)")
 		verbose    = fs.Bool("v", false, "verbose: show switch details")
 		sock       = fs.String("sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
 	)
@@ -127,6 +133,12 @@ func run(args []string, out io.Writer) error {
 			acts = append(acts, a)
 		}
 	}
+	if *save {
+		acts = append(acts, action{"save", ""})
+	}
+	if *reload {
+		acts = append(acts, action{"reload", ""})
+	}
 	if *list || len(acts) == 0 {
 		acts = append(acts, action{"l", fs.Arg(0)})
 		if fs.NArg() > 1 {
@@ -136,7 +148,7 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if len(acts) > 1 {
-		return errors.New("give one of -l, -g, -a, -h, -d, -n and -r")
+		return errors.New("give one of -l, -g, -a, -h, -d, -n, -r, -save and -reload")
 	}
 	g, err := parseC(*conf)
 	if err != nil {
@@ -204,6 +216,12 @@ func run(args []string, out io.Writer) error {
 		return err
 	case "r":
 		_, err := conn.Call(mgmt.OpDelIf, mgmt.DelIfRequest{Name: a.arg}, nil)
+		return err
+	case "save":
+		_, err := conn.Call(mgmt.OpSave, struct{}{}, nil)
+		return err
+	case "reload":
+		_, err := conn.Call(mgmt.OpReload, struct{}{}, nil)
 		return err
 	default:
 		return printList(conn, a.arg, *verbose, out)

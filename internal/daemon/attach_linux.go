@@ -25,6 +25,7 @@ import (
 type ifaceState struct {
 	dev   *tap.Device
 	slots int
+	rings int        // as asked (0: the default)
 	port  *portState // the switch port it is attached as, if any
 }
 
@@ -88,6 +89,14 @@ func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
 		if err := d.delIface(r.Name); err != nil {
 			return err
 		}
+	case mgmt.OpSave:
+		if err := d.save(); err != nil {
+			return err
+		}
+	case mgmt.OpReload:
+		if err := d.Reload(); err != nil {
+			return err
+		}
 	}
 	return s.conn.ReplyOK(struct{}{})
 }
@@ -139,9 +148,20 @@ func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	infos, err := d.attachUnsaved(&n, r)
+	if err == nil {
+		d.persistChange()
+	}
+	return infos, err
+}
+
+// attachUnsaved is attach without saving the configuration.
+func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
 	name, ifname := n.PortName(), n.Port
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	req := r
+	req.Name = n.String()
 	if d.closing {
 		return nil, errors.New("valed is shutting down")
 	}
@@ -155,16 +175,22 @@ func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
 			}
 		}
 	}
-	if r.VhostUser != "" {
-		return d.attachVhostLocked(&n, r)
-	}
-	if r.VhostClient {
+	var infos []vale.PortInfo
+	var err error
+	switch {
+	case r.VhostUser != "":
+		infos, err = d.attachVhostLocked(n, r)
+	case r.VhostClient:
 		return nil, errors.New("-vhost-client goes with -vhost-user PATH")
+	case d.ifaces[ifname] != nil:
+		infos, err = d.attachIfaceLocked(n, d.ifaces[ifname], r)
+	default:
+		infos, err = d.attachNICLocked(n, r)
 	}
-	if is := d.ifaces[ifname]; is != nil {
-		return d.attachIfaceLocked(&n, is, r)
+	if err == nil {
+		d.switches[n.Switch].ports[name].req = &req
 	}
-	return d.attachNICLocked(&n, r)
+	return infos, err
 }
 
 // attachVhostLocked creates a vhost-user port (vale-ctl -a -vhost-user).
@@ -327,6 +353,15 @@ func (d *Daemon) portInfosLocked(pss ...*portState) []vale.PortInfo {
 
 // detach detaches an interface attached with vale-ctl -a or -h.
 func (d *Daemon) detach(name string) error {
+	if err := d.detachUnsaved(name); err != nil {
+		return err
+	}
+	d.persistChange()
+	return nil
+}
+
+// detachUnsaved is detach without saving the configuration.
+func (d *Daemon) detachUnsaved(name string) error {
 	n, err := ports.ParseName(name)
 	if err != nil {
 		return err
@@ -351,6 +386,15 @@ func (d *Daemon) detach(name string) error {
 
 // newIface creates a persistent interface (vale-ctl -n).
 func (d *Daemon) newIface(r mgmt.NewIfRequest) error {
+	if err := d.newIfaceUnsaved(r); err != nil {
+		return err
+	}
+	d.persistChange()
+	return nil
+}
+
+// newIfaceUnsaved is newIface without saving the configuration.
+func (d *Daemon) newIfaceUnsaved(r mgmt.NewIfRequest) error {
 	if r.Slots < 0 || r.Slots > ports.MaxBatch {
 		return fmt.Errorf("%s: %d slots: want 1..%d", r.Name, r.Slots, ports.MaxBatch)
 	}
@@ -367,13 +411,22 @@ func (d *Daemon) newIface(r mgmt.NewIfRequest) error {
 	if slots == 0 {
 		slots = tap.DefaultSlots
 	}
-	d.ifaces[r.Name] = &ifaceState{dev: dev, slots: slots}
+	d.ifaces[r.Name] = &ifaceState{dev: dev, slots: slots, rings: r.Rings}
 	d.log.Info("persistent interface created", "interface", r.Name, "queues", dev.Queues())
 	return nil
 }
 
 // delIface removes a persistent interface (vale-ctl -r).
 func (d *Daemon) delIface(name string) error {
+	if err := d.delIfaceUnsaved(name); err != nil {
+		return err
+	}
+	d.persistChange()
+	return nil
+}
+
+// delIfaceUnsaved is delIface without saving the configuration.
+func (d *Daemon) delIfaceUnsaved(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	is := d.ifaces[name]

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/valeswitch/vale/afxdp"
+	"github.com/valeswitch/vale/internal/config"
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/pipes"
@@ -37,6 +38,20 @@ type Config struct {
 	// StateDir holds what attachments changed on interfaces, so that a
 	// valed started after a crash can put it back; empty keeps nothing.
 	StateDir string
+	// SocketGroup owns the control socket (a group name or number); empty
+	// keeps valed's.
+	SocketGroup string
+	// ConfigFile is the configuration file valed was started with (-c),
+	// which Reload reads and Save writes; Startup is its content, applied
+	// at start. Persist saves the attachments into it at every change.
+	ConfigFile string
+	Startup    *config.Config
+	Persist    bool
+	// Metrics is the address of the Prometheus endpoint; empty serves
+	// none.
+	Metrics string
+	// LogLevel, if set, is the level Reload changes.
+	LogLevel *slog.LevelVar
 	Logger   *slog.Logger
 }
 
@@ -69,6 +84,12 @@ type Daemon struct {
 	closing bool
 
 	wg sync.WaitGroup
+
+	// reloadMu serialises Reload and Save; applied is the configuration
+	// last applied.
+	reloadMu sync.Mutex
+	applied  *config.Config
+	metrics  *metricsServer
 }
 
 type switchState struct {
@@ -91,6 +112,11 @@ type portState struct {
 	sw    *switchState
 	idx   int
 	geom  ports.Geometry
+	// req is the request that attached the port (vale-ctl -a, -h or the
+	// configuration), to save and reload it; nil for client ports.
+	req *mgmt.AttachRequest
+	// uid created the port (client ports): other users may not bind it.
+	uid uint32
 }
 
 // name returns the port's name on its switch.
@@ -148,7 +174,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{
+	d := &Daemon{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		ln:         ln,
@@ -160,7 +186,24 @@ func New(cfg Config) (*Daemon, error) {
 		zlevels:    map[string][]*monState{},
 		ifaces:     map[string]*ifaceState{},
 		conns:      map[*ctl.Conn]struct{}{},
-	}, nil
+		applied:    cfg.Startup,
+	}
+	if cfg.SocketGroup != "" {
+		if err := d.setSocketAccess(cfg.SocketGroup, fmt.Sprintf("%o", cfg.SocketMode)); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if cfg.Metrics != "" {
+		if err := d.startMetrics(cfg.Metrics); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if cfg.Startup != nil {
+		d.applyStartup(cfg.Startup)
+	}
+	return d, nil
 }
 
 // Serve accepts control connections until ctx is done, then shuts down:
@@ -201,6 +244,7 @@ func (d *Daemon) shutdown() {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
+	d.stopMetrics()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, ss := range d.switches {
@@ -228,8 +272,9 @@ type session struct {
 	conn *ctl.Conn
 	pid  int32
 	// admin says whether the peer may change what is attached (root or
-	// CAP_NET_ADMIN).
+	// CAP_NET_ADMIN); uid is its user, which owns the ports it creates.
 	admin bool
+	uid   uint32
 	// holding names what the session opened; release gives it back (it
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
@@ -240,11 +285,21 @@ type session struct {
 	events chan event
 }
 
+// mayUse checks that the session may bind (or monitor) what user owner
+// created: its own ports, or anything for root and CAP_NET_ADMIN.
+func (s *session) mayUse(name string, owner uint32) error {
+	if s.admin || s.uid == owner {
+		return nil
+	}
+	return fmt.Errorf("%s: permission denied: it belongs to uid %d", name, owner)
+}
+
 func (d *Daemon) serveConn(c *ctl.Conn) {
 	defer d.wg.Done()
 	s := &session{conn: c}
 	if cred, err := c.PeerCred(); err == nil {
 		s.pid = cred.Pid
+		s.uid = cred.Uid
 		s.admin = isAdmin(cred)
 	}
 	defer func() {
@@ -296,7 +351,7 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return d.list(s.conn, r)
-	case mgmt.OpAttach, mgmt.OpDetach, mgmt.OpNewIf, mgmt.OpDelIf:
+	case mgmt.OpAttach, mgmt.OpDetach, mgmt.OpNewIf, mgmt.OpDelIf, mgmt.OpSave, mgmt.OpReload:
 		if !s.admin {
 			return fmt.Errorf("%s: permission denied: changing what is attached to a switch needs root or CAP_NET_ADMIN", req.Op)
 		}
@@ -382,6 +437,11 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
 	ps, created, err := d.portLocked(n.Switch, n.PortName(), g, explicit)
 	if err != nil {
+		return nil, err
+	}
+	if created {
+		ps.uid = s.uid
+	} else if err := s.mayUse(ps.name(), ps.uid); err != nil {
 		return nil, err
 	}
 	if ps.shm == nil {

@@ -70,6 +70,7 @@ type target struct {
 	fd     int    // memfd of its memory
 	mem    []byte // its memory as valed maps it
 	vale   *portState
+	owner  uint32 // the user who may monitor it (besides root)
 }
 
 func monitorDirs(n *ports.Name) string {
@@ -90,16 +91,16 @@ func (d *Daemon) findTargetLocked(n *ports.Name) (*target, error) {
 		master, _ := pipeNames(n)
 		if ps := d.pipes[master]; ps != nil {
 			end := pipes.EndOf(n.Pipe)
-			return &target{key: name, geom: ps.pair.Geometry(end), layout: ps.pair.Layout(), iface: end, fd: ps.pair.RegionFD(), mem: ps.pair.Mem()}, nil
+			return &target{key: name, geom: ps.pair.Geometry(end), layout: ps.pair.Layout(), iface: end, fd: ps.pair.RegionFD(), mem: ps.pair.Mem(), owner: ps.uid}, nil
 		}
 	} else if ss := d.switches[n.Switch]; ss != nil {
 		name = switchPortName(n)
 		if ps := ss.ports[name]; ps != nil {
 			if ps.shm == nil {
 				// An attached interface: only the switch sees its frames.
-				return &target{key: name, geom: ps.geom, fd: -1, vale: ps}, nil
+				return &target{key: name, geom: ps.geom, fd: -1, vale: ps, owner: 0}, nil
 			}
-			return &target{key: name, geom: ps.geom, layout: ps.shm.Layout(), fd: ps.shm.RegionFD(), mem: ps.shm.Mem(), vale: ps}, nil
+			return &target{key: name, geom: ps.geom, layout: ps.shm.Layout(), fd: ps.shm.RegionFD(), mem: ps.shm.Mem(), vale: ps, owner: ps.uid}, nil
 		}
 	}
 	return nil, fmt.Errorf("%s: no such port %s to monitor (open it first)", n.String(), name)
@@ -109,6 +110,9 @@ func (d *Daemon) findTargetLocked(n *ports.Name) (*target, error) {
 func (d *Daemon) openMonitorLocked(s *session, n *ports.Name, conf ports.Conf, reply *ports.OpenReply) ([]int, error) {
 	t, err := d.findTargetLocked(n)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.mayUse(n.String(), t.owner); err != nil {
 		return nil, err
 	}
 	dirs := monitorDirs(n)

@@ -11,6 +11,7 @@ import (
 type pipeState struct {
 	pair *pipes.Pair
 	geom ports.Geometry // of the master end
+	uid  uint32         // created the pair
 }
 
 // pipeNames returns the names of both ends of the pipe n names.
@@ -35,10 +36,12 @@ func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 		if err != nil {
 			return nil, err
 		}
-		ps = &pipeState{pair: pair, geom: g}
+		ps = &pipeState{pair: pair, geom: g, uid: s.uid}
 		d.pipes[master] = ps
 		created = true
 		d.log.Info("pipe created", "master", master, "slave", slave)
+	} else if err := s.mayUse(n.PortName(), ps.uid); err != nil {
+		return nil, err
 	} else if explicit && ps.geom != g {
 		// The slave's geometry mirrors the master's.
 		want := ps.pair.Geometry(end)

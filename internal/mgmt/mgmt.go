@@ -53,6 +53,8 @@ const (
 	OpDetach = "detach" // DetachRequest -> nothing
 	OpNewIf  = "newif"  // NewIfRequest -> nothing
 	OpDelIf  = "delif"  // DelIfRequest -> nothing
+	OpSave   = "save"   // nothing -> nothing: write the attachments into valed's configuration file
+	OpReload = "reload" // nothing -> nothing: apply the configuration file's changes (as SIGHUP)
 )
 
 // AttachRequest attaches a network interface (over AF_XDP) or a persistent

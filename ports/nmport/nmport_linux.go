@@ -84,6 +84,8 @@ type syncer interface {
 // port once per thread (with a ring suffix, "vale0:a-1") to work on its
 // rings in parallel, as with netmap.
 type Port struct {
+	openName string  // as given to Open, for Reopen
+	opts     Options // as given to Open
 	name     ports.Name
 	reply    ports.OpenReply
 	mem      []byte
@@ -139,6 +141,7 @@ func Open(name string, opts *Options) (*Port, error) {
 		conn.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
+	p.openName, p.opts = name, *opts
 	// Sleep tickets must differ from any an earlier binding of the same
 	// rings used: the other side answers each ticket once.
 	p.ticket = rand.Uint32()
@@ -295,6 +298,22 @@ func (p *Port) watch() {
 		if len(p.waitFDs) > 0 {
 			kick(p.waitFDs[0])
 		}
+	}
+}
+
+// Reopen closes p and opens the same name with the same options again,
+// trying for up to timeout: after valed restarted, syncs and polls fail
+// with ErrDisconnected, and Reopen gets a new binding from the new valed.
+// The new port has new memory: use its rings, not p's.
+func (p *Port) Reopen(timeout time.Duration) (*Port, error) {
+	p.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		np, err := Open(p.openName, &p.opts)
+		if err == nil || time.Now().After(deadline) {
+			return np, err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

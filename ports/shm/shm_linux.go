@@ -385,3 +385,16 @@ func (b *Binding) Close() int {
 	}
 	return p.users
 }
+
+// Occupancy returns the frames in flight in the port's TX rings (published
+// by the application, not yet switched) and RX rings (delivered, not yet
+// read), summed over the rings.
+func (p *Port) Occupancy() (tx, rx int) {
+	for _, t := range p.tx {
+		tx += t.k.Occupancy()
+	}
+	for _, r := range p.rx {
+		rx += r.k.Occupancy()
+	}
+	return tx, rx
+}

@@ -1,0 +1,306 @@
+// Package config reads valed's TOML configuration file: the control
+// socket's path, group and mode, log level, default port geometry, switch
+// limits, metrics address, where state is kept, and the persistent
+// interfaces and attachments to create at start. Unknown keys and bad
+// values are refused with the file, line and key named. It also writes the
+// attachments back into the file (vale-ctl -save) without touching the
+// rest of it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole file. The zero value, after Defaults, is valed's
+// built-in configuration.
+type Config struct {
+	Control    Control     `toml:"control"`
+	Log        Log         `toml:"log"`
+	Ports      Ports       `toml:"ports"`
+	Switch     Switch      `toml:"switch"`
+	Metrics    Metrics     `toml:"metrics"`
+	State      State       `toml:"state"`
+	Interfaces []Interface `toml:"interface"`
+	Attach     []Attach    `toml:"attach"`
+}
+
+// Control is the control socket.
+type Control struct {
+	Socket string `toml:"socket"` // path
+	Group  string `toml:"group"`  // group owning the socket (name or number); "" keeps valed's
+	Mode   string `toml:"mode"`   // permissions, octal, e.g. "0660"
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `toml:"level"` // debug, info, warn, error
+}
+
+// Ports are the defaults of ports opened without @conf.
+type Ports struct {
+	Rings      uint32   `toml:"rings"`
+	Slots      uint32   `toml:"slots"`
+	BufSize    uint32   `toml:"buf_size"`
+	ZmonLevels int      `toml:"zmon_levels"`
+	Poll       Duration `toml:"poll"`
+}
+
+// Switch configures every switch.
+type Switch struct {
+	MaxPorts int      `toml:"max_ports"`
+	MACAge   Duration `toml:"mac_age"`
+}
+
+// Metrics configures the Prometheus endpoint, off unless Listen is set.
+type Metrics struct {
+	Listen string `toml:"listen"` // host:port
+}
+
+// State is where valed keeps what outlives it.
+type State struct {
+	Dir     string `toml:"dir"`     // interface settings to restore after a crash
+	Persist bool   `toml:"persist"` // save attachments into this file whenever they change
+}
+
+// Interface is a persistent interface to create (vale-ctl -n).
+type Interface struct {
+	Name  string `toml:"name"`
+	Rings int    `toml:"rings,omitempty"`
+	Slots int    `toml:"slots,omitempty"`
+}
+
+// Attach is an attachment to make (vale-ctl -a, -h, -a -vhost-user).
+type Attach struct {
+	Port        string `toml:"port"` // valeX:NAME
+	Host        bool   `toml:"host,omitempty"`
+	XDPMode     string `toml:"xdp_mode,omitempty"`
+	Copy        string `toml:"copy,omitempty"`
+	StartQueue  int    `toml:"start_queue,omitempty"`
+	Queues      int    `toml:"queues,omitempty"`
+	FrameSize   int    `toml:"frame_size,omitempty"`
+	Slots       int    `toml:"slots,omitempty"`
+	VhostUser   string `toml:"vhost_user,omitempty"`
+	VhostClient bool   `toml:"vhost_client,omitempty"`
+}
+
+// Duration is a time.Duration written as "5m", "50us".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %s", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes a duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Error is a problem in a configuration file, with where it is.
+type Error struct {
+	File string
+	Line int    // 0 if unknown
+	Key  string // dotted key, if any
+	Msg  string
+}
+
+// Error formats the problem as file:line: key: message.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+var decodeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// Load reads and checks the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads and checks a configuration named name.
+func Parse(name string, data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		}
+		// Type mismatches come as plain errors that name the line and key.
+		e := &Error{File: name, Msg: err.Error()}
+		if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Key, e.Msg = m[2], m[3]
+		}
+		return nil, e
+	}
+	lines := keyLines(data)
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &Error{File: name, Line: lines.find(k), Key: k, Msg: "unknown key"}
+	}
+	if err := c.check(); err != nil {
+		var ce *checkError
+		if errors.As(err, &ce) {
+			return nil, &Error{File: name, Line: lines.find(ce.key), Key: ce.key, Msg: ce.msg}
+		}
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	return &c, nil
+}
+
+// checkError is a bad value of a key.
+type checkError struct{ key, msg string }
+
+func (e *checkError) Error() string { return e.key + ": " + e.msg }
+
+func bad(key, format string, args ...any) error {
+	return &checkError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// check validates the values (the ranges valed accepts).
+func (c *Config) check() error {
+	if m := c.Control.Mode; m != "" {
+		if v, err := strconv.ParseUint(m, 8, 32); err != nil || v > 0o777 {
+			return bad("control.mode", "%q is not an octal permission like \"0660\"", m)
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	p := c.Ports
+	if p.Rings > 16 {
+		return bad("ports.rings", "%d: at most 16", p.Rings)
+	}
+	if p.Slots != 0 && (p.Slots < 2 || p.Slots > 4096) {
+		return bad("ports.slots", "%d: want 2..4096", p.Slots)
+	}
+	if p.BufSize != 0 && (p.BufSize < 64 || p.BufSize > 65536 || p.BufSize%64 != 0) {
+		return bad("ports.buf_size", "%d: want a multiple of 64 in 64..65536", p.BufSize)
+	}
+	if p.ZmonLevels < 0 || p.ZmonLevels > 4 {
+		return bad("ports.zmon_levels", "%d: want 1..4", p.ZmonLevels)
+	}
+	if c.Switch.MaxPorts < 0 || c.Switch.MaxPorts > 4096 {
+		return bad("switch.max_ports", "%d: want 1..4096", c.Switch.MaxPorts)
+	}
+	if l := c.Metrics.Listen; l != "" && !strings.Contains(l, ":") {
+		return bad("metrics.listen", "%q: want host:port", l)
+	}
+	names := map[string]bool{}
+	for _, i := range c.Interfaces {
+		switch {
+		case i.Name == "" || len(i.Name) > 15:
+			return bad("interface.name", "%q: want 1..15 characters", i.Name)
+		case names[i.Name]:
+			return bad("interface.name", "%q given twice", i.Name)
+		case i.Rings < 0 || i.Rings > 16:
+			return bad("interface.rings", "%d (interface %s): want 1..16", i.Rings, i.Name)
+		case i.Slots < 0 || i.Slots > 1024:
+			return bad("interface.slots", "%d (interface %s): want 1..1024", i.Slots, i.Name)
+		}
+		names[i.Name] = true
+	}
+	ports := map[string]bool{}
+	for _, a := range c.Attach {
+		switch {
+		case !strings.HasPrefix(a.Port, "vale") || !strings.Contains(a.Port, ":"):
+			return bad("attach.port", "%q: want valeX:NAME", a.Port)
+		case ports[a.Port]:
+			return bad("attach.port", "%q given twice", a.Port)
+		case a.VhostUser == "" && a.VhostClient:
+			return bad("attach.vhost_client", "set for %s without vhost_user", a.Port)
+		case a.VhostUser != "" && a.Host:
+			return bad("attach.host", "a vhost-user port (%s) has no host stack", a.Port)
+		}
+		switch a.XDPMode {
+		case "", "auto", "native", "drv", "generic", "skb":
+		default:
+			return bad("attach.xdp_mode", "%q (%s): want auto, native or generic", a.XDPMode, a.Port)
+		}
+		switch a.Copy {
+		case "", "copy", "zerocopy":
+		default:
+			return bad("attach.copy", "%q (%s): want copy or zerocopy", a.Copy, a.Port)
+		}
+		ports[a.Port] = true
+	}
+	return nil
+}
+
+// lineIndex maps dotted keys to the lines that set them.
+type lineIndex map[string][]int
+
+func (l lineIndex) find(key string) int {
+	if ls := l[key]; len(ls) > 0 {
+		return ls[0]
+	}
+	// A key of an unknown table: its header.
+	for k, ls := range l {
+		if strings.HasPrefix(key, k+".") && len(ls) > 0 {
+			return ls[0]
+		}
+	}
+	return 0
+}
+
+// keyLines finds, for each dotted key, the lines that set it: enough to
+// point at a key the decoder left unused or a value the checks refused.
+func keyLines(data []byte) lineIndex {
+	idx := lineIndex{}
+	table := ""
+	for n, raw := range strings.Split(string(data), "\n") {
+		line := strings.TrimSpace(raw)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[["):
+			table = strings.TrimSpace(strings.Trim(strings.SplitN(line, "#", 2)[0], "[] \t"))
+			idx[table] = append(idx[table], n+1)
+		case strings.HasPrefix(line, "["):
+			table = strings.TrimSpace(strings.Trim(strings.SplitN(line, "#", 2)[0], "[] \t"))
+			idx[table] = append(idx[table], n+1)
+		default:
+			k, _, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			k = strings.Trim(strings.TrimSpace(k), `"'`)
+			if table != "" {
+				k = table + "." + k
+			}
+			idx[k] = append(idx[k], n+1)
+		}
+	}
+	return idx
+}

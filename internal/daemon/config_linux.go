@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/valeswitch/vale/internal/config"
+	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/ports/tap"
+)
+
+// Persistent interfaces and attachments from, and back into, valed's
+// configuration file.
+
+func attachFromConfig(a config.Attach) mgmt.AttachRequest {
+	return mgmt.AttachRequest{
+		Name: a.Port, Host: a.Host, XDPMode: a.XDPMode, Copy: a.Copy, StartQueue: a.StartQueue,
+		Queues: a.Queues, FrameSize: a.FrameSize, Slots: a.Slots, VhostUser: a.VhostUser, VhostClient: a.VhostClient,
+	}
+}
+
+func attachToConfig(r mgmt.AttachRequest) config.Attach {
+	return config.Attach{
+		Port: r.Name, Host: r.Host, XDPMode: r.XDPMode, Copy: r.Copy, StartQueue: r.StartQueue,
+		Queues: r.Queues, FrameSize: r.FrameSize, Slots: r.Slots, VhostUser: r.VhostUser, VhostClient: r.VhostClient,
+	}
+}
+
+// applyStartup creates the configuration's interfaces and attachments. A
+// failure (an interface that is not there today) is logged, not fatal: the
+// others still come up.
+func (d *Daemon) applyStartup(c *config.Config) {
+	for _, i := range c.Interfaces {
+		if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
+			d.log.Error("persistent interface from the configuration", "interface", i.Name, "error", err)
+		}
+	}
+	for _, a := range c.Attach {
+		if _, err := d.attach1(attachFromConfig(a)); err != nil {
+			d.log.Error("attachment from the configuration", "port", a.Port, "error", err)
+		}
+	}
+}
+
+func (d *Daemon) attach1(r mgmt.AttachRequest) (any, error) {
+	n, err := parseAttachName(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	return d.attachUnsaved(&n, r)
+}
+
+// snapshot returns the persistent interfaces and attachments as they are
+// now, sorted, as the configuration writes them.
+func (d *Daemon) snapshot() ([]config.Interface, []config.Attach) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ifs []config.Interface
+	for name, is := range d.ifaces {
+		i := config.Interface{Name: name, Rings: is.rings}
+		if is.slots != 0 && is.slots != tap.DefaultSlots {
+			i.Slots = is.slots
+		}
+		ifs = append(ifs, i)
+	}
+	var atts []config.Attach
+	for _, ss := range d.switches {
+		for _, ps := range ss.ports {
+			if ps.req != nil {
+				atts = append(atts, attachToConfig(*ps.req))
+			}
+		}
+	}
+	slices.SortFunc(ifs, func(a, b config.Interface) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(atts, func(a, b config.Attach) int { return strings.Compare(a.Port, b.Port) })
+	return ifs, atts
+}
+
+// save writes the persistent interfaces and attachments into the
+// configuration file (vale-ctl -save).
+func (d *Daemon) save() error {
+	if d.cfg.ConfigFile == "" {
+		return errors.New("valed runs without a configuration file (valed -c FILE): nothing to save into")
+	}
+	ifs, atts := d.snapshot()
+	if err := config.SaveAttachments(d.cfg.ConfigFile, ifs, atts); err != nil {
+		return err
+	}
+	d.reloadMu.Lock()
+	if d.applied != nil {
+		d.applied.Interfaces, d.applied.Attach = ifs, atts
+	}
+	d.reloadMu.Unlock()
+	d.log.Info("attachments saved", "file", d.cfg.ConfigFile, "interfaces", len(ifs), "attachments", len(atts))
+	return nil
+}
+
+// persistChange saves after a change when the configuration says persist.
+func (d *Daemon) persistChange() {
+	if !d.cfg.Persist || d.cfg.ConfigFile == "" {
+		return
+	}
+	if err := d.save(); err != nil {
+		d.log.Error("save attachments", "error", err)
+	}
+}
+
+// Reload reads the configuration file again and applies what changed in
+// it since it was last read: log level, metrics address, the socket's
+// group and mode, and the interfaces and attachments added, removed or
+// changed. Ports the change does not name are not touched. (SIGHUP,
+// vale-ctl -reload.)
+func (d *Daemon) Reload() error {
+	if d.cfg.ConfigFile == "" {
+		return errors.New("valed runs without a configuration file (valed -c FILE): nothing to reload")
+	}
+	c, err := config.Load(d.cfg.ConfigFile)
+	if err != nil {
+		return err
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	old := d.applied
+	if old == nil {
+		old = &config.Config{}
+	}
+	if c.Log.Level != old.Log.Level && d.cfg.LogLevel != nil {
+		if err := d.cfg.LogLevel.UnmarshalText([]byte(orDefault(c.Log.Level, "info"))); err == nil {
+			d.log.Info("log level changed", "level", d.cfg.LogLevel.Level())
+		}
+	}
+	if c.Control.Socket != "" && c.Control.Socket != old.Control.Socket && c.Control.Socket != d.ln.Path() {
+		d.log.Warn("the control socket's path changes only when valed restarts", "socket", c.Control.Socket)
+	}
+	if c.Control.Mode != old.Control.Mode || c.Control.Group != old.Control.Group {
+		if err := d.setSocketAccess(c.Control.Group, c.Control.Mode); err != nil {
+			d.log.Error("control socket access", "error", err)
+		}
+	}
+	if c.Metrics.Listen != old.Metrics.Listen {
+		d.restartMetrics(c.Metrics.Listen)
+	}
+	var errs []error
+	// Removed or changed interfaces and attachments go first.
+	newAtt := map[string]config.Attach{}
+	for _, a := range c.Attach {
+		newAtt[a.Port] = a
+	}
+	newIf := map[string]config.Interface{}
+	for _, i := range c.Interfaces {
+		newIf[i.Name] = i
+	}
+	for _, a := range old.Attach {
+		if n, ok := newAtt[a.Port]; !ok || n != a {
+			if err := d.detachUnsaved(a.Port); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, i := range old.Interfaces {
+		if n, ok := newIf[i.Name]; !ok || n != i {
+			if err := d.delIfaceUnsaved(i.Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	oldAtt := map[string]config.Attach{}
+	for _, a := range old.Attach {
+		oldAtt[a.Port] = a
+	}
+	oldIf := map[string]config.Interface{}
+	for _, i := range old.Interfaces {
+		oldIf[i.Name] = i
+	}
+	for _, i := range c.Interfaces {
+		if o, ok := oldIf[i.Name]; !ok || o != i {
+			if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, a := range c.Attach {
+		if o, ok := oldAtt[a.Port]; !ok || o != a {
+			if _, err := d.attach1(attachFromConfig(a)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a.Port, err))
+			}
+		}
+	}
+	d.applied = c
+	d.log.Info("configuration reloaded", "file", d.cfg.ConfigFile, "errors", len(errs))
+	return errors.Join(errs...)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// setSocketAccess gives the control socket a group and permissions.
+func (d *Daemon) setSocketAccess(group, mode string) error {
+	path := d.ln.Path()
+	if group != "" {
+		gid, err := lookupGroup(group)
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fmt.Errorf("control socket group %s: %w", group, err)
+		}
+	}
+	if mode != "" {
+		m, err := strconv.ParseUint(mode, 8, 32)
+		if err != nil {
+			return fmt.Errorf("control socket mode %q: %w", mode, err)
+		}
+		if err := os.Chmod(path, os.FileMode(m)); err != nil {
+			return fmt.Errorf("control socket mode %s: %w", mode, err)
+		}
+	}
+	return nil
+}
+
+// lookupGroup returns the id of a group given by name or number.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil {
+		return n, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("control socket group: %w", err)
+	}
+	return strconv.Atoi(grp.Gid)
+}
