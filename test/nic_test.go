@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -334,14 +336,28 @@ func TestKilledValedCleanup(t *testing.T) {
 	if g := gro(t, sw, "vA"); g != "off" {
 		t.Fatalf("after SIGKILL: GRO %s; the test wants to see it restored by the next valed", g)
 	}
-	d2 := startValedAt(t, sw, d.sock)
-	waitFor(t, "the next valed to restore GRO", func() bool { return gro(t, sw, "vA") == "on" })
+	// The next valed restores the interface, then attaches it again from
+	// its configuration file.
+	cfg := filepath.Join(t.TempDir(), "valed.toml")
+	if err := os.WriteFile(cfg, []byte("[[attach]]\nport = \"vale0:vA\"\nxdp_mode = \"generic\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startValedAt(t, sw, d.sock, "-c", cfg)
 	if !strings.Contains(d2.out.String(), "restored the settings") {
 		t.Errorf("valed did not log the restore:\n%s", d2.out.String())
 	}
-	d2.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
-	if x := xdpState(t, sw, "vA"); x == "" {
-		t.Error("attach after restart: no program")
+	if st := d2.portStats(t, "vale0:vA"); st == nil || !strings.HasPrefix(st["STATE"], "generic/copy") {
+		t.Fatalf("the configured attachment after restart: %v", st)
+	}
+	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
+		t.Errorf("attach after restart: XDP state %q", x)
+	}
+	if g := gro(t, sw, "vA"); g != "off" {
+		t.Errorf("attached again: GRO %s", g)
+	}
+	d2.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
+	if g := gro(t, sw, "vA"); g != "on" {
+		t.Errorf("after the second detach: GRO %s, want on (the setting from before the crash)", g)
 	}
 }
 
