@@ -444,6 +444,16 @@ func (p *Port) Free() error {
 
 // --- control messages ---
 
+// stateQueue decodes a vring state payload and the queue it names.
+func (p *Port) stateQueue(m *message) (vringState, *queue, error) {
+	s, err := m.state()
+	if err != nil {
+		return s, nil, err
+	}
+	q, err := p.queue(s.index)
+	return s, q, err
+}
+
 func (p *Port) queue(i uint32) (*queue, error) {
 	if int(i) >= len(p.queues) {
 		return nil, fmt.Errorf("virtqueue %d: the device has %d", i, len(p.queues))
@@ -514,11 +524,7 @@ func (p *Port) handle(m *message) ([]byte, error) {
 		}
 		return nil, p.setMemTable(regions, m.fds)
 	case reqSetVringNum:
-		s, err := m.state()
-		if err != nil {
-			return nil, err
-		}
-		q, err := p.queue(s.index)
+		s, q, err := p.stateQueue(m)
 		if err != nil {
 			return nil, err
 		}
@@ -546,11 +552,7 @@ func (p *Port) handle(m *message) ([]byte, error) {
 		q.mu.Unlock()
 		return nil, err
 	case reqSetVringBase:
-		s, err := m.state()
-		if err != nil {
-			return nil, err
-		}
-		q, err := p.queue(s.index)
+		s, q, err := p.stateQueue(m)
 		if err != nil {
 			return nil, err
 		}
@@ -563,11 +565,7 @@ func (p *Port) handle(m *message) ([]byte, error) {
 		q.mu.Unlock()
 		return nil, nil
 	case reqGetVringBase:
-		s, err := m.state()
-		if err != nil {
-			return nil, err
-		}
-		q, err := p.queue(s.index)
+		s, q, err := p.stateQueue(m)
 		if err != nil {
 			return nil, err
 		}
@@ -607,11 +605,7 @@ func (p *Port) handle(m *message) ([]byte, error) {
 	case reqGetQueueNum:
 		return u64Payload(uint64(len(p.queues) / 2)), nil
 	case reqSetVringEnable:
-		s, err := m.state()
-		if err != nil {
-			return nil, err
-		}
-		q, err := p.queue(s.index)
+		s, q, err := p.stateQueue(m)
 		if err != nil {
 			return nil, err
 		}

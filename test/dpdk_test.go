@@ -26,25 +26,7 @@ func testpmd(t testing.TB, sock, mode string, extra ...string) *proc {
 		"--", "--forward-mode=" + mode, "--stats-period", "1", "--nb-cores=1", "--total-num-mbufs=8192",
 		"--rxd=1024", "--txd=1024"}
 	args = append(args, extra...)
-	p := &proc{t: t, name: "dpdk-testpmd", done: make(chan struct{})}
-	p.cmd = exec.Command("dpdk-testpmd", args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("output of dpdk-testpmd (%s):\n%s", mode, tail(p.out.String(), 60))
-		}
-	})
+	p := launch(t, "dpdk-testpmd "+mode, exec.Command("dpdk-testpmd", args...), nil)
 	return p
 }
 

@@ -182,27 +182,7 @@ func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string) *gu
 		// vectors=0 avoids it.
 		"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0",
 	}
-	p := &proc{t: t, name: "qemu " + name, done: make(chan struct{})}
-	p.cmd = exec.Command("qemu-system-x86_64", args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start qemu: %v", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("console of guest %s:\n%s", name, p.out.String())
-		}
-	})
+	p := launch(t, "guest "+name, exec.Command("qemu-system-x86_64", args...), nil)
 	return &guest{proc: p, name: name}
 }
 

@@ -75,26 +75,36 @@ type proc struct {
 // end of the test.
 func start(t testing.TB, sock, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, name), args...)
-	p.cmd.Env = append(os.Environ(), "VALE_SOCK="+sock)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = append(os.Environ(), "VALE_SOCK="+sock)
+	return launch(t, name+" "+strings.Join(args, " "), cmd, nil)
+}
+
+// launch starts cmd, collecting its output, and at the end of the test
+// stops it (with stop if given, else SIGKILL) and shows its output if the
+// test failed.
+func launch(t testing.TB, name string, cmd *exec.Cmd, stop func(*proc)) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
+		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
+		if !p.exited() {
+			if stop != nil {
+				stop(p)
+			} else {
+				cmd.Process.Kill()
+				<-p.done
+			}
 		}
 		if t.Failed() {
-			t.Logf("output of %s %s:\n%s", name, strings.Join(args, " "), p.out.String())
+			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 200))
 		}
 	})
 	return p
@@ -135,28 +145,7 @@ type daemon struct {
 
 func startValed(t testing.TB, args ...string) *daemon {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "valed.sock")
-	p := start(t, sock, "valed", append([]string{"-sock", sock, "-log-level", "debug"}, args...)...)
-	d := &daemon{proc: p, sock: sock}
-	waitFor(t, "valed to listen", func() bool {
-		_, err := os.Stat(sock)
-		return err == nil
-	})
-	t.Cleanup(func() {
-		if p.exited() {
-			return
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-			if p.err != nil {
-				t.Errorf("valed exited with %v after SIGTERM", p.err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("valed did not stop on SIGTERM")
-		}
-	})
-	return d
+	return startValedAt(t, nil, filepath.Join(t.TempDir(), "valed.sock"), args...)
 }
 
 // run runs a binary to completion and returns its output.

@@ -117,35 +117,20 @@ func startValedAt(t testing.TB, ns *netNS, sock string, args ...string) *daemon 
 		all = append([]string{"ip", "netns", "exec", ns.name}, all...)
 		where = ns.name
 	}
-	p := &proc{t: t, name: "valed", done: make(chan struct{})}
-	p.cmd = exec.Command(all[0], all[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start valed in %s: %v", where, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	d := &daemon{proc: p, sock: sock}
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-				if p.err != nil {
-					t.Errorf("valed exited with %v after SIGTERM", p.err)
-				}
-			case <-time.After(10 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.done
-				t.Errorf("valed did not stop on SIGTERM")
+	p := launch(t, "valed in "+where, exec.Command(all[0], all[1:]...), func(p *proc) {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Errorf("valed exited with %v after SIGTERM", p.err)
 			}
-		}
-		if t.Failed() {
-			t.Logf("output of valed in %s:\n%s", where, p.out.String())
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("valed did not stop on SIGTERM")
 		}
 	})
+	d := &daemon{proc: p, sock: sock}
 	waitFor(t, "valed to listen", func() bool {
 		_, err := os.Stat(sock)
 		return err == nil || p.exited()

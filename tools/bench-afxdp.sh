@@ -47,104 +47,64 @@ done
 ip -n "$SW" link set vX up
 ip -n "$WIRE" link set pX up
 
-# testpmd NS IFACE MODE OUT: start dpdk-testpmd on one AF_XDP port and
-# wait until it forwards; TESTPMD is its pid. DPDK pins its forwarding
-# thread: receivers poll on CPU 1, senders on CPU 0, so that two testpmds
-# never share a core.
-testpmd() {
+# xsk NS IFACE MODE OUT: dpdk-testpmd on an AF_XDP port of IFACE in NS;
+# receivers poll on CPU 1, senders on CPU 0.
+xsk() {
 	local cores=0,1
 	[ "$3" = txonly ] && cores=1,0
-	ip netns exec "$1" dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf \
-		--file-prefix "vb$$-$2" --vdev "net_af_xdp0,iface=$2" -- --forward-mode="$3" --stats-period 1 \
-		--nb-cores=1 --total-num-mbufs=8192 --eth-peer=0,ff:ff:ff:ff:ff:ff >"$4" 2>&1 &
-	TESTPMD=$!
-	VALE_PIDS+=("$TESTPMD")
-	for _ in $(seq 300); do
-		grep -q "forwards packets on" "$4" && return 0
-		kill -0 "$TESTPMD" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "dpdk-testpmd did not start:" >&2
-	cat "$4" >&2
-	return 1
-}
-
-# median: the median of the numbers on stdin, leaving out the first
-# (ramp-up) second when there are three or more.
-median() {
-	awk '$1 > 0' | awk 'NR == 1 {first = $1; next} {print} END {if (NR < 3 && NR > 0) print first}' |
-		sort -n | awk '{v[NR]=$1} END {if (NR == 0) print 0; else printf "%d\n", v[int((NR+1)/2)]}'
-}
-
-# pps FILE Rx|Tx: testpmd's median per-second rate.
-pps() { grep -o "$2-pps: *[0-9]*" "$1" | awk '{print $2}' | median; }
-
-# pktgen_pps FILE: pkt-gen's median per-second rate, in pps.
-pktgen_pps() {
-	awk '$2 == "main_thread" && $4 ~ /pps$/ {v=$3; if ($4 == "Kpps") v*=1e3; if ($4 == "Mpps") v*=1e6; print v}' "$1" | median
-}
-
-valed_sw() {
-	ip netns exec "$SW" "$VALE_BIN/valed" -sock "$VALE_SOCK" -log-level warn 2>"$VALE_TMP/valed.log" &
-	VALE_PIDS+=($!)
-	for _ in $(seq 100); do
-		[ -S "$VALE_SOCK" ] && return 0
-		sleep 0.05
-	done
-	cat "$VALE_TMP/valed.log" >&2
-	return 1
+	testpmd "$4" "$cores" "net_af_xdp0,iface=$2" "$3" "$1"
 }
 
 kpps() { awk -v v="$1" 'BEGIN {printf "%.0f Kpps", v/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "-"}'; }
 
 echo "== switch -> wire, 64 B, $SECS s each (received by dpdk-testpmd rxonly on pX)"
-valed_sw
+VALE_NETNS=$SW start_valed
 v=${VALE_PIDS[-1]}
 "$VALE_BIN/vale-ctl" -a vale0:vX >/dev/null
-testpmd "$WIRE" pX rxonly "$VALE_TMP/rx1.log"
+xsk "$WIRE" pX rxonly "$VALE_TMP/rx1.log"
 r=$TESTPMD
 timeout -s INT "$SECS" "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx1.out" 2>&1 || true
 stop_pid "$r"
 stop_pid "$v"
-ours_out=$(pps "$VALE_TMP/rx1.log" Rx)
-testpmd "$WIRE" pX rxonly "$VALE_TMP/rx2.log"
+ours_out=$(testpmd_pps "$VALE_TMP/rx1.log" Rx)
+xsk "$WIRE" pX rxonly "$VALE_TMP/rx2.log"
 r=$TESTPMD
-testpmd "$SW" vX txonly "$VALE_TMP/tx2.log"
+xsk "$SW" vX txonly "$VALE_TMP/tx2.log"
 sleep "$SECS"
 stop_pid "$TESTPMD"
 stop_pid "$r"
-dpdk_out=$(pps "$VALE_TMP/rx2.log" Rx)
+dpdk_out=$(testpmd_pps "$VALE_TMP/rx2.log" Rx)
 printf '  vale   pkt-gen -> vale0 -> AF_XDP vX   %s (pkt-gen sent %s)\n' "$(kpps "$ours_out")" "$(kpps "$(pktgen_pps "$VALE_TMP/tx1.out")")"
-printf '  dpdk   testpmd txonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_out")" "$(kpps "$(pps "$VALE_TMP/tx2.log" Tx)")"
+printf '  dpdk   testpmd txonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_out")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx2.log" Tx)")"
 printf '  ratio  %s\n' "$(ratio "$ours_out" "$dpdk_out")"
 
 echo "== wire -> switch, 64 B, $SECS s each (sent by dpdk-testpmd txonly on pX)"
-valed_sw
+VALE_NETNS=$SW start_valed
 v=${VALE_PIDS[-1]}
 "$VALE_BIN/vale-ctl" -a vale0:vX >/dev/null
 "$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx3.out" 2>&1 &
 r=$!
 wait_port vale0:b
-testpmd "$WIRE" pX txonly "$VALE_TMP/tx3.log"
+xsk "$WIRE" pX txonly "$VALE_TMP/tx3.log"
 sleep "$SECS"
 stop_pid "$TESTPMD"
 stop_pid "$r"
 stop_pid "$v"
 ours_in=$(pktgen_pps "$VALE_TMP/rx3.out")
-testpmd "$SW" vX rxonly "$VALE_TMP/rx4.log"
+xsk "$SW" vX rxonly "$VALE_TMP/rx4.log"
 r=$TESTPMD
-testpmd "$WIRE" pX txonly "$VALE_TMP/tx4.log"
+xsk "$WIRE" pX txonly "$VALE_TMP/tx4.log"
 sleep "$SECS"
 stop_pid "$TESTPMD"
 stop_pid "$r"
-dpdk_in=$(pps "$VALE_TMP/rx4.log" Rx)
-printf '  vale   AF_XDP vX -> vale0 -> pkt-gen   %s (testpmd sent %s)\n' "$(kpps "$ours_in")" "$(kpps "$(pps "$VALE_TMP/tx3.log" Tx)")"
-printf '  dpdk   testpmd rxonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_in")" "$(kpps "$(pps "$VALE_TMP/tx4.log" Tx)")"
+dpdk_in=$(testpmd_pps "$VALE_TMP/rx4.log" Rx)
+printf '  vale   AF_XDP vX -> vale0 -> pkt-gen   %s (testpmd sent %s)\n' "$(kpps "$ours_in")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx3.log" Tx)")"
+printf '  dpdk   testpmd rxonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_in")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx4.log" Tx)")"
 printf '  ratio  %s\n' "$(ratio "$ours_in" "$dpdk_in")"
 
 echo "== host port (vale-ctl -h vale0:vX, TAP vX^), $SECS s each"
-valed_sw
+VALE_NETNS=$SW start_valed
 v=${VALE_PIDS[-1]}
 "$VALE_BIN/vale-ctl" -h vale0:vX >/dev/null
 ip -n "$SW" addr add 10.98.0.9/24 dev 'vX^'

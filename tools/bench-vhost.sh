@@ -21,34 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# testpmd LOG CORES VDEV MODE [ARGS...]: start dpdk-testpmd and wait until it
-# forwards; TESTPMD is its pid. Senders poll on CPU 0, receivers on CPU 1.
-testpmd() {
-	local log=$1 cores=$2 vdev=$3 mode=$4
-	shift 4
-	dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf --file-prefix "vb$$-$mode" \
-		--vdev "$vdev" -- --forward-mode="$mode" --stats-period 1 --nb-cores=1 --total-num-mbufs=8192 \
-		--rxd=1024 --txd=1024 "$@" >"$log" 2>&1 &
-	TESTPMD=$!
-	VALE_PIDS+=("$TESTPMD")
-	for _ in $(seq 600); do
-		grep -q "forwards packets on" "$log" && return 0
-		kill -0 "$TESTPMD" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "dpdk-testpmd did not start:" >&2
-	cat "$log" >&2
-	return 1
-}
-
-median() {
-	awk '$1 > 0' | awk 'NR == 1 {first = $1; next} {print} END {if (NR < 3 && NR > 0) print first}' |
-		sort -n | awk '{v[NR]=$1} END {if (NR == 0) print 0; else printf "%d\n", v[int((NR+1)/2)]}'
-}
-pps() { grep -o "$2-pps: *[0-9]*" "$1" | awk '{print $2}' | median; }
-pktgen_pps() {
-	awk '$2 == "main_thread" && $4 ~ /pps$/ {v=$3; if ($4 == "Kpps") v*=1e3; if ($4 == "Mpps") v*=1e6; print v}' "$1" | median
-}
 mpps() { awk -v v="$1" 'BEGIN {printf "%.2f Mpps", v/1e6}'; }
 
 echo "== virtio-user txonly (dpdk-testpmd), 64 B, $SECS s each"
@@ -58,7 +30,7 @@ v=${VALE_PIDS[-1]}
 "$VALE_BIN/pkt-gen" -i vale0:b@conf:rx-slots=4096 -f rx >"$VALE_TMP/rx1.out" 2>&1 &
 r=$!
 wait_port vale0:b
-testpmd "$VALE_TMP/tx1.log" 1,0 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly
+testpmd "$VALE_TMP/tx1.log" 1,0 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
 taken() { "$VALE_BIN/vale-ctl" -l vale0:vu | awk '$1 == "vale0:vu" {print $9}'; }
 t0=$(taken)
 sleep "$SECS"
@@ -69,17 +41,17 @@ stop_pid "$v"
 ours=$(pktgen_pps "$VALE_TMP/rx1.out")
 intake=$(( (t1 - t0) / SECS ))
 
-testpmd "$VALE_TMP/rx2.log" 0,1 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" rxonly
+testpmd "$VALE_TMP/rx2.log" 0,1 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" rxonly "" --rxd=1024 --txd=1024
 r=$TESTPMD
-testpmd "$VALE_TMP/tx2.log" 1,0 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" txonly
+testpmd "$VALE_TMP/tx2.log" 1,0 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
 sleep "$SECS"
 stop_pid "$TESTPMD"
 stop_pid "$r"
-dpdk=$(pps "$VALE_TMP/rx2.log" Rx)
+dpdk=$(testpmd_pps "$VALE_TMP/rx2.log" Rx)
 printf '  vale   virtio-user -> valed -> vale0 -> pkt-gen -f rx   %s received (testpmd sent %s, valed took %s)\n' \
-	"$(mpps "$ours")" "$(mpps "$(pps "$VALE_TMP/tx1.log" Tx)")" "$(mpps "$intake")"
+	"$(mpps "$ours")" "$(mpps "$(testpmd_pps "$VALE_TMP/tx1.log" Tx)")" "$(mpps "$intake")"
 printf '  dpdk   virtio-user -> testpmd net_vhost rxonly          %s received (testpmd sent %s)\n' \
-	"$(mpps "$dpdk")" "$(mpps "$(pps "$VALE_TMP/tx2.log" Tx)")"
+	"$(mpps "$dpdk")" "$(mpps "$(testpmd_pps "$VALE_TMP/tx2.log" Tx)")"
 awk -v a="$ours" -v b="$dpdk" 'BEGIN {if (b > 0) printf "  ratio  %.2f\n", a/b}'
 
 [ -n "${SKIP_GUESTS:-}" ] && exit 0

@@ -17,9 +17,12 @@ vale_cleanup() {
 }
 trap vale_cleanup EXIT
 
-# start_valed [flags...]: start valed on a private socket and wait for it.
+# start_valed [flags...]: start valed on a private socket (in network
+# namespace $VALE_NETNS if set) and wait for it.
 start_valed() {
-	"$VALE_BIN/valed" -sock "$VALE_SOCK" -log-level warn "$@" 2>"$VALE_TMP/valed.log" &
+	local pre=()
+	[ -n "${VALE_NETNS:-}" ] && pre=(ip netns exec "$VALE_NETNS")
+	"${pre[@]}" "$VALE_BIN/valed" -sock "$VALE_SOCK" -log-level warn "$@" 2>"$VALE_TMP/valed.log" &
 	VALE_PIDS+=($!)
 	for _ in $(seq 100); do
 		[ -S "$VALE_SOCK" ] && return 0
@@ -49,4 +52,44 @@ wait_port() {
 # rate FILE: the "Speed:" line of a pkt-gen output, without the label.
 rate() {
 	sed -n 's/^Speed: //p' "$1"
+}
+
+# median: the median of the numbers on stdin, leaving out the first
+# (ramp-up) value when there are three or more, and zeros.
+median() {
+	awk '$1 > 0' | awk 'NR == 1 {first = $1; next} {print} END {if (NR < 3 && NR > 0) print first}' |
+		sort -n | awk '{v[NR]=$1} END {if (NR == 0) print 0; else printf "%d\n", v[int((NR+1)/2)]}'
+}
+
+# testpmd_pps FILE Rx|Tx: dpdk-testpmd's median per-second rate.
+testpmd_pps() { grep -ao "$2-pps: *[0-9]*" "$1" | awk '{print $2}' | median; }
+
+# pktgen_pps FILE: pkt-gen's median per-second rate, in pps.
+pktgen_pps() {
+	awk '$2 == "main_thread" && $4 ~ /pps$/ {v=$3; if ($4 == "Kpps") v*=1e3; if ($4 == "Mpps") v*=1e6; print v}' "$1" | median
+}
+
+# testpmd LOG CORES VDEV MODE [NS [ARGS...]]: start dpdk-testpmd (in network
+# namespace NS if not empty) with one virtual device and wait until it
+# forwards; TESTPMD is its pid. CORES is the lcore list, main lcore first:
+# give a sender and a receiver different forwarding cores.
+testpmd() {
+	local log=$1 cores=$2 vdev=$3 mode=$4 ns=${5:-}
+	shift 4
+	[ $# -gt 0 ] && shift
+	local pre=()
+	[ -n "$ns" ] && pre=(ip netns exec "$ns")
+	"${pre[@]}" dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf --file-prefix "vb$$-$mode-${vdev%%,*}" \
+		--vdev "$vdev" -- --forward-mode="$mode" --stats-period 1 --nb-cores=1 --total-num-mbufs=8192 \
+		--eth-peer=0,ff:ff:ff:ff:ff:ff "$@" >"$log" 2>&1 &
+	TESTPMD=$!
+	VALE_PIDS+=("$TESTPMD")
+	for _ in $(seq 600); do
+		grep -aq "forwards packets on" "$log" && return 0
+		kill -0 "$TESTPMD" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "dpdk-testpmd did not start:" >&2
+	cat "$log" >&2
+	return 1
 }
