@@ -434,6 +434,25 @@ func TestAttachErrors(t *testing.T) {
 	sw.run(t, "ip", "link", "set", "dev", "vA", "xdpgeneric", "off")
 	unchanged("foreign program")
 
+	// valed without the capabilities or the locked memory AF_XDP needs.
+	for _, c := range []struct {
+		wrap []string
+		want string
+	}{
+		{[]string{"setpriv", "--bounding-set", "-net_admin,-net_raw,-bpf,-sys_admin", "--inh-caps", "-net_admin,-net_raw,-bpf,-sys_admin"}, "CAP_NET_ADMIN"},
+		{[]string{"prlimit", "--memlock=65536:65536", "setpriv", "--bounding-set", "-ipc_lock", "--inh-caps", "-ipc_lock"}, "RLIMIT_MEMLOCK"},
+	} {
+		sock := filepath.Join(t.TempDir(), "valed.sock")
+		cmd := exec.Command("ip", append(append([]string{"netns", "exec", sw.name}, c.wrap...), filepath.Join(binDir, "valed"), "-sock", sock)...)
+		weak := launch(t, "valed under "+c.wrap[0], cmd, nil)
+		waitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.exited() })
+		out, err := exec.Command(filepath.Join(binDir, "vale-ctl"), "-sock", sock, "-a", "vale0:vA").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("attach by valed under %v: %v %s, want it to name %s", c.wrap, err, out, c.want)
+		}
+		unchanged("restricted valed")
+	}
+
 	expect("no such port", "-d", "vale0:vA")
 	expect("no persistent interface", "-r", "nosuch0")
 	expect("only valeX:IFNAME", "-a", "vale0:vA/x")

@@ -89,7 +89,7 @@ func SetOffloads(name string, o Offloads) error {
 	}
 	if cur.GRO != o.GRO {
 		if err := setEthtoolValue(name, unix.ETHTOOL_SGRO, b2u(o.GRO)); err != nil {
-			return fmt.Errorf("%s: set GRO %s: %w", name, onOff(o.GRO), err)
+			return fmt.Errorf("%s: set GRO %s: %w%s", name, onOff(o.GRO), err, PermissionHint(err))
 		}
 	}
 	if cur.LRO != o.LRO {
@@ -102,7 +102,7 @@ func SetOffloads(name string, o Offloads) error {
 			flags |= ethFlagLRO
 		}
 		if err := setEthtoolValue(name, ethtoolSFlags, flags); err != nil {
-			return fmt.Errorf("%s: set LRO %s: %w", name, onOff(o.LRO), err)
+			return fmt.Errorf("%s: set LRO %s: %w%s", name, onOff(o.LRO), err, PermissionHint(err))
 		}
 	}
 	return nil
@@ -129,7 +129,7 @@ func onOff(b bool) string {
 func Promiscuous(ifindex int) (*os.File, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("create packet socket for promiscuous mode: %w", err)
+		return nil, fmt.Errorf("create packet socket for promiscuous mode: %w%s", err, PermissionHint(err))
 	}
 	mreq := unix.PacketMreq{Ifindex: int32(ifindex), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
@@ -163,4 +163,12 @@ func LocalSenders(name string) bool {
 		return true
 	}
 	return false
+}
+
+// PermissionHint explains a permission error from an interface operation.
+func PermissionHint(err error) string {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return " (valed needs CAP_NET_ADMIN and CAP_NET_RAW to attach interfaces: run it as root)"
+	}
+	return ""
 }
