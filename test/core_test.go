@@ -388,6 +388,9 @@ func TestValeCtl(t *testing.T) {
 	}
 	d.open(t, "vale0:a")
 	d.open(t, "vale1:b@conf:rings=2,slots=256")
+	if stats := d.run(t, 10*time.Second, "vale-ctl", "stats"); !strings.Contains(stats, "AVG_BATCH") {
+		t.Errorf("vale-ctl stats:\n%s", stats)
+	}
 	out := d.run(t, 10*time.Second, "vale-ctl", "-l", "-v")
 	for _, want := range []string{"vale0:a  vale0", "vale1:b  vale1", "2/2    256/256", "MACS", "AVG_BATCH"} {
 		if !strings.Contains(out, want) {

@@ -5,6 +5,7 @@
 //
 //	vale-ctl                     list every switch, port and persistent interface
 //	vale-ctl -l [NAME]           list one switch (vale0), port (vale0:a) or interface, or all
+//	vale-ctl stats [NAME]        the same with every counter (-l -v)
 //	vale-ctl -g PORT             print a port's memory and ring geometry
 //	vale-ctl -a vale0:IFNAME     attach a network interface (AF_XDP) or a persistent interface
 //	vale-ctl -h vale0:IFNAME     attach a network interface and its host stack (port vale0:IFNAME^)
@@ -94,6 +95,11 @@ func parseC(s string) (geometry, error) {
 }
 
 func run(args []string, out io.Writer) error {
+	// "vale-ctl stats [NAME]" is -l -v: every counter, for people without
+	// Prometheus.
+	if len(args) > 0 && args[0] == "stats" {
+		args = append([]string{"-l", "-v"}, args[1:]...)
+	}
 	fs := flag.NewFlagSet("vale-ctl", flag.ContinueOnError)
 	var (
 		list       = fs.Bool("l", false, "list switches and ports (optionally only the NAME given as argument)")
