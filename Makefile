@@ -2,14 +2,17 @@
 #
 #   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/
 #   make demo     start a switch, push traffic port to port, print the rate
-#   make test     lint, then every test (unit, race, end to end)
+#   make test     install what the tests need, lint, then every test (unit, race, end to end)
 #   make bench    forwarding benchmarks, pkt-gen -> vale0 -> pkt-gen rates, and
 #                 AF_XDP NIC ports against DPDK's net_af_xdp, the vhost-user
 #                 backend against DPDK's net_vhost (root; installs DPDK, QEMU)
 #   make soak     churn valed for SOAK (default 3m), check it does not grow
 #   make fuzz     run each fuzz target for FUZZTIME (default 30s)
 
-GO          ?= go
+# sudo drops /usr/local/go/bin from PATH: find go there too.
+GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# The tests build and run go themselves.
+export PATH := $(dir $(GO)):$(PATH)
 BIN         := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
@@ -20,7 +23,7 @@ FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./internal/ctl:FuzzRecv .
                ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \
                ./ptnet:FuzzVirtq ./ptnet:FuzzMessages ./internal/config:FuzzParse
 
-.PHONY: all build demo test lint unit race bench bench-afxdp bench-vhost soak fuzz clean
+.PHONY: all build demo test deps lint unit race bench bench-afxdp bench-vhost soak fuzz clean
 
 all: build
 
@@ -30,7 +33,12 @@ build:
 demo: build
 	tools/demo.sh
 
-test: lint unit race
+test: deps lint unit race
+
+# What the tests need from Debian (installed if missing, as root) and the
+# guests' kernel and busybox.
+deps:
+	tools/test-deps.sh
 
 lint:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
