@@ -165,6 +165,10 @@ func (f *frontend) handshake(want uint64, nq int, num uint16) {
 	for i := range nq {
 		f.setupQueue(i, num)
 	}
+	// The backend serves messages in order but answers few: make sure the
+	// rings are enabled before the caller sends (a started ring that is
+	// not enabled yet drops what it is given, as vhost-user.rst says).
+	f.sync()
 }
 
 func (f *frontend) setMemTable() {

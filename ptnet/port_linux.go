@@ -291,9 +291,11 @@ func (p *Port) serve(c *net.UnixConn) {
 	p.sessions.Add(1)
 	p.log.Info("vhost-user frontend connected")
 	err := p.handleMessages(c)
-	p.disconnect()
 	if err != nil && !p.stopped.Load() {
 		p.setLastErr(err.Error())
+	}
+	p.disconnect()
+	if err != nil && !p.stopped.Load() {
 		p.log.Warn("vhost-user frontend disconnected", "error", err)
 	} else {
 		p.log.Info("vhost-user frontend disconnected")

@@ -51,7 +51,12 @@ func recvOne(t *testing.T, p *Port, ring int) []ports.Frame {
 	case f := <-done:
 		return f
 	case <-time.After(5 * time.Second):
-		t.Fatal("Recv returned nothing")
+		q := p.queues[2*ring+1]
+		q.mu.Lock()
+		pend, perr := q.vq.pending()
+		st := fmt.Sprintf("live=%v ready=%v started=%v enabled=%v broken=%v lastAvail=%d pending=%d/%v avail=%#x", q.live(), q.ready, q.started, q.enabled, q.broken, q.vq.lastAvail, pend, perr, load32(q.vq.avail, 0))
+		q.mu.Unlock()
+		t.Fatalf("Recv returned nothing (%s; %s)", st, p.Describe().State)
 	}
 	return nil
 }
