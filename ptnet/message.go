@@ -73,23 +73,20 @@ const (
 // Feature bits: virtio-net (virtio 1.x, 5.1.3), the transport, and
 // vhost-user's own.
 const (
-	featNetCsum       = 1 << 0  // VIRTIO_NET_F_CSUM: the device takes partial checksums
-	featNetGuestCsum  = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM: the driver takes partial checksums
-	featNetGuestTSO4  = 1 << 7  // VIRTIO_NET_F_GUEST_TSO4
-	featNetGuestTSO6  = 1 << 8  // VIRTIO_NET_F_GUEST_TSO6
-	featNetGuestECN   = 1 << 9  // VIRTIO_NET_F_GUEST_ECN
-	featNetHostTSO4   = 1 << 11 // VIRTIO_NET_F_HOST_TSO4
-	featNetHostTSO6   = 1 << 12 // VIRTIO_NET_F_HOST_TSO6
-	featNetHostECN    = 1 << 13 // VIRTIO_NET_F_HOST_ECN
-	featNetMrgRxbuf   = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF
-	featNetMQ         = 1 << 22 // VIRTIO_NET_F_MQ
-	featLogAll        = 1 << 26 // VHOST_F_LOG_ALL
-	featIndirectDesc  = 1 << 28 // VIRTIO_RING_F_INDIRECT_DESC
-	featEventIdx      = 1 << 29 // VIRTIO_RING_F_EVENT_IDX
-	featProtocol      = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
-	featVersion1      = 1 << 32 // VIRTIO_F_VERSION_1
-	featAccessPlatfrm = 1 << 33 // VIRTIO_F_ACCESS_PLATFORM (IOMMU)
-	featRingPacked    = 1 << 34 // VIRTIO_F_RING_PACKED
+	featNetCsum      = 1 << 0  // VIRTIO_NET_F_CSUM: the device takes partial checksums
+	featNetGuestCsum = 1 << 1  // VIRTIO_NET_F_GUEST_CSUM: the driver takes partial checksums
+	featNetGuestTSO4 = 1 << 7  // VIRTIO_NET_F_GUEST_TSO4
+	featNetGuestTSO6 = 1 << 8  // VIRTIO_NET_F_GUEST_TSO6
+	featNetGuestECN  = 1 << 9  // VIRTIO_NET_F_GUEST_ECN
+	featNetHostTSO4  = 1 << 11 // VIRTIO_NET_F_HOST_TSO4
+	featNetHostTSO6  = 1 << 12 // VIRTIO_NET_F_HOST_TSO6
+	featNetHostECN   = 1 << 13 // VIRTIO_NET_F_HOST_ECN
+	featNetMrgRxbuf  = 1 << 15 // VIRTIO_NET_F_MRG_RXBUF
+	featNetMQ        = 1 << 22 // VIRTIO_NET_F_MQ
+	featLogAll       = 1 << 26 // VHOST_F_LOG_ALL
+	featEventIdx     = 1 << 29 // VIRTIO_RING_F_EVENT_IDX
+	featProtocol     = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
+	featVersion1     = 1 << 32 // VIRTIO_F_VERSION_1
 )
 
 // Protocol feature bits.
