@@ -181,7 +181,7 @@ func (m *message) sizeError(want int) error {
 	return fmt.Errorf("%s: payload of %d bytes, want %d", requestName(m.request), len(m.payload), want)
 }
 
-// fdsAllowed returns how many descriptors a request must carry, and
+// fdsWanted returns how many descriptors a request must carry, and
 // whether any count is wrong: a message with descriptors it should not
 // have is refused (the descriptors closed), as DPDK's validate_msg_fds.
 func (m *message) fdsWanted() (int, error) {
@@ -204,7 +204,7 @@ func (m *message) fdsWanted() (int, error) {
 	return 0, nil
 }
 
-// encode builds a reply to m with payload p.
+// encodeReply builds the reply to request with payload p.
 func encodeReply(request uint32, p []byte) []byte {
 	b := make([]byte, headerSize+len(p))
 	binary.LittleEndian.PutUint32(b, request)
