@@ -146,54 +146,49 @@ func (d *Daemon) Reload() error {
 		d.restartMetrics(c.Metrics.Listen)
 	}
 	var errs []error
-	// Removed or changed interfaces and attachments go first.
-	newAtt := map[string]config.Attach{}
-	for _, a := range c.Attach {
-		newAtt[a.Port] = a
-	}
-	newIf := map[string]config.Interface{}
-	for _, i := range c.Interfaces {
-		newIf[i.Name] = i
-	}
-	for _, a := range old.Attach {
-		if n, ok := newAtt[a.Port]; !ok || n != a {
-			if err := d.detachUnsaved(a.Port); err != nil {
-				errs = append(errs, err)
-			}
+	// Removed or changed entries are undone first (an attachment before
+	// the interface it may use), then added or changed ones are done.
+	attKey := func(a config.Attach) string { return a.Port }
+	ifKey := func(i config.Interface) string { return i.Name }
+	for _, a := range changed(old.Attach, c.Attach, attKey) {
+		if err := d.detachUnsaved(a.Port); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	for _, i := range old.Interfaces {
-		if n, ok := newIf[i.Name]; !ok || n != i {
-			if err := d.delIfaceUnsaved(i.Name); err != nil {
-				errs = append(errs, err)
-			}
+	for _, i := range changed(old.Interfaces, c.Interfaces, ifKey) {
+		if err := d.delIfaceUnsaved(i.Name); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	oldAtt := map[string]config.Attach{}
-	for _, a := range old.Attach {
-		oldAtt[a.Port] = a
-	}
-	oldIf := map[string]config.Interface{}
-	for _, i := range old.Interfaces {
-		oldIf[i.Name] = i
-	}
-	for _, i := range c.Interfaces {
-		if o, ok := oldIf[i.Name]; !ok || o != i {
-			if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
-				errs = append(errs, err)
-			}
+	for _, i := range changed(c.Interfaces, old.Interfaces, ifKey) {
+		if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	for _, a := range c.Attach {
-		if o, ok := oldAtt[a.Port]; !ok || o != a {
-			if _, err := d.attach1(attachFromConfig(a)); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", a.Port, err))
-			}
+	for _, a := range changed(c.Attach, old.Attach, attKey) {
+		if _, err := d.attach1(attachFromConfig(a)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Port, err))
 		}
 	}
 	d.applied = c
 	d.log.Info("configuration reloaded", "file", d.cfg.ConfigFile, "errors", len(errs))
 	return errors.Join(errs...)
+}
+
+// changed returns the entries of from that other lacks or has otherwise
+// (entries are matched by key).
+func changed[T comparable](from, other []T, key func(T) string) []T {
+	byKey := map[string]T{}
+	for _, e := range other {
+		byKey[key(e)] = e
+	}
+	var out []T
+	for _, e := range from {
+		if o, ok := byKey[key(e)]; !ok || o != e {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func orDefault(s, def string) string {

@@ -125,6 +125,9 @@ func l3Start(f []byte) int {
 	return 14
 }
 
+// Checksum returns the Internet checksum of b (RFC 1071).
+func Checksum(b []byte) uint16 { return ^fold(sum(b, 0)) }
+
 // sum adds b to acc as big-endian 16-bit words (one's complement, not
 // folded).
 func sum(b []byte, acc uint32) uint32 {

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/valeswitch/vale/internal/offload"
 )
 
 // Offsets of the fields pkt-gen touches, in an untagged Ethernet/IPv4/UDP
@@ -327,24 +329,8 @@ func Answer(in, out []byte, mac net.HardwareAddr, ip netip.Addr) int {
 		icmp := oip[ihl:total]
 		icmp[0] = 0 // echo reply
 		icmp[2], icmp[3] = 0, 0
-		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+		binary.BigEndian.PutUint16(icmp[2:], offload.Checksum(icmp))
 		return n
 	}
 	return 0
-}
-
-// checksum is the Internet checksum of b.
-func checksum(b []byte) uint16 {
-	var s uint32
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/valeswitch/vale/internal/offload"
 )
 
 func testFrame(n int) []byte {
@@ -125,9 +127,9 @@ func TestAnswer(t *testing.T) {
 	}
 	echo := make([]byte, 98)
 	copy(echo, []byte{2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 9, 0, 1, 10, 9, 0, 9, 8, 0})
-	binary.BigEndian.PutUint16(echo[36:], checksum(echo[34:98]))
+	binary.BigEndian.PutUint16(echo[36:], offload.Checksum(echo[34:98]))
 	n = Answer(echo, out, me, ip)
-	if n != 98 || out[34] != 0 || checksum(out[34:98]) != 0 || !bytes.Equal(out[26:30], ip.AsSlice()) {
+	if n != 98 || out[34] != 0 || offload.Checksum(out[34:98]) != 0 || !bytes.Equal(out[26:30], ip.AsSlice()) {
 		t.Fatalf("echo reply %x", out[:n])
 	}
 }
