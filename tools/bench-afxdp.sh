@@ -58,22 +58,35 @@ xsk() {
 kpps() { awk -v v="$1" 'BEGIN {printf "%.0f Kpps", v/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "-"}'; }
 
+# window PID...: measure SECS seconds of the testpmds given.
+window() {
+	local p
+	sleep 1 # past the ramp-up
+	for p in "$@"; do testpmd_show "$p"; done
+	sleep "$SECS"
+	for p in "$@"; do testpmd_show "$p"; done
+}
+
 echo "== switch -> wire, 64 B, $SECS s each (received by dpdk-testpmd rxonly on pX)"
 VALE_NETNS=$SW start_valed
 v=${VALE_PIDS[-1]}
 "$VALE_BIN/vale-ctl" -a vale0:vX >/dev/null
 xsk "$WIRE" pX rxonly "$VALE_TMP/rx1.log"
 r=$TESTPMD
-timeout -s INT "$SECS" "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx1.out" 2>&1 || true
-stop_pid "$r"
+"$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx1.out" 2>&1 &
+g=$!
+window "$r"
+stop_pid "$g"
+testpmd_stop "$r"
 stop_pid "$v"
 ours_out=$(testpmd_pps "$VALE_TMP/rx1.log" Rx)
 xsk "$WIRE" pX rxonly "$VALE_TMP/rx2.log"
 r=$TESTPMD
 xsk "$SW" vX txonly "$VALE_TMP/tx2.log"
-sleep "$SECS"
-stop_pid "$TESTPMD"
-stop_pid "$r"
+t=$TESTPMD
+window "$r" "$t"
+testpmd_stop "$t"
+testpmd_stop "$r"
 dpdk_out=$(testpmd_pps "$VALE_TMP/rx2.log" Rx)
 printf '  vale   pkt-gen -> vale0 -> AF_XDP vX   %s (pkt-gen sent %s)\n' "$(kpps "$ours_out")" "$(kpps "$(pktgen_pps "$VALE_TMP/tx1.out")")"
 printf '  dpdk   testpmd txonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_out")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx2.log" Tx)")"
@@ -87,17 +100,19 @@ v=${VALE_PIDS[-1]}
 r=$!
 wait_port vale0:b
 xsk "$WIRE" pX txonly "$VALE_TMP/tx3.log"
-sleep "$SECS"
-stop_pid "$TESTPMD"
+t=$TESTPMD
+window "$t"
+testpmd_stop "$t"
 stop_pid "$r"
 stop_pid "$v"
 ours_in=$(pktgen_pps "$VALE_TMP/rx3.out")
 xsk "$SW" vX rxonly "$VALE_TMP/rx4.log"
 r=$TESTPMD
 xsk "$WIRE" pX txonly "$VALE_TMP/tx4.log"
-sleep "$SECS"
-stop_pid "$TESTPMD"
-stop_pid "$r"
+t=$TESTPMD
+window "$r" "$t"
+testpmd_stop "$t"
+testpmd_stop "$r"
 dpdk_in=$(testpmd_pps "$VALE_TMP/rx4.log" Rx)
 printf '  vale   AF_XDP vX -> vale0 -> pkt-gen   %s (testpmd sent %s)\n' "$(kpps "$ours_in")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx3.log" Tx)")"
 printf '  dpdk   testpmd rxonly net_af_xdp vX   %s (testpmd sent %s)\n' "$(kpps "$dpdk_in")" "$(kpps "$(testpmd_pps "$VALE_TMP/tx4.log" Tx)")"

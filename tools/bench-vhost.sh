@@ -31,11 +31,15 @@ v=${VALE_PIDS[-1]}
 r=$!
 wait_port vale0:b
 testpmd "$VALE_TMP/tx1.log" 1,0 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
+t=$TESTPMD
 taken() { "$VALE_BIN/vale-ctl" -l vale0:vu | awk '$1 == "vale0:vu" {print $9}'; }
+sleep 1
+testpmd_show "$t"
 t0=$(taken)
 sleep "$SECS"
 t1=$(taken)
-stop_pid "$TESTPMD"
+testpmd_show "$t"
+testpmd_stop "$t"
 stop_pid "$r"
 stop_pid "$v"
 ours=$(pktgen_pps "$VALE_TMP/rx1.out")
@@ -44,15 +48,21 @@ intake=$(( (t1 - t0) / SECS ))
 testpmd "$VALE_TMP/rx2.log" 0,1 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" rxonly "" --rxd=1024 --txd=1024
 r=$TESTPMD
 testpmd "$VALE_TMP/tx2.log" 1,0 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
+t=$TESTPMD
+sleep 1
+testpmd_show "$r"
+testpmd_show "$t"
 sleep "$SECS"
-stop_pid "$TESTPMD"
-stop_pid "$r"
+testpmd_show "$r"
+testpmd_show "$t"
+testpmd_stop "$t"
+testpmd_stop "$r"
 dpdk=$(testpmd_pps "$VALE_TMP/rx2.log" Rx)
 printf '  vale   virtio-user -> valed -> vale0 -> pkt-gen -f rx   %s received (testpmd sent %s, valed took %s)\n' \
 	"$(mpps "$ours")" "$(mpps "$(testpmd_pps "$VALE_TMP/tx1.log" Tx)")" "$(mpps "$intake")"
 printf '  dpdk   virtio-user -> testpmd net_vhost rxonly          %s received (testpmd sent %s)\n' \
 	"$(mpps "$dpdk")" "$(mpps "$(testpmd_pps "$VALE_TMP/tx2.log" Tx)")"
-awk -v a="$ours" -v b="$dpdk" 'BEGIN {if (b > 0) printf "  ratio  %.2f\n", a/b}'
+awk -v a="$intake" -v b="$dpdk" 'BEGIN {if (b > 0) printf "  ratio  %.2f (frames valed took / frames testpmd net_vhost took)\n", a/b}'
 
 [ -n "${SKIP_GUESTS:-}" ] && exit 0
 echo "== guest to guest over vale0 (QEMU TCG, TCP, 64 MiB)"

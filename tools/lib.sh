@@ -61,29 +61,38 @@ median() {
 		sort -n | awk '{v[NR]=$1} END {if (NR == 0) print 0; else printf "%d\n", v[int((NR+1)/2)]}'
 }
 
-# testpmd_pps FILE Rx|Tx: dpdk-testpmd's median per-second rate.
-testpmd_pps() { grep -ao "$2-pps: *[0-9]*" "$1" | awk '{print $2}' | median; }
-
 # pktgen_pps FILE: pkt-gen's median per-second rate, in pps.
 pktgen_pps() {
 	awk '$2 == "main_thread" && $4 ~ /pps$/ {v=$3; if ($4 == "Kpps") v*=1e3; if ($4 == "Mpps") v*=1e6; print v}' "$1" | median
 }
 
+# dpdk-testpmd runs interactive, driven through a FIFO: with
+# --stats-period its main thread busy-waits between prints and takes the
+# CPU its own forwarding thread (or its peer's) needs.
+declare -A TESTPMD_IN
+
 # testpmd LOG CORES VDEV MODE [NS [ARGS...]]: start dpdk-testpmd (in network
-# namespace NS if not empty) with one virtual device and wait until it
-# forwards; TESTPMD is its pid. CORES is the lcore list, main lcore first:
-# give a sender and a receiver different forwarding cores.
+# namespace NS if not empty) with one virtual device, start forwarding and
+# wait until it forwards; TESTPMD is its pid. CORES is the lcore list, main
+# lcore first: give a sender and a receiver different forwarding cores.
 testpmd() {
 	local log=$1 cores=$2 vdev=$3 mode=$4 ns=${5:-}
 	shift 4
 	[ $# -gt 0 ] && shift
 	local pre=()
 	[ -n "$ns" ] && pre=(ip netns exec "$ns")
-	"${pre[@]}" dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf --file-prefix "vb$$-$mode-${vdev%%,*}" \
-		--vdev "$vdev" -- --forward-mode="$mode" --stats-period 1 --nb-cores=1 --total-num-mbufs=8192 \
-		--eth-peer=0,ff:ff:ff:ff:ff:ff "$@" >"$log" 2>&1 &
+	local fifo
+	fifo=$(mktemp -u "$VALE_TMP/testpmd.XXXXXX")
+	mkfifo "$fifo"
+	"${pre[@]}" stdbuf -oL dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf --file-prefix "vb$$-$mode-${vdev%%,*}" \
+		--vdev "$vdev" -- -i --forward-mode="$mode" --nb-cores=1 --total-num-mbufs=8192 \
+		--eth-peer=0,ff:ff:ff:ff:ff:ff "$@" <"$fifo" >"$log" 2>&1 &
 	TESTPMD=$!
 	VALE_PIDS+=("$TESTPMD")
+	local fd
+	exec {fd}>"$fifo"
+	TESTPMD_IN[$TESTPMD]=$fd
+	echo start >&"$fd"
 	for _ in $(seq 600); do
 		grep -aq "forwards packets on" "$log" && return 0
 		kill -0 "$TESTPMD" 2>/dev/null || break
@@ -93,3 +102,18 @@ testpmd() {
 	cat "$log" >&2
 	return 1
 }
+
+# testpmd_show PID: print port statistics now; the rates testpmd prints are
+# averages since the previous print, so call it at both ends of a window.
+testpmd_show() { echo "show port stats all" >&"${TESTPMD_IN[$1]}"; sleep 0.2; }
+
+# testpmd_stop PID: stop forwarding and quit.
+testpmd_stop() {
+	printf 'stop\nquit\n' >&"${TESTPMD_IN[$1]}"
+	exec {TESTPMD_IN[$1]}>&-
+	wait "$1" 2>/dev/null || true
+}
+
+# testpmd_pps FILE Rx|Tx: the rate testpmd printed last (the window's
+# average when testpmd_show marked its ends).
+testpmd_pps() { grep -ao "$2-pps: *[0-9]*" "$1" | tail -1 | awk '{print $2}'; }
