@@ -179,6 +179,18 @@ type queue struct {
 	// Transmit side: several workers may deliver at once.
 	mu      sync.Mutex
 	scratch []byte
+	// out is the frame writeOut sends and outErr its result; writeOut is
+	// bound once so a delivery does not allocate a closure per frame.
+	out      []byte
+	outErr   error
+	writeOut func(fd uintptr) bool
+}
+
+// writeOnce writes q.out to fd, asking the poller to wait while the
+// device's queue is full.
+func (q *queue) writeOnce(fd uintptr) bool {
+	_, q.outErr = unix.Write(int(fd), q.out)
+	return q.outErr != unix.EAGAIN
 }
 
 // NewPort makes dev a switch port called name (e.g. "vale0:eth1^"), of
@@ -197,6 +209,7 @@ func NewPort(name, kind string, dev *Device, slots int) (*Port, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		q := &queue{f: f, raw: raw, lens: make([]int, slots), scratch: make([]byte, 0, 65536)}
+		q.writeOut = q.writeOnce
 		// One allocation for the receive buffers of the queue.
 		mem := make([]byte, slots*bufSize)
 		for i := range slots {
@@ -307,12 +320,10 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 			}
 			data = q.scratch
 		}
-		var werr error
-		q.raw.Write(func(fd uintptr) bool {
-			_, werr = unix.Write(int(fd), data)
-			return werr != unix.EAGAIN
-		})
-		if werr != nil {
+		q.out, q.outErr = data, nil
+		q.raw.Write(q.writeOut)
+		q.out = nil
+		if q.outErr != nil {
 			// The interface is down, or the frame is malformed for the
 			// kernel: the rest of the batch would fare no better.
 			p.writeErrs.Add(1)
