@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -158,11 +159,7 @@ func (t *Tap) Active() bool {
 	return l != nil && len(*l) > 0
 }
 
-var one = [8]byte{1}
-
-func (f *Feed) wake(ring int) {
-	unix.Write(f.kick[ring], one[:])
-}
+func (f *Feed) wake(ring int) { notify.Signal(f.kick[ring]) }
 
 // swap hands slots [from, to) of r to monitor ring base+ring.
 func (f *Feed) swap(base, ring int, r *ports.Ring, from, to uint32, flags uint16, ts int64) {

@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -42,9 +41,9 @@ type End struct {
 	peerTx, peerRx []*ports.Ring // the peer's rings: only headers and slots are used
 	txHw, rxHw     []uint32      // TX slots handed to the peer; RX slots given back
 	notifyFirst    int
-	peerFDs        []int    // the peer's eventfds, by ring pair from notifyFirst
-	txTicket       []uint32 // last sleep ticket of the peer's RX ring i answered
-	rxTicket       []uint32 // last sleep ticket of the peer's TX ring i answered
+	peerFDs        []int           // the peer's eventfds, by ring pair from notifyFirst
+	txAnswer       []notify.Answer // the sleep tickets of the peer's RX ring i
+	rxAnswer       []notify.Answer // the sleep tickets of the peer's TX ring i
 }
 
 // NewEnd joins the rings of one end (tx, rx) with the peer's interface.
@@ -56,7 +55,7 @@ func NewEnd(tx, rx []*ports.Ring, peer *ports.Iface, port string, notifyFirst in
 	}
 	e := &End{port: port, tx: tx, rx: rx, notifyFirst: notifyFirst, peerFDs: peerFDs,
 		txHw: make([]uint32, len(tx)), rxHw: make([]uint32, len(rx)),
-		txTicket: make([]uint32, len(tx)), rxTicket: make([]uint32, len(rx))}
+		txAnswer: make([]notify.Answer, len(tx)), rxAnswer: make([]notify.Answer, len(rx))}
 	for i, r := range tx {
 		p := peer.Ring(ports.RX, i, port)
 		if p.NumSlots() != r.NumSlots() {
@@ -91,18 +90,11 @@ func resume(hw, head, n uint32) uint32 {
 	return hw
 }
 
-var one = [8]byte{1}
-
-// wake writes the peer's eventfd for ring pair i if the peer published a
+// wake signals the peer's eventfd for ring pair i if the peer published a
 // sleep ticket not answered yet.
-func (e *End) wake(h *ports.RingHeader, last *uint32, i int) {
-	t := h.AppKick()
-	if t == 0 || t == *last {
-		return
-	}
-	*last = t
+func (e *End) wake(h *ports.RingHeader, a *notify.Answer, i int) {
 	if j := i - e.notifyFirst; j >= 0 && j < len(e.peerFDs) {
-		unix.Write(e.peerFDs[j], one[:])
+		a.Kick(h.AppTicket(), e.peerFDs[j])
 	}
 }
 
@@ -140,7 +132,7 @@ func (e *End) TxSync(i int) error {
 		if complete != hw {
 			ph.SetTimestamp(ts)
 			ph.SetTail(complete) // only whole frames
-			e.wake(ph, &e.txTicket[i], i)
+			e.wake(ph, &e.txAnswer[i], i)
 		}
 	}
 	// The peer gives slots back up to one behind its RX consumption point:
@@ -183,7 +175,7 @@ func (e *End) RxSync(i int) error {
 		r.Header().SetHwcur(head)
 		ph := pt.Header()
 		ph.SetTail(r.Prev(head))
-		e.wake(ph, &e.rxTicket[i], i)
+		e.wake(ph, &e.rxAnswer[i], i)
 	}
 	// The peer may expose frames up to one slot behind what was released.
 	t := r.Header().Tail()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/ports"
 )
@@ -30,7 +31,7 @@ type Pair struct {
 	geom   [2]ports.Geometry
 	layout ports.Layout
 	region *shmem.Region
-	notify [2][]shmem.Eventfd // by end, by ring pair
+	notify [2][]*notify.Eventfd // by end, by ring pair
 
 	mu     sync.Mutex
 	users  [2]int
@@ -64,7 +65,7 @@ func NewPair(master, slave string, g ports.Geometry, zlevels int) (*Pair, error)
 	for end := range 2 {
 		gg := p.geom[end]
 		p.claims[end] = ports.NewClaims(int(gg.TxRings), int(gg.RxRings))
-		if p.notify[end], err = shmem.NewEventfds(int(max(gg.TxRings, gg.RxRings))); err != nil {
+		if p.notify[end], err = notify.NewEventfds(int(max(gg.TxRings, gg.RxRings))); err != nil {
 			p.Free()
 			return nil, err
 		}
@@ -98,7 +99,7 @@ func (p *Pair) Users() [2]int {
 // memory keep their mappings.
 func (p *Pair) Free() error {
 	for end := range 2 {
-		shmem.CloseEventfds(p.notify[end])
+		notify.CloseAll(p.notify[end])
 	}
 	return p.region.Close()
 }
@@ -137,7 +138,7 @@ func (b *Binding) Reply(r *ports.OpenReply) []int {
 	fds := []int{p.region.FD}
 	for _, end := range []int{b.end, 1 - b.end} {
 		for i := nf; i < nl; i++ {
-			fds = append(fds, p.notify[end][i].FD)
+			fds = append(fds, p.notify[end][i].FD())
 		}
 	}
 	return fds

@@ -1,5 +1,7 @@
 package ports
 
+import "github.com/valeswitch/vale/internal/notify"
+
 // KRing is the switch's side of one ring ("kernel ring" in netmap). It keeps
 // its own trusted copies of the indexes (hwcur, hwtail), validates everything
 // it reads from application-writable memory before using it, and resets the
@@ -27,9 +29,9 @@ type KRing struct {
 	// hwtail is the tail last published.
 	hwtail uint32
 
-	resetGen  uint32
-	inReset   bool
-	appTicket uint32 // last app_kick ticket answered
+	resetGen uint32
+	inReset  bool
+	app      notify.Answer // the application's sleep tickets
 }
 
 // KRing returns the switch-side view of ring i of direction d; port names
@@ -250,15 +252,8 @@ func (k *KRing) TxRelease(n uint32) (wake bool) {
 
 // wantsWake reports whether the application published a new sleep ticket.
 // Each ticket is answered once, so a sleeping application gets one eventfd
-// write however many rounds happen before it wakes.
-func (k *KRing) wantsWake() bool {
-	t := k.hdr.appKick.Load()
-	if t == 0 || t == k.appTicket {
-		return false
-	}
-	k.appTicket = t
-	return true
-}
+// signal however many rounds happen before it wakes.
+func (k *KRing) wantsWake() bool { return k.app.Due(&k.hdr.appKick) }
 
 // SetSwitchSleeping publishes (or clears) the switch's sleep ticket on a TX
 // ring, so that the application kicks the ring's eventfd after publishing new

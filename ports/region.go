@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/valeswitch/vale/internal/notify"
 )
 
 // Slot is a ring slot, netmap's struct netmap_slot. Its fields are plain
@@ -57,13 +59,13 @@ type RingHeader struct {
 	head     atomic.Uint32
 	cur      atomic.Uint32
 	flags    atomic.Uint32
-	appKick  atomic.Uint32
+	appKick  notify.Word // the application's sleep ticket
 	resetAck atomic.Uint32
 	_        [44]byte
 
 	// Line 2: switch-written.
 	tail       atomic.Uint32
-	swKick     atomic.Uint32
+	swKick     notify.Word // the switch side's sleep ticket
 	resetGen   atomic.Uint32
 	resetHead  atomic.Uint32
 	resetWhy   atomic.Uint32
@@ -90,14 +92,12 @@ func (h *RingHeader) Tail() uint32 { return h.tail.Load() }
 // SetTail publishes tail (switch side).
 func (h *RingHeader) SetTail(v uint32) { h.tail.Store(v) }
 
-// AppKick returns the application's sleep ticket, 0 if it is awake.
-func (h *RingHeader) AppKick() uint32 { return h.appKick.Load() }
+// AppTicket returns the word holding the application's sleep ticket (see
+// package notify).
+func (h *RingHeader) AppTicket() *notify.Word { return &h.appKick }
 
-// SetAppKick publishes the application's sleep ticket.
-func (h *RingHeader) SetAppKick(t uint32) { h.appKick.Store(t) }
-
-// SwKick returns the switch side's sleep ticket, 0 if it is awake.
-func (h *RingHeader) SwKick() uint32 { return h.swKick.Load() }
+// SwTicket returns the word holding the switch side's sleep ticket.
+func (h *RingHeader) SwTicket() *notify.Word { return &h.swKick }
 
 // Hwcur returns the switch side's consumption point, where the switch side
 // publishes it (pipe ends do, so that a reopened end resumes there).

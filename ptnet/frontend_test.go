@@ -247,7 +247,7 @@ func (q *drvQueue) publish(heads ...uint16) {
 		kick = q.le16(q.used)&usedFNoNotify == 0
 	}
 	if kick {
-		unix.Write(q.kick, eventOne)
+		unix.Write(q.kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
 }
 

@@ -47,7 +47,7 @@ func FuzzVirtq(f *testing.F) {
 		p := &Port{log: newDiscardLogger()}
 		p.caps.Store(ports.OffloadCaps{Csum: true})
 		for _, tx := range []bool{true, false} {
-			q := &queue{tx: tx, hdrLen: 12, mrg: mrg, feats: backendFeatures, mem: mem, callFD: -1, errFD: -1}
+			q := &queue{tx: tx, hdrLen: 12, mrg: mrg, feats: backendFeatures, mem: mem}
 			desc, _ := mem.slice(0x1000, ds)
 			avail, _ := mem.slice(0x1000+ds, as)
 			used, _ := mem.slice(0x1000+ds+as+6, us)

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -99,9 +100,9 @@ type queue struct {
 	started bool // kick descriptor received, not stopped by GET_VRING_BASE
 	enabled bool
 	broken  error
-	kick    *os.File
-	callFD  int
-	errFD   int
+	kick    *notify.Eventfd // the driver signals it after making buffers available
+	call    *notify.Eventfd // the device signals it after using buffers
+	errEv   *notify.Eventfd // the device signals it when it stops the queue
 	hdrLen  int
 	mrg     bool
 	feats   uint64
@@ -138,7 +139,7 @@ func New(cfg Config) (*Port, error) {
 	p := &Port{cfg: cfg, log: cfg.Logger.With("port", cfg.Name, "socket", cfg.Socket), stopCh: make(chan struct{})}
 	p.caps.Store(ports.OffloadCaps{})
 	for i := range 2 * cfg.QueuePairs {
-		p.queues = append(p.queues, &queue{index: i, tx: i%2 == 1, callFD: -1, errFD: -1,
+		p.queues = append(p.queues, &queue{index: i, tx: i%2 == 1,
 			kicked: make(chan struct{}, 1), changed: make(chan struct{}, 1)})
 	}
 	if cfg.Client {
@@ -390,14 +391,10 @@ func (p *Port) unlockQueues() {
 
 // reset puts a queue back to its initial state. Its lock is held.
 func (q *queue) reset() {
-	if q.kick != nil {
-		q.kick.Close()
-		q.kick = nil
-	}
-	for _, fd := range []*int{&q.callFD, &q.errFD} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
+	for _, e := range []**notify.Eventfd{&q.kick, &q.call, &q.errEv} {
+		if *e != nil {
+			(*e).Close()
+			*e = nil
 		}
 	}
 	q.vq = virtq{}
@@ -746,51 +743,49 @@ func (q *queue) attach() (err error) {
 	return nil
 }
 
-// setEventFD installs a kick, call or error descriptor (-1: none).
+// setEventFD installs a kick, call or error descriptor (-1: none). Each
+// must be an eventfd.
 func (p *Port) setEventFD(q *queue, request uint32, fd int) error {
+	var e *notify.Eventfd
+	if fd >= 0 {
+		var err error
+		if e, err = notify.Adopt(fd, fmt.Sprintf("virtqueue %d %s descriptor", q.index, requestName(request))); err != nil {
+			return err
+		}
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch request {
 	case reqSetVringKick:
 		if q.kick != nil {
 			q.kick.Close()
-			q.kick = nil
 		}
-		if fd < 0 {
+		q.kick = e
+		if e == nil {
 			return fmt.Errorf("virtqueue %d: polling without a kick descriptor is not supported", q.index)
 		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("virtqueue %d: kick descriptor: %w", q.index, err)
-		}
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("vhost-kick-%d", q.index))
-		q.kick = f
 		q.started = true
 		q.broken = nil
-		go relayKicks(f, q.kicked)
+		go relayKicks(e, q.kicked)
 		q.wake()
 	case reqSetVringCall:
-		if q.callFD >= 0 {
-			unix.Close(q.callFD)
+		if q.call != nil {
+			q.call.Close()
 		}
-		q.callFD = fd
+		q.call = e
 	case reqSetVringErr:
-		if q.errFD >= 0 {
-			unix.Close(q.errFD)
+		if q.errEv != nil {
+			q.errEv.Close()
 		}
-		q.errFD = fd
+		q.errEv = e
 	}
 	return nil
 }
 
 // relayKicks turns the driver's kicks into wake-ups of the queue's switch
 // worker, until the descriptor is closed.
-func relayKicks(f *os.File, kicked chan<- struct{}) {
-	var b [8]byte
-	for {
-		if _, err := f.Read(b[:]); err != nil {
-			return
-		}
+func relayKicks(e *notify.Eventfd, kicked chan<- struct{}) {
+	for e.Wait() == nil {
 		select {
 		case kicked <- struct{}{}:
 		default:
@@ -798,12 +793,10 @@ func relayKicks(f *os.File, kicked chan<- struct{}) {
 	}
 }
 
-var eventOne = []byte{1, 0, 0, 0, 0, 0, 0, 0}
-
-// signal writes an eventfd the frontend gave (call or error).
-func signal(fd int) {
-	if fd >= 0 {
-		unix.Write(fd, eventOne)
+// signal signals an eventfd the frontend gave (call or error), if any.
+func signal(e *notify.Eventfd) {
+	if e != nil {
+		e.Signal()
 	}
 }
 
@@ -814,7 +807,7 @@ func (p *Port) breakQueue(q *queue, err error) {
 	}
 	q.broken = err
 	p.breaks.Add(1)
-	signal(q.errFD)
+	signal(q.errEv)
 	p.log.Warn("virtqueue stopped after a driver violation", "queue", q.index, "error", err)
 	p.setLastErr(fmt.Sprintf("virtqueue %d: %v", q.index, err))
 }
@@ -1011,7 +1004,7 @@ func (p *Port) releaseTx(q *queue) {
 	q.heads = q.heads[:0]
 	q.vq.publishUsed()
 	if q.vq.needsSignal() {
-		signal(q.callFD)
+		signal(q.call)
 	}
 }
 
@@ -1048,7 +1041,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 	if frames > 0 {
 		q.vq.publishUsed()
 		if q.vq.needsSignal() {
-			signal(q.callFD)
+			signal(q.call)
 		}
 	}
 	return frames, bytes, nil

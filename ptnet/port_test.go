@@ -454,7 +454,7 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	if err := unix.Ftruncate(f.memfd, 0); err != nil {
 		t.Fatal(err)
 	}
-	unix.Write(f.queues[1].kick, eventOne)
+	unix.Write(f.queues[1].kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	b := ports.NewBatch()
 	b.Add(testFrame(60, 2), 0)
 	if n, _, _ := p.Deliver(0, b, []uint16{0}); n != 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/valeswitch/vale/internal/config"
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
@@ -164,6 +165,9 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if cfg.Switch.Logger == nil {
 		cfg.Switch.Logger = cfg.Logger
+	}
+	if err := notify.EnableKernelSignals(); err != nil {
+		cfg.Logger.Warn("wake-ups fall back to eventfd writes, which a client that clears O_NONBLOCK on a shared eventfd could block", "error", err)
 	}
 	if cfg.StateDir != "" {
 		if err := afxdp.RestoreStale(cfg.StateDir, cfg.Logger); err != nil {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/valeswitch/vale/internal/mgmt"
-	"github.com/valeswitch/vale/internal/shmem"
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
@@ -31,7 +31,7 @@ type monState struct {
 	eventFDs []int
 	// Zero-copy monitors: their level, and the eventfds of their rings.
 	level  int
-	notify []shmem.Eventfd
+	notify []*notify.Eventfd
 	// rings are the monitor's rings as valed maps them, where feeders count
 	// what they could not deliver (not used once orphaned: the memory of a
 	// zero-copy monitor goes with its port).
@@ -215,11 +215,11 @@ func (d *Daemon) openZMonLocked(s *session, m *monState, t *target, reply *ports
 	fi := l.ZMon(t.iface, level)
 	zf := l.Ifaces[fi]
 	rings := zf.RxRings
-	notify, err := shmem.NewEventfds(rings)
+	efs, err := notify.NewEventfds(rings)
 	if err != nil {
 		return nil, err
 	}
-	m.level, m.notify = level, notify
+	m.level, m.notify = level, efs
 	for len(levels) < level {
 		levels = append(levels, nil)
 	}
@@ -233,9 +233,7 @@ func (d *Daemon) openZMonLocked(s *session, m *monState, t *target, reply *ports
 	}
 	m.event = ports.MonitorEvent{Op: ports.MonitorAdd, ID: m.id, Kind: ports.KindZMonitor,
 		IfOfs: zf.Ofs, TxBase: txBase, RxBase: rxBase, Rings: rings}
-	for _, e := range notify {
-		m.eventFDs = append(m.eventFDs, e.FD)
-	}
+	m.eventFDs = append(m.eventFDs, notify.FDs(efs)...)
 	*reply = ports.OpenReply{Kind: ports.KindZMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
 		MemSize: l.Size, IfOfs: zf.Ofs, RxLast: rings, NotifyLast: rings}
 	fds := append([]int{t.fd}, m.eventFDs...)
@@ -278,7 +276,7 @@ func (d *Daemon) closeMonitorLocked(m *monState) {
 		if levels := d.zlevels[m.target]; len(levels) >= m.level && levels[m.level-1] == m {
 			levels[m.level-1] = nil
 		}
-		shmem.CloseEventfds(m.notify)
+		notify.CloseAll(m.notify)
 	}
 	if m.mem != nil {
 		if err := m.mem.Free(); err != nil {

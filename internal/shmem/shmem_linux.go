@@ -1,10 +1,9 @@
-// Package shmem creates what valed shares with clients: regions of memory
-// in sealed memfds, and eventfds.
+// Package shmem creates the memory valed shares with clients: regions in
+// sealed memfds.
 package shmem
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,36 +44,3 @@ func (r *Region) Close() error {
 	unix.Close(r.FD)
 	return err
 }
-
-// Eventfd is a non-blocking eventfd: File for valed's own reads and writes
-// (safe against a concurrent Close), FD to send to clients.
-type Eventfd struct {
-	File *os.File
-	FD   int
-}
-
-// NewEventfds creates n eventfds.
-func NewEventfds(n int) ([]Eventfd, error) {
-	var efs []Eventfd
-	for range n {
-		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			CloseEventfds(efs)
-			return nil, fmt.Errorf("create eventfd: %w", err)
-		}
-		efs = append(efs, Eventfd{File: os.NewFile(uintptr(fd), "vale-eventfd"), FD: fd})
-	}
-	return efs, nil
-}
-
-// CloseEventfds closes eventfds.
-func CloseEventfds(efs []Eventfd) {
-	for _, e := range efs {
-		e.File.Close()
-	}
-}
-
-var one = [8]byte{1}
-
-// Kick adds one to the eventfd.
-func (e Eventfd) Kick() { e.File.Write(one[:]) }

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
@@ -101,11 +101,10 @@ type Port struct {
 	extraFDs []int // kind-specific descriptors, closed with the port
 	sync     syncer
 	tap      monitor.Tap // monitors this binding's syncs feed
-	ticket   uint32
+	tickets  notify.Tickets
 	dead     atomic.Bool
 	closed   atomic.Bool
 	mac      net.HardwareAddr
-	rbuf     [8]byte
 	rxPoller spin.Poller
 	txPoller spin.Poller
 }
@@ -142,9 +141,7 @@ func Open(name string, opts *Options) (*Port, error) {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	p.openName, p.opts = name, *opts
-	// Sleep tickets must differ from any an earlier binding of the same
-	// rings used: the other side answers each ticket once.
-	p.ticket = rand.Uint32()
+	p.tickets = notify.NewTickets()
 	p.rxPoller.Max = opts.RxPoll
 	if p.rxPoller.Max == 0 && reply.Kind != ports.KindMonitor {
 		// A monitor is an observer allowed to lose frames: polling would
@@ -223,9 +220,6 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		txFirst: reply.TxFirst, rxFirst: reply.RxFirst}
 	p.waitFDs, p.extraFDs = fds[:nwait], fds[nwait:]
 	for _, fd := range p.waitFDs {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return nil, fmt.Errorf("notify eventfd: %w", err)
-		}
 		p.pollFDs = append(p.pollFDs, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 	}
 	for i := range ntx {
@@ -296,7 +290,7 @@ func (p *Port) watch() {
 	if !p.closed.Load() {
 		p.dead.Store(true)
 		if len(p.waitFDs) > 0 {
-			kick(p.waitFDs[0])
+			notify.Signal(p.waitFDs[0])
 		}
 	}
 }
@@ -517,23 +511,19 @@ func (p *Port) sleep(ev Events, deadline time.Time) error {
 	if len(p.pollFDs) == 0 {
 		return errors.New("nothing to wait for: no ring bound")
 	}
-	p.ticket++
-	if p.ticket == 0 {
-		p.ticket = 1
-	}
 	set := func(t uint32) {
 		if ev&PollIn != 0 {
 			for _, r := range p.rxBound {
-				r.Header().SetAppKick(t)
+				r.Header().AppTicket().Store(t)
 			}
 		}
 		if ev&PollOut != 0 {
 			for _, r := range p.txBound {
-				r.Header().SetAppKick(t)
+				r.Header().AppTicket().Store(t)
 			}
 		}
 	}
-	set(p.ticket)
+	set(p.tickets.Next())
 	defer set(0)
 	if p.moved(ev) {
 		return nil // something moved: go around again
@@ -543,38 +533,21 @@ func (p *Port) sleep(ev Events, deadline time.Time) error {
 		t := unix.NsecToTimespec(max(int64(time.Until(deadline)), 0))
 		ts = &t
 	}
-	for i := range p.pollFDs {
-		p.pollFDs[i].Revents = 0
-	}
-	if _, err := unix.Ppoll(p.pollFDs, ts, nil); err != nil && err != unix.EINTR {
-		return fmt.Errorf("%s: poll: %w", p.reply.Port, err)
-	}
-	for _, pfd := range p.pollFDs {
-		if pfd.Revents&unix.POLLIN != 0 {
-			unix.Read(int(pfd.Fd), p.rbuf[:]) // reset the eventfd; EAGAIN if another binding did
-		}
+	if err := notify.Sleep(p.pollFDs, ts); err != nil {
+		return fmt.Errorf("%s: %w", p.reply.Port, err)
 	}
 	return nil
 }
 
-var one = [8]byte{1}
-
-// kick adds one to an eventfd. Errors are ignored: EAGAIN means the counter
-// is saturated, which already wakes the reader, and a closed peer needs no
-// wake-up.
-func kick(fd int) {
-	unix.Write(fd, one[:])
-}
-
 // valeSync is the sync of ports whose other side is valed.
 type valeSync struct {
-	p        *Port
-	kickFD   []int    // by TX ring: eventfd waking valed's worker
-	swTicket []uint32 // by TX ring: last switch sleep ticket answered
+	p      *Port
+	kickFD []int           // by TX ring: eventfd waking valed's worker
+	sw     []notify.Answer // by TX ring: the switch's sleep tickets
 }
 
 func newValeSync(p *Port) *valeSync {
-	s := &valeSync{p: p, kickFD: make([]int, len(p.tx)), swTicket: make([]uint32, len(p.tx))}
+	s := &valeSync{p: p, kickFD: make([]int, len(p.tx)), sw: make([]notify.Answer, len(p.tx))}
 	for i := range s.kickFD {
 		s.kickFD[i] = -1
 	}
@@ -607,11 +580,8 @@ func (s *valeSync) sync(r *ports.Ring) error {
 		tap.RxReleased(r.ID(), r, r.PublishedHead(), r.Head())
 	}
 	h := r.Header()
-	if r.Publish() && r.Dir() == ports.TX {
-		if t := h.SwKick(); t != 0 && t != s.swTicket[r.ID()] && s.kickFD[r.ID()] >= 0 {
-			s.swTicket[r.ID()] = t
-			kick(s.kickFD[r.ID()])
-		}
+	if r.Publish() && r.Dir() == ports.TX && s.kickFD[r.ID()] >= 0 {
+		s.sw[r.ID()].Kick(h.SwTicket(), s.kickFD[r.ID()])
 	}
 	if t := h.Tail(); t < r.NumSlots() && t != r.Tail() {
 		if tapping && r.Dir() == ports.TX {

@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/ports"
@@ -45,7 +45,7 @@ type Port struct {
 	region *shmem.Region // nil for ports over heap memory (tests)
 	tx     []*txRing
 	rx     []*rxRing
-	notify []shmem.Eventfd // by ring pair: wakes the clients sleeping on it
+	notify []*notify.Eventfd // by ring pair: wakes the clients sleeping on it
 
 	stopped atomic.Bool
 
@@ -56,11 +56,10 @@ type Port struct {
 
 type txRing struct {
 	k       *ports.KRing
-	kick    shmem.Eventfd // the application writes it after publishing slots
-	slots   uint32        // slots taken by the last Recv, released by Release
-	ticket  uint32        // switch sleep tickets
+	kick    *notify.Eventfd // the application signals it after publishing slots
+	slots   uint32          // slots taken by the last Recv, released by Release
+	tickets notify.Tickets  // the switch's sleep tickets
 	poller  spin.Poller
-	readBuf [8]byte
 }
 
 type rxRing struct {
@@ -141,16 +140,16 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 	}
 	ntx, nrx := int(g.TxRings), int(g.RxRings)
 	p := &Port{kind: ports.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: ports.NewClaims(ntx, nrx)}
-	kicks, err := shmem.NewEventfds(ntx)
+	kicks, err := notify.NewEventfds(ntx)
 	if err != nil {
 		return nil, err
 	}
-	if p.notify, err = shmem.NewEventfds(max(ntx, nrx)); err != nil {
-		shmem.CloseEventfds(kicks)
+	if p.notify, err = notify.NewEventfds(max(ntx, nrx)); err != nil {
+		notify.CloseAll(kicks)
 		return nil, err
 	}
 	for i := range ntx {
-		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i]}
+		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i], tickets: notify.NewTickets()}
 		t.poller.Max = max(cfg.Poll, 0)
 		p.tx = append(p.tx, t)
 	}
@@ -200,13 +199,7 @@ func (p *Port) RegionFD() int {
 
 // NotifyFDs returns the eventfds that wake the clients sleeping on each ring
 // pair.
-func (p *Port) NotifyFDs() []int {
-	var fds []int
-	for _, e := range p.notify {
-		fds = append(fds, e.FD)
-	}
-	return fds
-}
+func (p *Port) NotifyFDs() []int { return notify.FDs(p.notify) }
 
 // Rings returns the number of TX and RX rings.
 func (p *Port) Rings() (tx, rx int) { return len(p.tx), len(p.rx) }
@@ -246,7 +239,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 		}
 		n, err := t.k.TxFrames(b)
 		if err != nil {
-			p.notify[r].Kick()
+			p.notify[r].Signal()
 			return err
 		}
 		if n > 0 {
@@ -259,24 +252,20 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 			continue
 		}
 		// Publish a sleep ticket, look once more, sleep.
-		t.ticket++
-		if t.ticket == 0 {
-			t.ticket = 1
-		}
-		t.k.SetSwitchSleeping(t.ticket)
+		t.k.SetSwitchSleeping(t.tickets.Next())
 		if t.k.Pending() || p.stopped.Load() {
 			t.k.SetSwitchSleeping(0)
 			continue
 		}
 		slept := time.Now()
-		_, rerr := t.kick.File.Read(t.readBuf[:])
+		werr := t.kick.Wait()
 		t.k.SetSwitchSleeping(0)
 		t.poller.Slept(time.Since(slept))
-		if rerr != nil {
-			if errors.Is(rerr, os.ErrClosed) {
+		if werr != nil {
+			if errors.Is(werr, notify.ErrClosed) {
 				return ports.ErrStopped
 			}
-			return fmt.Errorf("%s: wait for tx ring %d: %w", p.name, r, rerr)
+			return fmt.Errorf("%s: wait for tx ring %d: %w", p.name, r, werr)
 		}
 	}
 }
@@ -286,7 +275,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 func (p *Port) Release(r int, _ *ports.Batch) {
 	t := p.tx[r]
 	if t.k.TxRelease(t.slots) {
-		p.notify[r].Kick()
+		p.notify[r].Signal()
 	}
 	t.slots = 0
 }
@@ -298,7 +287,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 	frames, bytes, wake, err := x.k.RxFrames(b, which, b.Time)
 	x.mu.Unlock()
 	if wake || err != nil {
-		p.notify[r].Kick()
+		p.notify[r].Signal()
 	}
 	return frames, bytes, err
 }
@@ -307,7 +296,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 func (p *Port) Stop() {
 	p.stopped.Store(true)
 	for _, t := range p.tx {
-		t.kick.Kick()
+		t.kick.Signal()
 	}
 }
 
@@ -315,9 +304,9 @@ func (p *Port) Stop() {
 // and detached from its switch, and its bindings closed.
 func (p *Port) Free() error {
 	for _, t := range p.tx {
-		t.kick.File.Close()
+		t.kick.Close()
 	}
-	shmem.CloseEventfds(p.notify)
+	notify.CloseAll(p.notify)
 	if p.region != nil {
 		return p.region.Close()
 	}
@@ -365,10 +354,10 @@ func (b *Binding) Reply(r *ports.OpenReply) ([]int, error) {
 	}
 	fds := []int{p.region.FD}
 	for i := nf; i < nl; i++ {
-		fds = append(fds, p.notify[i].FD)
+		fds = append(fds, p.notify[i].FD())
 	}
 	for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
-		fds = append(fds, p.tx[i].kick.FD)
+		fds = append(fds, p.tx[i].kick.FD())
 	}
 	return fds, nil
 }
