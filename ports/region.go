@@ -202,48 +202,88 @@ type Iface struct {
 	numBufs  uint32
 }
 
-// OpenIface reads the interface header at ofs in mem.
+// OpenIface reads the interface header at ofs in mem: the view an
+// application builds of memory someone else initialised. Every field is
+// read once and checked, in arithmetic that cannot overflow, against the
+// bounds of mem, so that a corrupted or hostile header gives an error,
+// never a view reaching outside mem. The side that initialised the memory
+// builds its views from its own Layout instead (Layout.Iface).
 func OpenIface(mem []byte, ofs int64) (*Iface, error) {
-	if ofs < 0 || ofs%8 != 0 || ofs+ifHeaderSize > int64(len(mem)) {
+	size := int64(len(mem))
+	if ofs < 0 || ofs%8 != 0 || ofs > size-ifHeaderSize {
 		return nil, fmt.Errorf("interface offset %d outside port memory of %d bytes", ofs, len(mem))
 	}
 	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
 		return nil, errors.New("port memory is not 8-byte aligned")
 	}
 	h := (*ifHeader)(unsafe.Pointer(&mem[ofs]))
-	if h.Magic != Magic || h.Version != Version {
-		return nil, fmt.Errorf("port memory has magic %#x version %d, want %#x version %d", h.Magic, h.Version, Magic, Version)
+	if magic, version := h.Magic, h.Version; magic != Magic || version != Version {
+		return nil, fmt.Errorf("port memory has magic %#x version %d, want %#x version %d", magic, version, Magic, Version)
 	}
-	f := &Iface{mem: mem, hdr: h, kind: h.Kind, ntx: int(h.TxRings), nrx: int(h.RxRings), bufSize: h.BufSize, numBufs: h.NumBufs}
-	n := f.ntx + f.nrx
-	if f.ntx > MaxRings*2 || f.nrx > MaxRings*2 || n == 0 {
-		return nil, fmt.Errorf("interface with %d tx and %d rx rings", f.ntx, f.nrx)
+	ntx, nrx := h.TxRings, h.RxRings
+	if ntx > 2*MaxRings || nrx > 2*MaxRings || ntx+nrx == 0 {
+		return nil, fmt.Errorf("interface with %d tx and %d rx rings", ntx, nrx)
 	}
-	if h.MemSize != int64(len(mem)) || h.BufSize < MinBufSize || h.BufSize > MaxBufSize ||
-		h.BufOfs < 0 || h.BufOfs+int64(h.NumBufs)*int64(h.BufSize) > int64(len(mem)) {
+	f := &Iface{mem: mem, hdr: h, kind: h.Kind, ntx: int(ntx), nrx: int(nrx), bufSize: h.BufSize, numBufs: h.NumBufs}
+	bufOfs, memSize := h.BufOfs, h.MemSize
+	// numBufs*bufSize < 2^48: no overflow once bufSize is checked.
+	if memSize != size || f.bufSize < MinBufSize || f.bufSize > MaxBufSize ||
+		bufOfs < 0 || bufOfs > size || int64(f.numBufs)*int64(f.bufSize) > size-bufOfs {
 		return nil, errors.New("port memory header does not describe this memory")
 	}
-	if ofs+ifHeaderSize+8*int64(n) > int64(len(mem)) {
+	n := f.ntx + f.nrx
+	if int64(n)*8 > size-ofs-ifHeaderSize {
 		return nil, errors.New("interface ring table outside port memory")
 	}
 	f.name = cString(h.Name[:])
-	f.bufs = mem[h.BufOfs : h.BufOfs+int64(h.NumBufs)*int64(h.BufSize)]
+	f.bufs = mem[bufOfs : bufOfs+int64(f.numBufs)*int64(f.bufSize)]
 	rel := unsafe.Slice((*int64)(unsafe.Pointer(&mem[ofs+ifHeaderSize])), n)
 	for i := range n {
-		ro := ofs + rel[i]
-		if ro < 0 || ro%8 != 0 || ro+ringHeaderSize > int64(len(mem)) {
-			return nil, fmt.Errorf("ring %d outside port memory", i)
-		}
-		rh := (*RingHeader)(unsafe.Pointer(&mem[ro]))
-		num, first := rh.NumSlots, rh.FirstBuf
-		if num < MinSlots || num > MaxSlots || ro+ringHeaderSize+slotSize*int64(num) > int64(len(mem)) ||
-			rh.BufOfs != h.BufOfs-ro || rh.BufSize != h.BufSize || rh.NumBufs != h.NumBufs ||
-			first < reservedBufs || uint64(first)+uint64(num) > uint64(h.NumBufs) {
-			return nil, fmt.Errorf("ring %d header does not describe this memory", i)
+		ro, err := f.checkRing(ofs, rel[i], bufOfs)
+		if err != nil {
+			return nil, fmt.Errorf("ring %d: %w", i, err)
 		}
 		f.ringOfs = append(f.ringOfs, ro)
-		f.nums = append(f.nums, num)
-		f.first = append(f.first, first)
+	}
+	return f, nil
+}
+
+// checkRing reads the header of the ring at relative offset rel from the
+// interface at ofs, once, checks it against the interface and the memory,
+// and records its slot count and first buffer. It returns the ring's
+// offset in the memory.
+func (f *Iface) checkRing(ofs, rel, bufOfs int64) (int64, error) {
+	size := int64(len(f.mem))
+	// ofs is in [0, size], so neither bound overflows.
+	if rel < -ofs || rel > size-ofs-ringHeaderSize || (ofs+rel)%8 != 0 {
+		return 0, errors.New("outside port memory")
+	}
+	ro := ofs + rel
+	rh := (*RingHeader)(unsafe.Pointer(&f.mem[ro]))
+	num, first := rh.NumSlots, rh.FirstBuf
+	if num < MinSlots || num > MaxSlots || slotSize*int64(num) > size-ro-ringHeaderSize ||
+		rh.BufOfs != bufOfs-ro || rh.BufSize != f.bufSize || rh.NumBufs != f.numBufs ||
+		first < reservedBufs || uint64(first)+uint64(num) > uint64(f.numBufs) {
+		return 0, errors.New("header does not describe this memory")
+	}
+	f.nums = append(f.nums, num)
+	f.first = append(f.first, first)
+	return ro, nil
+}
+
+// Iface returns a view of interface i of a region laid out as l, built
+// from the layout alone: the side that owns the memory reads nothing the
+// other side could have written. mem must be the region l describes.
+func (l *Layout) Iface(mem []byte, i int) (*Iface, error) {
+	if int64(len(mem)) < l.Size || i < 0 || i >= len(l.Ifaces) {
+		return nil, fmt.Errorf("interface %d of a %d-byte layout over %d bytes of memory", i, l.Size, len(mem))
+	}
+	fl := &l.Ifaces[i]
+	f := &Iface{
+		mem: mem, hdr: (*ifHeader)(unsafe.Pointer(&mem[fl.Ofs])), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
+		ringOfs: fl.RingOfs, nums: fl.Slots, first: fl.FirstBufs,
+		bufs:    mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
+		bufSize: l.BufSize, numBufs: l.NumBufs,
 	}
 	return f, nil
 }

@@ -184,7 +184,7 @@ func (f *frontend) setMemTable() {
 
 func (f *frontend) setupQueue(i int, num uint16) *drvQueue {
 	f.t.Helper()
-	ds, as, us := ringSizes(num)
+	ds, as, us := ringSizes(num, true)
 	q := &drvQueue{f: f, index: i, num: num, desc: f.alloc(ds, 16), avail: f.alloc(as, 4), used: f.alloc(us, 4096)}
 	var err error
 	if q.kick, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {

@@ -47,6 +47,9 @@ func mapTable(regions []memRegion, fds []int) (_ *memTable, err error) {
 			return nil, fmt.Errorf("memory region %d: guest %#x user %#x size %#x offset %#x does not fit an address space",
 				i, r.guestAddr, r.userAddr, r.size, r.mmapOffset)
 		}
+		if err := checkMemoryFile(fds[i]); err != nil {
+			return nil, fmt.Errorf("memory region %d: %w", i, err)
+		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fds[i], &st); err != nil {
 			return nil, fmt.Errorf("memory region %d: %w", i, err)
@@ -65,6 +68,22 @@ func mapTable(regions []memRegion, fds []int) (_ *memTable, err error) {
 		}
 	}
 	return t, nil
+}
+
+// checkMemoryFile accepts the files guest memory lives in (memfds and
+// files on tmpfs, hugetlbfs files), and nothing else: a page fault in a
+// mapping of a file elsewhere (FUSE, a network file system) may wait for
+// whoever serves that file, with valed's thread stuck in it.
+func checkMemoryFile(fd int) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return err
+	}
+	switch fs.Type {
+	case unix.TMPFS_MAGIC, unix.HUGETLBFS_MAGIC:
+		return nil
+	}
+	return fmt.Errorf("memory file on a file system of type %#x: want a memfd, tmpfs or hugetlbfs", fs.Type)
 }
 
 // slice returns guest memory [addr, addr+n) if one region holds it.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
 )
@@ -465,7 +466,7 @@ func (p *Port) queue(i uint32) (*queue, error) {
 func (p *Port) handleSafely(m *message) (reply []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			reply, err = nil, faulted(r)
+			reply, err = nil, guard.Error(r)
 		}
 	}()
 	return p.handle(m)
@@ -634,6 +635,7 @@ func (p *Port) setFeatures(v uint64) error {
 	if v&(featVersion1|featNetMrgRxbuf) != 0 {
 		hdrLen = 12
 	}
+	var errs []error
 	p.lockQueues()
 	for _, q := range p.queues {
 		q.hdrLen, q.mrg, q.feats = hdrLen, v&featNetMrgRxbuf != 0, v
@@ -641,7 +643,10 @@ func (p *Port) setFeatures(v uint64) error {
 			q.enabled = true // without protocol features, rings start enabled
 		}
 		if q.addrSet {
-			p.mapRing(q)
+			// The event index lengthens both rings: they must still fit.
+			if err := p.mapRing(q); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		q.wake()
 	}
@@ -651,7 +656,7 @@ func (p *Port) setFeatures(v uint64) error {
 		TSO4: v&featNetGuestTSO4 != 0 && v&featNetGuestCsum != 0,
 		TSO6: v&featNetGuestTSO6 != 0 && v&featNetGuestCsum != 0,
 	})
-	return nil
+	return errors.Join(errs...)
 }
 
 // setMemTable maps a new memory table and moves every ring onto it, with
@@ -694,16 +699,11 @@ func (p *Port) mapRing(q *queue) error {
 		q.ready = false
 		return nil
 	}
-	ds, as, us := ringSizes(q.num)
+	eventIdx := q.feats&featEventIdx != 0
+	ds, as, us := ringSizes(q.num, eventIdx)
 	desc, ok1 := q.mem.user(q.addr.desc, ds)
-	avail, ok2 := q.mem.user(q.addr.avail, as)
-	if !ok2 {
-		avail, ok2 = q.mem.user(q.addr.avail, as-2)
-	}
-	used, ok3 := q.mem.user(q.addr.used, us)
-	if !ok3 {
-		used, ok3 = q.mem.user(q.addr.used, us-2)
-	}
+	avail, ok2 := padded(q.mem, q.addr.avail, as)
+	used, ok3 := padded(q.mem, q.addr.used, us)
 	if !ok1 || !ok2 || !ok3 {
 		q.ready = false
 		return fmt.Errorf("virtqueue %d: ring addresses %#x/%#x/%#x outside the memory table", q.index, q.addr.desc, q.addr.avail, q.addr.used)
@@ -713,7 +713,7 @@ func (p *Port) mapRing(q *queue) error {
 		base = q.base
 	}
 	q.ready = false
-	if err := q.vq.setup(q.num, desc, avail, used, q.feats&featEventIdx != 0); err != nil {
+	if err := q.vq.setup(q.num, desc, avail, used, eventIdx); err != nil {
 		return fmt.Errorf("virtqueue %d: %w", q.index, err)
 	}
 	q.vq.lastAvail = base
@@ -724,6 +724,16 @@ func (p *Port) mapRing(q *queue) error {
 	return nil
 }
 
+// padded returns the n bytes at frontend address addr, and 2 more when the
+// memory has them: the ring's last 16-bit field then lies in a 32-bit word
+// that can be read and written atomically.
+func padded(m ringMemory, addr, n uint64) ([]byte, bool) {
+	if b, ok := m.user(addr, n+2); ok {
+		return b[:n], true
+	}
+	return m.user(addr, n)
+}
+
 // attach takes over a ring just mapped: the used ring says where the
 // device left it (0 for a new ring, the last published index after a
 // reconnection). A fault in guest memory becomes an error, with the
@@ -731,7 +741,7 @@ func (p *Port) mapRing(q *queue) error {
 func (q *queue) attach() (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = faulted(r)
+			err = guard.Error(r)
 		}
 	}()
 	q.vq.usedIdx = uint16(load32(q.vq.used, 0) >> 16)
@@ -825,16 +835,6 @@ func (p *Port) lastErr() string {
 	return p.lastError
 }
 
-// faulted turns a fault while touching guest memory (the frontend shrank
-// a memory file under the mapping) into an error; any other panic goes on.
-// The goroutine must have debug.SetPanicOnFault set.
-func faulted(r any) error {
-	if f, ok := r.(interface{ Addr() uintptr }); ok {
-		return fmt.Errorf("guest memory fault at %#x", f.Addr())
-	}
-	panic(r)
-}
-
 // --- data path ---
 
 // Recv waits until the driver's transmit queue of pair r has frames and
@@ -888,7 +888,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 func (p *Port) sleepy(q *queue) (more bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			more, err = false, faulted(r)
+			more, err = false, guard.Error(r)
 		}
 	}()
 	q.vq.enableKicks()
@@ -901,7 +901,7 @@ func (p *Port) sleepy(q *queue) (more bool, err error) {
 func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			n, err = 0, faulted(r)
+			n, err = 0, guard.Error(r)
 		}
 	}()
 	pending, err := q.vq.pending()
@@ -995,7 +995,7 @@ func (p *Port) releaseTx(q *queue) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			p.breakQueue(q, faulted(r))
+			p.breakQueue(q, guard.Error(r))
 		}
 	}()
 	for _, h := range q.heads {
@@ -1020,7 +1020,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			p.breakQueue(q, faulted(r))
+			p.breakQueue(q, guard.Error(r))
 			frames, bytes = 0, 0
 		}
 	}()

@@ -471,3 +471,44 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	f2.queues[1].sendFrame(make([]byte, f2.hdrLen), testFrame(100, 3), false)
 	waitFor(t, "a frame from the next frontend", func() bool { return len(f2.queues[1].usedEntries()) == 1 })
 }
+
+// TestShortEventIdxRing is the attack of issue 11: a frontend negotiates
+// the event index and places the used ring so that it ends exactly at the
+// end of its memory region, two bytes short of avail_event. The ring is
+// refused (the session ends with the reason), valed goes on, and the next
+// frontend is served.
+func TestShortEventIdxRing(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	go drain(p, 0)
+	f := newFrontend(t, sock)
+	feats := f.getU64(reqGetFeatures)
+	if feats&featEventIdx == 0 {
+		t.Fatal("the event index is not offered")
+	}
+	f.send(reqSetOwner, nil)
+	f.send(reqSetFeatures, u64Payload(feats&^featProtocol))
+	f.setMemTable()
+	const num = 8
+	ds, as, _ := ringSizes(num, true)
+	desc, avail := f.alloc(ds, 16), f.alloc(as, 4)
+	used := uint64(len(f.mem)) - (4 + 8*num) // avail_event would be past the end
+	f.send(reqSetVringNum, statePayload(vringState{1, num}))
+	a := make([]byte, 40)
+	le := binary.LittleEndian
+	le.PutUint32(a, 1)
+	le.PutUint64(a[8:], f.uva+desc)
+	le.PutUint64(a[16:], f.uva+used)
+	le.PutUint64(a[24:], f.uva+avail)
+	f.send(reqSetVringAddr, a)
+	kick, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	defer unix.Close(kick)
+	f.send(reqSetVringKick, u64Payload(1), kick)
+	waitDisconnected(t, p)
+	if e := p.lastErr(); !strings.Contains(e, "outside the memory table") {
+		t.Fatalf("last error %q, want the ring refused", e)
+	}
+	g := newFrontend(t, sock)
+	g.handshake(backendFeatures, 2, 64)
+	g.queues[1].sendFrame(make([]byte, g.hdrLen), testFrame(60, 1), false)
+	waitFor(t, "the frame to be taken", func() bool { return len(g.queues[1].usedEntries()) == 1 })
+}

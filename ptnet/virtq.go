@@ -59,22 +59,31 @@ type virtq struct {
 	signalledValid bool
 }
 
-// ringSizes returns the sizes the parts of a ring of num entries take in
-// memory, with 2 bytes beyond the event fields so that they can be read
-// and written as aligned 32-bit words.
-func ringSizes(num uint16) (desc, avail, used uint64) {
+// ringSizes returns the bytes the parts of a ring of num entries take in
+// memory (virtio 1.x, 2.7): the descriptor table, the available ring
+// (flags, idx, ring) and the used ring (flags, idx, ring), each followed by
+// its event field (used_event, avail_event) when the event index was
+// negotiated.
+func ringSizes(num uint16, eventIdx bool) (desc, avail, used uint64) {
 	n := uint64(num)
-	return descSize * n, 4 + 2*n + 2, 4 + 8*n + 2
+	desc, avail, used = descSize*n, 4+2*n, 4+8*n
+	if eventIdx {
+		avail += 2
+		used += 2
+	}
+	return desc, avail, used
 }
 
-// setup checks a ring's geometry and views.
+// setup checks a ring's geometry and views: each view must hold its part
+// with every field the negotiated features give it.
 func (q *virtq) setup(num uint16, desc, avail, used []byte, eventIdx bool) error {
 	if num == 0 || num&(num-1) != 0 {
 		return fmt.Errorf("ring size %d is not a power of two", num)
 	}
-	d, a, u := ringSizes(num)
-	if uint64(len(desc)) < d || uint64(len(avail)) < a-2 || uint64(len(used)) < u-2 {
-		return fmt.Errorf("ring of %d entries does not fit its memory", num)
+	d, a, u := ringSizes(num, eventIdx)
+	if uint64(len(desc)) < d || uint64(len(avail)) < a || uint64(len(used)) < u {
+		return fmt.Errorf("ring of %d entries does not fit its memory (%d/%d/%d bytes for %d/%d/%d)",
+			num, len(desc), len(avail), len(used), d, a, u)
 	}
 	if !aligned4(avail) || !aligned4(used) {
 		return errors.New("available or used ring not 4-byte aligned")

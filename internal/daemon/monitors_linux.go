@@ -49,8 +49,11 @@ func (m *monState) lost() uint64 {
 	return n
 }
 
-func ringsOf(mem []byte, ofs int64, name string) []*ports.Ring {
-	f, err := ports.OpenIface(mem, ofs)
+// ringsOf returns valed's views of the receive rings of interface i of
+// memory laid out as l: built from the layout, not from headers a client
+// may have rewritten.
+func ringsOf(mem []byte, l ports.Layout, i int, name string) []*ports.Ring {
+	f, err := l.Iface(mem, i)
 	if err != nil {
 		return nil
 	}
@@ -183,7 +186,7 @@ func (d *Daemon) openCopyMonLocked(s *session, m *monState, t *target, conf port
 		m.event = ports.MonitorEvent{Op: ports.MonitorAdd, ID: m.id, Kind: ports.KindMonitor,
 			MemSize: mem.Layout().Size, IfOfs: mem.Layout().Ifaces[0].Ofs, TxBase: txBase, RxBase: rxBase, Rings: int(rings)}
 		m.eventFDs = append([]int{mem.RegionFD()}, mem.NotifyFDs()...)
-		m.rings = ringsOf(mem.Mem(), mem.Layout().Ifaces[0].Ofs, m.name)
+		m.rings = ringsOf(mem.Mem(), mem.Layout(), 0, m.name)
 		d.clientMonLocked(m)
 	}
 	s.release = func() {
@@ -237,7 +240,7 @@ func (d *Daemon) openZMonLocked(s *session, m *monState, t *target, reply *ports
 	*reply = ports.OpenReply{Kind: ports.KindZMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
 		MemSize: l.Size, IfOfs: zf.Ofs, RxLast: rings, NotifyLast: rings}
 	fds := append([]int{t.fd}, m.eventFDs...)
-	m.rings = ringsOf(t.mem, zf.Ofs, m.name)
+	m.rings = ringsOf(t.mem, l, fi, m.name)
 	d.clientMonLocked(m)
 	// The reader of this level feeds the next one, if it is open.
 	d.addFeederLocked(s, zmonKey(t.key, level))

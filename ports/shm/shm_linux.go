@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/internal/spin"
@@ -63,8 +64,9 @@ type txRing struct {
 }
 
 type rxRing struct {
-	mu sync.Mutex // serialises deliveries from concurrent senders
-	k  *ports.KRing
+	mu     sync.Mutex // serialises deliveries from concurrent senders
+	k      *ports.KRing
+	broken error // an internal error stopped the ring
 }
 
 // New creates a port named name with geometry g in a fresh memfd.
@@ -134,7 +136,7 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 	if err := ports.Init(mem, l, IfaceNames(name, l)); err != nil {
 		return nil, err
 	}
-	iface, err := ports.OpenIface(mem, l.Ifaces[0].Ofs)
+	iface, err := l.Iface(mem, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +239,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 		if p.stopped.Load() {
 			return ports.ErrStopped
 		}
-		n, err := t.k.TxFrames(b)
+		n, err := t.take(b)
 		if err != nil {
 			p.notify[r].Signal()
 			return err
@@ -270,6 +272,19 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 	}
 }
 
+// take validates the ring and takes its frames (ports.KRing.TxFrames). An
+// internal error reading the client's memory stops the ring: the error is
+// not a *ports.RingError, so the switch stops serving it.
+func (t *txRing) take(b *ports.Batch) (n uint32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.Reset()
+			n, err = 0, fmt.Errorf("%w; the ring is no longer served", guard.Error(r))
+		}
+	}()
+	return t.k.TxFrames(b)
+}
+
 // Release gives the slots of the frames last returned by Recv on ring r back
 // to the application.
 func (p *Port) Release(r int, _ *ports.Batch) {
@@ -284,12 +299,28 @@ func (p *Port) Release(r int, _ *ports.Batch) {
 func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
 	x := p.rx[r]
 	x.mu.Lock()
-	frames, bytes, wake, err := x.k.RxFrames(b, which, b.Time)
+	frames, bytes, wake, err := x.deliver(b, which)
 	x.mu.Unlock()
 	if wake || err != nil {
 		p.notify[r].Signal()
 	}
 	return frames, bytes, err
+}
+
+// deliver copies frames into the ring (ports.KRing.RxFrames). An internal
+// error writing the client's memory stops the ring: it takes nothing more.
+// x.mu is held.
+func (x *rxRing) deliver(b *ports.Batch, which []uint16) (frames, bytes int, wake bool, err error) {
+	if x.broken != nil {
+		return 0, 0, false, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			x.broken = guard.Error(r)
+			frames, bytes, wake, err = 0, 0, true, x.broken
+		}
+	}()
+	return x.k.RxFrames(b, which, b.Time)
 }
 
 // Stop makes Recv return ports.ErrStopped, now and from now on.
