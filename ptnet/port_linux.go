@@ -16,6 +16,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/internal/sockfile"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	Name       string // the switch port, e.g. "vale0:vm1"
 	Socket     string // the vhost-user socket path
 	Client     bool   // connect to a frontend listening on Socket (QEMU server=on) instead of listening
+	// StateDir, if set, records the socket valed creates, so that a valed
+	// started after a crash may replace it (see package sockfile).
+	StateDir string
 	QueuePairs int    // queue pairs offered (GET_QUEUE_NUM); 0 means 1
 	// Reconnect is how long a client waits between connection attempts.
 	Reconnect time.Duration
@@ -50,7 +54,7 @@ type Port struct {
 	stopped atomic.Bool
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
-	ln      *net.UnixListener
+	ln      *sockfile.Listener
 
 	// mu guards the connection and what it negotiated. Lock order: mu,
 	// then the transmit queues, then the receive queues.
@@ -149,17 +153,10 @@ func New(cfg Config) (*Port, error) {
 		go p.dialLoop()
 		return p, nil
 	}
-	if fi, err := os.Lstat(cfg.Socket); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s: %s exists and is not a socket", cfg.Name, cfg.Socket)
-		}
-		os.Remove(cfg.Socket) // a stale socket of a previous backend
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
+	ln, err := sockfile.Listen("unix", cfg.Socket, cfg.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: listen on %s: %w", cfg.Name, cfg.Socket, err)
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
 	}
-	ln.SetUnlinkOnClose(true)
 	p.ln = ln
 	p.state = "listening"
 	p.wg.Add(1)

@@ -86,6 +86,7 @@ func run() error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &lvl}))
+	slog.SetDefault(log)
 	if *maxPorts < 1 || *maxPorts > vale.MaxPortsLimit {
 		return fmt.Errorf("-max-ports %d out of range [1, %d]", *maxPorts, vale.MaxPortsLimit)
 	}
@@ -119,6 +120,12 @@ func run() error {
 	}
 	if cfg != nil {
 		dc.ConfigFile, dc.Startup, dc.Persist = *cfgFile, cfg, cfg.State.Persist
+		dc.Limits = daemon.LimitsFrom(cfg.Limits)
+		access, err := daemon.AccessFrom(cfg.Switch.Access)
+		if err != nil {
+			return err
+		}
+		dc.Access = access
 	}
 	d, err := daemon.New(dc)
 	if err != nil {

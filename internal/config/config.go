@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Config struct {
 	Switch     Switch      `toml:"switch"`
 	Metrics    Metrics     `toml:"metrics"`
 	State      State       `toml:"state"`
+	Limits     Limits      `toml:"limits"`
 	Interfaces []Interface `toml:"interface"`
 	Attach     []Attach    `toml:"attach"`
 }
@@ -54,10 +56,30 @@ type Ports struct {
 	Poll       Duration `toml:"poll"`
 }
 
-// Switch configures every switch.
+// Switch configures every switch, and who may use some of them.
 type Switch struct {
 	MaxPorts int      `toml:"max_ports"`
 	MACAge   Duration `toml:"mac_age"`
+	Access   []Access `toml:"access"`
+}
+
+// Access restricts a switch to some users and groups (besides root and
+// CAP_NET_ADMIN): only they may open ports on it.
+type Access struct {
+	Name   string   `toml:"name"`   // the switch, e.g. "vale0"
+	Users  []string `toml:"users"`  // user names or uids
+	Groups []string `toml:"groups"` // group names or gids
+}
+
+// Limits bound what each user (uid) other than root and holders of
+// CAP_NET_ADMIN may hold; 0 keeps a limit's default.
+type Limits struct {
+	Connections int    `toml:"connections"` // control connections at once
+	Ports       int    `toml:"ports"`       // VALE ports created
+	Switches    int    `toml:"switches"`    // switches created
+	Pipes       int    `toml:"pipes"`       // pipes created
+	ExtraBufs   uint32 `toml:"extra_bufs"`  // extra buffers one port may ask for
+	RegionMiB   int64  `toml:"region_mib"`  // memory of one port, pipe or monitor, MiB
 }
 
 // Metrics configures the Prometheus endpoint, off unless Listen is set.
@@ -215,6 +237,12 @@ func (c *Config) check() error {
 	if c.Switch.MaxPorts < 0 || c.Switch.MaxPorts > 4096 {
 		return bad("switch.max_ports", "%d: want 1..4096", c.Switch.MaxPorts)
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
+	if err := c.checkAccess(); err != nil {
+		return err
+	}
 	if l := c.Metrics.Listen; l != "" && !strings.Contains(l, ":") {
 		return bad("metrics.listen", "%q: want host:port", l)
 	}
@@ -257,6 +285,75 @@ func (c *Config) check() error {
 		ports[a.Port] = true
 	}
 	return nil
+}
+
+func (c *Config) checkLimits() error {
+	l := c.Limits
+	for _, v := range []struct {
+		key string
+		v   int64
+	}{{"connections", int64(l.Connections)}, {"ports", int64(l.Ports)}, {"switches", int64(l.Switches)}, {"pipes", int64(l.Pipes)}} {
+		if v.v < 0 || v.v > 1<<20 {
+			return bad("limits."+v.key, "%d: want 1..%d (0 for the default)", v.v, 1<<20)
+		}
+	}
+	if l.ExtraBufs > 65536 {
+		return bad("limits.extra_bufs", "%d: at most 65536", l.ExtraBufs)
+	}
+	if l.RegionMiB < 0 || l.RegionMiB > 1<<16 {
+		return bad("limits.region_mib", "%d: want 1..%d (0 for the default)", l.RegionMiB, 1<<16)
+	}
+	return nil
+}
+
+func (c *Config) checkAccess() error {
+	seen := map[string]bool{}
+	for _, a := range c.Switch.Access {
+		switch {
+		case a.Name == "" || !strings.HasPrefix(a.Name, "vale") || strings.ContainsAny(a.Name, ":{}^/@"):
+			return bad("switch.access.name", "%q: want a switch name, e.g. vale0", a.Name)
+		case seen[a.Name]:
+			return bad("switch.access.name", "%q given twice", a.Name)
+		}
+		seen[a.Name] = true
+		for _, u := range a.Users {
+			if _, err := LookupUser(u); err != nil {
+				return bad("switch.access.users", "%s (switch %s)", err, a.Name)
+			}
+		}
+		for _, g := range a.Groups {
+			if _, err := LookupGroup(g); err != nil {
+				return bad("switch.access.groups", "%s (switch %s)", err, a.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// LookupUser returns the uid of a user given by name or number.
+func LookupUser(u string) (uint32, error) {
+	if n, err := strconv.ParseUint(u, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	usr, err := user.Lookup(u)
+	if err != nil {
+		return 0, fmt.Errorf("no user %q", u)
+	}
+	n, err := strconv.ParseUint(usr.Uid, 10, 32)
+	return uint32(n), err
+}
+
+// LookupGroup returns the gid of a group given by name or number.
+func LookupGroup(g string) (uint32, error) {
+	if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("no group %q", g)
+	}
+	n, err := strconv.ParseUint(grp.Gid, 10, 32)
+	return uint32(n), err
 }
 
 // lineIndex maps dotted keys to the lines that set them.

@@ -16,7 +16,8 @@ func TestExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Control.Socket != "/run/vale/valed.sock" || c.Control.Mode != "0600" || c.Ports.Slots != 1024 ||
-		c.Switch.MACAge.Duration != 5*time.Minute || c.Metrics.Listen != "" || len(c.Attach) != 0 {
+		c.Switch.MACAge.Duration != 5*time.Minute || c.Metrics.Listen != "" || len(c.Attach) != 0 ||
+		c.Limits.Connections != 256 || c.Limits.RegionMiB != 1024 || len(c.Switch.Access) != 0 {
 		t.Errorf("example: %+v", c)
 	}
 }
@@ -38,6 +39,11 @@ func TestErrors(t *testing.T) {
 		{"[[attach]]\nport = \"vale0:vm\"\nvhost_client = true\n", "attach.vhost_client"},
 		{"[[interface]]\nname = \"a-very-long-interface-name\"\n", "f.toml:2: interface.name"},
 		{"[metrics\nlisten = 1\n", "f.toml:2"},
+		{"[limits]\nports = -1\n", "f.toml:2: limits.ports"},
+		{"[limits]\nregion_mib = 99999999\n", "f.toml:2: limits.region_mib"},
+		{"[[switch.access]]\nname = \"vale0\"\nusers = [\"no-such-user-here\"]\n", "f.toml:3: switch.access.users: no user"},
+		{"[[switch.access]]\nname = \"vale0:a\"\n", "f.toml:2: switch.access.name"},
+		{"[[switch.access]]\nname = \"vale0\"\n[[switch.access]]\nname = \"vale0\"\n", "given twice"},
 	} {
 		_, err := Parse("f.toml", []byte(tc.text))
 		var ce *Error

@@ -8,8 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/valeswitch/vale/internal/sockfile"
 )
 
 // DefaultSocket is where valed listens unless told otherwise.
@@ -18,8 +21,12 @@ const DefaultSocket = "/run/vale/valed.sock"
 // SocketEnv names the environment variable that overrides DefaultSocket.
 const SocketEnv = "VALE_SOCK"
 
-// MaxMessage is the largest message either side sends.
-const MaxMessage = 256 << 10
+// MaxMessage is the largest message either side sends; MaxRequest the
+// largest a client sends (valed's receive buffer per connection).
+const (
+	MaxMessage = 256 << 10
+	MaxRequest = 16 << 10
+)
 
 // maxFDs is the largest number of descriptors one message carries.
 const maxFDs = 64
@@ -55,11 +62,17 @@ type RemoteError struct{ Msg string }
 // Error returns valed's message.
 func (e *RemoteError) Error() string { return e.Msg }
 
+// SendTimeout is how long valed waits for a client to make room for a
+// message (a reply or an event). A client that reads nothing for that long
+// is dropped: valed never waits on a client longer.
+const SendTimeout = 5 * time.Second
+
 // Conn is one control connection.
 type Conn struct {
-	c   *net.UnixConn
-	buf []byte
-	oob []byte
+	c       *net.UnixConn
+	buf     []byte
+	oob     []byte
+	timeout time.Duration // of each send; 0 waits as long as it takes
 }
 
 // Dial connects to valed's control socket at path.
@@ -68,11 +81,12 @@ func Dial(path string) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to valed at %s: %w (is valed running? set -sock or %s)", path, err, SocketEnv)
 	}
-	return newConn(c), nil
+	return newConn(c, MaxMessage), nil
 }
 
-func newConn(c *net.UnixConn) *Conn {
-	return &Conn{c: c, buf: make([]byte, MaxMessage), oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
+// newConn wraps c; max bounds the messages it receives.
+func newConn(c *net.UnixConn, max int) *Conn {
+	return &Conn{c: c, buf: make([]byte, max), oob: make([]byte, unix.CmsgSpace(4*maxFDs))}
 }
 
 // Close closes the connection.
@@ -113,6 +127,9 @@ func (c *Conn) Send(msg any, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
+	if c.timeout > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
 	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send control message: %w", err)
 	}
@@ -141,7 +158,7 @@ func (c *Conn) Recv(msg any) ([]int, error) {
 	}
 	if flags&unix.MSG_TRUNC != 0 {
 		closeAll(fds)
-		return nil, fmt.Errorf("control message longer than %d bytes", MaxMessage)
+		return nil, fmt.Errorf("control message longer than %d bytes", len(c.buf))
 	}
 	if err := json.Unmarshal(c.buf[:n], msg); err != nil {
 		closeAll(fds)
@@ -279,48 +296,52 @@ func (c *Conn) reply(body any, more bool, fds []int) error {
 
 // Listener accepts control connections.
 type Listener struct {
-	l    *net.UnixListener
-	path string
+	l *sockfile.Listener
 }
 
-// Listen creates the control socket at path. A stale socket left by a dead
-// valed is replaced; a live one is an error.
-func Listen(path string, mode os.FileMode) (*Listener, error) {
+// Listen creates the control socket at path with permissions mode (see
+// package sockfile: no symbolic link is followed, and only a dead socket a
+// valed created there, as recorded in stateDir, is replaced).
+func Listen(path string, mode os.FileMode, stateDir string) (*Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create control socket directory: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		if c, err := Dial(path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("another valed is already listening on %s", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale control socket: %w", err)
-		}
-	}
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	l, err := sockfile.Listen("unixpacket", path, stateDir)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, err
 	}
-	l.SetUnlinkOnClose(true)
-	if err := os.Chmod(path, mode); err != nil {
+	if err := l.Chmod(mode); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("set mode of %s: %w", path, err)
+		return nil, err
 	}
-	return &Listener{l: l, path: path}, nil
+	return &Listener{l: l}, nil
 }
 
-// Accept waits for the next connection.
+// Chown gives the socket a group.
+func (l *Listener) Chown(gid int) error { return l.l.Chown(gid) }
+
+// Chmod sets the socket's permissions.
+func (l *Listener) Chmod(mode os.FileMode) error { return l.l.Chmod(mode) }
+
+// Accept waits for the next connection. Its sends give up after
+// SendTimeout.
 func (l *Listener) Accept() (*Conn, error) {
 	c, err := l.l.AcceptUnix()
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c), nil
+	conn := newConn(c, MaxRequest)
+	conn.timeout = SendTimeout
+	// Clients send valed no descriptors. Without room for them, the
+	// kernel drops any that come (the message arrives truncated, and is
+	// refused) instead of installing them here, where closing one (a file
+	// on a FUSE mount) could wait on whoever serves it.
+	conn.oob = nil
+	return conn, nil
 }
 
 // Close stops listening and removes the socket file.
 func (l *Listener) Close() error { return l.l.Close() }
 
 // Path returns the socket path.
-func (l *Listener) Path() string { return l.path }
+func (l *Listener) Path() string { return l.l.Path() }

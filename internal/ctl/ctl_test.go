@@ -25,7 +25,7 @@ func pair(t testing.TB) (*Conn, *Conn) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return newConn(c.(*net.UnixConn))
+		return newConn(c.(*net.UnixConn), MaxMessage)
 	}
 	a, b := conn(fds[0]), conn(fds[1])
 	t.Cleanup(func() { a.Close(); b.Close() })
@@ -101,28 +101,36 @@ func TestClosedPeer(t *testing.T) {
 }
 
 func TestListenReplacesStaleSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.sock")
-	l, err := Listen(path, 0o600)
+	dir, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	l, err := Listen(path, 0o600, state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen(path, 0o600); err == nil || !strings.Contains(err.Error(), "already listening") {
+	if _, err := Listen(path, 0o600, state); err == nil || !strings.Contains(err.Error(), "already listening") {
 		t.Fatalf("second listener: %v", err)
 	}
-	l.Close()
-	// A socket file left behind by a dead daemon is replaced.
-	fd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0)
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(fd)
-	l, err = Listen(path, 0o600)
+	// A socket left behind by a dead daemon is replaced.
+	l.l.UnixListener.Close()
+	l, err = Listen(path, 0o600, state)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	l.Close()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket file left after Close: %v", err)
+	}
+	// One valed did not create is not.
+	fd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if _, err := Listen(path, 0o600, state); err == nil || !strings.Contains(err.Error(), "did not create") {
+		t.Fatalf("a socket valed did not create: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the foreign socket was removed: %v", err)
 	}
 }
 

@@ -1,12 +1,9 @@
 package daemon
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -27,30 +24,6 @@ type ifaceState struct {
 	slots int
 	rings int        // as asked (0: the default)
 	port  *portState // the switch port it is attached as, if any
-}
-
-// capNetAdmin is CAP_NET_ADMIN's bit in a capability set.
-const capNetAdmin = 12
-
-// isAdmin reports whether a peer may change what is attached: root, or a
-// process whose effective capabilities include CAP_NET_ADMIN.
-func isAdmin(cred *unix.Ucred) bool {
-	if cred.Uid == 0 {
-		return true
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", cred.Pid))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<capNetAdmin) != 0
-		}
-	}
-	return false
 }
 
 func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
@@ -208,7 +181,8 @@ func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.
 			}
 		}
 	}
-	vp, err := ptnet.New(ptnet.Config{Name: n.PortName(), Socket: r.VhostUser, Client: r.VhostClient, QueuePairs: r.Queues, Logger: d.log})
+	vp, err := ptnet.New(ptnet.Config{Name: n.PortName(), Socket: r.VhostUser, Client: r.VhostClient, QueuePairs: r.Queues,
+		StateDir: d.cfg.StateDir, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}

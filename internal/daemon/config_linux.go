@@ -31,6 +31,39 @@ func attachToConfig(r mgmt.AttachRequest) config.Attach {
 	}
 }
 
+// LimitsFrom returns the limits a configuration sets.
+func LimitsFrom(c config.Limits) Limits {
+	return Limits{
+		Connections: c.Connections, Ports: c.Ports, Switches: c.Switches, Pipes: c.Pipes,
+		ExtraBufs: c.ExtraBufs, RegionSize: c.RegionMiB << 20,
+	}.withDefaults()
+}
+
+// AccessFrom returns the switch restrictions a configuration sets, with
+// users and groups resolved to ids.
+func AccessFrom(acl []config.Access) (map[string]SwitchAccess, error) {
+	out := map[string]SwitchAccess{}
+	for _, a := range acl {
+		var sa SwitchAccess
+		for _, u := range a.Users {
+			uid, err := config.LookupUser(u)
+			if err != nil {
+				return nil, fmt.Errorf("switch %s: %w", a.Name, err)
+			}
+			sa.UIDs = append(sa.UIDs, uid)
+		}
+		for _, g := range a.Groups {
+			gid, err := config.LookupGroup(g)
+			if err != nil {
+				return nil, fmt.Errorf("switch %s: %w", a.Name, err)
+			}
+			sa.GIDs = append(sa.GIDs, gid)
+		}
+		out[a.Name] = sa
+	}
+	return out, nil
+}
+
 // applyStartup creates the configuration's interfaces and attachments. A
 // failure (an interface that is not there today) is logged, not fatal: the
 // others still come up.
@@ -145,6 +178,9 @@ func (d *Daemon) Reload() error {
 	if c.Metrics.Listen != old.Metrics.Listen {
 		d.restartMetrics(c.Metrics.Listen)
 	}
+	if err := d.applyPolicy(c); err != nil {
+		return err
+	}
 	var errs []error
 	// Removed or changed entries are undone first (an attachment before
 	// the interface it may use), then added or changed ones are done.
@@ -175,6 +211,19 @@ func (d *Daemon) Reload() error {
 	return errors.Join(errs...)
 }
 
+// applyPolicy applies the limits and switch restrictions of c. They bind
+// what users do from now on; nothing held already is taken away.
+func (d *Daemon) applyPolicy(c *config.Config) error {
+	access, err := AccessFrom(c.Switch.Access)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.limits, d.access = LimitsFrom(c.Limits), access
+	d.mu.Unlock()
+	return nil
+}
+
 // changed returns the entries of from that other lacks or has otherwise
 // (entries are matched by key).
 func changed[T comparable](from, other []T, key func(T) string) []T {
@@ -200,14 +249,13 @@ func orDefault(s, def string) string {
 
 // setSocketAccess gives the control socket a group and permissions.
 func (d *Daemon) setSocketAccess(group, mode string) error {
-	path := d.ln.Path()
 	if group != "" {
 		gid, err := lookupGroup(group)
 		if err != nil {
 			return err
 		}
-		if err := os.Chown(path, -1, gid); err != nil {
-			return fmt.Errorf("control socket group %s: %w", group, err)
+		if err := d.ln.Chown(gid); err != nil {
+			return err
 		}
 	}
 	if mode != "" {
@@ -215,8 +263,8 @@ func (d *Daemon) setSocketAccess(group, mode string) error {
 		if err != nil {
 			return fmt.Errorf("control socket mode %q: %w", mode, err)
 		}
-		if err := os.Chmod(path, os.FileMode(m)); err != nil {
-			return fmt.Errorf("control socket mode %s: %w", mode, err)
+		if err := d.ln.Chmod(os.FileMode(m)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/internal/peer"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
@@ -51,6 +52,10 @@ type Config struct {
 	// Metrics is the address of the Prometheus endpoint; empty serves
 	// none.
 	Metrics string
+	// Limits bound what each user may hold (zero fields: defaults).
+	Limits Limits
+	// Access restricts who may open ports on the switches it names.
+	Access map[string]SwitchAccess
 	// LogLevel, if set, is the level Reload changes.
 	LogLevel *slog.LevelVar
 	Logger   *slog.Logger
@@ -83,6 +88,11 @@ type Daemon struct {
 	ifaces  map[string]*ifaceState
 	conns   map[*ctl.Conn]struct{}
 	closing bool
+	// usage is what each user holds, against limits; access the switches
+	// restricted to some users.
+	usage  map[uint32]*usage
+	limits Limits
+	access map[string]SwitchAccess
 
 	wg sync.WaitGroup
 
@@ -96,6 +106,8 @@ type Daemon struct {
 type switchState struct {
 	sw    *vale.Switch
 	ports map[string]*portState
+	uid   uint32 // created it, and holds it against its limit
+	user  bool   // created by a client's open (not by an attachment)
 }
 
 // portState is a port attached to a switch: a client port (shm), an
@@ -116,7 +128,8 @@ type portState struct {
 	// req is the request that attached the port (vale-ctl -a, -h or the
 	// configuration), to save and reload it; nil for client ports.
 	req *mgmt.AttachRequest
-	// uid created the port (client ports): other users may not bind it.
+	// uid created the port (client ports): other users may not bind it,
+	// and the port counts against its limit.
 	uid uint32
 }
 
@@ -174,7 +187,7 @@ func New(cfg Config) (*Daemon, error) {
 			cfg.Logger.Warn("could not restore every interface a previous valed left attached", "error", err)
 		}
 	}
-	ln, err := ctl.Listen(cfg.Socket, cfg.SocketMode)
+	ln, err := ctl.Listen(cfg.Socket, cfg.SocketMode, cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +203,9 @@ func New(cfg Config) (*Daemon, error) {
 		zlevels:    map[string][]*monState{},
 		ifaces:     map[string]*ifaceState{},
 		conns:      map[*ctl.Conn]struct{}{},
+		usage:      map[uint32]*usage{},
+		limits:     cfg.Limits.withDefaults(),
+		access:     cfg.Access,
 		applied:    cfg.Startup,
 	}
 	if cfg.SocketGroup != "" {
@@ -274,11 +290,9 @@ func (d *Daemon) shutdown() {
 // session is one control connection and the port binding it holds.
 type session struct {
 	conn *ctl.Conn
-	pid  int32
-	// admin says whether the peer may change what is attached (root or
-	// CAP_NET_ADMIN); uid is its user, which owns the ports it creates.
-	admin bool
-	uid   uint32
+	// cred is the peer: its user owns the ports it creates and is held to
+	// its limits; Admin may change what is attached.
+	cred peer.Cred
 	// holding names what the session opened; release gives it back (it
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
@@ -286,13 +300,13 @@ type session struct {
 	// feeds is the interface whose monitors this client's syncs feed;
 	// events carries what valed tells the client after the open reply.
 	feeds  string
-	events chan event
+	events *eventQueue
 }
 
 // mayUse checks that the session may bind (or monitor) what user owner
 // created: its own ports, or anything for root and CAP_NET_ADMIN.
 func (s *session) mayUse(name string, owner uint32) error {
-	if s.admin || s.uid == owner {
+	if s.cred.Admin || s.cred.UID == owner {
 		return nil
 	}
 	return fmt.Errorf("%s: permission denied: it belongs to uid %d", name, owner)
@@ -300,26 +314,26 @@ func (s *session) mayUse(name string, owner uint32) error {
 
 func (d *Daemon) serveConn(c *ctl.Conn) {
 	defer d.wg.Done()
-	s := &session{conn: c}
-	if cred, err := c.PeerCred(); err == nil {
-		s.pid = cred.Pid
-		s.uid = cred.Uid
-		s.admin = isAdmin(cred)
-	}
 	defer func() {
-		d.releaseSession(s)
 		c.Close()
 		d.mu.Lock()
 		delete(d.conns, c)
 		d.mu.Unlock()
 	}()
+	s, err := d.admit(c)
+	if err != nil {
+		c.ReplyError(err)
+		d.log.Warn("control connection refused", "error", err)
+		return
+	}
+	defer d.endSession(s)
 	for {
 		var req ctl.Request
 		fds, err := c.Recv(&req)
 		ctl.CloseFDs(fds) // clients have no reason to send descriptors
 		if err != nil {
 			if !ctl.IsClosed(err) {
-				d.log.Warn("control connection dropped", "pid", s.pid, "error", err)
+				d.log.Warn("control connection dropped", "pid", s.cred.PID, "uid", s.cred.UID, "error", err)
 			}
 			return
 		}
@@ -329,6 +343,33 @@ func (d *Daemon) serveConn(c *ctl.Conn) {
 			}
 		}
 	}
+}
+
+// admit learns who the peer of c is and counts the connection against its
+// user's limit.
+func (d *Daemon) admit(c *ctl.Conn) (*session, error) {
+	cred, err := peer.Of(c.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("valed cannot tell who you are: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.usageLocked(cred.UID)
+	if err := checkLimitLocked(cred, u.conns, d.limits.Connections, "too many control connections", "connections"); err != nil {
+		d.releaseUsageLocked(cred.UID, func(*usage) {})
+		return nil, err
+	}
+	u.conns++
+	return &session{conn: c, cred: cred, events: newEventQueue()}, nil
+}
+
+// endSession releases what the session held and its connection's count.
+func (d *Daemon) endSession(s *session) {
+	d.releaseSession(s)
+	s.events.close()
+	d.mu.Lock()
+	d.releaseUsageLocked(s.cred.UID, func(u *usage) { u.conns-- })
+	d.mu.Unlock()
 }
 
 func (d *Daemon) handle(s *session, req ctl.Request) error {
@@ -356,7 +397,7 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 		}
 		return d.list(s.conn, r)
 	case mgmt.OpAttach, mgmt.OpDetach, mgmt.OpNewIf, mgmt.OpDelIf, mgmt.OpSave, mgmt.OpReload:
-		if !s.admin {
+		if !s.cred.Admin {
 			return fmt.Errorf("%s: permission denied: changing what is attached to a switch needs root or CAP_NET_ADMIN", req.Op)
 		}
 		return d.handleAdmin(s, req)
@@ -399,54 +440,82 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 	if !n.Conf.IsZero() {
 		conf = n.Conf
 	}
+	if !s.cred.Admin && r.ExtraBufs > d.limits.ExtraBufs {
+		return fmt.Errorf("%s: %d extra buffers exceed the %d a user may ask for (limits.extra_bufs in valed's configuration)",
+			n.PortName(), r.ExtraBufs, d.limits.ExtraBufs)
+	}
 	g, err := d.geometryFor(conf, r.ExtraBufs)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.PortName(), err)
 	}
 	explicit := !conf.IsZero() || r.ExtraBufs != 0
+	reply, fds, err := d.bind(s, &n, conf, g, explicit)
+	if err != nil {
+		return err
+	}
+	d.log.Info("port opened", "name", r.Name, "kind", reply.Kind, "pid", s.cred.PID, "uid", s.cred.UID)
+	// The reply goes out with no lock held: a client slow to read it
+	// delays only itself.
+	err = s.conn.ReplyOK(reply, fds...)
+	closeFDs(fds)
+	if err != nil {
+		d.releaseSession(s)
+		return err
+	}
+	go s.events.run(s.conn)
+	return nil
+}
 
+// bind makes the binding an open asks for and returns the reply with
+// copies of its descriptors, owned by the caller.
+func (d *Daemon) bind(s *session, n *ports.Name, conf ports.Conf, g ports.Geometry, explicit bool) (ports.OpenReply, []int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closing {
-		return errors.New("valed is shutting down")
+		return ports.OpenReply{}, nil, errors.New("valed is shutting down")
 	}
 	var (
 		reply ports.OpenReply
 		fds   []int
+		err   error
 	)
-	s.startEvents()
 	switch {
 	case n.IsMonitor():
-		fds, err = d.openMonitorLocked(s, &n, conf, &reply)
+		fds, err = d.openMonitorLocked(s, n, conf, &reply)
 	case n.Pipe != 0:
-		fds, err = d.openPipeLocked(s, &n, g, explicit, &reply)
+		fds, err = d.openPipeLocked(s, n, g, explicit, &reply)
 	default:
-		fds, err = d.openValeLocked(s, &n, g, explicit, &reply)
+		fds, err = d.openValeLocked(s, n, g, explicit, &reply)
+	}
+	if err == nil {
+		fds, err = dupFDs(fds)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", n.PortName(), err)
+			s.release()
+			s.release = nil
+		}
 	}
 	if err != nil {
 		d.removeFeederLocked(s)
-		s.stopEventsLocked()
-		return err
+		return ports.OpenReply{}, nil, err
 	}
 	s.holding = reply.Port
-	d.log.Info("port opened", "name", r.Name, "kind", reply.Kind, "pid", s.pid)
-	if err := s.conn.ReplyOK(reply, fds...); err != nil {
-		return err
-	}
-	go s.runEvents(s.events)
-	return nil
+	return reply, fds, nil
 }
 
 // openValeLocked binds a VALE port, creating it and its switch if needed.
 func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
-	ps, created, err := d.portLocked(n.Switch, n.PortName(), g, explicit)
+	if err := d.mayOpenOnLocked(s.cred, n.Switch, n.PortName()); err != nil {
+		return nil, err
+	}
+	ps, created, err := d.portLocked(s.cred, n.Switch, n.PortName(), g, explicit)
 	if err != nil {
 		return nil, err
 	}
-	if created {
-		ps.uid = s.uid
-	} else if err := s.mayUse(ps.name(), ps.uid); err != nil {
-		return nil, err
+	if !created {
+		if err := s.mayUse(ps.name(), ps.uid); err != nil {
+			return nil, err
+		}
 	}
 	if ps.shm == nil {
 		return nil, fmt.Errorf("%s is %s attached with vale-ctl; applications open VALE ports, not attached interfaces (monitor it with %s/rt)",
@@ -480,16 +549,22 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 }
 
 // portLocked returns the port called name on switch swName, creating the
-// switch and the port as needed. explicit says whether the client asked for
-// a specific geometry, which must then match an existing port's.
-func (d *Daemon) portLocked(swName, name string, g ports.Geometry, explicit bool) (*portState, bool, error) {
-	ss := d.switchLocked(swName)
-	if ps := ss.ports[name]; ps != nil {
-		if explicit && ps.geom != g {
-			return nil, false, fmt.Errorf("%s already exists with %s; the requested %s cannot apply", name, describeGeometry(ps.geom), describeGeometry(g))
+// switch and the port as needed, on behalf of user c (whose limits they
+// count against). explicit says whether the client asked for a specific
+// geometry, which must then match an existing port's.
+func (d *Daemon) portLocked(c peer.Cred, swName, name string, g ports.Geometry, explicit bool) (*portState, bool, error) {
+	if ss := d.switches[swName]; ss != nil {
+		if ps := ss.ports[name]; ps != nil {
+			if explicit && ps.geom != g {
+				return nil, false, fmt.Errorf("%s already exists with %s; the requested %s cannot apply", name, describeGeometry(ps.geom), describeGeometry(g))
+			}
+			return ps, false, nil
 		}
-		return ps, false, nil
 	}
+	if err := d.checkNewPortLocked(c, swName, name, g); err != nil {
+		return nil, false, err
+	}
+	ss := d.userSwitchLocked(c, swName)
 	port, err := shm.New(name, g, d.cfg.Port)
 	if err != nil {
 		d.dropSwitchIfEmptyLocked(ss)
@@ -501,9 +576,40 @@ func (d *Daemon) portLocked(swName, name string, g ports.Geometry, explicit bool
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, false, err
 	}
-	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g}
+	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g, uid: c.UID}
 	ss.ports[name] = ps
+	d.usageLocked(c.UID).ports++
 	return ps, true, nil
+}
+
+// checkNewPortLocked checks the limits user c meets by creating port name
+// of geometry g (and its switch, if new).
+func (d *Daemon) checkNewPortLocked(c peer.Cred, swName, name string, g ports.Geometry) error {
+	u := d.usageLocked(c.UID)
+	if err := checkLimitLocked(c, u.ports, d.limits.Ports, name+": too many ports", "ports"); err != nil {
+		return err
+	}
+	if d.switches[swName] == nil {
+		if err := checkLimitLocked(c, u.switches, d.limits.Switches, name+": too many switches", "switches"); err != nil {
+			return err
+		}
+	}
+	l, err := ports.PortLayout(g, d.cfg.Port.ZLevels)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return d.checkRegion(c, name, l.Size)
+}
+
+// userSwitchLocked returns switch name, creating it on behalf of user c.
+func (d *Daemon) userSwitchLocked(c peer.Cred, name string) *switchState {
+	if ss := d.switches[name]; ss != nil {
+		return ss
+	}
+	ss := d.switchLocked(name)
+	ss.uid, ss.user = c.UID, true
+	d.usageLocked(c.UID).switches++
+	return ss
 }
 
 // switchLocked returns the switch called name, creating it if needed.
@@ -530,9 +636,8 @@ func (d *Daemon) releaseSession(s *session) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.removeFeederLocked(s)
-	s.stopEventsLocked()
 	s.release()
-	d.log.Info("port closed", "port", s.holding, "pid", s.pid)
+	d.log.Info("port closed", "port", s.holding, "pid", s.cred.PID)
 	s.release, s.holding = nil, ""
 }
 
@@ -554,6 +659,9 @@ func (d *Daemon) destroyPortLocked(ps *portState) {
 	if ps.iface != nil {
 		ps.iface.port = nil
 	}
+	if ps.shm != nil {
+		d.releaseUsageLocked(ps.uid, func(u *usage) { u.ports-- })
+	}
 	delete(ss.ports, ps.name())
 	d.log.Info("port destroyed", "port", ps.name())
 	d.dropSwitchIfEmptyLocked(ss)
@@ -567,6 +675,9 @@ func (d *Daemon) dropSwitchIfEmptyLocked(ss *switchState) {
 	}
 	ss.sw.Close()
 	delete(d.switches, ss.sw.Name())
+	if ss.user {
+		d.releaseUsageLocked(ss.uid, func(u *usage) { u.switches-- })
+	}
 	d.log.Info("switch destroyed", "switch", ss.sw.Name())
 }
 

@@ -157,6 +157,11 @@ func (d *Daemon) openCopyMonLocked(s *session, m *monState, t *target, conf port
 	if m.dirs != "t" {
 		rxBase, rings = int(rings), rings+g.RxRings
 	}
+	if l, err := ports.MonitorLayout(rings, slots, g.BufSize); err == nil {
+		if err := d.checkRegion(s.cred, m.name, l.Size); err != nil {
+			return nil, err
+		}
+	}
 	mem, err := shm.NewMonitor(m.name, rings, slots, g.BufSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.name, err)

@@ -32,12 +32,16 @@ func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 	ps := d.pipes[master]
 	created := false
 	if ps == nil {
+		if err := d.checkNewPipeLocked(s, master, g); err != nil {
+			return nil, err
+		}
 		pair, err := pipes.NewPair(master, slave, g, d.cfg.Port.ZLevels)
 		if err != nil {
 			return nil, err
 		}
-		ps = &pipeState{pair: pair, geom: g, uid: s.uid}
+		ps = &pipeState{pair: pair, geom: g, uid: s.cred.UID}
 		d.pipes[master] = ps
+		d.usageLocked(ps.uid).pipes++
 		created = true
 		d.log.Info("pipe created", "master", master, "slave", slave)
 	} else if err := s.mayUse(n.PortName(), ps.uid); err != nil {
@@ -72,6 +76,19 @@ func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 	return fds, nil
 }
 
+// checkNewPipeLocked checks the limits the session's user meets by
+// creating pipe master of geometry g.
+func (d *Daemon) checkNewPipeLocked(s *session, master string, g ports.Geometry) error {
+	if err := checkLimitLocked(s.cred, d.usageLocked(s.cred.UID).pipes, d.limits.Pipes, master+": too many pipes", "pipes"); err != nil {
+		return err
+	}
+	l, err := ports.PipeLayout(g, d.cfg.Port.ZLevels)
+	if err != nil {
+		return fmt.Errorf("%s: %w", master, err)
+	}
+	return d.checkRegion(s.cred, master, l.Size)
+}
+
 func (d *Daemon) destroyPipeLocked(master string) {
 	ps := d.pipes[master]
 	if ps == nil {
@@ -83,5 +100,6 @@ func (d *Daemon) destroyPipeLocked(master string) {
 		d.log.Error("free pipe", "pipe", master, "error", err)
 	}
 	delete(d.pipes, master)
+	d.releaseUsageLocked(ps.uid, func(u *usage) { u.pipes-- })
 	d.log.Info("pipe destroyed", "master", master)
 }
