@@ -30,13 +30,13 @@ const (
 
 // Config configures a vhost-user port.
 type Config struct {
-	Name       string // the switch port, e.g. "vale0:vm1"
-	Socket     string // the vhost-user socket path
-	Client     bool   // connect to a frontend listening on Socket (QEMU server=on) instead of listening
+	Name   string // the switch port, e.g. "vale0:vm1"
+	Socket string // the vhost-user socket path
+	Client bool   // connect to a frontend listening on Socket (QEMU server=on) instead of listening
 	// StateDir, if set, records the socket valed creates, so that a valed
 	// started after a crash may replace it (see package sockfile).
-	StateDir string
-	QueuePairs int    // queue pairs offered (GET_QUEUE_NUM); 0 means 1
+	StateDir   string
+	QueuePairs int // queue pairs offered (GET_QUEUE_NUM); 0 means 1
 	// Reconnect is how long a client waits between connection attempts.
 	Reconnect time.Duration
 	Logger    *slog.Logger
