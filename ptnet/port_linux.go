@@ -26,6 +26,7 @@ const (
 	maxTxChainBytes = vnetHdrMax + 65535 + 18
 	maxRxChains     = 256 // chains one received frame may take (mergeable buffers)
 	stageSize       = 2 << 20
+	replyTimeout    = 5 * time.Second // for the frontend to make room for a reply
 )
 
 // Config configures a vhost-user port.
@@ -323,6 +324,8 @@ func (p *Port) handleMessages(c *net.UnixConn) error {
 			reply = u64Payload(0)
 		}
 		if reply != nil {
+			// A frontend that does not read its replies is dropped.
+			c.SetWriteDeadline(time.Now().Add(replyTimeout))
 			if _, err := c.Write(encodeReply(m.request, reply)); err != nil {
 				return fmt.Errorf("reply to %s: %w", requestName(m.request), err)
 			}

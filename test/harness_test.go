@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...", "./test/hostile")
 	build.Dir = ".."
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -63,12 +63,13 @@ func (l *lockedBuffer) String() string {
 
 // proc is a started binary.
 type proc struct {
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	out  lockedBuffer
-	done chan struct{}
-	err  error
+	t      testing.TB
+	name   string
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	done   chan struct{}
+	err    error
+	killed bool // the test kills it on purpose
 }
 
 // start runs binary name with args and kills it (if still running) at the

@@ -1,0 +1,389 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/internal/pkt"
+	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/ports/shm"
+)
+
+// The isolation tests of issue 11. Each runs a class of attack against a
+// real valed, from processes of another user (or, for vhost-user, a
+// frontend), while a good sender and receiver on the same switch exchange
+// goodFrames frames. In every case: the receiver gets exactly those frames,
+// in order; vale-ctl -l answers within 2 s throughout; once the attackers
+// are gone, valed holds no more goroutines or descriptors than before; and
+// valed is still running.
+
+const (
+	goodFrames = 100_000
+	goodRate   = "25000"
+	attackTime = 6 * time.Second
+)
+
+func TestHostileFill(t *testing.T) {
+	h := startHostile(t)
+	h.attack("fill", "-port", "vale0:fill")
+	h.attack("fill", "-port", "vale1:fill")
+	killed := h.attack("fill", "-port", "vale0:killed")
+	killed.killed = true
+	h.run(func() {
+		time.Sleep(attackTime / 3)
+		killed.cmd.Process.Kill() // valed must not stay stuck on what it left
+	})
+}
+
+func TestHostileNonblock(t *testing.T) {
+	h := startHostile(t)
+	h.attack("nonblock", "-port", "vale0:nb")
+	h.attack("nonblock", "-port", "vale1:nb")
+	h.run(nil)
+}
+
+func TestHostileScribble(t *testing.T) {
+	h := startHostile(t)
+	h.attack("scribble", "-port", "vale0:scr1")
+	h.attack("scribble", "-port", "vale0:scr2")
+	h.run(func() {
+		h.d.waitPort(t, "vale0:scr1")
+		// Zero-copy and copy monitors of the scribbled port: valed maps
+		// their rings in memory the scribbler writes.
+		h.attack("monchurn", "-port", "vale0:scr1")
+	})
+	if !strings.Contains(h.d.out.String(), "ring reset after a client violation") {
+		t.Error("valed reset no ring of the scribblers")
+	}
+}
+
+func TestHostileNoRead(t *testing.T) {
+	h := startHostile(t)
+	h.attack("noread", "-port", "vale0:deaf")
+	h.attack("replyfill", "-port", "vale0:full")
+	h.run(func() {
+		h.d.waitPort(t, "vale0:deaf")
+		h.attack("monchurn", "-port", "vale0:deaf") // events for the deaf client
+	})
+}
+
+func TestHostileChurn(t *testing.T) {
+	h := startHostile(t)
+	a := h.attack("churn", "-port", "vale0:ch", "-conns", "300")
+	h.attack("churn", "-port", "vale2:ch", "-conns", "300")
+	h.run(nil)
+	m := regexp.MustCompile(`churn: (\d+) ports opened, (\d+) refused`).FindStringSubmatch(a.out.String())
+	if m == nil {
+		t.Fatalf("churn reported nothing:\n%s", a.out.String())
+	}
+	if refused, _ := strconv.Atoi(m[2]); refused == 0 {
+		t.Error("no request of the churning user was refused: its limits do not hold")
+	}
+	if !strings.Contains(h.d.out.String(), "too many control connections") {
+		t.Error("valed never refused a connection past the user's limit")
+	}
+}
+
+func TestHostileVhostUser(t *testing.T) {
+	h := startHostile(t)
+	dir := t.TempDir()
+	for _, p := range []string{"vu1", "vu2"} {
+		sock := filepath.Join(dir, p+".sock")
+		h.d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:"+p, "-vhost-user", sock, "-queues", "2")
+		h.attackAsRoot("vhost", "-vhost", sock)
+	}
+	h.run(nil)
+	for _, p := range []string{"vu1", "vu2"} {
+		h.d.run(t, 10*time.Second, "vale-ctl", "-d", "vale0:"+p)
+	}
+	h.checkBaseline()
+}
+
+// TestHostileUserNamespace is the take-over of issue 11: a user who is
+// root only in a user namespace of its own asks for a host interface.
+func TestHostileUserNamespace(t *testing.T) {
+	needCommands(t, "unshare", "ip")
+	h := startHostile(t)
+	h.run(func() {
+		out, err := h.asNobody(context.Background(), "unshare", "-Ur", filepath.Join(h.bin, "vale-ctl"), "-n", "evil0").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "permission denied") {
+			t.Errorf("unshare -Ur vale-ctl -n evil0: %v\n%s", err, out)
+		}
+	})
+	if err := exec.Command("ip", "link", "show", "evil0").Run(); err == nil {
+		exec.Command("ip", "link", "del", "evil0").Run()
+		t.Fatal("valed created a host interface for a user namespace's root")
+	}
+}
+
+// hostile is one attack case: valed, the good pair, and the attackers.
+type hostile struct {
+	t       *testing.T
+	d       *daemon
+	bin     string // binaries others may run
+	metrics string
+	g0, f0  int // valed's goroutines and descriptors before
+	procs   []*proc
+}
+
+func startHostile(t *testing.T) *hostile {
+	t.Helper()
+	needCommands(t, "setpriv")
+	if os.Getuid() != 0 {
+		t.Fatal("the isolation tests run attackers as another user: run them as root (sudo make test)")
+	}
+	dir, err := os.MkdirTemp("", "vale-hostile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "bin")
+	if out, err := exec.Command("cp", "-r", binDir, bin).CombinedOutput(); err != nil {
+		t.Fatalf("copy the binaries: %v\n%s", err, out)
+	}
+	os.Chmod(bin, 0o755)
+	h := &hostile{t: t, bin: bin, metrics: freeAddr(t)}
+	h.d = startValedAt(t, nil, filepath.Join(dir, "valed.sock"), "-sock-mode", "0666", "-metrics", h.metrics, "-log-level", "info")
+	warm := h.d.open(t, "vale0:warmup")
+	warm.Close()
+	waitFor(t, "the warm-up port to go", func() bool { return h.d.portStats(t, "vale0:warmup") == nil })
+	h.g0, h.f0 = h.usage()
+	return h
+}
+
+// usage returns valed's goroutines and open descriptors.
+func (h *hostile) usage() (goroutines, fds int) {
+	g, _ := metric(h.t, scrape(h.t, h.metrics), "go_goroutines")
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", h.d.cmd.Process.Pid))
+	return int(g), len(ents)
+}
+
+func (h *hostile) asNobody(ctx context.Context, name string, args ...string) *exec.Cmd {
+	all := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", name}, args...)
+	cmd := exec.CommandContext(ctx, "setpriv", all...)
+	cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
+	return cmd
+}
+
+// attack starts the hostile binary as user nobody in mode, for the attack
+// time, with args.
+func (h *hostile) attack(mode string, args ...string) *proc {
+	all := append([]string{"-mode", mode, "-d", attackTime.String()}, args...)
+	cmd := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), all...)
+	p := launch(h.t, "hostile "+strings.Join(all, " "), cmd, nil)
+	h.procs = append(h.procs, p)
+	return p
+}
+
+// attackAsRoot starts the hostile binary as root: a vhost-user frontend,
+// which reaches the sockets valed made.
+func (h *hostile) attackAsRoot(mode string, args ...string) *proc {
+	p := start(h.t, h.d.sock, "hostile", append([]string{"-mode", mode, "-d", attackTime.String()}, args...)...)
+	h.procs = append(h.procs, p)
+	return p
+}
+
+// run runs the good pair and the vale-ctl watch through the attack (and
+// during, in parallel, what more the case does), then checks everything.
+func (h *hostile) run(during func()) {
+	t := h.t
+	rx := openGoodRx(t, h.d)
+	tx := start(t, h.d.sock, "pkt-gen", "-i", "vale0:good_tx", "-f", "txseq", "-D", rx.p.MAC().String(),
+		"-n", strconv.Itoa(goodFrames), "-R", goodRate)
+	stopWatch := h.watchValeCtl()
+	if during != nil {
+		during()
+	}
+	tx.wait(2 * time.Minute)
+	rx.wait(t, 30*time.Second)
+	for _, p := range h.procs {
+		select {
+		case <-p.done:
+			t.Logf("%s: %s", p.name, tail(strings.TrimSpace(p.out.String()), 1))
+			if p.err != nil && !p.killed {
+				t.Errorf("%s failed: %v\n%s", p.name, p.err, tail(p.out.String(), 20))
+			}
+		case <-time.After(attackTime + 20*time.Second):
+			t.Errorf("%s did not end", p.name)
+			p.cmd.Process.Kill()
+		}
+	}
+	stopWatch()
+	if h.d.exited() {
+		t.Fatalf("valed exited:\n%s", tail(h.d.out.String(), 50))
+	}
+	if strings.Contains(h.d.out.String(), "panic") || strings.Contains(h.d.out.String(), "internal error") {
+		t.Errorf("valed logged a panic or an internal error:\n%s", tail(h.d.out.String(), 50))
+	}
+	rx.close()
+	if !strings.Contains(t.Name(), "Vhost") {
+		h.checkBaseline()
+	}
+}
+
+// checkBaseline waits until valed holds no more goroutines and descriptors
+// than before the attack (small slack for the metrics server).
+func (h *hostile) checkBaseline() {
+	t := h.t
+	waitFor(t, "every port to go", func() bool {
+		return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), "no switches")
+	})
+	var g, f int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if g, f = h.usage(); g <= h.g0+3 && f <= h.f0+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("valed holds %d goroutines and %d descriptors after the attack, %d and %d before", g, f, h.g0, h.f0)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// watchValeCtl runs vale-ctl -l over and over until stopped, and fails
+// the test if an answer takes more than 2 s.
+func (h *hostile) watchValeCtl() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var worst time.Duration
+	var calls int
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			start := time.Now()
+			c, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			cmd := exec.CommandContext(c, filepath.Join(binDir, "vale-ctl"), "-l")
+			cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
+			out, err := cmd.CombinedOutput()
+			ccancel()
+			el := time.Since(start)
+			if ctx.Err() != nil {
+				return
+			}
+			calls++
+			worst = max(worst, el)
+			if err != nil {
+				h.t.Errorf("vale-ctl -l failed during the attack: %v\n%s", err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		h.t.Logf("vale-ctl -l: %d calls during the attack, slowest %v", calls, worst)
+		if worst > 2*time.Second {
+			h.t.Errorf("vale-ctl -l took %v to answer during the attack", worst)
+		}
+		if calls == 0 {
+			h.t.Error("vale-ctl -l never answered during the attack")
+		}
+	}
+}
+
+// goodRx is the good receiver: it counts the frames of the good sender
+// (by source address) and checks their sequence numbers; frames from
+// anyone else (an attacker's floods) are only counted.
+type goodRx struct {
+	p      *nmport.Port
+	stop   chan struct{}
+	done   chan struct{}
+	got    int
+	others int
+	err    error
+}
+
+func openGoodRx(t *testing.T, d *daemon) *goodRx {
+	t.Helper()
+	p, err := nmport.Open("vale0:good_rx@conf:rx-slots=4096", &nmport.Options{Socket: d.sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One frame from the receiver teaches the switch where it is, so the
+	// sender's frames go to it alone (not flooded to the attackers).
+	tx := p.TxRing(0)
+	s := tx.Slot(tx.Head())
+	b := tx.Buf(s.BufIdx)
+	copy(b, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(b[6:], p.MAC())
+	b[12], b[13] = 0x88, 0xb5
+	s.Len = 60
+	tx.Advance(1)
+	if err := p.TxSync(); err != nil {
+		t.Fatal(err)
+	}
+	r := &goodRx{p: p, stop: make(chan struct{}), done: make(chan struct{})}
+	go r.loop(shm.DefaultMAC("vale0:good_tx").String())
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *goodRx) loop(from string) {
+	defer close(r.done)
+	var next uint32
+	for r.got < goodFrames {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		if _, err := r.p.Poll(nmport.PollIn, time.Second); err != nil {
+			r.err = err
+			return
+		}
+		for _, ring := range r.p.RxRings() {
+			for ring.Space() > 0 {
+				f := ring.Packet(ring.Head())
+				ring.Advance(1)
+				if len(f) < pkt.HeadersLen+4 || net.HardwareAddr(f[6:12]).String() != from {
+					r.others++
+					continue
+				}
+				if seq := pkt.Payload32(f, 0); seq != next {
+					r.err = fmt.Errorf("frame %d of the good sender has sequence number %d", next, seq)
+					return
+				}
+				next++
+				r.got++
+			}
+		}
+	}
+}
+
+// close stops the receiver and closes its port.
+func (r *goodRx) close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	<-r.done
+	r.p.Close()
+}
+
+func (r *goodRx) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(timeout):
+		t.Fatalf("the good receiver got %d of %d frames (and %d from others)", r.got, goodFrames, r.others)
+	}
+	if r.err != nil || r.got != goodFrames {
+		t.Fatalf("the good receiver got %d of %d frames: %v", r.got, goodFrames, r.err)
+	}
+	t.Logf("good pair: %d frames exactly, in order (%d frames from others ignored)", r.got, r.others)
+}
