@@ -179,11 +179,16 @@ func (h *hostile) asNobody(ctx context.Context, name string, args ...string) *ex
 // attack starts the hostile binary as user nobody in mode, for the attack
 // time, with args.
 func (h *hostile) attack(mode string, args ...string) *proc {
-	all := append([]string{"-mode", mode, "-d", attackTime.String()}, args...)
-	cmd := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), all...)
-	p := launch(h.t, "hostile "+strings.Join(all, " "), cmd, nil)
+	p := h.attackFor(attackTime, mode, args...)
 	h.procs = append(h.procs, p)
 	return p
+}
+
+// attackFor starts the hostile binary as user nobody in mode for d.
+func (h *hostile) attackFor(d time.Duration, mode string, args ...string) *proc {
+	all := append([]string{"-mode", mode, "-d", d.String()}, args...)
+	cmd := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), all...)
+	return launch(h.t, "hostile "+strings.Join(all, " "), cmd, nil)
 }
 
 // attackAsRoot starts the hostile binary as root: a vhost-user frontend,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,9 +19,12 @@ import (
 
 // TestSoak (make soak; not part of make test) churns valed for
 // VALE_SOAK_DURATION (default 3m): clients open ports, pipes and monitors,
-// send, close, and are killed at random, while a control flow on another
-// switch must arrive exactly. At the end, with every client gone, valed
-// must hold no more goroutines, descriptors or memory than before.
+// send, close, and are killed at random, and another user's hostile
+// clients and a hostile vhost-user frontend attack it in turns (see
+// TestHostile*), while a control flow on another switch must arrive
+// exactly and vale-ctl -l must answer within 2 s. At the end, with every
+// client gone, valed must hold no more goroutines, descriptors or memory
+// than before.
 func TestSoak(t *testing.T) {
 	dur := 3 * time.Minute
 	if v := os.Getenv("VALE_SOAK_DURATION"); v != "" {
@@ -30,8 +34,8 @@ func TestSoak(t *testing.T) {
 		}
 		dur = d
 	}
-	addr := freeAddr(t)
-	d := startValed(t, "-metrics", addr, "-log-level", "warn")
+	h := startHostile(t)
+	d, addr := h.d, h.metrics
 	pid := d.cmd.Process.Pid
 	sample := func() (gor, fds int, rssKB int) {
 		text := scrape(t, addr)
@@ -57,17 +61,46 @@ func TestSoak(t *testing.T) {
 	g0, f0, r0 := sample()
 	t.Logf("before: %d goroutines, %d descriptors, %d KiB resident", g0, f0, r0)
 
-	// The control flow, on vale1.
-	const ctrlN = 2_000_000
-	ctrlRx := start(t, d.sock, "pkt-gen", "-i", "vale1:crx"+bigRx, "-f", "rx", "-n", strconv.Itoa(ctrlN))
+	// The control flow, on vale1, at 10 Kpps: its receiver may go without
+	// the CPU for 400 ms (4096 slots) on two cores shared with the churn
+	// and the attacks.
+	const ctrlRate = 10_000
+	ctrlN := uint64(dur.Seconds()*0.8) * ctrlRate
+	ctrlRx := start(t, d.sock, "pkt-gen", "-i", "vale1:crx"+bigRx, "-f", "rx", "-n", strconv.FormatUint(ctrlN, 10))
 	d.waitPort(t, "vale1:crx")
-	ctrlTx := start(t, d.sock, "pkt-gen", "-i", "vale1:ctx", "-f", "tx", "-n", strconv.Itoa(ctrlN), "-R", strconv.Itoa(ctrlN/int(dur.Seconds()*0.8)+1))
+	ctrlTx := start(t, d.sock, "pkt-gen", "-i", "vale1:ctx", "-f", "tx", "-n", strconv.FormatUint(ctrlN, 10), "-R", strconv.Itoa(ctrlRate))
 
 	stop := time.Now().Add(dur)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ops := map[string]int{}
 	count := func(k string) { mu.Lock(); ops[k]++; mu.Unlock() }
+	stopWatch := h.watchValeCtl()
+	vhostSock := filepath.Join(t.TempDir(), "vu.sock")
+	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", vhostSock, "-queues", "2")
+	attacks := [][]string{
+		{"fill", "-port", "vale0:fill"}, {"nonblock", "-port", "vale2:nb"}, {"scribble", "-port", "vale0:scr"},
+		{"noread", "-port", "vale0:deaf"}, {"replyfill", "-port", "vale2:full"}, {"churn", "-port", "vale2:ch"},
+		{"monchurn", "-port", "vale0:p1"},
+	}
+	for w := range 2 {
+		wg.Add(1)
+		go func() { // another user's attacks, in turns
+			defer wg.Done()
+			for i := w; time.Now().Add(10 * time.Second).Before(stop); i++ {
+				a := attacks[i%len(attacks)]
+				p := h.attackFor(10*time.Second, a[0], a[1:]...)
+				<-p.done
+				count("attack " + a[0])
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // a hostile frontend, the whole time
+		defer wg.Done()
+		p := start(t, d.sock, "hostile", "-mode", "vhost", "-vhost", vhostSock, "-d", time.Until(stop).String())
+		<-p.done
+	}()
 	for w := range 6 {
 		wg.Add(1)
 		go func() {
@@ -146,6 +179,8 @@ func TestSoak(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	stopWatch()
+	d.run(t, 10*time.Second, "vale-ctl", "-d", "vale0:vu")
 	t.Logf("operations: %v", ops)
 	ctrlTx.wait(5 * time.Minute)
 	if p, _ := totals(t, ctrlRx.wait(time.Minute)); p != ctrlN {
