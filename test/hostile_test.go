@@ -126,6 +126,75 @@ func TestHostileUserNamespace(t *testing.T) {
 	}
 }
 
+// TestUserLimits holds a user to the limits of valed's configuration, and
+// keeps a restricted switch to the groups it names, with clear errors.
+func TestUserLimits(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "valed.toml")
+	writeFile(t, cfg, `
+[limits]
+connections = 5
+ports = 2
+switches = 1
+pipes = 1
+extra_bufs = 8
+region_mib = 32
+
+[[switch.access]]
+name = "vale9"
+groups = ["4"]
+`)
+	h := startHostile(t, "-c", cfg)
+	os.Chmod(filepath.Dir(cfg), 0o755)
+	hold := func(port string, groups ...string) {
+		t.Helper()
+		args := []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
+		if len(groups) > 0 {
+			args = []string{"--reuid=65534", "--regid=65534", "--groups=" + strings.Join(groups, ",")}
+		}
+		cmd := exec.Command("setpriv", append(args, "--inh-caps=-all", filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "rx")...)
+		cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
+		launch(t, "pkt-gen -i "+port+" (held)", cmd, nil)
+		waitFor(t, port+" to be held", func() bool {
+			return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), strings.Split(port, "@")[0])
+		})
+	}
+	refused := func(want string, name string, args ...string) {
+		t.Helper()
+		out, err := h.asNobody(context.Background(), filepath.Join(h.bin, name), args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("%s %v: %v, %q; want %q", name, args, err, strings.TrimSpace(string(out)), want)
+		}
+	}
+	// The restricted switch: only root, CAP_NET_ADMIN and group 4.
+	h.d.open(t, "vale9:root")
+	refused("switch vale9 admits only", "pkt-gen", "-i", "vale9:x", "-f", "tx", "-n", "10")
+	out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--groups=4", "--inh-caps=-all",
+		filepath.Join(h.bin, "pkt-gen"), "-sock", h.d.sock, "-i", "vale9:x", "-f", "tx", "-n", "10").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Sent 10 packets") {
+		t.Errorf("a member of group 4 on vale9: %v\n%s", err, out)
+	}
+	waitFor(t, "vale9:x to go", func() bool { return h.d.portStats(t, "vale9:x") == nil })
+
+	hold("vale0:l1") // one switch, one port, one connection
+	refused("too many switches: uid 65534 holds 1 already, its limit (limits.switches", "pkt-gen", "-i", "vale5:x", "-f", "tx", "-n", "1")
+	refused("limits.region_mib", "pkt-gen", "-i", "vale0:big@conf:rings=16,slots=4096", "-f", "tx", "-n", "1")
+	refused("limits.extra_bufs", "hostile", "-mode", "open", "-port", "vale0:xb", "-extra", "100")
+	if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), "-mode", "open", "-port", "vale0:xb", "-extra", "8").CombinedOutput(); err != nil {
+		t.Errorf("8 extra buffers: %v\n%s", err, out)
+	}
+	hold("vale0:l2")
+	refused("too many ports: uid 65534 holds 2 already, its limit (limits.ports", "pkt-gen", "-i", "vale0:l3", "-f", "tx", "-n", "1")
+	hold("netmap:np{1")
+	refused("too many pipes", "pkt-gen", "-i", "netmap:np{2", "-f", "tx", "-n", "1")
+	hold("vale0:l1/rt")
+	hold("vale0:l2/r")
+	refused("too many control connections: uid 65534 holds 5 already, its limit (limits.connections", "vale-ctl", "-l")
+	// Root is not limited.
+	for i := range 4 {
+		h.d.open(t, fmt.Sprintf("vale%d:root%d", 10+i, i))
+	}
+}
+
 // hostile is one attack case: valed, the good pair, and the attackers.
 type hostile struct {
 	t       *testing.T
@@ -136,7 +205,7 @@ type hostile struct {
 	procs   []*proc
 }
 
-func startHostile(t *testing.T) *hostile {
+func startHostile(t *testing.T, args ...string) *hostile {
 	t.Helper()
 	needCommands(t, "setpriv")
 	if os.Getuid() != 0 {
@@ -154,7 +223,8 @@ func startHostile(t *testing.T) *hostile {
 	}
 	os.Chmod(bin, 0o755)
 	h := &hostile{t: t, bin: bin, metrics: freeAddr(t)}
-	h.d = startValedAt(t, nil, filepath.Join(dir, "valed.sock"), "-sock-mode", "0666", "-metrics", h.metrics, "-log-level", "info")
+	h.d = startValedAt(t, nil, filepath.Join(dir, "valed.sock"),
+		append([]string{"-sock-mode", "0666", "-metrics", h.metrics, "-log-level", "info"}, args...)...)
 	warm := h.d.open(t, "vale0:warmup")
 	warm.Close()
 	waitFor(t, "the warm-up port to go", func() bool { return h.d.portStats(t, "vale0:warmup") == nil })

@@ -270,7 +270,18 @@ func (c *Conn) sendRequest(op string, req any) error {
 		}
 		body = b
 	}
-	return c.Send(Request{Op: op, Body: body})
+	err := c.Send(Request{Op: op, Body: body})
+	if err != nil && IsClosed(err) {
+		// valed may have refused the connection (a user past its limit)
+		// and said why before closing it.
+		var r Reply
+		c.c.SetReadDeadline(time.Now().Add(time.Second))
+		if fds, rerr := c.Recv(&r); rerr == nil && r.Error != "" {
+			closeAll(fds)
+			return &RemoteError{Msg: r.Error}
+		}
+	}
+	return err
 }
 
 // ReplyOK sends a successful reply with body and descriptors.

@@ -19,6 +19,8 @@
 //	          (holding them past the limit, or closing them unread)
 //	monchurn  open and close monitors of a port over and over (events)
 //	vhost     a stateful fuzzer of vhost-user frontends against -vhost
+//	open      open -port once, asking for -extra extra buffers, and say
+//	          whether valed agreed (for the tests of the limits)
 package main
 
 import (
@@ -27,6 +29,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"time"
+
+	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/ports"
 )
 
 func main() {
@@ -38,6 +43,7 @@ func main() {
 		dur   = flag.Duration("d", 10*time.Second, "how long to attack")
 		seed  = flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 		conns = flag.Int("conns", 300, "connections churn holds at once")
+		extra = flag.Uint("extra", 0, "extra buffers to ask for (mode open)")
 	)
 	flag.Parse()
 	rng := rand.New(rand.NewPCG(*seed, 0x5eed))
@@ -58,6 +64,8 @@ func main() {
 		err = monChurn(*sock, *port, until)
 	case "vhost":
 		err = fuzzVhost(*vhost, rng, until)
+	case "open":
+		err = openOnce(*sock, *port, uint32(*extra))
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -65,4 +73,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
+}
+
+// openOnce opens name asking for extra buffers, and reports the answer.
+func openOnce(sock, name string, extra uint32) error {
+	c, err := ctl.Dial(sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: name, ExtraBufs: extra}, &ports.OpenReply{})
+	if err != nil {
+		return err
+	}
+	ctl.CloseFDs(fds)
+	fmt.Printf("opened %s with %d extra buffers\n", name, extra)
+	return nil
 }
