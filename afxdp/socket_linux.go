@@ -91,7 +91,7 @@ func newSocket(c socketConfig) (_ *socket, err error) {
 	} else {
 		flags |= unix.XDP_COPY
 	}
-	if err := unix.Bind(fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(c.ifindex), QueueID: uint32(c.queue)}); err != nil {
+	if err := bindQueue(fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(c.ifindex), QueueID: uint32(c.queue)}); err != nil {
 		return nil, fmt.Errorf("bind AF_XDP socket to queue %d: %w%s", c.queue, err, bindHint(err, c.zeroCopy))
 	}
 	opts, err := options(fd)
@@ -221,6 +221,21 @@ func memlockHint(err error) string {
 		return " (the UMEM is locked memory: raise RLIMIT_MEMLOCK, e.g. LimitMEMLOCK=infinity in the unit or ulimit -l unlimited, or give valed CAP_IPC_LOCK)"
 	}
 	return ""
+}
+
+// bindQueue binds fd to its queue. The kernel releases the buffer pool of
+// a socket closed on the queue a little after the close (in a work item),
+// and refuses a bind meanwhile with EBUSY: a queue just detached is tried
+// again for a while before the error stands.
+func bindQueue(fd int, sa *unix.SockaddrXDP) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := unix.Bind(fd, sa)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func bindHint(err error, zeroCopy bool) string {
