@@ -49,6 +49,7 @@ func NewPair(master, slave string, g ports.Geometry, zlevels int) (*Pair, error)
 	if err != nil {
 		return nil, err
 	}
+	shmem.Populate(region.Mem, l.Hot())
 	p := &Pair{names: [2]string{master, slave}, layout: l, region: region}
 	p.geom[Master] = g
 	p.geom[Slave] = ports.Geometry{TxRings: g.RxRings, RxRings: g.TxRings, TxSlots: g.RxSlots, RxSlots: g.TxSlots, BufSize: g.BufSize}

@@ -174,6 +174,20 @@ const MaxZLevels = 4
 // port interface port.
 func (l *Layout) ZMon(port, level int) int { return l.Ports + port*l.ZLevels + level - 1 }
 
+// Hot returns how many bytes from the start of the region the port
+// interfaces use from the first frame on: every header and ring, and the
+// buffers the port interfaces' rings start with. Zero-copy monitor levels'
+// buffers and extra buffers lie beyond, untouched until used.
+func (l *Layout) Hot() int64 {
+	end := uint32(reservedBufs)
+	for _, f := range l.Ifaces[:l.Ports] {
+		for r, n := range f.Slots {
+			end = max(end, f.FirstBufs[r]+n)
+		}
+	}
+	return l.BufOfs + int64(end)*int64(l.BufSize)
+}
+
 // MaxFrameLen is the largest length a single slot can carry.
 func (l *Layout) MaxFrameLen() int { return min(int(l.BufSize), 0xffff) }
 

@@ -198,6 +198,7 @@ type Iface struct {
 	nums     []uint32 // slots of each ring, read once
 	first    []uint32 // first buffer of each ring, read once
 	bufs     []byte
+	bufOfs   int64 // of bufs in mem
 	bufSize  uint32
 	numBufs  uint32
 }
@@ -236,7 +237,7 @@ func OpenIface(mem []byte, ofs int64) (*Iface, error) {
 		return nil, errors.New("interface ring table outside port memory")
 	}
 	f.name = cString(h.Name[:])
-	f.bufs = mem[bufOfs : bufOfs+int64(f.numBufs)*int64(f.bufSize)]
+	f.bufs, f.bufOfs = mem[bufOfs:bufOfs+int64(f.numBufs)*int64(f.bufSize)], bufOfs
 	rel := unsafe.Slice((*int64)(unsafe.Pointer(&mem[ofs+ifHeaderSize])), n)
 	for i := range n {
 		ro, err := f.checkRing(ofs, rel[i], bufOfs)
@@ -283,7 +284,7 @@ func (l *Layout) Iface(mem []byte, i int) (*Iface, error) {
 		mem: mem, hdr: (*ifHeader)(unsafe.Pointer(&mem[fl.Ofs])), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
 		ringOfs: fl.RingOfs, nums: fl.Slots, first: fl.FirstBufs,
 		bufs:    mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
-		bufSize: l.BufSize, numBufs: l.NumBufs,
+		bufOfs:  l.BufOfs, bufSize: l.BufSize, numBufs: l.NumBufs,
 	}
 	return f, nil
 }
@@ -337,6 +338,17 @@ func (f *Iface) header(d Direction, i int) *RingHeader {
 func (f *Iface) slots(d Direction, i int) []Slot {
 	ri := f.ringIndex(d, i)
 	return unsafe.Slice((*Slot)(unsafe.Pointer(&f.mem[f.ringOfs[ri]+ringHeaderSize])), f.nums[ri])
+}
+
+// Hot returns how many bytes from the start of the memory this interface
+// uses from the first frame on (see Layout.Hot): the headers and rings, and
+// the buffers its rings start with.
+func (f *Iface) Hot() int64 {
+	end := uint32(reservedBufs)
+	for i, n := range f.nums {
+		end = max(end, f.first[i]+n)
+	}
+	return min(f.bufOfs+int64(end)*int64(f.bufSize), int64(len(f.mem)))
 }
 
 // maxLen is the largest length a slot can carry.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
@@ -216,6 +217,7 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 	if len(fds) < nwait {
 		return nil, fmt.Errorf("valed sent %d descriptors, expected at least %d", len(fds), nwait)
 	}
+	shmem.Populate(mem, iface.Hot())
 	p := &Port{name: n, reply: reply, mem: mem, iface: iface, conn: conn,
 		txFirst: reply.TxFirst, rxFirst: reply.RxFirst}
 	p.waitFDs, p.extraFDs = fds[:nwait], fds[nwait:]
@@ -244,6 +246,7 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		if err != nil {
 			return nil, fmt.Errorf("pipe peer: %w", err)
 		}
+		shmem.Populate(mem, peer.Hot())
 		if len(p.extraFDs) != nwait {
 			return nil, fmt.Errorf("valed sent %d peer descriptors for %d ring pairs", len(p.extraFDs), nwait)
 		}

@@ -79,6 +79,7 @@ func New(name string, g ports.Geometry, cfg Config) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
+	shmem.Populate(region.Mem, l.Hot())
 	p, err := newPort(name, g, l, region.Mem, cfg)
 	if err != nil {
 		region.Close()
@@ -100,6 +101,7 @@ func NewMonitor(name string, rings, slots, bufSize uint32) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
+	shmem.Populate(region.Mem, l.Hot())
 	g := ports.Geometry{RxRings: rings, RxSlots: slots, BufSize: bufSize}
 	p, err := newPort(name, g, l, region.Mem, Config{})
 	if err != nil {
