@@ -9,12 +9,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The system calls here never wait, so they are made raw: Go's runtime is
+// not told (entering a system call the usual way wakes its monitor thread
+// when the process was idle, a context switch that costs more than the
+// call).
+
 // readNoWait reads from fd into b with RWF_NOWAIT: EAGAIN instead of
 // waiting, whatever O_NONBLOCK says (eventfds and pipes honour it).
 func readNoWait(fd int, b []byte) (int, error) {
 	iov := unix.Iovec{Base: &b[0]}
 	iov.SetLen(len(b))
-	n, _, e := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
+	n, _, e := unix.RawSyscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1,
 		^uintptr(0), ^uintptr(0), unix.RWF_NOWAIT) // offset -1: the file position
 	if e != 0 {
 		return 0, e
@@ -108,6 +113,12 @@ func EnableKernelSignals() error {
 	return nil
 }
 
+// writeOne adds one to eventfd fd with a write (see Signal).
+func writeOne(fd int) {
+	one := uint64(1)
+	unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&one)), 8)
+}
+
 func (k *kernelSignaller) destroy() {
 	unix.Syscall(unix.SYS_IO_DESTROY, k.ctx, 0, 0)
 	unix.Close(k.memfd)
@@ -135,7 +146,7 @@ func (k *kernelSignaller) signal(fd int) error {
 func (k *kernelSignaller) signalOnce(fd int) error {
 	r := requests.Get().(*request)
 	r.cb = iocb{opcode: iocbCmdPread, fildes: uint32(k.memfd), flags: iocbFlagResfd, resfd: uint32(fd)}
-	_, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, k.ctx, 1, uintptr(unsafe.Pointer(&r.ptr)))
+	_, _, e := unix.RawSyscall(unix.SYS_IO_SUBMIT, k.ctx, 1, uintptr(unsafe.Pointer(&r.ptr)))
 	requests.Put(r)
 	if e != 0 {
 		return e
@@ -148,7 +159,7 @@ func (k *kernelSignaller) reap() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var zero unix.Timespec
-	n, _, e := unix.Syscall6(unix.SYS_IO_GETEVENTS, k.ctx, 0, aioEvents,
+	n, _, e := unix.RawSyscall6(unix.SYS_IO_GETEVENTS, k.ctx, 0, aioEvents,
 		uintptr(unsafe.Pointer(&k.events[0])), uintptr(unsafe.Pointer(&zero)), 0)
 	if e == 0 {
 		k.pending.Add(-int32(n))

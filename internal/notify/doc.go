@@ -28,7 +28,7 @@
 //     (eventfd_signal, through an AIO completion), which saturates instead
 //     of blocking even on a descriptor whose O_NONBLOCK was cleared.
 //   - Reads ask the kernel not to wait (preadv2 with RWF_NOWAIT), whatever
-//     the description's flags; waiting is done in Go's poller (Eventfd.Wait)
-//     or in ppoll (Poll), never in read.
+//     the description's flags; waiting is done in Go's poller (Eventfd.Wait,
+//     Set.Wait), never in read.
 //   - Adopt accepts a received descriptor only if it is an eventfd.
 package notify

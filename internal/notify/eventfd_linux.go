@@ -170,25 +170,5 @@ func Signal(fd int) {
 	if k := kernel.Load(); k != nil && k.signal(fd) == nil {
 		return
 	}
-	var one = [8]byte{1}
-	unix.Write(fd, one[:]) // EAGAIN: the counter is full, which wakes the reader
-}
-
-// Sleep waits in ppoll until one of the eventfds in pfds is signalled or
-// the timeout passes (nil waits forever), and resets the counters that
-// were signalled. An interrupted wait (EINTR) returns nil: the caller
-// looks at its rings again either way.
-func Sleep(pfds []unix.PollFd, timeout *unix.Timespec) error {
-	for i := range pfds {
-		pfds[i].Events, pfds[i].Revents = unix.POLLIN, 0
-	}
-	if _, err := unix.Ppoll(pfds, timeout, nil); err != nil && err != unix.EINTR {
-		return fmt.Errorf("poll: %w", err)
-	}
-	for _, p := range pfds {
-		if p.Revents&unix.POLLIN != 0 {
-			Drain(int(p.Fd))
-		}
-	}
-	return nil
+	writeOne(fd) // EAGAIN: the counter is full, which wakes the reader
 }

@@ -210,32 +210,6 @@ func TestAdopt(t *testing.T) {
 	}
 }
 
-func TestSleep(t *testing.T) {
-	efs, err := NewEventfds(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer CloseAll(efs)
-	pfds := []unix.PollFd{{Fd: int32(efs[0].FD())}, {Fd: int32(efs[1].FD())}}
-	ts := unix.NsecToTimespec(int64(10 * time.Millisecond))
-	start := time.Now()
-	if err := Sleep(pfds, &ts); err != nil {
-		t.Fatal(err)
-	}
-	if time.Since(start) < 10*time.Millisecond {
-		t.Fatal("Sleep returned before its timeout with nothing signalled")
-	}
-	efs[1].Signal()
-	within(t, 2*time.Second, "Sleep on a signalled eventfd", func() {
-		if err := Sleep(pfds, nil); err != nil {
-			t.Error(err)
-		}
-	})
-	if efs[1].Drain() {
-		t.Fatal("Sleep did not reset the counter it woke on")
-	}
-}
-
 func BenchmarkSignal(b *testing.B) {
 	e, err := NewEventfd()
 	if err != nil {
@@ -256,4 +230,51 @@ func BenchmarkSignal(b *testing.B) {
 			e.Signal()
 		}
 	})
+}
+
+func TestSet(t *testing.T) {
+	efs, err := NewEventfds(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseAll(efs)
+	s, err := NewSet(FDs(efs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if woke, err := s.Wait(time.Now().Add(10 * time.Millisecond)); woke || err != nil {
+		t.Fatalf("Wait with nothing signalled: %v %v", woke, err)
+	}
+	if time.Since(start) < 10*time.Millisecond {
+		t.Fatal("Wait returned before its deadline")
+	}
+	efs[2].Signal()
+	efs[0].Signal()
+	within(t, 2*time.Second, "Wait on a signalled set", func() {
+		if woke, err := s.Wait(time.Time{}); !woke || err != nil {
+			t.Errorf("Wait = %v, %v", woke, err)
+		}
+	})
+	if efs[0].Drain() || efs[2].Drain() {
+		t.Fatal("Wait left a counter it woke on")
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Wait(time.Time{}); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	efs[1].Signal()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := s.Wait(time.Time{}); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	s.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Wait after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Wait did not return after Close")
+	}
 }

@@ -97,8 +97,8 @@ type Port struct {
 	txBound  []*ports.Ring
 	rxBound  []*ports.Ring
 	conn     *ctl.Conn
-	waitFDs  []int // notify eventfds of the bound ring pairs
-	pollFDs  []unix.PollFd
+	waitFDs  []int       // notify eventfds of the bound ring pairs
+	waits    *notify.Set // the same, waited on together
 	extraFDs []int // kind-specific descriptors, closed with the port
 	sync     syncer
 	tap      monitor.Tap // monitors this binding's syncs feed
@@ -221,9 +221,7 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 	p := &Port{name: n, reply: reply, mem: mem, iface: iface, conn: conn,
 		txFirst: reply.TxFirst, rxFirst: reply.RxFirst}
 	p.waitFDs, p.extraFDs = fds[:nwait], fds[nwait:]
-	for _, fd := range p.waitFDs {
-		p.pollFDs = append(p.pollFDs, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-	}
+
 	for i := range ntx {
 		p.tx = append(p.tx, iface.Ring(ports.TX, i, reply.Port))
 	}
@@ -258,6 +256,11 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		p.sync = end
 	default:
 		return nil, fmt.Errorf("valed answered with a port of unknown kind %q", reply.Kind)
+	}
+	if len(p.waitFDs) > 0 {
+		if p.waits, err = notify.NewSet(p.waitFDs); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -322,6 +325,9 @@ func (p *Port) Close() error {
 	}
 	err := p.conn.Close()
 	p.tap.Close()
+	if p.waits != nil {
+		p.waits.Close()
+	}
 	ctl.CloseFDs(p.waitFDs)
 	ctl.CloseFDs(p.extraFDs)
 	if merr := unix.Munmap(p.mem); merr != nil && err == nil {
@@ -511,7 +517,7 @@ func (p *Port) ready(ev Events) Events {
 // and blocks on the notify eventfds until the other side answers or the
 // deadline passes.
 func (p *Port) sleep(ev Events, deadline time.Time) error {
-	if len(p.pollFDs) == 0 {
+	if p.waits == nil {
 		return errors.New("nothing to wait for: no ring bound")
 	}
 	set := func(t uint32) {
@@ -531,12 +537,7 @@ func (p *Port) sleep(ev Events, deadline time.Time) error {
 	if p.moved(ev) {
 		return nil // something moved: go around again
 	}
-	var ts *unix.Timespec
-	if !deadline.IsZero() {
-		t := unix.NsecToTimespec(max(int64(time.Until(deadline)), 0))
-		ts = &t
-	}
-	if err := notify.Sleep(p.pollFDs, ts); err != nil {
+	if _, err := p.waits.Wait(deadline); err != nil {
 		return fmt.Errorf("%s: %w", p.reply.Port, err)
 	}
 	return nil
