@@ -39,7 +39,7 @@ type iocb struct {
 	_      uint32 // aio_key
 	_      int32  // aio_rw_flags
 	opcode uint16
-	_      int16  // aio_reqprio
+	_      int16 // aio_reqprio
 	fildes uint32
 	_      uint64 // aio_buf
 	_      uint64 // aio_nbytes
