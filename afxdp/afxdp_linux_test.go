@@ -146,12 +146,12 @@ func recvTagged(t *testing.T, p *Port, tag []byte) []byte {
 			for _, f := range b.Frames {
 				if bytes.Contains(f.Data, tag) {
 					data := append([]byte(nil), f.Data...)
-					p.Release(0, b)
+					p.Release(0, b, len(b.Frames))
 					got <- data
 					return
 				}
 			}
-			p.Release(0, b)
+			p.Release(0, b, len(b.Frames))
 		}
 	}()
 	select {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -104,12 +105,24 @@ type Port struct {
 // queue is one attached queue.
 type queue struct {
 	s *socket
-	// taken are the frames of the last Recv, for Release (worker only).
-	taken []uint64
+	// taken are the UMEM frames of the last Recv, for Release (worker
+	// only): first those of the frames handed to the switch, in order,
+	// then those of the descriptors that made no frame. kept are the
+	// frames the last Release did not take back: the next Recv hands them
+	// out first.
+	taken  []uint64
+	framed int
+	kept   []keptFrame
 	// mu serialises deliveries: several switch workers may send to one
 	// queue at once.
 	mu     sync.Mutex
 	txFree []uint64
+}
+
+// keptFrame is a received frame not taken by the switch yet.
+type keptFrame struct {
+	addr uint64
+	data []byte
 }
 
 // Attach attaches the interface ifname as the switch port called name
@@ -257,34 +270,51 @@ func (p *Port) Geometry() ports.Geometry {
 	return ports.Geometry{TxRings: n, RxRings: n, TxSlots: s, RxSlots: s, BufSize: uint32(p.opts.FrameSize)}
 }
 
-// Recv waits until queue r has received frames and appends them to b.
+// Recv waits until queue r has received frames and appends them to b:
+// first the frames the last Release did not take.
 func (p *Port) Recv(r int, b *ports.Batch) error {
 	q := p.queues[r]
 	s := q.s
+	q.taken, q.framed = q.taken[:0], 0
+	for _, k := range q.kept {
+		q.taken = append(q.taken, k.addr)
+		b.Add(k.data, 0)
+	}
+	q.framed, q.kept = len(q.kept), q.kept[:0]
+	var other []uint64 // descriptors without a frame, refilled at Release
 	for {
 		if p.stopped.Load() {
 			return ports.ErrStopped
 		}
-		if n := s.rx.available(ports.MaxBatch); n > 0 {
+		if n := s.rx.available(ports.MaxBatch - uint32(len(b.Frames))); n > 0 {
 			fixed := uint64(0)
 			for i := range n {
 				d := s.rx.descs[(s.rx.cachedCons+i)&s.rx.mask]
-				q.taken = append(q.taken, s.frameBase(d.Addr))
+				addr := s.frameBase(d.Addr)
 				if data, ok := s.frame(d.Addr, d.Len); ok && d.Len > 0 {
 					if p.fixCsum && offload.CompletePartial(data) {
 						fixed++
 					}
 					b.Add(data, 0)
+					q.taken = append(q.taken, addr)
+					q.framed++
+				} else {
+					other = append(other, addr)
 				}
 			}
 			s.rx.release(n)
 			if fixed > 0 {
 				p.csumDone.Add(fixed)
 			}
-			if len(b.Frames) > 0 {
-				return nil
-			}
+		}
+		if len(b.Frames) > 0 {
+			q.taken = append(q.taken, other...)
+			return nil
+		}
+		if len(other) > 0 {
+			q.taken = append(q.taken, other...)
 			p.refill(q)
+			other = other[:0]
 			continue
 		}
 		s.kickFill()
@@ -298,8 +328,58 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 	}
 }
 
-// Release gives the frames of the last Recv on ring r back to the kernel.
-func (p *Port) Release(r int, _ *ports.Batch) { p.refill(p.queues[r]) }
+// Release gives the first n frames of the last Recv on ring r back to the
+// kernel (and the descriptors that made no frame); the others are kept
+// for the next Recv.
+func (p *Port) Release(r int, b *ports.Batch, n int) {
+	q := p.queues[r]
+	for i := n; i < q.framed; i++ {
+		q.kept = append(q.kept, keptFrame{addr: q.taken[i], data: b.Frames[i].Data})
+	}
+	if n < q.framed {
+		q.taken = append(q.taken[:n], q.taken[q.framed:]...)
+	}
+	p.refill(q)
+}
+
+// Room tells how many of the frames which queue r can send now (see
+// vale.RoomPort). A frame too big for a UMEM frame takes no room: it is
+// dropped.
+func (p *Port) Room(r int, b *ports.Batch, which []uint16) int {
+	q := p.queues[r]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p.reclaim(q)
+	room := min(uint32(len(q.txFree)), q.s.tx.free(uint32(len(which))))
+	for n, fi := range which {
+		if size := b.Frames[fi].Len(); size > int(q.s.frameSize) || size == 0 {
+			continue
+		}
+		if room == 0 {
+			return n
+		}
+		room--
+	}
+	return len(which)
+}
+
+// WaitRoom waits until queue r has sent some frames, or until deadline
+// (see vale.RoomPort). The kernel gives no wake-up for completions in copy
+// mode: it looks every 20 us.
+func (p *Port) WaitRoom(r int, deadline time.Time) {
+	q := p.queues[r]
+	for !p.stopped.Load() && time.Now().Before(deadline) {
+		q.mu.Lock()
+		q.s.kickTx(func() { p.reclaim(q) })
+		p.reclaim(q)
+		free := len(q.txFree)
+		q.mu.Unlock()
+		if free > 0 {
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
 
 // refill puts the frames taken from the RX ring back into the fill ring.
 // There is always room: the fill ring can hold every RX frame.

@@ -273,6 +273,36 @@ func (k *KRing) RxSpace() (uint32, error) {
 	return k.num - 1 - dist(head, k.hwtail, k.num), nil
 }
 
+// Room returns how many of the frames b.Frames[which[0]], ... (in order)
+// the RX ring has room for now: what RxFrames would take. A ring that
+// waits for a reset to be acknowledged, or that its application broke,
+// has room for everything: RxFrames will take nothing, and the frames are
+// dropped rather than held back for a client that broke its ring.
+func (k *KRing) Room(b *Batch, which []uint16) int {
+	space, err := k.RxSpace()
+	if err != nil || !k.resumed() {
+		return len(which)
+	}
+	for n, fi := range which {
+		f := &b.Frames[fi]
+		need := uint32(1)
+		if len(f.More) > 0 || uint32(len(f.Data)) > k.maxLen {
+			need = k.slotsFor(f)
+		}
+		if need > space || need > MaxFrags {
+			return n
+		}
+		space -= need
+	}
+	return len(which)
+}
+
+// ArmRoom publishes (or, with 0, clears) the switch side's sleep ticket on
+// an RX ring: the application's next sync that releases slots signals the
+// ring's room eventfd. A sender waiting for room sets it, checks the room
+// once more, and only then sleeps.
+func (k *KRing) ArmRoom(ticket uint32) { k.hdr.swKick.Store(ticket) }
+
 // slotsFor returns how many RX slots frame f needs in this ring.
 func (k *KRing) slotsFor(f *Frame) uint32 {
 	need := uint32(1)

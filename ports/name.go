@@ -63,6 +63,22 @@ type Conf struct {
 	Rings, TxRings, RxRings             uint32
 	HostRings, HostTxRings, HostRxRings uint32
 	Slots, TxSlots, RxSlots             uint32
+	// Mode is what "lossless=" asks of a VALE port this open creates:
+	// ModeUnset, ModeDrop (lossless=0) or ModeLossless (lossless=1).
+	Mode uint32
+}
+
+// Modes a port may be asked for in @conf (see vale.Mode).
+const (
+	ModeUnset    = 0 // the switch's
+	ModeDrop     = 1 // a full RX ring drops what the switch has for it
+	ModeLossless = 2 // the switch holds senders back until it has room
+)
+
+// Geometry returns c without its mode: the part that shapes memory.
+func (c Conf) Geometry() Conf {
+	c.Mode = ModeUnset
+	return c
 }
 
 // IsZero reports whether nothing was configured.
@@ -303,6 +319,17 @@ func (n *Name) parseConf(body string) error {
 		}
 		seen[key] = true
 		c := &n.Conf
+		if key == "lossless" {
+			switch v {
+			case "1", "yes", "on", "true":
+				c.Mode = ModeLossless
+			case "0", "no", "off", "false":
+				c.Mode = ModeDrop
+			default:
+				return fmt.Errorf("@conf: lossless=%q: want 1 or 0", v)
+			}
+			continue
+		}
 		dst := map[string]*uint32{
 			"rings": &c.Rings, "tx-rings": &c.TxRings, "rx-rings": &c.RxRings,
 			"host-rings": &c.HostRings, "host-tx-rings": &c.HostTxRings, "host-rx-rings": &c.HostRxRings,
@@ -443,6 +470,12 @@ func (c Conf) String() string {
 	add("slots", c.Slots)
 	add("tx-slots", c.TxSlots)
 	add("rx-slots", c.RxSlots)
+	switch c.Mode {
+	case ModeDrop:
+		parts = append(parts, "lossless=0")
+	case ModeLossless:
+		parts = append(parts, "lossless=1")
+	}
 	return strings.Join(parts, ",")
 }
 

@@ -28,9 +28,13 @@ const (
 //	[1, 1+N)        the eventfds this binding sleeps on, one per ring pair
 //	                in [NotifyFirst, NotifyLast) (ring pair i covers TX ring i
 //	                and RX ring i)
-//	[1+N, ...)      KindVale: one eventfd per bound TX ring, waking valed;
-//	                KindPipe: the peer end's eventfds for the same ring pairs,
-//	                to wake it
+//	[1+N, ...)      KindVale, KindMonitor: one eventfd per bound TX ring,
+//	                waking valed's worker, then one per bound RX ring,
+//	                waking a sender that waits for room in it (signalled
+//	                when the application releases slots and the ring's
+//	                sw_kick holds a ticket it did not answer); KindPipe:
+//	                the peer end's eventfds for the same ring pairs, to
+//	                wake it
 type OpenReply struct {
 	Kind        string   `json:"kind"`
 	Port        string   `json:"port"`   // canonical port name, e.g. "vale0:a"

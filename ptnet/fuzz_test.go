@@ -162,7 +162,7 @@ func FuzzRingSetup(f *testing.F) {
 			p.sleepy(q)
 			b := ports.NewBatch()
 			if n, err := p.takeTx(q, b); err == nil && n > 0 {
-				p.releaseTx(q)
+				p.releaseTx(q, -1)
 			}
 			out := ports.NewBatch()
 			out.Add(make([]byte, 1500), 0)

@@ -115,7 +115,8 @@ type queue struct {
 
 	// Transmit side: the chains the last Recv took, and where frames are
 	// copied to when the guest's memory could shrink under the mapping.
-	heads []uint16
+	heads  []uint16
+	framed []bool // by chain of heads: whether it made a frame of the batch
 	stage []byte
 
 	kicked  chan struct{}
@@ -855,14 +856,14 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 			switch {
 			case err != nil:
 				b.Reset()
-				p.releaseTx(q)
+				p.releaseTx(q, -1)
 				p.breakQueue(q, err)
 			case n > 0 && q.enabled:
 				return nil // Release unlocks
 			case n > 0:
 				// Started but disabled: consume and drop (vhost-user.rst).
 				b.Reset()
-				p.releaseTx(q)
+				p.releaseTx(q, -1)
 				q.mu.Unlock()
 				continue
 			default:
@@ -960,6 +961,7 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 			return 0, err
 		}
 		q.heads = append(q.heads, head)
+		q.framed = append(q.framed, added && badHdr == nil)
 		if badHdr != nil {
 			p.txBadHdr.Add(1)
 			if added {
@@ -980,16 +982,17 @@ func drop(b *ports.Batch) {
 	b.Frames = b.Frames[:len(b.Frames)-1]
 }
 
-// Release gives the chains of the last Recv on ring r back to the driver
-// and unlocks the queue.
-func (p *Port) Release(r int, _ *ports.Batch) {
+// Release gives the chains of the first n frames of the last Recv on ring
+// r back to the driver (the others stay available, taken again by the
+// next Recv) and unlocks the queue.
+func (p *Port) Release(r int, _ *ports.Batch, n int) {
 	q := p.queues[2*r+1]
-	p.releaseTx(q)
+	p.releaseTx(q, n)
 	q.mu.Unlock()
 }
 
 // releaseTx returns the chains taken. The queue's lock is held.
-func (p *Port) releaseTx(q *queue) {
+func (p *Port) releaseTx(q *queue, frames int) {
 	if len(q.heads) == 0 {
 		return
 	}
@@ -998,10 +1001,29 @@ func (p *Port) releaseTx(q *queue) {
 			p.breakQueue(q, guard.Error(r))
 		}
 	}()
-	for _, h := range q.heads {
+	k := len(q.heads)
+	if frames >= 0 {
+		// The chains up to the one of frame number frames (not included)
+		// are used; the others go back to the available ring.
+		seen := 0
+		for i, f := range q.framed {
+			if f && seen == frames {
+				k = i
+				break
+			}
+			if f {
+				seen++
+			}
+		}
+	}
+	q.vq.lastAvail -= uint16(len(q.heads) - k)
+	for _, h := range q.heads[:k] {
 		q.vq.putUsed(h, 0)
 	}
-	q.heads = q.heads[:0]
+	q.heads, q.framed = q.heads[:0], q.framed[:0]
+	if k == 0 {
+		return
+	}
 	q.vq.publishUsed()
 	if q.vq.needsSignal() {
 		signal(q.call)
@@ -1052,28 +1074,14 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 // having taken nothing, when the driver has not made room enough
 // available. The queue's lock is held.
 func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
-	need := q.hdrLen + f.Len()
 	pending, err := q.vq.pending()
 	if err != nil {
 		return false, err
 	}
 	// Find the chains: capacities first, nothing written yet.
-	nchains, room := 0, 0
-	for room < need {
-		if uint16(nchains) == pending || nchains == maxRxChains || (!q.mrg && nchains == 1) {
-			return false, nil
-		}
-		head, err := q.vq.head(uint16(nchains))
-		if err != nil {
-			return false, err
-		}
-		c, err := q.vq.walk(q.mem, head, true, 1<<30, func([]byte) {})
-		if err != nil {
-			return false, err
-		}
-		q.rxHeads[nchains] = head
-		nchains++
-		room += c
+	nchains, err := q.chainsFor(q.hdrLen+f.Len(), 0, pending)
+	if nchains == 0 || err != nil {
+		return false, err
 	}
 	// Write the header (what is left to do, and the chain count), then the
 	// frame across the chains.
@@ -1103,6 +1111,118 @@ func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
 	}
 	q.vq.lastAvail += uint16(nchains)
 	return true, nil
+}
+
+// chainsFor finds the available chains from lastAvail+from on (of pending)
+// that a frame of need bytes with its header takes, notes their heads in
+// q.rxHeads, and returns how many: 0 if the driver has not made room
+// enough available. The queue's lock is held.
+func (q *queue) chainsFor(need int, from, pending uint16) (int, error) {
+	nchains, room := 0, 0
+	for room < need {
+		if from+uint16(nchains) == pending || nchains == maxRxChains || (!q.mrg && nchains == 1) {
+			return 0, nil
+		}
+		head, err := q.vq.head(from + uint16(nchains))
+		if err != nil {
+			return 0, err
+		}
+		c, err := q.vq.walk(q.mem, head, true, 1<<30, func([]byte) {})
+		if err != nil {
+			return 0, err
+		}
+		q.rxHeads[nchains] = head
+		nchains++
+		room += c
+	}
+	return nchains, nil
+}
+
+// Room tells how many of the frames which the driver's receive queue of
+// pair r has buffers for now (see vale.RoomPort). A queue that is not
+// served (no frontend, not started, stopped) has room for everything:
+// Deliver drops what it is given, and nobody waits for a guest that is not
+// there.
+func (p *Port) Room(r int, b *ports.Batch, which []uint16) (n int) {
+	q := p.queues[2*r]
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.live() || !q.enabled {
+		return len(which)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.breakQueue(q, guard.Error(r))
+			n = len(which)
+		}
+	}()
+	pending, err := q.vq.pending()
+	if err != nil {
+		return len(which) // Deliver stops the queue
+	}
+	used := uint16(0)
+	for n, fi := range which {
+		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), used, pending)
+		if err != nil {
+			return len(which)
+		}
+		if k == 0 {
+			return n
+		}
+		used += uint16(k)
+	}
+	return len(which)
+}
+
+// WaitRoom asks the driver to kick when it makes more receive buffers
+// available on the queue of pair r, and waits for that, or the deadline
+// (see vale.RoomPort).
+func (p *Port) WaitRoom(r int, deadline time.Time) {
+	q := p.queues[2*r]
+	more, ok := p.armRoom(q, true)
+	if !ok || more {
+		p.armRoom(q, false)
+		return
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	select {
+	case <-q.kicked:
+	case <-q.changed:
+	case <-p.stopCh:
+	case <-timer.C:
+	}
+	timer.Stop()
+	p.armRoom(q, false)
+}
+
+// armRoom enables (or disables again) the driver's kicks on a receive
+// queue and, when enabling, reports whether buffers came meanwhile. ok is
+// false for a queue that is not served.
+func (p *Port) armRoom(q *queue, on bool) (more, ok bool) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.live() {
+		return false, false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.breakQueue(q, guard.Error(r))
+			more, ok = false, false
+		}
+	}()
+	if !on {
+		q.vq.disableKicks()
+		return false, true
+	}
+	// Kick for buffers beyond those available now (too few for the frame
+	// that waits), then look once more.
+	idx := q.vq.availIdx()
+	q.vq.enableKicksAfter(idx)
+	return q.vq.availIdx() != idx, true
 }
 
 // Counters are a vhost-user port's own counts.

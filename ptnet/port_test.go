@@ -44,7 +44,7 @@ func recvOne(t *testing.T, p *Port, ring int) []ports.Frame {
 			}
 			out = append(out, c)
 		}
-		p.Release(ring, b)
+		p.Release(ring, b, len(b.Frames))
 		done <- out
 	}()
 	select {
@@ -240,7 +240,7 @@ func drain(p *Port, r int) {
 		if err := p.Recv(r, b); err != nil {
 			return
 		}
-		p.Release(r, b)
+		p.Release(r, b, len(b.Frames))
 	}
 }
 

@@ -188,9 +188,13 @@ func (q *virtq) needsSignal() bool {
 // enableKicks asks the driver to kick for the next available entry (and
 // is followed by a fence, so that the caller's look at the available index
 // cannot miss an entry made available in between).
-func (q *virtq) enableKicks() {
+func (q *virtq) enableKicks() { q.enableKicksAfter(q.lastAvail) }
+
+// enableKicksAfter asks the driver to kick when it makes entry idx (or
+// later) available, as enableKicks does for the next one.
+func (q *virtq) enableKicksAfter(idx uint16) {
 	if q.eventIdx {
-		store16(q.used, 4+8*int(q.num), q.lastAvail)
+		store16(q.used, 4+8*int(q.num), idx)
 	} else {
 		q.usedFlags &^= usedFNoNotify
 		q.publishUsed()

@@ -139,7 +139,7 @@ pipes = 1
 extra_bufs = 8
 region_mib = 32
 
-[[switch.access]]
+[[switches]]
 name = "vale9"
 groups = ["4"]
 `)

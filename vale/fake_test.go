@@ -26,7 +26,7 @@ type fakePort struct {
 	gotRing []int
 	room    int // frames Deliver still accepts; negative = unlimited
 	stopped bool
-	sent    int // frames handed to the switch
+	sent    int // frames handed to the switch (counted again if handed again)
 	done    int // frames released
 }
 
@@ -65,15 +65,44 @@ func (p *fakePort) Recv(r int, b *ports.Batch) error {
 		}
 		b.Add(f.data, f.flags)
 	}
-	p.queue = p.queue[n:]
 	p.sent += n
 	return nil
 }
 
-func (p *fakePort) Release(r int, b *ports.Batch) {
+// Release forgets the first n frames of the queue: the others come again.
+func (p *fakePort) Release(r int, b *ports.Batch, n int) {
 	p.mu.Lock()
-	p.done += len(b.Frames)
+	p.queue = p.queue[n:]
+	p.done += n
 	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// Room tells how many frames Deliver would take.
+func (p *fakePort) Room(r int, b *ports.Batch, which []uint16) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.room < 0 {
+		return len(which)
+	}
+	return min(p.room, len(which))
+}
+
+// WaitRoom waits until makeRoom or the deadline.
+func (p *fakePort) WaitRoom(r int, deadline time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.room == 0 && !p.stopped && time.Now().Before(deadline) {
+		p.mu.Unlock()
+		time.Sleep(100 * time.Microsecond)
+		p.mu.Lock()
+	}
+}
+
+// makeRoom lets Deliver take n more frames.
+func (p *fakePort) makeRoom(n int) {
+	p.mu.Lock()
+	p.room += n
 	p.mu.Unlock()
 }
 
@@ -113,11 +142,19 @@ func (p *fakePort) Stop() {
 func (p *fakePort) send(frames ...fakeFrame) {
 	p.mu.Lock()
 	p.queue = append(p.queue, frames...)
-	target := p.sent + len(p.queue)
+	target := p.done + len(p.queue)
 	p.cond.Broadcast()
 	for p.done < target {
 		p.cond.Wait()
 	}
+	p.mu.Unlock()
+}
+
+// queueFrames queues frames without waiting.
+func (p *fakePort) queueFrames(frames ...fakeFrame) {
+	p.mu.Lock()
+	p.queue = append(p.queue, frames...)
+	p.cond.Broadcast()
 	p.mu.Unlock()
 }
 
@@ -170,7 +207,7 @@ func newTestSwitch(t *testing.T, cfg Config, names ...string) (*Switch, []*fakeP
 	var ps []*fakePort
 	for _, n := range names {
 		p := newFakePort(n)
-		if _, err := sw.Attach(p); err != nil {
+		if _, err := sw.Attach(p, ModeDefault); err != nil {
 			t.Fatal(err)
 		}
 		ps = append(ps, p)

@@ -3,6 +3,7 @@ package vale
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/valeswitch/vale/internal/offload"
@@ -34,9 +35,19 @@ type forwarder struct {
 	groups  []group           // unicast destinations of the round
 	groupOf []uint16          // by port index: 1 + position in groups, 0 if none
 	flood   []uint16          // frames to flood, in order
-	list    []uint16          // frames of one destination
-	merged  []uint16          // list merged with flood
 	learns  []uint64          // source MACs to learn after the round
+
+	// The deliveries of a round: one per destination port, and the frame
+	// lists of those that need one of their own (reused from round to
+	// round).
+	plan   []delivery
+	lists  [][]uint16 // a group's frames, by delivery
+	merged [][]uint16 // a group's frames merged with the flooded ones, by delivery
+
+	// blocked is the lossless destination (and its RX ring) that had no
+	// room for the rest of the last round: the worker waits for it.
+	blocked     *attachment
+	blockedRing int
 
 	// Completing offloads for ports that cannot take them: done lazily,
 	// the first time a round needs it.
@@ -45,6 +56,15 @@ type forwarder struct {
 	round     uint64       // rounds forwarded
 	doneFrame int          // the frame of round doneRound completed holds
 	doneRound uint64
+}
+
+// delivery is what one destination gets in a round.
+type delivery struct {
+	a        *attachment
+	ring     int      // its RX ring
+	which    []uint16 // the frames, in order
+	lossless bool     // held to its room (ModeLossless, not stuck)
+	stuck    bool     // lossless, but stuck: dropped to, counted apart
 }
 
 // group is the list of frames of one round going to one port, linked
@@ -72,8 +92,6 @@ func newForwarder(sw *Switch, src *attachment, ring int) *forwarder {
 		groups:  make([]group, 0, 64),
 		groupOf: make([]uint16, len(sw.ports)),
 		flood:   make([]uint16, 0, maxFrames),
-		list:    make([]uint16, 0, maxFrames),
-		merged:  make([]uint16, 0, maxFrames),
 		learns:  make([]uint64, 0, 64),
 	}
 }
@@ -85,12 +103,16 @@ func mac48(b []byte) uint64 {
 	return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint16(b[4:]))<<32
 }
 
-// forward switches the frames of f.batch: one round.
-func (f *forwarder) forward() {
+// forward switches the frames of f.batch: one round. It returns how many
+// frames (from the first) it took: all of them, unless a lossless
+// destination had no room for some, in which case those and the frames
+// after them are left to the source (and f.blocked says where the room
+// lacked).
+func (f *forwarder) forward() int {
 	b := f.batch
 	n := len(b.Frames)
 	if n == 0 {
-		return
+		return 0
 	}
 	sw, src := f.sw, f.src
 	now := time.Now().UnixNano()
@@ -98,12 +120,15 @@ func (f *forwarder) forward() {
 	f.round++
 	txBytes, invalid, noRoute := f.lookup(sw.clock(now))
 
+	taken := n
 	sw.mu.RLock()
 	if sw.ports[src.idx] == src {
+		var flooded int
+		taken, flooded = f.deliverAll(now)
+		noRoute += flooded
 		if mons := src.monitors.Load(); mons != nil && len(mons.tx) > 0 {
-			copyTo(mons.tx, f.ring, b, identity[:n], false)
+			copyTo(mons.tx, f.ring, b, identity[:taken], false)
 		}
-		noRoute += f.deliverAll()
 	} else {
 		noRoute += n // detached during the round
 	}
@@ -115,8 +140,13 @@ func (f *forwarder) forward() {
 	if len(f.learns) > 0 {
 		f.learn(now)
 	}
+	if taken < n {
+		// Count only what was taken: the rest comes again.
+		txBytes, invalid, noRoute = f.recount(taken)
+		src.counters.waits.Add(1)
+	}
 	c := &src.counters
-	c.txPackets.Add(uint64(n))
+	c.txPackets.Add(uint64(taken))
 	c.txBytes.Add(uint64(txBytes))
 	if invalid > 0 {
 		c.dropInvalid.Add(uint64(invalid))
@@ -125,8 +155,25 @@ func (f *forwarder) forward() {
 		c.noRoute.Add(uint64(noRoute))
 	}
 	sw.rounds.Add(1)
-	sw.frames.Add(uint64(n))
-	sw.batches[min(bits.Len(uint(n)), BatchBuckets-1)].Add(1)
+	sw.frames.Add(uint64(taken))
+	sw.batches[min(bits.Len(uint(taken)), BatchBuckets-1)].Add(1)
+	return taken
+}
+
+// recount returns the counts of lookup for the first n frames of the
+// round only.
+func (f *forwarder) recount(n int) (txBytes, invalid, noRoute int) {
+	for i := range n {
+		fr := &f.batch.Frames[i]
+		txBytes += fr.Len()
+		switch {
+		case len(fr.Data) < ethHeaderLen:
+			invalid++
+		case f.dst[i] == dstDrop:
+			noRoute++
+		}
+	}
+	return txBytes, invalid, noRoute
 }
 
 // lookup is pass 1: learn sources and find the destination of every frame.
@@ -178,12 +225,48 @@ func (f *forwarder) lookup(clock uint32) (txBytes, invalid, noRoute int) {
 	return txBytes, invalid, noRoute
 }
 
-// deliverAll is pass 2: group the frames per destination and deliver each
-// group, the flooded frames merged in order into every other port's list. The
-// caller holds sw.mu shared. It returns how many frames had no destination.
-func (f *forwarder) deliverAll() (noRoute int) {
-	sw, src := f.sw, f.src
+// deliverAll is pass 2: group the frames per destination (the flooded
+// frames merged in order into every other port's list), hold each lossless
+// destination to its room, and deliver. The caller holds sw.mu shared. It
+// returns how many frames (from the first) the round took, and how many of
+// those had no destination.
+func (f *forwarder) deliverAll(now int64) (taken, noRoute int) {
 	n := len(f.batch.Frames)
+	if noRoute = f.planRound(n); noRoute > 0 {
+		return n, noRoute
+	}
+	taken = n
+	lossless := false
+	for i := range f.plan {
+		d := &f.plan[i]
+		d.lossless, d.stuck = f.sw.losslessDst(d.a), false
+		lossless = lossless || d.lossless
+	}
+	if lossless {
+		taken = f.reserve(now, n)
+	}
+	for i := range f.plan {
+		d := &f.plan[i]
+		which := d.which
+		if taken < n {
+			which = below(which, uint16(taken))
+		}
+		if len(which) > 0 {
+			f.deliver(d, which)
+		}
+	}
+	if lossless {
+		f.unreserve()
+	}
+	return taken, 0
+}
+
+// planRound fills f.plan with the deliveries of the round. It returns the
+// number of frames with nowhere to go when the source is alone on the
+// switch.
+func (f *forwarder) planRound(n int) (noRoute int) {
+	sw, src := f.sw, f.src
+	f.plan = f.plan[:0]
 	f.groups = f.groups[:0]
 	f.flood = f.flood[:0]
 	for i := 0; i < n; i++ {
@@ -210,7 +293,7 @@ func (f *forwarder) deliverAll() (noRoute int) {
 	if len(f.flood) == 0 {
 		for gi := range f.groups {
 			gr := &f.groups[gi]
-			f.deliver(sw.ports[gr.port], f.frames(gr, n))
+			f.add(sw.ports[gr.port], f.frames(gr, n))
 		}
 		return 0
 	}
@@ -225,9 +308,29 @@ func (f *forwarder) deliverAll() (noRoute int) {
 		if g := f.groupOf[a.idx]; g != 0 {
 			which = f.merge(f.frames(&f.groups[g-1], n), f.flood)
 		}
-		f.deliver(a, which)
+		f.add(a, which)
 	}
 	return 0
+}
+
+// add plans the delivery of frames which to port a. Frames from ring r go
+// to ring r modulo the destination's ring count.
+func (f *forwarder) add(a *attachment, which []uint16) {
+	ring := f.ring
+	if ring >= a.nrx {
+		ring %= a.nrx
+	}
+	f.plan = append(f.plan, delivery{a: a, ring: ring, which: which})
+}
+
+// scratch returns a frame list from pool for the delivery about to be
+// added: its own, reused from round to round.
+func (f *forwarder) scratch(pool *[][]uint16) []uint16 {
+	i := len(f.plan)
+	for len(*pool) <= i {
+		*pool = append(*pool, make([]uint16, 0, maxFrames))
+	}
+	return (*pool)[i][:0]
 }
 
 // frames returns the frames of group gr, in order.
@@ -235,17 +338,16 @@ func (f *forwarder) frames(gr *group, n int) []uint16 {
 	if gr.n == n {
 		return identity[:n]
 	}
-	l := f.list[:0]
+	l := f.scratch(&f.lists)
 	for i, k := gr.first, 0; k < gr.n; i, k = f.next[i], k+1 {
 		l = append(l, i)
 	}
-	f.list = l
 	return l
 }
 
 // merge merges two ascending lists of frame indexes.
 func (f *forwarder) merge(a, b []uint16) []uint16 {
-	m := f.merged[:0]
+	m := f.scratch(&f.merged)
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		if a[i] < b[j] {
@@ -258,26 +360,96 @@ func (f *forwarder) merge(a, b []uint16) []uint16 {
 	}
 	m = append(m, a[i:]...)
 	m = append(m, b[j:]...)
-	f.merged = m
 	return m
 }
 
-// deliver hands the frames which to port a and counts the outcome. Frames
-// from ring r go to ring r modulo the destination's ring count. Frames with
-// offloads pending go as they are to a port that takes them, completed
-// (checksummed, segmented) to any other.
-func (f *forwarder) deliver(a *attachment, which []uint16) {
-	ring := f.ring
-	if ring >= a.nrx {
-		ring %= a.nrx
+// below returns the prefix of the ascending list which with frame indexes
+// under n.
+func below(which []uint16, n uint16) []uint16 {
+	k := len(which)
+	for k > 0 && which[k-1] >= n {
+		k--
 	}
+	return which[:k]
+}
+
+// reserve holds each lossless destination of the round to its room: it
+// takes the destinations' RX ring locks (in port index order, as every
+// worker does), asks each how many of its frames fit, and returns the
+// number of frames of the round all of them can take. A destination that
+// made no room for the stuck timeout is dropped to instead. The locks are
+// held until unreserve.
+func (f *forwarder) reserve(now int64, n int) int {
+	slices.SortFunc(f.plan, func(x, y delivery) int { return int(x.a.idx) - int(y.a.idx) })
+	taken := n
+	stuckAfter := int64(f.sw.cfg.StuckTimeout)
+	for i := range f.plan {
+		d := &f.plan[i]
+		if !d.lossless {
+			continue
+		}
+		d.a.rxLocks[d.ring].Lock()
+		room := d.a.room.Room(d.ring, f.batch, d.which)
+		blocked := &d.a.blocked[d.ring]
+		if room >= len(d.which) {
+			blocked.Store(0)
+			continue
+		}
+		since := blocked.Load()
+		if since == 0 {
+			blocked.CompareAndSwap(0, now)
+			since = blocked.Load()
+		}
+		if now-since >= stuckAfter {
+			d.stuck = true
+			continue
+		}
+		if cut := int(d.which[room]); cut < taken {
+			taken = cut
+			f.blocked, f.blockedRing = d.a, d.ring
+		}
+	}
+	return taken
+}
+
+// unreserve releases the locks reserve took.
+func (f *forwarder) unreserve() {
+	for i := range f.plan {
+		if d := &f.plan[i]; d.lossless {
+			d.a.rxLocks[d.ring].Unlock()
+		}
+	}
+}
+
+// waitRoom waits until the destination that had no room for the last
+// round may have some, or its stuck timeout passes, or maxRoomWait (so
+// that the worker sees its own port go).
+func (f *forwarder) waitRoom() {
+	a, ring := f.blocked, f.blockedRing
+	f.blocked = nil
+	deadline := time.Now().Add(maxRoomWait)
+	if since := a.blocked[ring].Load(); since != 0 {
+		if stuck := time.Unix(0, since).Add(f.sw.cfg.StuckTimeout); stuck.Before(deadline) {
+			deadline = stuck
+		}
+	}
+	a.room.WaitRoom(ring, deadline)
+}
+
+// maxRoomWait is the longest a worker waits for room at once.
+const maxRoomWait = 10 * time.Millisecond
+
+// deliver hands the frames which of delivery d to its port and counts the
+// outcome. Frames with offloads pending go as they are to a port that
+// takes them, completed (checksummed, segmented) to any other.
+func (f *forwarder) deliver(d *delivery, which []uint16) {
 	b := f.batch
 	if b.Offloads == 0 {
-		f.deliverTo(a, ring, b, which)
+		f.deliverTo(d, b, which)
 		return
 	}
 	var caps ports.OffloadCaps
-	if op, ok := a.port.(OffloadPort); ok {
+	if op, ok := d.a.port.(OffloadPort); ok {
 		caps = op.Offloads()
 	}
 	start := 0
@@ -287,15 +459,15 @@ func (f *forwarder) deliver(a *attachment, which []uint16) {
 			continue
 		}
 		if i > start {
-			f.deliverTo(a, ring, b, which[start:i])
+			f.deliverTo(d, b, which[start:i])
 		}
 		start = i + 1
 		if n := f.complete(int(fi)); n > 0 {
-			f.deliverTo(a, ring, f.completed, identity[:n])
+			f.deliverTo(d, f.completed, identity[:n])
 		}
 	}
 	if start < len(which) {
-		f.deliverTo(a, ring, b, which[start:])
+		f.deliverTo(d, b, which[start:])
 	}
 }
 
@@ -329,21 +501,27 @@ func (f *forwarder) complete(fi int) int {
 	return len(segs)
 }
 
-// deliverTo hands frames which of b to RX ring ring of port a and counts
-// the outcome.
-func (f *forwarder) deliverTo(a *attachment, ring int, b *ports.Batch, which []uint16) {
+// deliverTo hands frames which of b to delivery d's port and counts the
+// outcome. The RX ring's lock is taken when the port has RX monitors (so
+// that they see the port's order), unless reserve holds it already.
+func (f *forwarder) deliverTo(d *delivery, b *ports.Batch, which []uint16) {
+	a, ring := d.a, d.ring
 	var (
 		frames, bytes int
 		err           error
 	)
 	if mons := a.monitors.Load(); mons != nil && len(mons.rx) > 0 {
 		lk := &a.rxLocks[ring]
-		lk.Lock()
+		if !d.lossless {
+			lk.Lock()
+		}
 		frames, bytes, err = a.port.Deliver(ring, b, which)
 		if err == nil && frames > 0 {
 			copyTo(mons.rx, ring, b, which[:frames], true)
 		}
-		lk.Unlock()
+		if !d.lossless {
+			lk.Unlock()
+		}
 	} else {
 		frames, bytes, err = a.port.Deliver(ring, b, which)
 	}
@@ -360,7 +538,11 @@ func (f *forwarder) deliverTo(a *attachment, ring int, b *ports.Batch, which []u
 		c.rxBytes.Add(uint64(bytes))
 	}
 	if lost := len(which) - frames; lost > 0 {
-		c.dropFull.Add(uint64(lost))
+		if d.stuck {
+			c.dropStuck.Add(uint64(lost))
+		} else {
+			c.dropFull.Add(uint64(lost))
+		}
 	}
 }
 

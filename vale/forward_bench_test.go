@@ -28,7 +28,7 @@ func (s *sinkPort) Describe() ports.Desc {
 	return ports.Desc{Kind: "sink", TxRings: 1, RxRings: 1}
 }
 func (s *sinkPort) Recv(int, *ports.Batch) error { select {} }
-func (s *sinkPort) Release(int, *ports.Batch)    {}
+func (s *sinkPort) Release(int, *ports.Batch, int) {}
 func (s *sinkPort) Stop()                        {}
 func (s *sinkPort) Deliver(_ int, b *ports.Batch, which []uint16) (int, int, error) {
 	bytes := 0
@@ -65,14 +65,14 @@ func BenchmarkForward(b *testing.B) {
 			sw := New("vale0", Config{})
 			defer sw.Close()
 			src := newSinkPort("vale0:src")
-			if _, err := sw.Attach(src); err != nil {
+			if _, err := sw.Attach(src, ModeDefault); err != nil {
 				b.Fatal(err)
 			}
 			var dstMAC [6]byte
 			var last *sinkPort
 			for i := range c.dests {
 				last = newSinkPort(fmt.Sprintf("vale0:d%d", i))
-				if _, err := sw.Attach(last); err != nil {
+				if _, err := sw.Attach(last, ModeDefault); err != nil {
 					b.Fatal(err)
 				}
 			}

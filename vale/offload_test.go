@@ -43,7 +43,7 @@ func TestOffloadCompletion(t *testing.T) {
 	src, plain := newFakePort("src"), newFakePort("plain")
 	smart := offloadPort{newFakePort("smart")}
 	for _, p := range []Port{src, plain, smart} {
-		if _, err := sw.Attach(p); err != nil {
+		if _, err := sw.Attach(p, ModeDefault); err != nil {
 			t.Fatal(err)
 		}
 	}

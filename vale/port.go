@@ -14,7 +14,11 @@
 // on the interface.
 package vale
 
-import "github.com/valeswitch/vale/ports"
+import (
+	"time"
+
+	"github.com/valeswitch/vale/ports"
+)
 
 // Port is a port as the switch sees it. The switch calls Recv and Release
 // from one worker goroutine per TX ring, and Deliver from the workers of
@@ -32,8 +36,12 @@ type Port interface {
 	// found (and reset) a broken ring; the switch counts and logs such
 	// errors and calls Recv again.
 	Recv(r int, b *ports.Batch) error
-	// Release hands the frames of the last Recv on ring r back to the port.
-	Release(r int, b *ports.Batch)
+	// Release hands the first n frames of the last Recv on ring r back to
+	// the port (n is at most len(b.Frames)). The frames after them were not
+	// taken: a lossless destination had no room for them. The port keeps
+	// them, and the next Recv returns them first, in order, before any
+	// newer frame.
+	Release(r int, b *ports.Batch, n int)
 	// Deliver copies the frames b.Frames[which[i]], in order, into RX ring
 	// r until one does not fit, and wakes the receiver if it sleeps. It
 	// returns how many frames it took and their bytes; the switch counts the
@@ -42,6 +50,20 @@ type Port interface {
 	Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error)
 	// Stop makes pending and future Recv calls return ports.ErrStopped.
 	Stop()
+}
+
+// RoomPort is implemented by ports that can be lossless destinations
+// (ModeLossless): they tell how many frames fit, and wait for room. The
+// switch calls Room for RX ring r holding its own lock of the ring, so
+// that no other delivery takes the room between Room and Deliver.
+type RoomPort interface {
+	// Room returns how many of the frames b.Frames[which[i]], in order,
+	// RX ring r can take now (Deliver would take at least that many).
+	Room(r int, b *ports.Batch, which []uint16) int
+	// WaitRoom returns when RX ring r may have room (its reader released
+	// something), or at deadline, whichever is first; it may return
+	// earlier. It must not wait for longer than the deadline.
+	WaitRoom(r int, deadline time.Time)
 }
 
 // OffloadPort is implemented by ports that take frames with work left

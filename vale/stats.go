@@ -16,6 +16,8 @@ type PortStats struct {
 	DropFull    uint64 `json:"drop_full"`    // frames for the port lost because its RX ring was full
 	DropInvalid uint64 `json:"drop_invalid"` // frames from the port too short to switch (under 14 bytes), or with an offload that does not describe them
 	DropNoRoute uint64 `json:"drop_noroute"` // frames from the port with nowhere to go (addressed to itself, or no other port)
+	DropStuck   uint64 `json:"drop_stuck"`   // frames for the port, lossless, lost because it made no room for the stuck timeout
+	Waits       uint64 `json:"waits"`        // rounds after which the port's frames waited for a lossless destination's room
 	Resets      uint64 `json:"resets"`       // rings of the port reset after a violation
 }
 
@@ -26,6 +28,7 @@ type portCounters struct {
 	rxPackets, rxBytes   atomic.Uint64
 	dropFull             atomic.Uint64
 	dropInvalid, noRoute atomic.Uint64
+	dropStuck, waits     atomic.Uint64
 	resets               atomic.Uint64
 }
 
@@ -34,7 +37,7 @@ func (c *portCounters) snapshot() PortStats {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		DropFull: c.dropFull.Load(), DropInvalid: c.dropInvalid.Load(),
-		DropNoRoute: c.noRoute.Load(), Resets: c.resets.Load(),
+		DropNoRoute: c.noRoute.Load(), DropStuck: c.dropStuck.Load(), Waits: c.waits.Load(), Resets: c.resets.Load(),
 	}
 }
 
@@ -43,6 +46,7 @@ type PortInfo struct {
 	Switch string `json:"switch"`
 	Name   string `json:"name"`
 	Index  int    `json:"index"`
+	Mode   string `json:"mode"` // "drop" or "lossless", as it applies now
 	ports.Desc
 	Stats PortStats `json:"stats"`
 }

@@ -16,12 +16,67 @@ const (
 	DefaultMaxPorts = 1024            // ports per switch (netmap allows 254)
 	MaxPortsLimit   = 4096            // the largest MaxPorts accepted
 	DefaultMACAge   = 5 * time.Minute // as Linux bridges and Open vSwitch
+	// DefaultStuckTimeout is how long a lossless destination may keep its
+	// senders waiting without making room before the switch drops what it
+	// cannot take (and counts it as stuck).
+	DefaultStuckTimeout = 200 * time.Millisecond
 )
+
+// Mode is what the switch does with frames for a port whose RX ring is
+// full.
+type Mode uint8
+
+// Modes of a port.
+const (
+	// ModeDefault follows the switch (Config.Lossless).
+	ModeDefault Mode = iota
+	// ModeDrop drops them and counts them (DROP_FULL): netmap's VALE, where
+	// a slow receiver never slows a sender.
+	ModeDrop
+	// ModeLossless leaves them in the sender's TX ring, and the frames
+	// after them too, until the port has room: the switch takes from a
+	// sender only what its destinations can accept, so a sender is held
+	// back to the pace of its slowest lossless destination. A destination
+	// that makes no room for StuckTimeout is dropped to (DROP_STUCK) until
+	// it makes room again. Ports that cannot tell their room (TAP ports)
+	// are always dropped to.
+	ModeLossless
+)
+
+// String returns "default", "drop" or "lossless".
+func (m Mode) String() string {
+	switch m {
+	case ModeDrop:
+		return "drop"
+	case ModeLossless:
+		return "lossless"
+	}
+	return "default"
+}
+
+// ParseMode reads "drop", "lossless" or "" (ModeDefault).
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "default":
+		return ModeDefault, nil
+	case "drop":
+		return ModeDrop, nil
+	case "lossless":
+		return ModeLossless, nil
+	}
+	return ModeDefault, fmt.Errorf("mode %q: want drop or lossless", s)
+}
 
 // Config configures a switch. The zero value gives the defaults.
 type Config struct {
 	MaxPorts   int           // most ports attached at once
 	MACAge     time.Duration // forget addresses not seen for this long
+	// Lossless makes ModeLossless the mode of ports attached with
+	// ModeDefault; otherwise it is ModeDrop.
+	Lossless bool
+	// StuckTimeout bounds the wait for a lossless destination (0: the
+	// default).
+	StuckTimeout time.Duration
 	MACEntries int           // most addresses in the learning table
 	Logger     *slog.Logger
 }
@@ -33,8 +88,9 @@ type Switch struct {
 	log   *slog.Logger
 	start time.Time
 
-	mu     sync.RWMutex // forwarding rounds hold it shared; attach and detach exclusive
-	ports  []*attachment
+	mu       sync.RWMutex // forwarding rounds hold it shared; attach and detach exclusive
+	lossless atomic.Bool  // the mode of ModeDefault ports
+	ports    []*attachment
 	active []*attachment // attached ports, by index
 	macs   *macTable
 
@@ -53,6 +109,11 @@ type attachment struct {
 	port     Port
 	idx      uint16
 	ntx, nrx int
+	mode     Mode
+	room     RoomPort // the port, if it can be a lossless destination
+	// blocked holds, by RX ring, when a sender first found the ring
+	// without room (ns since the epoch), 0 while it has room.
+	blocked []atomic.Int64
 	counters portCounters
 	workers  sync.WaitGroup
 	logLimit rateLimiter
@@ -75,6 +136,9 @@ func New(name string, cfg Config) *Switch {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StuckTimeout <= 0 {
+		cfg.StuckTimeout = DefaultStuckTimeout
+	}
 	sw := &Switch{
 		name:     name,
 		cfg:      cfg,
@@ -85,8 +149,32 @@ func New(name string, cfg Config) *Switch {
 		stop:     make(chan struct{}),
 		agerDone: make(chan struct{}),
 	}
+	sw.lossless.Store(cfg.Lossless)
 	go sw.ager()
 	return sw
+}
+
+// SetLossless sets the mode of the ports attached with ModeDefault, from
+// their next round on.
+func (sw *Switch) SetLossless(on bool) { sw.lossless.Store(on) }
+
+// Lossless reports the mode of the ports attached with ModeDefault.
+func (sw *Switch) Lossless() bool { return sw.lossless.Load() }
+
+// lossless reports whether a is a lossless destination now.
+func (sw *Switch) losslessDst(a *attachment) bool {
+	if a.room == nil {
+		return false
+	}
+	return a.mode == ModeLossless || (a.mode == ModeDefault && sw.lossless.Load())
+}
+
+// modeOf returns a's mode as it applies now.
+func (sw *Switch) modeOf(a *attachment) Mode {
+	if sw.losslessDst(a) {
+		return ModeLossless
+	}
+	return ModeDrop
 }
 
 // Name returns the switch's name.
@@ -114,9 +202,9 @@ func (sw *Switch) ager() {
 	}
 }
 
-// Attach adds p to the switch, with the lowest free index, and starts one
-// worker per TX ring.
-func (sw *Switch) Attach(p Port) (int, error) {
+// Attach adds p to the switch in mode m, with the lowest free index, and
+// starts one worker per TX ring.
+func (sw *Switch) Attach(p Port, m Mode) (int, error) {
 	d := p.Describe()
 	if d.TxRings < 0 || d.RxRings < 1 {
 		return 0, fmt.Errorf("attach %s to %s: port has %d tx and %d rx rings", p.Name(), sw.name, d.TxRings, d.RxRings)
@@ -137,7 +225,9 @@ func (sw *Switch) Attach(p Port) (int, error) {
 		sw.mu.Unlock()
 		return 0, fmt.Errorf("attach %s to %s: %w (%d ports)", p.Name(), sw.name, ErrSwitchFull, len(sw.ports))
 	}
-	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings, rxLocks: make(rxLocks, d.RxRings)}
+	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings, mode: m,
+		rxLocks: make(rxLocks, d.RxRings), blocked: make([]atomic.Int64, d.RxRings)}
+	a.room, _ = p.(RoomPort)
 	sw.ports[idx] = a
 	sw.rebuildActiveLocked()
 	a.workers.Add(a.ntx)
@@ -210,6 +300,7 @@ func (sw *Switch) Ports() []PortInfo {
 			Switch: sw.name,
 			Name:   a.port.Name(),
 			Index:  int(a.idx),
+			Mode:   sw.modeOf(a).String(),
 			Desc:   a.port.Describe(),
 			Stats:  a.counters.snapshot(),
 		})
@@ -264,9 +355,12 @@ func (sw *Switch) worker(a *attachment, r int) {
 				return
 			}
 		}
-		f.forward()
-		a.port.Release(r, f.batch)
+		taken := f.forward()
+		a.port.Release(r, f.batch, taken)
 		f.batch.Reset()
+		if f.blocked != nil {
+			f.waitRoom()
+		}
 	}
 }
 

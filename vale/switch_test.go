@@ -163,7 +163,7 @@ func TestRingChoice(t *testing.T) {
 	b.nrx = 2
 	c.nrx = 4
 	for _, p := range []*fakePort{a, b, c} {
-		if _, err := sw.Attach(p); err != nil {
+		if _, err := sw.Attach(p, ModeDefault); err != nil {
 			t.Fatal(err)
 		}
 		defer sw.Detach(p)
@@ -187,7 +187,7 @@ func TestDetachForgetsAddresses(t *testing.T) {
 	defer sw.Close()
 	a, b, c := newFakePort("vale0:a"), newFakePort("vale0:b"), newFakePort("vale0:c")
 	for _, p := range []*fakePort{a, b, c} {
-		if _, err := sw.Attach(p); err != nil {
+		if _, err := sw.Attach(p, ModeDefault); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,7 +200,7 @@ func TestDetachForgetsAddresses(t *testing.T) {
 	}
 	// A new port takes b's index; B's address must not lead to it.
 	d := newFakePort("vale0:d")
-	if idx, err := sw.Attach(d); err != nil || idx != 1 {
+	if idx, err := sw.Attach(d, ModeDefault); err != nil || idx != 1 {
 		t.Fatalf("attach d: index %d, %v", idx, err)
 	}
 	a.take()
@@ -257,14 +257,14 @@ func TestSwitchFull(t *testing.T) {
 	sw := New("vale1", Config{MaxPorts: 1})
 	defer sw.Close()
 	a := newFakePort("vale1:a")
-	if _, err := sw.Attach(a); err != nil {
+	if _, err := sw.Attach(a, ModeDefault); err != nil {
 		t.Fatal(err)
 	}
 	defer sw.Detach(a)
-	if _, err := sw.Attach(newFakePort("vale1:b")); err == nil {
+	if _, err := sw.Attach(newFakePort("vale1:b"), ModeDefault); err == nil {
 		t.Error("attach beyond MaxPorts succeeded")
 	}
-	if _, err := sw.Attach(newFakePort("vale1:a")); err == nil {
+	if _, err := sw.Attach(newFakePort("vale1:a"), ModeDefault); err == nil {
 		t.Error("second port with the same name attached")
 	}
 }

@@ -118,6 +118,8 @@ func run(args []string, out io.Writer) error {
 		frameSize  = fs.Int("frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
 		vhostUser  = fs.String("vhost-user", "", "with -a: make the port a vhost-user backend listening on socket `path` (QEMU -netdev vhost-user, DPDK virtio-user)")
 		vhostCli   = fs.Bool("vhost-client", false, "with -vhost-user: connect to a frontend listening on the path (QEMU server=on) and reconnect when it goes")
+		lossless   = fs.Bool("lossless", false, "with -a, -h: hold senders back while the port has no room, instead of dropping (see valed's stuck_timeout)")
+		drop       = fs.Bool("drop", false, "with -a, -h: drop what the port has no room for, on a lossless switch too")
 		save       = fs.Bool("save", false, "save the persistent interfaces and attachments into valed's configuration file")
 		reload     = fs.Bool("reload", false, "make valed apply what changed in its configuration file (as SIGHUP)")
 		verbose    = fs.Bool("v", false, "verbose: show switch details")
@@ -172,6 +174,10 @@ func run(args []string, out io.Writer) error {
 		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
 	case *conf != "" && a.name != "a" && a.name != "h" && a.name != "n":
 		return errors.New("-C goes with -a, -h and -n")
+	case (*lossless || *drop) && a.name != "a" && a.name != "h":
+		return errors.New("-lossless and -drop go with -a and -h")
+	case *lossless && *drop:
+		return errors.New("-lossless and -drop exclude each other")
 	}
 	conn, err := ctl.Dial(ctl.SocketPath(*sock))
 	if err != nil {
@@ -191,6 +197,12 @@ func run(args []string, out io.Writer) error {
 		req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: *mode,
 			StartQueue: *startQueue, Queues: *queues, FrameSize: *frameSize, Slots: g.txSlots,
 			VhostUser: *vhostUser, VhostClient: *vhostCli}
+		switch {
+		case *lossless:
+			req.Mode = "lossless"
+		case *drop:
+			req.Mode = "drop"
+		}
 		if g.txRings != 0 {
 			if *queues != 0 && *queues != g.txRings {
 				return fmt.Errorf("-C gives %d rings and -queues %d", g.txRings, *queues)
@@ -281,12 +293,12 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 	}
 	if len(all.Switches) > 0 {
 		start()
-		fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tSTATE\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_INVAL\tDROP_NOROUTE\tRESETS")
+		fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tMODE\tSTATE\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_STUCK\tDROP_INVAL\tDROP_NOROUTE\tWAITS\tRESETS")
 		for _, p := range all.Ports {
 			st := p.Stats
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
-				p.Name, p.Switch, p.Index, p.Kind, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
-				st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropInvalid, st.DropNoRoute, st.Resets)
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
+				p.Name, p.Switch, p.Index, p.Kind, p.Mode, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
+				st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropStuck, st.DropInvalid, st.DropNoRoute, st.Waits, st.Resets)
 		}
 	}
 	if len(all.Pipes) > 0 {

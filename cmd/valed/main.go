@@ -53,6 +53,8 @@ func run() error {
 		bufSize  = flag.Uint("buf-size", ports.DefaultBufSize, "bytes per buffer")
 		maxPorts = flag.Int("max-ports", vale.DefaultMaxPorts, fmt.Sprintf("ports per switch (at most %d)", vale.MaxPortsLimit))
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
+		lossless = flag.Bool("lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
+		stuck    = flag.Duration("stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
 		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
@@ -79,6 +81,12 @@ func run() error {
 		}
 		cfg = c
 		fromFile(cfg, set, sock, mode, group, level, slots, rings, bufSize, maxPorts, macAge, poll, zlevels, stateDir, metrics)
+		if !set["lossless"] {
+			*lossless = cfg.Switch.Lossless
+		}
+		if !set["stuck-timeout"] && cfg.Switch.StuckTimeout.Duration != 0 {
+			*stuck = cfg.Switch.StuckTimeout.Duration
+		}
 	}
 
 	var lvl slog.LevelVar
@@ -111,7 +119,7 @@ func run() error {
 		SocketMode:  os.FileMode(*mode),
 		SocketGroup: *group,
 		Geometry:    g,
-		Switch:      vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Logger: log},
+		Switch:      vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Lossless: *lossless, StuckTimeout: *stuck, Logger: log},
 		Port:        shm.Config{Poll: *poll, ZLevels: zl},
 		StateDir:    *stateDir,
 		Metrics:     *metrics,
@@ -121,11 +129,11 @@ func run() error {
 	if cfg != nil {
 		dc.ConfigFile, dc.Startup, dc.Persist = *cfgFile, cfg, cfg.State.Persist
 		dc.Limits = daemon.LimitsFrom(cfg.Limits)
-		access, err := daemon.AccessFrom(cfg.Switch.Access)
+		named, err := daemon.SwitchesFrom(cfg.Switches)
 		if err != nil {
 			return err
 		}
-		dc.Access = access
+		dc.Switches = named
 	}
 	d, err := daemon.New(dc)
 	if err != nil {

@@ -31,6 +31,7 @@ type Config struct {
 	Metrics    Metrics     `toml:"metrics"`
 	State      State       `toml:"state"`
 	Limits     Limits      `toml:"limits"`
+	Switches   []Named     `toml:"switches"`
 	Interfaces []Interface `toml:"interface"`
 	Attach     []Attach    `toml:"attach"`
 }
@@ -56,19 +57,21 @@ type Ports struct {
 	Poll       Duration `toml:"poll"`
 }
 
-// Switch configures every switch, and who may use some of them.
+// Switch configures every switch.
 type Switch struct {
-	MaxPorts int      `toml:"max_ports"`
-	MACAge   Duration `toml:"mac_age"`
-	Access   []Access `toml:"access"`
+	MaxPorts     int      `toml:"max_ports"`
+	MACAge       Duration `toml:"mac_age"`
+	Lossless     bool     `toml:"lossless"`      // hold senders back instead of dropping
+	StuckTimeout Duration `toml:"stuck_timeout"` // after which a lossless port without room is dropped to
 }
 
-// Access restricts a switch to some users and groups (besides root and
-// CAP_NET_ADMIN): only they may open ports on it.
-type Access struct {
-	Name   string   `toml:"name"`   // the switch, e.g. "vale0"
-	Users  []string `toml:"users"`  // user names or uids
-	Groups []string `toml:"groups"` // group names or gids
+// Named configures one switch: who may open ports on it (if Users or
+// Groups is given: only they, root and CAP_NET_ADMIN) and its mode.
+type Named struct {
+	Name     string   `toml:"name"`     // the switch, e.g. "vale0"
+	Users    []string `toml:"users"`    // user names or uids
+	Groups   []string `toml:"groups"`   // group names or gids
+	Lossless *bool    `toml:"lossless"` // unset: as [switch]
 }
 
 // Limits bound what each user (uid) other than root and holders of
@@ -112,6 +115,7 @@ type Attach struct {
 	Slots       int    `toml:"slots,omitempty"`
 	VhostUser   string `toml:"vhost_user,omitempty"`
 	VhostClient bool   `toml:"vhost_client,omitempty"`
+	Mode        string `toml:"mode,omitempty"` // "drop", "lossless" or "" (the switch's)
 }
 
 // Duration is a time.Duration written as "5m", "50us".
@@ -240,7 +244,7 @@ func (c *Config) check() error {
 	if err := c.checkLimits(); err != nil {
 		return err
 	}
-	if err := c.checkAccess(); err != nil {
+	if err := c.checkSwitches(); err != nil {
 		return err
 	}
 	if l := c.Metrics.Listen; l != "" && !strings.Contains(l, ":") {
@@ -282,6 +286,11 @@ func (c *Config) check() error {
 		default:
 			return bad("attach.copy", "%q (%s): want copy or zerocopy", a.Copy, a.Port)
 		}
+		switch a.Mode {
+		case "", "drop", "lossless":
+		default:
+			return bad("attach.mode", "%q (%s): want drop or lossless", a.Mode, a.Port)
+		}
 		ports[a.Port] = true
 	}
 	return nil
@@ -306,24 +315,24 @@ func (c *Config) checkLimits() error {
 	return nil
 }
 
-func (c *Config) checkAccess() error {
+func (c *Config) checkSwitches() error {
 	seen := map[string]bool{}
-	for _, a := range c.Switch.Access {
+	for _, a := range c.Switches {
 		switch {
 		case a.Name == "" || !strings.HasPrefix(a.Name, "vale") || strings.ContainsAny(a.Name, ":{}^/@"):
-			return bad("switch.access.name", "%q: want a switch name, e.g. vale0", a.Name)
+			return bad("switches.name", "%q: want a switch name, e.g. vale0", a.Name)
 		case seen[a.Name]:
-			return bad("switch.access.name", "%q given twice", a.Name)
+			return bad("switches.name", "%q given twice", a.Name)
 		}
 		seen[a.Name] = true
 		for _, u := range a.Users {
 			if _, err := LookupUser(u); err != nil {
-				return bad("switch.access.users", "%s (switch %s)", err, a.Name)
+				return bad("switches.users", "%s (switch %s)", err, a.Name)
 			}
 		}
 		for _, g := range a.Groups {
 			if _, err := LookupGroup(g); err != nil {
-				return bad("switch.access.groups", "%s (switch %s)", err, a.Name)
+				return bad("switches.groups", "%s (switch %s)", err, a.Name)
 			}
 		}
 	}

@@ -17,7 +17,7 @@ func TestExampleFile(t *testing.T) {
 	}
 	if c.Control.Socket != "/run/vale/valed.sock" || c.Control.Mode != "0600" || c.Ports.Slots != 1024 ||
 		c.Switch.MACAge.Duration != 5*time.Minute || c.Metrics.Listen != "" || len(c.Attach) != 0 ||
-		c.Limits.Connections != 256 || c.Limits.RegionMiB != 1024 || len(c.Switch.Access) != 0 {
+		c.Limits.Connections != 256 || c.Limits.RegionMiB != 1024 || len(c.Switches) != 0 || c.Switch.Lossless || c.Switch.StuckTimeout.Duration != 200*time.Millisecond {
 		t.Errorf("example: %+v", c)
 	}
 }
@@ -41,9 +41,11 @@ func TestErrors(t *testing.T) {
 		{"[metrics\nlisten = 1\n", "f.toml:2"},
 		{"[limits]\nports = -1\n", "f.toml:2: limits.ports"},
 		{"[limits]\nregion_mib = 99999999\n", "f.toml:2: limits.region_mib"},
-		{"[[switch.access]]\nname = \"vale0\"\nusers = [\"no-such-user-here\"]\n", "f.toml:3: switch.access.users: no user"},
-		{"[[switch.access]]\nname = \"vale0:a\"\n", "f.toml:2: switch.access.name"},
-		{"[[switch.access]]\nname = \"vale0\"\n[[switch.access]]\nname = \"vale0\"\n", "given twice"},
+		{"[[switches]]\nname = \"vale0\"\nusers = [\"no-such-user-here\"]\n", "f.toml:3: switches.users: no user"},
+		{"[[switches]]\nname = \"vale0:a\"\n", "f.toml:2: switches.name"},
+		{"[[switches]]\nname = \"vale0\"\n[[switches]]\nname = \"vale0\"\n", "given twice"},
+		{"[[switches]]\nname = \"vale0\"\nlossless = 3\n", "f.toml:3: switches.lossless"},
+		{"[[attach]]\nport = \"vale0:a\"\nmode = \"wait\"\n", "attach.mode"},
 	} {
 		_, err := Parse("f.toml", []byte(tc.text))
 		var ce *Error

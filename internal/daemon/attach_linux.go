@@ -141,6 +141,9 @@ func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.Port
 	if ss := d.switches[n.Switch]; ss != nil && ss.ports[name] != nil {
 		return nil, fmt.Errorf("%s exists already (%s)", name, describeKind(ss.ports[name]))
 	}
+	if _, err := vale.ParseMode(r.Mode); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	for _, ss := range d.switches {
 		for _, ps := range ss.ports {
 			if ps.nic != nil && ps.nic.Interface() == ifname {
@@ -186,7 +189,7 @@ func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, vp, &portState{vhost: vp, geom: vp.Geometry()})
+	ps, err := d.attachPortLocked(n.Switch, vp, &portState{vhost: vp, geom: vp.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		vp.Free()
 		return nil, err
@@ -217,7 +220,7 @@ func (d *Daemon) attachIfaceLocked(n *ports.Name, is *ifaceState, r mgmt.AttachR
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, p, &portState{tap: p, iface: is, geom: p.Geometry()})
+	ps, err := d.attachPortLocked(n.Switch, p, &portState{tap: p, iface: is, geom: p.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +256,7 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, nic, &portState{nic: nic, geom: nic.Geometry()})
+	ps, err := d.attachPortLocked(n.Switch, nic, &portState{nic: nic, geom: nic.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		nic.Stop()
 		nic.Free()
@@ -280,7 +283,7 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 		dev.Close()
 		return nil, err
 	}
-	hs, err := d.attachPortLocked(n.Switch, hp, &portState{tap: hp, owner: ps, geom: hp.Geometry()})
+	hs, err := d.attachPortLocked(n.Switch, hp, &portState{tap: hp, owner: ps, geom: hp.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		dev.Close()
 		return nil, err
@@ -288,6 +291,13 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 	ps.host = hs
 	d.log.Info("host port attached", "port", hs.name(), "interface", hostName)
 	return d.portInfosLocked(ps, hs), nil
+}
+
+// requestMode returns the mode an attach request asks for (checked by
+// attachUnsaved).
+func requestMode(r mgmt.AttachRequest) vale.Mode {
+	m, _ := vale.ParseMode(r.Mode)
+	return m
 }
 
 // hostIfname is the TAP interface of an interface's host port: the
@@ -303,7 +313,7 @@ func hostIfname(ifname string) string {
 // records it.
 func (d *Daemon) attachPortLocked(swName string, p vale.Port, ps *portState) (*portState, error) {
 	ss := d.switchLocked(swName)
-	idx, err := ss.sw.Attach(p)
+	idx, err := ss.sw.Attach(p, ps.mode)
 	if err != nil {
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, err

@@ -21,6 +21,7 @@ func attachFromConfig(a config.Attach) mgmt.AttachRequest {
 	return mgmt.AttachRequest{
 		Name: a.Port, Host: a.Host, XDPMode: a.XDPMode, Copy: a.Copy, StartQueue: a.StartQueue,
 		Queues: a.Queues, FrameSize: a.FrameSize, Slots: a.Slots, VhostUser: a.VhostUser, VhostClient: a.VhostClient,
+		Mode: a.Mode,
 	}
 }
 
@@ -28,6 +29,7 @@ func attachToConfig(r mgmt.AttachRequest) config.Attach {
 	return config.Attach{
 		Port: r.Name, Host: r.Host, XDPMode: r.XDPMode, Copy: r.Copy, StartQueue: r.StartQueue,
 		Queues: r.Queues, FrameSize: r.FrameSize, Slots: r.Slots, VhostUser: r.VhostUser, VhostClient: r.VhostClient,
+		Mode: r.Mode,
 	}
 }
 
@@ -39,11 +41,11 @@ func LimitsFrom(c config.Limits) Limits {
 	}.withDefaults()
 }
 
-// AccessFrom returns the switch restrictions a configuration sets, with
-// users and groups resolved to ids.
-func AccessFrom(acl []config.Access) (map[string]SwitchAccess, error) {
-	out := map[string]SwitchAccess{}
-	for _, a := range acl {
+// SwitchesFrom returns the settings of named switches a configuration
+// gives, with users and groups resolved to ids.
+func SwitchesFrom(named []config.Named) (map[string]SwitchSettings, error) {
+	out := map[string]SwitchSettings{}
+	for _, a := range named {
 		var sa SwitchAccess
 		for _, u := range a.Users {
 			uid, err := config.LookupUser(u)
@@ -59,7 +61,11 @@ func AccessFrom(acl []config.Access) (map[string]SwitchAccess, error) {
 			}
 			sa.GIDs = append(sa.GIDs, gid)
 		}
-		out[a.Name] = sa
+		st := SwitchSettings{Lossless: a.Lossless}
+		if len(sa.UIDs)+len(sa.GIDs) > 0 {
+			st.Access = &sa
+		}
+		out[a.Name] = st
 	}
 	return out, nil
 }
@@ -211,16 +217,21 @@ func (d *Daemon) Reload() error {
 	return errors.Join(errs...)
 }
 
-// applyPolicy applies the limits and switch restrictions of c. They bind
-// what users do from now on; nothing held already is taken away.
+// applyPolicy applies the limits, the switch restrictions and the switch
+// modes of c. They bind what users do from now on; nothing held already is
+// taken away.
 func (d *Daemon) applyPolicy(c *config.Config) error {
-	access, err := AccessFrom(c.Switch.Access)
+	named, err := SwitchesFrom(c.Switches)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.limits, d.access = LimitsFrom(c.Limits), access
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	d.limits, d.named = LimitsFrom(c.Limits), named
+	d.cfg.Switch.Lossless = c.Switch.Lossless
+	for name, ss := range d.switches {
+		ss.sw.SetLossless(d.losslessLocked(name))
+	}
 	return nil
 }
 

@@ -54,8 +54,8 @@ type Config struct {
 	Metrics string
 	// Limits bound what each user may hold (zero fields: defaults).
 	Limits Limits
-	// Access restricts who may open ports on the switches it names.
-	Access map[string]SwitchAccess
+	// Switches holds the settings of named switches (access, mode).
+	Switches map[string]SwitchSettings
 	// LogLevel, if set, is the level Reload changes.
 	LogLevel *slog.LevelVar
 	Logger   *slog.Logger
@@ -92,7 +92,7 @@ type Daemon struct {
 	// restricted to some users.
 	usage  map[uint32]*usage
 	limits Limits
-	access map[string]SwitchAccess
+	named  map[string]SwitchSettings
 
 	wg sync.WaitGroup
 
@@ -131,6 +131,19 @@ type portState struct {
 	// uid created the port (client ports): other users may not bind it,
 	// and the port counts against its limit.
 	uid uint32
+	// mode is what the port was attached with.
+	mode vale.Mode
+}
+
+// portMode turns the mode of a @conf into the switch's.
+func portMode(m uint32) vale.Mode {
+	switch m {
+	case ports.ModeDrop:
+		return vale.ModeDrop
+	case ports.ModeLossless:
+		return vale.ModeLossless
+	}
+	return vale.ModeDefault
 }
 
 // name returns the port's name on its switch.
@@ -205,7 +218,7 @@ func New(cfg Config) (*Daemon, error) {
 		conns:      map[*ctl.Conn]struct{}{},
 		usage:      map[uint32]*usage{},
 		limits:     cfg.Limits.withDefaults(),
-		access:     cfg.Access,
+		named:      cfg.Switches,
 		applied:    cfg.Startup,
 	}
 	if cfg.SocketGroup != "" {
@@ -448,7 +461,7 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.PortName(), err)
 	}
-	explicit := !conf.IsZero() || r.ExtraBufs != 0
+	explicit := !conf.Geometry().IsZero() || r.ExtraBufs != 0
 	reply, fds, err := d.bind(s, &n, conf, g, explicit)
 	if err != nil {
 		return err
@@ -508,7 +521,7 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 	if err := d.mayOpenOnLocked(s.cred, n.Switch, n.PortName()); err != nil {
 		return nil, err
 	}
-	ps, created, err := d.portLocked(s.cred, n.Switch, n.PortName(), g, explicit)
+	ps, created, err := d.portLocked(s.cred, n.Switch, n.PortName(), g, explicit, portMode(n.Conf.Mode))
 	if err != nil {
 		return nil, err
 	}
@@ -552,11 +565,14 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 // switch and the port as needed, on behalf of user c (whose limits they
 // count against). explicit says whether the client asked for a specific
 // geometry, which must then match an existing port's.
-func (d *Daemon) portLocked(c peer.Cred, swName, name string, g ports.Geometry, explicit bool) (*portState, bool, error) {
+func (d *Daemon) portLocked(c peer.Cred, swName, name string, g ports.Geometry, explicit bool, mode vale.Mode) (*portState, bool, error) {
 	if ss := d.switches[swName]; ss != nil {
 		if ps := ss.ports[name]; ps != nil {
 			if explicit && ps.geom != g {
 				return nil, false, fmt.Errorf("%s already exists with %s; the requested %s cannot apply", name, describeGeometry(ps.geom), describeGeometry(g))
+			}
+			if mode != vale.ModeDefault && mode != ps.mode {
+				return nil, false, fmt.Errorf("%s already exists in mode %s; the requested %s cannot apply", name, ps.mode, mode)
 			}
 			return ps, false, nil
 		}
@@ -570,13 +586,13 @@ func (d *Daemon) portLocked(c peer.Cred, swName, name string, g ports.Geometry, 
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, false, err
 	}
-	idx, err := ss.sw.Attach(port)
+	idx, err := ss.sw.Attach(port, mode)
 	if err != nil {
 		port.Free()
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, false, err
 	}
-	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g, uid: c.UID}
+	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g, uid: c.UID, mode: mode}
 	ss.ports[name] = ps
 	d.usageLocked(c.UID).ports++
 	return ps, true, nil
@@ -616,7 +632,9 @@ func (d *Daemon) userSwitchLocked(c peer.Cred, name string) *switchState {
 func (d *Daemon) switchLocked(name string) *switchState {
 	ss := d.switches[name]
 	if ss == nil {
-		ss = &switchState{sw: vale.New(name, d.cfg.Switch), ports: map[string]*portState{}}
+		cfg := d.cfg.Switch
+		cfg.Lossless = d.losslessLocked(name)
+		ss = &switchState{sw: vale.New(name, cfg), ports: map[string]*portState{}}
 		d.switches[name] = ss
 		d.log.Info("switch created", "switch", name)
 	}

@@ -126,11 +126,28 @@ func (d *Daemon) checkRegion(c peer.Cred, name string, size int64) error {
 		name, size, d.limits.RegionSize)
 }
 
+// SwitchSettings are the settings of one switch, by name: who may open
+// ports on it (nil: anyone who reaches the socket) and its mode (nil: the
+// default of every switch).
+type SwitchSettings struct {
+	Access   *SwitchAccess
+	Lossless *bool
+}
+
 // mayOpenOnLocked checks the access list of switch sw.
 func (d *Daemon) mayOpenOnLocked(c peer.Cred, sw, port string) error {
-	a, ok := d.access[sw]
-	if !ok || a.allows(c) {
+	a := d.named[sw].Access
+	if a == nil || a.allows(c) {
 		return nil
 	}
-	return fmt.Errorf("%s: permission denied: switch %s admits only the users and groups its [[switch.access]] lists", port, sw)
+	return fmt.Errorf("%s: permission denied: switch %s admits only the users and groups its [[switches]] entry lists", port, sw)
+}
+
+// losslessLocked returns the mode of switch sw's ports attached with
+// vale.ModeDefault.
+func (d *Daemon) losslessLocked(sw string) bool {
+	if l := d.named[sw].Lossless; l != nil {
+		return *l
+	}
+	return d.cfg.Switch.Lossless
 }

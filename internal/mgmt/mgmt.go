@@ -80,6 +80,10 @@ type AttachRequest struct {
 	// listens, and reconnects). Queues is then the queue pairs offered.
 	VhostUser   string `json:"vhost_user,omitempty"`
 	VhostClient bool   `json:"vhost_client,omitempty"`
+	// Mode is what the switch does with frames for the port when it has
+	// no room: "drop", "lossless" (hold the senders back), or "" (the
+	// switch's mode).
+	Mode string `json:"mode,omitempty"`
 }
 
 // DetachRequest detaches an attached interface (and its host port) from its

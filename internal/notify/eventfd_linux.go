@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -124,6 +125,23 @@ func (e *Eventfd) Wait() error {
 		return fmt.Errorf("read eventfd: %w", e.waitErr)
 	}
 	return nil
+}
+
+// WaitUntil is Wait with a deadline: it reports false, with no error, when
+// the deadline passes first.
+func (e *Eventfd) WaitUntil(deadline time.Time) (bool, error) {
+	if err := e.file.SetReadDeadline(deadline); err != nil {
+		if e.closed.Load() {
+			return false, ErrClosed
+		}
+		return false, err
+	}
+	err := e.Wait()
+	e.file.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Drain resets the counter without waiting, and reports whether it was

@@ -173,6 +173,7 @@ func mergeConf(c *ports.Conf, fromName ports.Conf) {
 	set(&c.Slots, fromName.Slots)
 	set(&c.TxSlots, fromName.TxSlots)
 	set(&c.RxSlots, fromName.RxSlots)
+	set(&c.Mode, fromName.Mode)
 }
 
 func newPort(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, fds []int) (*Port, error) {
@@ -235,8 +236,12 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 	}
 	switch reply.Kind {
 	case ports.KindVale, ports.KindMonitor, ports.KindZMonitor:
-		if len(p.extraFDs) != len(p.txBound) {
-			return nil, fmt.Errorf("valed sent %d kick descriptors for %d TX rings", len(p.extraFDs), len(p.txBound))
+		want := len(p.txBound)
+		if reply.Kind != ports.KindZMonitor {
+			want += len(p.rxBound) // the room eventfds of the RX rings
+		}
+		if len(p.extraFDs) != want {
+			return nil, fmt.Errorf("valed sent %d descriptors for %d TX and %d RX rings", len(p.extraFDs), len(p.txBound), len(p.rxBound))
 		}
 		p.sync = newValeSync(p)
 	case ports.KindPipe:
@@ -548,15 +553,26 @@ type valeSync struct {
 	p      *Port
 	kickFD []int           // by TX ring: eventfd waking valed's worker
 	sw     []notify.Answer // by TX ring: the switch's sleep tickets
+	roomFD []int           // by RX ring: eventfd waking a sender waiting for room
+	room   []notify.Answer // by RX ring: the tickets of senders waiting for room
 }
 
 func newValeSync(p *Port) *valeSync {
-	s := &valeSync{p: p, kickFD: make([]int, len(p.tx)), sw: make([]notify.Answer, len(p.tx))}
+	s := &valeSync{p: p, kickFD: make([]int, len(p.tx)), sw: make([]notify.Answer, len(p.tx)),
+		roomFD: make([]int, len(p.rx)), room: make([]notify.Answer, len(p.rx))}
 	for i := range s.kickFD {
 		s.kickFD[i] = -1
 	}
+	for i := range s.roomFD {
+		s.roomFD[i] = -1
+	}
 	for i := range p.txBound {
 		s.kickFD[p.txFirst+i] = p.extraFDs[i]
+	}
+	if rooms := p.extraFDs[len(p.txBound):]; len(rooms) == len(p.rxBound) {
+		for i := range p.rxBound {
+			s.roomFD[p.rxFirst+i] = rooms[i]
+		}
 	}
 	return s
 }
@@ -584,8 +600,13 @@ func (s *valeSync) sync(r *ports.Ring) error {
 		tap.RxReleased(r.ID(), r, r.PublishedHead(), r.Head())
 	}
 	h := r.Header()
-	if r.Publish() && r.Dir() == ports.TX && s.kickFD[r.ID()] >= 0 {
-		s.sw[r.ID()].Kick(h.SwTicket(), s.kickFD[r.ID()])
+	if r.Publish() {
+		// New slots for the switch, or room for a sender that waits.
+		if r.Dir() == ports.TX && s.kickFD[r.ID()] >= 0 {
+			s.sw[r.ID()].Kick(h.SwTicket(), s.kickFD[r.ID()])
+		} else if r.Dir() == ports.RX && s.roomFD[r.ID()] >= 0 {
+			s.room[r.ID()].Kick(h.SwTicket(), s.roomFD[r.ID()])
+		}
 	}
 	if t := h.Tail(); t < r.NumSlots() && t != r.Tail() {
 		if tapping && r.Dir() == ports.TX {

@@ -67,6 +67,14 @@ type rxRing struct {
 	mu     sync.Mutex // serialises deliveries from concurrent senders
 	k      *ports.KRing
 	broken error // an internal error stopped the ring
+
+	// Waiting for room (lossless mode): the application signals room when
+	// its sync releases slots and the switch armed a ticket. One sender
+	// waits on the eventfd at a time (waiting); others look every while.
+	room    *notify.Eventfd
+	tickets notify.Tickets
+	waiting sync.Mutex
+	seen    uint32 // the free slots Room last saw (x.mu)
 }
 
 // New creates a port named name with geometry g in a fresh memfd.
@@ -152,13 +160,19 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 		notify.CloseAll(kicks)
 		return nil, err
 	}
+	rooms, err := notify.NewEventfds(nrx)
+	if err != nil {
+		notify.CloseAll(kicks)
+		notify.CloseAll(p.notify)
+		return nil, err
+	}
 	for i := range ntx {
 		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i], tickets: notify.NewTickets()}
 		t.poller.Max = max(cfg.Poll, 0)
 		p.tx = append(p.tx, t)
 	}
 	for i := range nrx {
-		p.rx = append(p.rx, &rxRing{k: iface.KRing(ports.RX, i, name)})
+		p.rx = append(p.rx, &rxRing{k: iface.KRing(ports.RX, i, name), room: rooms[i], tickets: notify.NewTickets()})
 	}
 	return p, nil
 }
@@ -287,14 +301,61 @@ func (t *txRing) take(b *ports.Batch) (n uint32, err error) {
 	return t.k.TxFrames(b)
 }
 
-// Release gives the slots of the frames last returned by Recv on ring r back
-// to the application.
-func (p *Port) Release(r int, _ *ports.Batch) {
+// Release gives the slots of the first n frames last returned by Recv on
+// ring r back to the application; the frames after them stay in the ring,
+// and the next Recv takes them again.
+func (p *Port) Release(r int, b *ports.Batch, n int) {
 	t := p.tx[r]
-	if t.k.TxRelease(t.slots) {
+	slots := t.slots
+	if n < len(b.Frames) {
+		slots = 0
+		for _, f := range b.Frames[:n] {
+			slots += 1 + uint32(len(f.More)) // a slot per fragment
+		}
+	}
+	if t.k.TxRelease(slots) {
 		p.notify[r].Signal()
 	}
 	t.slots = 0
+}
+
+// Room tells how many of the frames which RX ring r can take now (see
+// vale.RoomPort).
+func (p *Port) Room(r int, b *ports.Batch, which []uint16) int {
+	x := p.rx[r]
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.broken != nil {
+		return len(which) // it takes nothing: nobody waits for it
+	}
+	n := x.k.Room(b, which)
+	if n < len(which) {
+		x.seen, _ = x.k.RxSpace()
+	}
+	return n
+}
+
+// WaitRoom waits until the application releases slots of RX ring r, or
+// until deadline (see vale.RoomPort).
+func (p *Port) WaitRoom(r int, deadline time.Time) {
+	x := p.rx[r]
+	if !x.waiting.TryLock() {
+		// Another sender waits on the eventfd: look again in a while.
+		time.Sleep(min(time.Until(deadline), 100*time.Microsecond))
+		return
+	}
+	defer x.waiting.Unlock()
+	x.mu.Lock()
+	x.k.ArmRoom(x.tickets.Next())
+	space, err := x.k.RxSpace()
+	seen := x.seen
+	x.mu.Unlock()
+	if err != nil || space > seen || p.stopped.Load() {
+		x.k.ArmRoom(0) // room came meanwhile (or the ring is broken: nobody waits)
+		return
+	}
+	x.room.WaitUntil(deadline)
+	x.k.ArmRoom(0)
 }
 
 // Deliver copies frames into RX ring r; see ports.KRing.RxFrames.
@@ -331,6 +392,9 @@ func (p *Port) Stop() {
 	for _, t := range p.tx {
 		t.kick.Signal()
 	}
+	for _, x := range p.rx {
+		x.room.Signal() // a sender waiting for room looks again, and sees the port go
+	}
 }
 
 // Free releases the port's memory and descriptors. The port must be stopped
@@ -338,6 +402,9 @@ func (p *Port) Stop() {
 func (p *Port) Free() error {
 	for _, t := range p.tx {
 		t.kick.Close()
+	}
+	for _, x := range p.rx {
+		x.room.Close()
 	}
 	notify.CloseAll(p.notify)
 	if p.region != nil {
@@ -391,6 +458,9 @@ func (b *Binding) Reply(r *ports.OpenReply) ([]int, error) {
 	}
 	for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
 		fds = append(fds, p.tx[i].kick.FD())
+	}
+	for i := b.sel.RxFirst; i < b.sel.RxLast; i++ {
+		fds = append(fds, p.rx[i].room.FD())
 	}
 	return fds, nil
 }

@@ -29,7 +29,7 @@ func TestBindAndReply(t *testing.T) {
 	}
 	var r ports.OpenReply
 	fds, err := b1.Reply(&r)
-	if err != nil || len(fds) != 3 || r.NotifyFirst != 1 || r.NotifyLast != 2 || r.Kind != ports.KindVale {
+	if err != nil || len(fds) != 4 || r.NotifyFirst != 1 || r.NotifyLast != 2 || r.Kind != ports.KindVale { // memory, notify, kick, room
 		t.Fatalf("reply %+v, descriptors %v, %v", r, fds, err)
 	}
 	if left := b0.Close(); left != 1 {

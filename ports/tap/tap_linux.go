@@ -176,6 +176,7 @@ type queue struct {
 	bufs [][]byte
 	lens []int
 	n    int
+	kept int // frames of the last Recv not released: the first of the next
 	// Transmit side: several workers may deliver at once.
 	mu      sync.Mutex
 	scratch []byte
@@ -258,7 +259,8 @@ func (p *Port) Geometry() ports.Geometry {
 // b (up to the port's slots per round).
 func (p *Port) Recv(r int, b *ports.Batch) error {
 	q := p.queues[r]
-	q.n = 0
+	q.n = q.kept
+	q.kept = 0
 	var rerr error
 	err := q.raw.Read(func(fd uintptr) bool {
 		for q.n < len(q.bufs) {
@@ -302,8 +304,20 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 	return nil
 }
 
-// Release is a no-op: the buffers are reused by the next Recv.
-func (p *Port) Release(int, *ports.Batch) {}
+// Release keeps the frames after the first n of the last Recv on ring r for
+// the next Recv (the buffers of the others are reused by it).
+func (p *Port) Release(r int, b *ports.Batch, n int) {
+	q := p.queues[r]
+	if n >= q.n {
+		return
+	}
+	for i := n; i < q.n; i++ {
+		j := i - n
+		q.bufs[j], q.bufs[i] = q.bufs[i], q.bufs[j]
+		q.lens[j] = q.lens[i]
+	}
+	q.kept = q.n - n
+}
 
 // Deliver writes frames to queue r for the host to receive.
 func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
