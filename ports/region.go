@@ -283,8 +283,8 @@ func (l *Layout) Iface(mem []byte, i int) (*Iface, error) {
 	f := &Iface{
 		mem: mem, hdr: (*ifHeader)(unsafe.Pointer(&mem[fl.Ofs])), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
 		ringOfs: fl.RingOfs, nums: fl.Slots, first: fl.FirstBufs,
-		bufs:    mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
-		bufOfs:  l.BufOfs, bufSize: l.BufSize, numBufs: l.NumBufs,
+		bufs:   mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
+		bufOfs: l.BufOfs, bufSize: l.BufSize, numBufs: l.NumBufs,
 	}
 	return f, nil
 }

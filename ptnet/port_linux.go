@@ -117,7 +117,7 @@ type queue struct {
 	// copied to when the guest's memory could shrink under the mapping.
 	heads  []uint16
 	framed []bool // by chain of heads: whether it made a frame of the batch
-	stage []byte
+	stage  []byte
 
 	kicked  chan struct{}
 	changed chan struct{}

@@ -27,9 +27,9 @@ func (s *sinkPort) Name() string { return s.name }
 func (s *sinkPort) Describe() ports.Desc {
 	return ports.Desc{Kind: "sink", TxRings: 1, RxRings: 1}
 }
-func (s *sinkPort) Recv(int, *ports.Batch) error { select {} }
+func (s *sinkPort) Recv(int, *ports.Batch) error   { select {} }
 func (s *sinkPort) Release(int, *ports.Batch, int) {}
-func (s *sinkPort) Stop()                        {}
+func (s *sinkPort) Stop()                          {}
 func (s *sinkPort) Deliver(_ int, b *ports.Batch, which []uint16) (int, int, error) {
 	bytes := 0
 	for _, i := range which {

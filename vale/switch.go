@@ -69,16 +69,16 @@ func ParseMode(s string) (Mode, error) {
 
 // Config configures a switch. The zero value gives the defaults.
 type Config struct {
-	MaxPorts   int           // most ports attached at once
-	MACAge     time.Duration // forget addresses not seen for this long
+	MaxPorts int           // most ports attached at once
+	MACAge   time.Duration // forget addresses not seen for this long
 	// Lossless makes ModeLossless the mode of ports attached with
 	// ModeDefault; otherwise it is ModeDrop.
 	Lossless bool
 	// StuckTimeout bounds the wait for a lossless destination (0: the
 	// default).
 	StuckTimeout time.Duration
-	MACEntries int           // most addresses in the learning table
-	Logger     *slog.Logger
+	MACEntries   int // most addresses in the learning table
+	Logger       *slog.Logger
 }
 
 // Switch is a VALE switch: a learning bridge between its ports.
@@ -91,8 +91,8 @@ type Switch struct {
 	mu       sync.RWMutex // forwarding rounds hold it shared; attach and detach exclusive
 	lossless atomic.Bool  // the mode of ModeDefault ports
 	ports    []*attachment
-	active []*attachment // attached ports, by index
-	macs   *macTable
+	active   []*attachment // attached ports, by index
+	macs     *macTable
 
 	rounds, frames atomic.Uint64
 	// batches counts rounds by their size: bucket k holds the rounds of
@@ -113,7 +113,7 @@ type attachment struct {
 	room     RoomPort // the port, if it can be a lossless destination
 	// blocked holds, by RX ring, when a sender first found the ring
 	// without room (ns since the epoch), 0 while it has room.
-	blocked []atomic.Int64
+	blocked  []atomic.Int64
 	counters portCounters
 	workers  sync.WaitGroup
 	logLimit rateLimiter

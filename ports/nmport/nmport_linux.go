@@ -99,7 +99,7 @@ type Port struct {
 	conn     *ctl.Conn
 	waitFDs  []int       // notify eventfds of the bound ring pairs
 	waits    *notify.Set // the same, waited on together
-	extraFDs []int // kind-specific descriptors, closed with the port
+	extraFDs []int       // kind-specific descriptors, closed with the port
 	sync     syncer
 	tap      monitor.Tap // monitors this binding's syncs feed
 	tickets  notify.Tickets
