@@ -137,7 +137,7 @@ sleep 0.5
 ip netns exec "$SW" iperf3 -c 10.98.0.1 -u -b 0 -l 18 -t "$SECS" >"$VALE_TMP/iperf.out" 2>&1 || true
 "$VALE_BIN/vale-ctl" -l vale0:vX^ >"$VALE_TMP/h2"
 wait "$s" 2>/dev/null || true
-txh() { awk '$1 == "vale0:vX^" {print $9}' "$1"; }
+txh() { port_stat 'vale0:vX^' TX_PKTS "$1"; }
 from_host=$(( ($(txh "$VALE_TMP/h2") - $(txh "$VALE_TMP/h1")) / SECS ))
 stop_pid "$v"
 printf '  switch -> host stack   %s (pkt-gen -> vale0 -> TAP write, counted by the TAP)\n' "$(kpps "$to_host")"

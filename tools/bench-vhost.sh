@@ -30,9 +30,9 @@ v=${VALE_PIDS[-1]}
 "$VALE_BIN/pkt-gen" -i vale0:b@conf:rx-slots=4096 -f rx >"$VALE_TMP/rx1.out" 2>&1 &
 r=$!
 wait_port vale0:b
-testpmd "$VALE_TMP/tx1.log" 1,0 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
+testpmd "$VALE_TMP/tx1.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
 t=$TESTPMD
-taken() { "$VALE_BIN/vale-ctl" -l vale0:vu | awk '$1 == "vale0:vu" {print $9}'; }
+taken() { port_stat vale0:vu TX_PKTS; }
 sleep 1
 testpmd_show "$t"
 t0=$(taken)
@@ -45,9 +45,9 @@ stop_pid "$v"
 ours=$(pktgen_pps "$VALE_TMP/rx1.out")
 intake=$(( (t1 - t0) / SECS ))
 
-testpmd "$VALE_TMP/rx2.log" 0,1 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" rxonly "" --rxd=1024 --txd=1024
+testpmd "$VALE_TMP/rx2.log" 0 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" rxonly "" --rxd=1024 --txd=1024
 r=$TESTPMD
-testpmd "$VALE_TMP/tx2.log" 1,0 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
+testpmd "$VALE_TMP/tx2.log" 1 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
 t=$TESTPMD
 sleep 1
 testpmd_show "$r"

@@ -49,6 +49,14 @@ wait_port() {
 	return 1
 }
 
+# port_stat PORT COLUMN [LISTING]: a column of PORT's row in vale-ctl -l
+# (read now, or from the file LISTING), found by its header.
+port_stat() {
+	local list
+	if [ -n "${3:-}" ]; then list=$(cat "$3"); else list=$("$VALE_BIN/vale-ctl" -l "$1"); fi
+	printf '%s\n' "$list" | awk -v p="$1" -v c="$2" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == c) k = i} $1 == p && k {print $k}'
+}
+
 # rate FILE: the "Speed:" line of a pkt-gen output, without the label.
 rate() {
 	sed -n 's/^Speed: //p' "$1"
@@ -71,10 +79,11 @@ pktgen_pps() {
 # CPU its own forwarding thread (or its peer's) needs.
 declare -A TESTPMD_IN
 
-# testpmd LOG CORES VDEV MODE [NS [ARGS...]]: start dpdk-testpmd (in network
+# testpmd LOG CPU VDEV MODE [NS [ARGS...]]: start dpdk-testpmd (in network
 # namespace NS if not empty) with one virtual device, start forwarding and
-# wait until it forwards; TESTPMD is its pid. CORES is the lcore list, main
-# lcore first: give a sender and a receiver different forwarding cores.
+# wait until it forwards; TESTPMD is its pid. Its main and forwarding
+# lcores both run on CPU (--lcores '0@CPU,1@CPU'; the main one sleeps,
+# waiting for commands): give a sender and a receiver a CPU each.
 testpmd() {
 	local log=$1 cores=$2 vdev=$3 mode=$4 ns=${5:-}
 	shift 4
@@ -84,8 +93,8 @@ testpmd() {
 	local fifo
 	fifo=$(mktemp -u "$VALE_TMP/testpmd.XXXXXX")
 	mkfifo "$fifo"
-	"${pre[@]}" stdbuf -oL dpdk-testpmd -l "$cores" --no-huge -m 512 --no-pci --no-shconf --file-prefix "vb$$-$mode-${vdev%%,*}" \
-		--vdev "$vdev" -- -i --forward-mode="$mode" --nb-cores=1 --total-num-mbufs=8192 \
+	"${pre[@]}" stdbuf -oL dpdk-testpmd --lcores "0@$cores,1@$cores" --no-huge -m 1024 --no-pci --no-shconf --file-prefix "vb$$-$mode-${vdev%%,*}" \
+		--vdev "$vdev" -- -i --forward-mode="$mode" --nb-cores=1 --total-num-mbufs=32768 --burst=32 \
 		--eth-peer=0,ff:ff:ff:ff:ff:ff "$@" <"$fifo" >"$log" 2>&1 &
 	TESTPMD=$!
 	VALE_PIDS+=("$TESTPMD")

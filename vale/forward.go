@@ -44,10 +44,12 @@ type forwarder struct {
 	lists  [][]uint16 // a group's frames, by delivery
 	merged [][]uint16 // a group's frames merged with the flooded ones, by delivery
 
-	// blocked is the lossless destination (and its RX ring) that had no
-	// room for the rest of the last round: the worker waits for it.
+	// blocked is the destination (and its RX ring) that had no room for
+	// the rest of the last round, and how long it may take to make some:
+	// the worker waits for it.
 	blocked     *attachment
 	blockedRing int
+	blockedWait time.Duration
 
 	// Completing offloads for ports that cannot take them: done lazily,
 	// the first time a round needs it.
@@ -60,11 +62,16 @@ type forwarder struct {
 
 // delivery is what one destination gets in a round.
 type delivery struct {
-	a        *attachment
-	ring     int      // its RX ring
-	which    []uint16 // the frames, in order
-	lossless bool     // held to its room (ModeLossless, not stuck)
-	stuck    bool     // lossless, but stuck: dropped to, counted apart
+	a     *attachment
+	ring  int      // its RX ring
+	which []uint16 // the frames, in order
+	// wait is how long the destination may hold its senders back to make
+	// room (0: not at all, what does not fit is dropped); held says it is
+	// held to its room this round (its ring locked by reserve).
+	wait     time.Duration
+	lossless bool
+	held     bool
+	stuck    bool // it had its wait and no room: dropped to this round
 }
 
 // group is the list of frames of one round going to one port, linked
@@ -236,13 +243,14 @@ func (f *forwarder) deliverAll(now int64) (taken, noRoute int) {
 		return n, noRoute
 	}
 	taken = n
-	lossless := false
+	held := false
 	for i := range f.plan {
 		d := &f.plan[i]
-		d.lossless, d.stuck = f.sw.losslessDst(d.a), false
-		lossless = lossless || d.lossless
+		d.lossless = f.sw.losslessDst(d.a)
+		d.wait, d.held, d.stuck = f.sw.waitOf(d.a, d.lossless), false, false
+		held = held || d.wait > 0
 	}
-	if lossless {
+	if held {
 		taken = f.reserve(now, n)
 	}
 	for i := range f.plan {
@@ -255,7 +263,7 @@ func (f *forwarder) deliverAll(now int64) (taken, noRoute int) {
 			f.deliver(d, which)
 		}
 	}
-	if lossless {
+	if held {
 		f.unreserve()
 	}
 	return taken, 0
@@ -373,40 +381,46 @@ func below(which []uint16, n uint16) []uint16 {
 	return which[:k]
 }
 
-// reserve holds each lossless destination of the round to its room: it
-// takes the destinations' RX ring locks (in port index order, as every
+// reserve holds the destinations of the round that may wait for room to
+// their room: it takes their RX ring locks (in port index order, as every
 // worker does), asks each how many of its frames fit, and returns the
-// number of frames of the round all of them can take. A destination that
-// made no room for the stuck timeout is dropped to instead. The locks are
-// held until unreserve.
+// number of frames of the round all of them can take. A destination whose
+// wait has passed is dropped to instead (stuck): a lossless one that made
+// no room at all for its wait (the stuck timeout), a dropping one that did
+// not take everything for its wait (drop_after). The locks are held until
+// unreserve.
 func (f *forwarder) reserve(now int64, n int) int {
 	slices.SortFunc(f.plan, func(x, y delivery) int { return int(x.a.idx) - int(y.a.idx) })
 	taken := n
-	stuckAfter := int64(f.sw.cfg.StuckTimeout)
 	for i := range f.plan {
 		d := &f.plan[i]
-		if !d.lossless {
+		if d.wait <= 0 {
 			continue
 		}
+		d.held = true
 		d.a.rxLocks[d.ring].Lock()
 		room := d.a.room.Room(d.ring, f.batch, d.which)
 		blocked := &d.a.blocked[d.ring]
-		if room >= len(d.which) {
-			blocked.Store(0)
+		if room == len(d.which) || (d.lossless && room > 0) {
+			blocked.Store(0) // room for everything, or lossless progress
+		} else {
+			blocked.CompareAndSwap(0, now)
+		}
+		if room == len(d.which) {
 			continue
 		}
-		since := blocked.Load()
-		if since == 0 {
-			blocked.CompareAndSwap(0, now)
-			since = blocked.Load()
-		}
-		if now-since >= stuckAfter {
+		if since := blocked.Load(); since != 0 && now-since >= int64(d.wait) {
 			d.stuck = true
+			if f.blocked == nil {
+				// It keeps dropping: rather than take more frames only to
+				// drop them, the worker waits a little for its room.
+				f.blocked, f.blockedRing, f.blockedWait = d.a, d.ring, 0
+			}
 			continue
 		}
 		if cut := int(d.which[room]); cut < taken {
 			taken = cut
-			f.blocked, f.blockedRing = d.a, d.ring
+			f.blocked, f.blockedRing, f.blockedWait = d.a, d.ring, d.wait
 		}
 	}
 	return taken
@@ -415,26 +429,34 @@ func (f *forwarder) reserve(now int64, n int) int {
 // unreserve releases the locks reserve took.
 func (f *forwarder) unreserve() {
 	for i := range f.plan {
-		if d := &f.plan[i]; d.lossless {
+		if d := &f.plan[i]; d.held {
 			d.a.rxLocks[d.ring].Unlock()
 		}
 	}
 }
 
 // waitRoom waits until the destination that had no room for the last
-// round may have some, or its stuck timeout passes, or maxRoomWait (so
-// that the worker sees its own port go).
+// round may have some, or its wait passes, or maxRoomWait (so that the
+// worker sees its own port go). After a round that dropped frames for a
+// destination that keeps dropping, it waits up to dropYield: time on the
+// CPU the destination's reader may need, rather than frames taken from the
+// source only to be dropped (receive livelock).
 func (f *forwarder) waitRoom() {
 	a, ring := f.blocked, f.blockedRing
 	f.blocked = nil
 	deadline := time.Now().Add(maxRoomWait)
-	if since := a.blocked[ring].Load(); since != 0 {
-		if stuck := time.Unix(0, since).Add(f.sw.cfg.StuckTimeout); stuck.Before(deadline) {
-			deadline = stuck
+	if f.blockedWait == 0 {
+		deadline = time.Now().Add(dropYield)
+	} else if since := a.blocked[ring].Load(); since != 0 {
+		if end := time.Unix(0, since).Add(f.blockedWait); end.Before(deadline) {
+			deadline = end
 		}
 	}
 	a.room.WaitRoom(ring, deadline)
 }
+
+// dropYield bounds the wait after a round that dropped frames.
+const dropYield = 500 * time.Microsecond
 
 // maxRoomWait is the longest a worker waits for room at once.
 const maxRoomWait = 10 * time.Millisecond
@@ -512,14 +534,14 @@ func (f *forwarder) deliverTo(d *delivery, b *ports.Batch, which []uint16) {
 	)
 	if mons := a.monitors.Load(); mons != nil && len(mons.rx) > 0 {
 		lk := &a.rxLocks[ring]
-		if !d.lossless {
+		if !d.held {
 			lk.Lock()
 		}
 		frames, bytes, err = a.port.Deliver(ring, b, which)
 		if err == nil && frames > 0 {
 			copyTo(mons.rx, ring, b, which[:frames], true)
 		}
-		if !d.lossless {
+		if !d.held {
 			lk.Unlock()
 		}
 	} else {
@@ -538,7 +560,7 @@ func (f *forwarder) deliverTo(d *delivery, b *ports.Batch, which []uint16) {
 		c.rxBytes.Add(uint64(bytes))
 	}
 	if lost := len(which) - frames; lost > 0 {
-		if d.stuck {
+		if d.stuck && d.lossless {
 			c.dropStuck.Add(uint64(lost))
 		} else {
 			c.dropFull.Add(uint64(lost))

@@ -20,6 +20,12 @@ const (
 	// senders waiting without making room before the switch drops what it
 	// cannot take (and counts it as stuck).
 	DefaultStuckTimeout = 200 * time.Millisecond
+	// DefaultDropAfter is how long a dropping destination may keep its
+	// senders waiting for room before the switch drops what it cannot
+	// take: long enough to ride out a receiver descheduled for a few
+	// milliseconds (a virtual CPU the host preempts), short enough that a
+	// receiver slower than its senders loses frames rather than slow them.
+	DefaultDropAfter = 5 * time.Millisecond
 )
 
 // Mode is what the switch does with frames for a port whose RX ring is
@@ -30,8 +36,11 @@ type Mode uint8
 const (
 	// ModeDefault follows the switch (Config.Lossless).
 	ModeDefault Mode = iota
-	// ModeDrop drops them and counts them (DROP_FULL): netmap's VALE, where
-	// a slow receiver never slows a sender.
+	// ModeDrop drops them and counts them (DROP_FULL), as netmap's VALE
+	// does, where a slow receiver does not slow its senders: after
+	// Config.DropAfter. Until then the frames it has no room for, and the
+	// frames after them, stay in their sender's TX ring, so that a
+	// receiver off the CPU for a moment loses nothing.
 	ModeDrop
 	// ModeLossless leaves them in the sender's TX ring, and the frames
 	// after them too, until the port has room: the switch takes from a
@@ -74,9 +83,13 @@ type Config struct {
 	// Lossless makes ModeLossless the mode of ports attached with
 	// ModeDefault; otherwise it is ModeDrop.
 	Lossless bool
-	// StuckTimeout bounds the wait for a lossless destination (0: the
-	// default).
+	// StuckTimeout bounds the wait for a lossless destination that makes
+	// no room (0: the default).
 	StuckTimeout time.Duration
+	// DropAfter bounds the wait for a dropping destination that has not
+	// room for everything (0: the default; negative: drop at once, as
+	// netmap).
+	DropAfter time.Duration
 	MACEntries   int // most addresses in the learning table
 	Logger       *slog.Logger
 }
@@ -139,6 +152,9 @@ func New(name string, cfg Config) *Switch {
 	if cfg.StuckTimeout <= 0 {
 		cfg.StuckTimeout = DefaultStuckTimeout
 	}
+	if cfg.DropAfter == 0 {
+		cfg.DropAfter = DefaultDropAfter
+	}
 	sw := &Switch{
 		name:     name,
 		cfg:      cfg,
@@ -167,6 +183,18 @@ func (sw *Switch) losslessDst(a *attachment) bool {
 		return false
 	}
 	return a.mode == ModeLossless || (a.mode == ModeDefault && sw.lossless.Load())
+}
+
+// waitOf returns how long destination a may hold its senders back for
+// room: 0 for a port that cannot tell its room.
+func (sw *Switch) waitOf(a *attachment, lossless bool) time.Duration {
+	switch {
+	case a.room == nil:
+		return 0
+	case lossless:
+		return sw.cfg.StuckTimeout
+	}
+	return max(sw.cfg.DropAfter, 0)
 }
 
 // modeOf returns a's mode as it applies now.

@@ -90,7 +90,7 @@ func parseFlags(args []string) (*config, error) {
 		fn       = fs.String("f", "rx", "function: tx, rx, ping, pong, txseq, rxseq")
 		count    = fs.Uint64("n", 0, "frames (transactions for ping/pong) to send or receive; 0 = forever")
 		burst    = fs.Int("b", 0, "batch per sync (default 512, 1 for ping/pong)")
-		rate     = fs.Float64("R", 0, "rate limit in frames per second")
+		rate     = fs.Float64("R", 0, "rate limit in frames per second (rx: read no faster, a slow receiver)")
 		smac     = fs.String("S", "", "source MAC (default: the port's own)")
 		dmac     = fs.String("D", "ff:ff:ff:ff:ff:ff", "destination MAC")
 		src      = fs.String("s", "10.0.0.1", "source address[:port][-address[:port]]")

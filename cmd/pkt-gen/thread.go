@@ -392,6 +392,12 @@ func (t *thread) rx() error {
 		logf("waiting for initial packets, poll returns 0 0")
 	}
 	t.start = time.Now()
+	// With -R the receiver reads no faster than the rate: a slow receiver,
+	// to test what senders do when it cannot keep up.
+	lim := limiter{rate: c.rate / float64(c.threads), start: t.start}
+	if lim.rate > 0 {
+		pace.Prepare()
+	}
 	idle := time.Duration(0)
 	for !t.cancel.Load() && (c.count == 0 || t.claimed.Load() < c.count) {
 		ev, err := t.port.Poll(nmport.PollIn, pollTimeout)
@@ -410,6 +416,10 @@ func (t *thread) rx() error {
 		for ri, r := range rings {
 			avail := r.Space()
 			t.noteSpace(r.NumSlots() - 1 - avail)
+			if lim.rate > 0 {
+				avail = uint32(lim.grant(int(avail)))
+				lim.sent += uint64(avail)
+			}
 			if c.count != 0 {
 				avail = t.claim(avail)
 			}
