@@ -89,9 +89,9 @@ type Config struct {
 	// DropAfter bounds the wait for a dropping destination that has not
 	// room for everything (0: the default; negative: drop at once, as
 	// netmap).
-	DropAfter time.Duration
-	MACEntries   int // most addresses in the learning table
-	Logger       *slog.Logger
+	DropAfter  time.Duration
+	MACEntries int // most addresses in the learning table
+	Logger     *slog.Logger
 }
 
 // Switch is a VALE switch: a learning bridge between its ports.
