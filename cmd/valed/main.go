@@ -55,6 +55,7 @@ func run() error {
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
 		lossless = flag.Bool("lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
 		stuck    = flag.Duration("stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
+		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room before the switch drops (negative: at once, as netmap)")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
 		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
@@ -86,6 +87,12 @@ func run() error {
 		}
 		if !set["stuck-timeout"] && cfg.Switch.StuckTimeout.Duration != 0 {
 			*stuck = cfg.Switch.StuckTimeout.Duration
+		}
+		if !set["drop-after"] && cfg.Switch.DropAfter != nil {
+			*dropAft = cfg.Switch.DropAfter.Duration
+			if *dropAft == 0 {
+				*dropAft = -1 // "0s" in the file: drop at once
+			}
 		}
 	}
 
@@ -119,7 +126,7 @@ func run() error {
 		SocketMode:  os.FileMode(*mode),
 		SocketGroup: *group,
 		Geometry:    g,
-		Switch:      vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Lossless: *lossless, StuckTimeout: *stuck, Logger: log},
+		Switch:      vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Lossless: *lossless, StuckTimeout: *stuck, DropAfter: *dropAft, Logger: log},
 		Port:        shm.Config{Poll: *poll, ZLevels: zl},
 		StateDir:    *stateDir,
 		Metrics:     *metrics,

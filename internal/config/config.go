@@ -59,10 +59,11 @@ type Ports struct {
 
 // Switch configures every switch.
 type Switch struct {
-	MaxPorts     int      `toml:"max_ports"`
-	MACAge       Duration `toml:"mac_age"`
-	Lossless     bool     `toml:"lossless"`      // hold senders back instead of dropping
-	StuckTimeout Duration `toml:"stuck_timeout"` // after which a lossless port without room is dropped to
+	MaxPorts     int       `toml:"max_ports"`
+	MACAge       Duration  `toml:"mac_age"`
+	Lossless     bool      `toml:"lossless"`      // hold senders back instead of dropping
+	StuckTimeout Duration  `toml:"stuck_timeout"` // after which a lossless port without room is dropped to
+	DropAfter    *Duration `toml:"drop_after"`    // a dropping port's wait for room; "0s" drops at once
 }
 
 // Named configures one switch: who may open ports on it (if Users or
