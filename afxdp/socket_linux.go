@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valeswitch/vale/internal/shmem"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,6 +59,7 @@ func newSocket(c socketConfig) (_ *socket, err error) {
 	if err := registerUMEM(fd, s.umem, c.frameSize); err != nil {
 		return nil, fmt.Errorf("register UMEM of %d bytes: %w%s", len(s.umem), err, memlockHint(err))
 	}
+	shmem.Touch(s.umem) // a first lap through the frames would take too long
 	for _, o := range []struct {
 		opt int
 		n   uint32
