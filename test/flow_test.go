@@ -106,18 +106,17 @@ func TestLosslessStuckReceiver(t *testing.T) {
 // DPDK's virtio-user sender (testpmd txonly, unpaced) into a lossless
 // vhost-user port, and a receiver reading 500 Kpps: every frame testpmd
 // reports sent arrives. The guest's queue stays full, as with a real NIC.
+// Then the receiver stops reading: after the stuck timeout the switch
+// drops for it (counted) and the guest's frames flow again.
 func TestLosslessVhostSource(t *testing.T) {
-	d := startValed(t, "-lossless")
+	d := startValed(t, "-lossless", "-stuck-timeout", "100ms")
 	sock := filepath.Join(t.TempDir(), "vu.sock")
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
-	start(t, d.sock, "pkt-gen", "-i", "vale0:b", "-f", "rx", "-R", "500000")
+	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b", "-f", "rx", "-R", "500000")
 	d.waitPort(t, "vale0:b")
 	tp := startTestpmdInteractive(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff")
 	waitConnected(t, d, "vale0:vu")
-	tp.cmd("start", "forwards packets on")
-	time.Sleep(2 * time.Second)
-	out := tp.cmd("stop", "Accumulated forward statistics")
-	_, sent := portTotals(t, out)
+	sent := tp.burst(2 * time.Second)
 	// Every frame testpmd enqueued is in the guest's queue or beyond: wait
 	// until valed has taken them all and delivered them.
 	waitFor(t, "every frame to be delivered", func() bool {
@@ -131,7 +130,31 @@ func TestLosslessVhostSource(t *testing.T) {
 		t.Errorf("the guest was never held back: %v", vu)
 	}
 	t.Logf("testpmd sent %d frames in 2 s into a receiver reading 500 Kpps", sent)
+
+	if err := rx.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer rx.cmd.Process.Signal(syscall.SIGCONT)
+	taken := atoi(t, d.portStats(t, "vale0:vu")["TX_PKTS"])
+	more := tp.burst(time.Second)
+	waitFor(t, "the frames for the stopped receiver to be dropped", func() bool {
+		return atoi(t, d.portStats(t, "vale0:vu")["TX_PKTS"]) >= taken+more
+	})
+	st = d.portStats(t, "vale0:b")
+	if atoi(t, st["DROP_STUCK"]) == 0 || st["DROP_FULL"] != "0" {
+		t.Errorf("a stopped lossless receiver: %v", st)
+	}
+	t.Logf("into the stopped receiver testpmd sent %d frames in 1 s; vale0:b: %v", more, st)
 	tp.cmd("quit", "")
+}
+
+// burst has testpmd forward for d and returns how many frames it sent.
+func (tp *interactive) burst(d time.Duration) uint64 {
+	tp.t.Helper()
+	tp.cmd("start", "forwards packets on")
+	time.Sleep(d)
+	_, sent := portTotals(tp.t, tp.cmd("stop", "Accumulated forward statistics"))
+	return sent
 }
 
 // interactive is a dpdk-testpmd driven through its command line.
