@@ -3,9 +3,10 @@
 #   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     install what the tests need, lint, then every test (unit, race, end to end)
-#   make bench    forwarding benchmarks, pkt-gen -> vale0 -> pkt-gen rates, and
-#                 AF_XDP NIC ports against DPDK's net_af_xdp, the vhost-user
-#                 backend against DPDK's net_vhost (root; installs DPDK, QEMU)
+#   make bench    forwarding benchmarks; port to port and pipes against DPDK's
+#                 memif, vhost-user against net_vhost, AF_XDP against
+#                 net_af_xdp, interleaved, min/median/max; then round trips,
+#                 host ports, guests (root; installs DPDK, QEMU)
 #   make soak     churn valed for SOAK (default 3m), check it does not grow
 #   make fuzz     run each fuzz target for FUZZTIME (default 30s)
 
@@ -56,17 +57,18 @@ unit:
 race:
 	$(GO) test -count=1 -race -timeout 10m ./ports/... ./vale/... ./pipes/... ./monitor/... ./afxdp/... ./ptnet/... ./internal/...
 
+# vale against its DPDK peers side by side (ROUNDS interleaved rounds,
+# default 5), then the figures with no peer.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/
 	tools/bench.sh
-	tools/bench-afxdp.sh
-	tools/bench-vhost.sh
+	tools/bench-more.sh
 
 bench-afxdp: build
-	tools/bench-afxdp.sh
+	tools/bench.sh xdp-in xdp-out
 
 bench-vhost: build
-	tools/bench-vhost.sh
+	tools/bench.sh vhost
 
 # A few minutes of churn (SOAK, default 3m): valed must not grow.
 SOAK ?= 3m

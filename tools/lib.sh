@@ -18,10 +18,11 @@ vale_cleanup() {
 trap vale_cleanup EXIT
 
 # start_valed [flags...]: start valed on a private socket (in network
-# namespace $VALE_NETNS if set) and wait for it.
+# namespace $VALE_NETNS if set, on CPU $VALE_CPU if set) and wait for it.
 start_valed() {
 	local pre=()
 	[ -n "${VALE_NETNS:-}" ] && pre=(ip netns exec "$VALE_NETNS")
+	[ -n "${VALE_CPU:-}" ] && pre+=(taskset -c "$VALE_CPU")
 	"${pre[@]}" "$VALE_BIN/valed" -sock "$VALE_SOCK" -log-level warn "$@" 2>"$VALE_TMP/valed.log" &
 	VALE_PIDS+=($!)
 	for _ in $(seq 100); do
@@ -45,7 +46,8 @@ wait_port() {
 		"$VALE_BIN/vale-ctl" -l "$1" >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done
-	echo "port $1 did not appear" >&2
+	echo "port $1 did not appear; valed's log:" >&2
+	cat "$VALE_TMP/valed.log" >&2
 	return 1
 }
 

@@ -55,7 +55,7 @@ func run() error {
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
 		lossless = flag.Bool("lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
 		stuck    = flag.Duration("stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
-		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room before the switch drops (negative: at once, as netmap)")
+		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room before the switch drops (0: at once, as netmap)")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
 		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
@@ -90,10 +90,10 @@ func run() error {
 		}
 		if !set["drop-after"] && cfg.Switch.DropAfter != nil {
 			*dropAft = cfg.Switch.DropAfter.Duration
-			if *dropAft == 0 {
-				*dropAft = -1 // "0s" in the file: drop at once
-			}
 		}
+	}
+	if *dropAft <= 0 {
+		*dropAft = -1 // "0s": drop at once (0 means the default to vale.Config)
 	}
 
 	var lvl slog.LevelVar
@@ -142,12 +142,14 @@ func run() error {
 		}
 		dc.Switches = named
 	}
+	// Signals first: one that comes while the socket is being made (a
+	// script sees the socket and may stop valed at once) ends valed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	d, err := daemon.New(dc)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
