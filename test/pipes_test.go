@@ -14,6 +14,9 @@ func TestPipeExact(t *testing.T) {
 	d := startValed(t)
 	rx := start(t, d.sock, "pkt-gen", "-i", "netmap:p}1", "-f", "rxseq", "-n", fmt.Sprint(million))
 	waitFor(t, "the slave end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "netmap:p}1") })
+	if row := grepLine(d.run(t, 10*time.Second, "vale-ctl", "-l"), "netmap:p}1"); len(strings.Fields(row)) < 3 || strings.Fields(row)[2] != "lossless" {
+		t.Errorf("vale-ctl -l does not show the pipe lossless: %q", row)
+	}
 	txOut := d.run(t, 60*time.Second, "pkt-gen", "-i", "netmap:p{1", "-f", "txseq", "-n", fmt.Sprint(million), "-l", "60", "-l", "200")
 	out := rx.wait(60 * time.Second)
 	tp, tb := totals(t, txOut)

@@ -303,9 +303,10 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 	}
 	if len(all.Pipes) > 0 {
 		start()
-		fmt.Fprintln(w, "PIPE\tSLAVE\tRINGS\tSLOTS\tCLIENTS")
+		// A pipe's sender waits for its reader: pipes are always lossless.
+		fmt.Fprintln(w, "PIPE\tSLAVE\tMODE\tRINGS\tSLOTS\tCLIENTS")
 		for _, p := range all.Pipes {
-			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
+			fmt.Fprintf(w, "%s\t%s\tlossless\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
 		}
 	}
 	if len(all.Monitors) > 0 {
