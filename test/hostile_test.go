@@ -142,6 +142,10 @@ region_mib = 32
 [[switches]]
 name = "vale9"
 groups = ["4"]
+
+[[switches]]
+name = "vale8"
+lossless = true
 `)
 	h := startHostile(t, "-c", cfg)
 	os.Chmod(filepath.Dir(cfg), 0o755)
@@ -160,7 +164,9 @@ groups = ["4"]
 	}
 	refused := func(want string, name string, args ...string) {
 		t.Helper()
-		out, err := h.asNobody(context.Background(), filepath.Join(h.bin, name), args...).CombinedOutput()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := h.asNobody(ctx, filepath.Join(h.bin, name), args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {
 			t.Errorf("%s %v: %v, %q; want %q", name, args, err, strings.TrimSpace(string(out)), want)
 		}
@@ -174,6 +180,16 @@ groups = ["4"]
 		t.Errorf("a member of group 4 on vale9: %v\n%s", err, out)
 	}
 	waitFor(t, "vale9:x to go", func() bool { return h.d.portStats(t, "vale9:x") == nil })
+
+	// A port of its own lossless would let a slow reader hold back every
+	// sender's floods: not on a switch that drops, unless root asks.
+	refused("only root or CAP_NET_ADMIN may make a port lossless on switch vale0", "pkt-gen", "-i", "vale0:slow@conf:lossless=1", "-f", "rx", "-n", "1")
+	for _, port := range []string{"vale8:x@conf:lossless=1", "vale0:x@conf:lossless=0"} {
+		if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "tx", "-n", "10").CombinedOutput(); err != nil {
+			t.Errorf("%s as nobody: %v\n%s", port, err, out)
+		}
+		waitFor(t, port+" to go", func() bool { return h.d.portStats(t, strings.Split(port, "@")[0]) == nil })
+	}
 
 	hold("vale0:l1") // one switch, one port, one connection
 	refused("too many switches: uid 65534 holds 1 already, its limit (limits.switches", "pkt-gen", "-i", "vale5:x", "-f", "tx", "-n", "1")

@@ -521,7 +521,13 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 	if err := d.mayOpenOnLocked(s.cred, n.Switch, n.PortName()); err != nil {
 		return nil, err
 	}
-	ps, created, err := d.portLocked(s.cred, n.Switch, n.PortName(), g, explicit, portMode(n.Conf.Mode))
+	mode := portMode(n.Conf.Mode)
+	if mode == vale.ModeLossless && !s.cred.Admin && !d.losslessLocked(n.Switch) {
+		// A lossless port that reads slowly holds back every sender's
+		// floods: on a switch that drops, that is for its owner to allow.
+		return nil, fmt.Errorf("%s: only root or CAP_NET_ADMIN may make a port lossless on switch %s, which drops (make the switch lossless in valed's configuration)", n.PortName(), n.Switch)
+	}
+	ps, created, err := d.portLocked(s.cred, n.Switch, n.PortName(), g, explicit, mode)
 	if err != nil {
 		return nil, err
 	}
