@@ -28,6 +28,7 @@ type fakePort struct {
 	stopped bool
 	sent    int // frames handed to the switch (counted again if handed again)
 	done    int // frames released
+	waits   int // calls of WaitRoom
 }
 
 type fakeFrame struct {
@@ -92,6 +93,7 @@ func (p *fakePort) Room(r int, b *ports.Batch, which []uint16) int {
 func (p *fakePort) WaitRoom(r int, deadline time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waits++
 	for p.room == 0 && !p.stopped && time.Now().Before(deadline) {
 		p.mu.Unlock()
 		time.Sleep(100 * time.Microsecond)

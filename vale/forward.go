@@ -45,11 +45,12 @@ type forwarder struct {
 	merged [][]uint16 // a group's frames merged with the flooded ones, by delivery
 
 	// blocked is the destination (and its RX ring) that had no room for
-	// the rest of the last round, and how long it may take to make some:
-	// the worker waits for it.
-	blocked     *attachment
-	blockedRing int
-	blockedWait time.Duration
+	// the rest of the last round, and until when it may take to make
+	// some (ns since the epoch; 0: it was dropped to, and the worker only
+	// yields to it): the worker waits for it.
+	blocked      *attachment
+	blockedRing  int
+	blockedUntil int64
 
 	// Completing offloads for ports that cannot take them: done lazily,
 	// the first time a round needs it.
@@ -385,45 +386,106 @@ func below(which []uint16, n uint16) []uint16 {
 // their room: it takes their RX ring locks (in port index order, as every
 // worker does), asks each how many of its frames fit, and returns the
 // number of frames of the round all of them can take. A destination whose
-// wait has passed is dropped to instead (stuck): a lossless one that made
-// no room at all for its wait (the stuck timeout), a dropping one that did
-// not take everything for its wait (drop_after). The locks are held until
-// unreserve.
+// hold has lasted its allowance (see hold) is dropped to instead (stuck).
+// The locks are held until unreserve.
 func (f *forwarder) reserve(now int64, n int) int {
 	slices.SortFunc(f.plan, func(x, y delivery) int { return int(x.a.idx) - int(y.a.idx) })
 	taken := n
+	healthy := false // some destination gets all its frames
 	for i := range f.plan {
 		d := &f.plan[i]
 		if d.wait <= 0 {
+			healthy = true
 			continue
 		}
 		d.held = true
 		d.a.rxLocks[d.ring].Lock()
 		room := d.a.room.Room(d.ring, f.batch, d.which)
-		blocked := &d.a.blocked[d.ring]
+		h := &d.a.holds[d.ring]
 		if room == len(d.which) || (d.lossless && room > 0) {
-			blocked.Store(0) // room for everything, or lossless progress
-		} else {
-			blocked.CompareAndSwap(0, now)
+			h.release(now, d.wait, d.lossless) // room for everything, or lossless progress
 		}
 		if room == len(d.which) {
+			healthy = true
 			continue
 		}
-		if since := blocked.Load(); since != 0 && now-since >= int64(d.wait) {
+		until := h.hold(now, d.wait, d.lossless)
+		if now >= until {
 			d.stuck = true
 			if f.blocked == nil {
 				// It keeps dropping: rather than take more frames only to
 				// drop them, the worker waits a little for its room.
-				f.blocked, f.blockedRing, f.blockedWait = d.a, d.ring, 0
+				f.blocked, f.blockedRing, f.blockedUntil = d.a, d.ring, 0
 			}
 			continue
 		}
+		healthy = true // it takes what fits now, the rest later
 		if cut := int(d.which[room]); cut < taken {
 			taken = cut
-			f.blocked, f.blockedRing, f.blockedWait = d.a, d.ring, d.wait
+			f.blocked, f.blockedRing, f.blockedUntil = d.a, d.ring, until
 		}
 	}
+	if healthy && f.blocked != nil && f.blockedUntil == 0 {
+		// Other destinations take the source's frames: a port that drops
+		// does not slow them (the source is not starving a reader of
+		// its own making).
+		f.blocked = nil
+	}
 	return taken
+}
+
+// hold is how an RX ring keeps the senders to it waiting for room. A hold
+// starts when a round finds the ring without room for all its frames and
+// ends when the ring takes them all (a lossless one: anything). A lossless
+// ring may hold its senders for its wait (the stuck timeout) without
+// taking anything. A dropping one may hold them for its wait (drop_after)
+// at a time, and for holdShare of the time overall: its credit, spent by
+// its holds and refilled with time up to its wait. So a receiver off the
+// CPU for a moment loses nothing, while one that stalls again and again,
+// by accident or on purpose, cannot keep slowing its senders (and the
+// other receivers of their floods): it is dropped to, as netmap does.
+type hold struct {
+	since  int64 // when the current hold began, 0 if none
+	credit int64 // ns a dropping ring may still hold
+	at     int64 // when credit was last refilled
+}
+
+// holdShare is the largest share of the time a dropping ring may keep its
+// senders waiting, as 1/holdShare.
+const holdShare = 8
+
+// hold starts a hold or continues it, and returns until when it may last.
+func (h *hold) hold(now int64, wait time.Duration, lossless bool) int64 {
+	if h.since == 0 {
+		h.since = now
+	}
+	if lossless {
+		return h.since + int64(wait)
+	}
+	h.refill(now, wait)
+	return h.since + h.credit
+}
+
+// release ends a hold; a dropping ring pays for it from its credit.
+func (h *hold) release(now int64, wait time.Duration, lossless bool) {
+	if h.since == 0 {
+		return
+	}
+	if !lossless {
+		h.refill(now, wait)
+		h.credit = max(h.credit-(now-h.since), 0)
+	}
+	h.since = 0
+}
+
+// refill adds to the credit what time has earned since the last refill.
+func (h *hold) refill(now int64, wait time.Duration) {
+	if h.at == 0 {
+		h.credit, h.at = int64(wait), now
+		return
+	}
+	h.credit = min(h.credit+(now-h.at)/holdShare, int64(wait))
+	h.at = now
 }
 
 // unreserve releases the locks reserve took.
@@ -436,21 +498,21 @@ func (f *forwarder) unreserve() {
 }
 
 // waitRoom waits until the destination that had no room for the last
-// round may have some, or its wait passes, or maxRoomWait (so that the
+// round may have some, or its hold passes, or maxRoomWait (so that the
 // worker sees its own port go). After a round that dropped frames for a
-// destination that keeps dropping, it waits up to dropYield: time on the
-// CPU the destination's reader may need, rather than frames taken from the
-// source only to be dropped (receive livelock).
+// destination that keeps dropping, and no other destination took them, it
+// waits up to dropYield: time on the CPU the destination's reader may need,
+// rather than frames taken from the source only to be dropped (receive
+// livelock).
 func (f *forwarder) waitRoom() {
 	a, ring := f.blocked, f.blockedRing
 	f.blocked = nil
-	deadline := time.Now().Add(maxRoomWait)
-	if f.blockedWait == 0 {
-		deadline = time.Now().Add(dropYield)
-	} else if since := a.blocked[ring].Load(); since != 0 {
-		if end := time.Unix(0, since).Add(f.blockedWait); end.Before(deadline) {
-			deadline = end
-		}
+	now := time.Now()
+	deadline := now.Add(maxRoomWait)
+	if f.blockedUntil == 0 {
+		deadline = now.Add(dropYield)
+	} else if end := time.Unix(0, f.blockedUntil); end.Before(deadline) {
+		deadline = end
 	}
 	a.room.WaitRoom(ring, deadline)
 }

@@ -149,3 +149,72 @@ func TestPortModes(t *testing.T) {
 		}
 	}
 }
+
+// A dropping port that never reads holds a flood back once, for its
+// wait; after that it is dropped to, and the switch neither waits for it
+// nor yields to it while another port takes the flood.
+func TestDropperDoesNotSlowOthers(t *testing.T) {
+	sw, ps := newTestSwitch(t, Config{DropAfter: 20 * time.Millisecond}, "vale0:a", "vale0:good", "vale0:evil")
+	a, good, evil := ps[0], ps[1], ps[2]
+	evil.mu.Lock()
+	evil.room = 0
+	evil.mu.Unlock()
+	first, _ := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "first", 4)
+	a.send(first...)
+	evil.mu.Lock()
+	waited := evil.waits
+	evil.mu.Unlock()
+	var want []string
+	for i := range 50 {
+		frames, tags := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", fmt.Sprintf("b%d.", i), 8)
+		a.send(frames...)
+		want = append(want, tags...)
+	}
+	evil.mu.Lock()
+	more := evil.waits - waited
+	evil.mu.Unlock()
+	if more != 0 {
+		t.Errorf("the switch waited %d more times for a port that never reads while another took the flood", more)
+	}
+	if got := tags(good.take()); len(got) != 4+len(want) || !slices.Equal(got[4:], want) {
+		t.Errorf("the good port got %d frames: %v", len(got), got)
+	}
+	if st := statsOf(sw, "vale0:evil"); st.DropFull != 4+400 || st.RxPackets != 0 {
+		t.Errorf("the port that never reads: %+v", st)
+	}
+}
+
+// A dropping ring may hold its senders for its wait at a time, and for
+// 1/holdShare of the time overall: one that stalls again and again sees its
+// holds shrink to what that share earns; one that rests gets them back.
+// A lossless ring always gets its wait.
+func TestHoldBudget(t *testing.T) {
+	const wait = 5 * time.Millisecond
+	var h hold
+	now := int64(time.Second)
+	if until := h.hold(now, wait, false); until != now+int64(wait) {
+		t.Fatalf("a first hold may last %v, want %v", time.Duration(until-now), wait)
+	}
+	for range 20 { // stalls of 4 ms in every 5 ms
+		h.release(now+int64(4*time.Millisecond), wait, false)
+		now += int64(5 * time.Millisecond)
+		h.hold(now, wait, false)
+	}
+	if got, most := time.Duration(h.hold(now, wait, false)-now), 5*time.Millisecond/holdShare; got > most {
+		t.Errorf("a ring stalling 4 ms in every 5 may still hold %v, want at most %v", got, most)
+	}
+	h.release(now, wait, false)
+	now += int64(time.Second)
+	if got := time.Duration(h.hold(now, wait, false) - now); got != wait {
+		t.Errorf("after a rest a hold may last %v, want %v", got, wait)
+	}
+	var l hold
+	for range 20 {
+		l.hold(now, time.Second, true)
+		now += int64(900 * time.Millisecond)
+		l.release(now, time.Second, true)
+	}
+	if got := time.Duration(l.hold(now, time.Second, true) - now); got != time.Second {
+		t.Errorf("a lossless ring may hold %v, want its stuck timeout", got)
+	}
+}

@@ -124,9 +124,9 @@ type attachment struct {
 	ntx, nrx int
 	mode     Mode
 	room     RoomPort // the port, if it can be a lossless destination
-	// blocked holds, by RX ring, when a sender first found the ring
-	// without room (ns since the epoch), 0 while it has room.
-	blocked  []atomic.Int64
+	// holds is, by RX ring, how the ring keeps its senders waiting for
+	// room (guarded by the ring's rxLocks entry).
+	holds    []hold
 	counters portCounters
 	workers  sync.WaitGroup
 	logLimit rateLimiter
@@ -254,7 +254,7 @@ func (sw *Switch) Attach(p Port, m Mode) (int, error) {
 		return 0, fmt.Errorf("attach %s to %s: %w (%d ports)", p.Name(), sw.name, ErrSwitchFull, len(sw.ports))
 	}
 	a := &attachment{port: p, idx: uint16(idx), ntx: d.TxRings, nrx: d.RxRings, mode: m,
-		rxLocks: make(rxLocks, d.RxRings), blocked: make([]atomic.Int64, d.RxRings)}
+		rxLocks: make(rxLocks, d.RxRings), holds: make([]hold, d.RxRings)}
 	a.room, _ = p.(RoomPort)
 	sw.ports[idx] = a
 	sw.rebuildActiveLocked()
