@@ -1,0 +1,439 @@
+package ptnet
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/valeswitch/vale/internal/guard"
+	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/ports"
+)
+
+// stateQueue decodes a vring state payload and the queue it names.
+func (p *Port) stateQueue(m *message) (vringState, *queue, error) {
+	s, err := m.state()
+	if err != nil {
+		return s, nil, err
+	}
+	q, err := p.queue(s.index)
+	return s, q, err
+}
+
+func (p *Port) queue(i uint32) (*queue, error) {
+	if int(i) >= len(p.queues) {
+		return nil, fmt.Errorf("virtqueue %d: the device has %d", i, len(p.queues))
+	}
+	return p.queues[i], nil
+}
+
+// handleSafely is handle, with a fault in guest memory turned into an
+// error.
+func (p *Port) handleSafely(m *message) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply, err = nil, guard.Error(r)
+		}
+	}()
+	return p.handle(m)
+}
+
+// handle serves one message and returns its reply payload, if it has one.
+func (p *Port) handle(m *message) ([]byte, error) {
+	h := handlers[m.request]
+	if h == nil {
+		return nil, fmt.Errorf("not supported (it was not offered)")
+	}
+	return h(p, m)
+}
+
+// handlers serves each request the backend takes, by request.
+var handlers = map[uint32]func(p *Port, m *message) ([]byte, error){
+	reqGetFeatures:         func(*Port, *message) ([]byte, error) { return u64Payload(backendFeatures), nil },
+	reqSetFeatures:         (*Port).onSetFeatures,
+	reqGetProtocolFeatures: func(*Port, *message) ([]byte, error) { return u64Payload(backendProtocolFeatures), nil },
+	reqSetProtocolFeatures: (*Port).onSetProtocolFeatures,
+	reqSetOwner:            (*Port).onSetOwner,
+	reqResetOwner:          (*Port).onResetOwner,
+	reqSetMemTable:         (*Port).onSetMemTable,
+	reqSetVringNum:         (*Port).onSetVringNum,
+	reqSetVringAddr:        (*Port).onSetVringAddr,
+	reqSetVringBase:        (*Port).onSetVringBase,
+	reqGetVringBase:        (*Port).onGetVringBase,
+	reqSetVringKick:        (*Port).onSetVringFD,
+	reqSetVringCall:        (*Port).onSetVringFD,
+	reqSetVringErr:         (*Port).onSetVringFD,
+	reqGetQueueNum:         func(p *Port, _ *message) ([]byte, error) { return u64Payload(uint64(len(p.queues) / 2)), nil },
+	reqSetVringEnable:      (*Port).onSetVringEnable,
+}
+
+func (p *Port) onSetFeatures(m *message) ([]byte, error) {
+	v, err := m.u64()
+	if err != nil {
+		return nil, err
+	}
+	return nil, p.setFeatures(v)
+}
+
+func (p *Port) onSetProtocolFeatures(m *message) ([]byte, error) {
+	v, err := m.u64()
+	if err != nil {
+		return nil, err
+	}
+	if v&^backendProtocolFeatures != 0 {
+		return nil, fmt.Errorf("protocol features %#x were not offered", v&^backendProtocolFeatures)
+	}
+	p.mu.Lock()
+	p.protocol = v
+	p.mu.Unlock()
+	return nil, nil
+}
+
+func (p *Port) onSetOwner(*message) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.owner {
+		return nil, errors.New("the session has an owner already")
+	}
+	p.owner = true
+	return nil, nil
+}
+
+// onResetOwner disables every ring (the request is deprecated; vhost-user.rst).
+func (p *Port) onResetOwner(*message) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lockQueues()
+	for _, q := range p.queues {
+		q.enabled, q.started = false, false
+		q.wake()
+	}
+	p.unlockQueues()
+	return nil, nil
+}
+
+func (p *Port) onSetMemTable(m *message) ([]byte, error) {
+	regions, err := m.memTable()
+	if err != nil {
+		closeFDs(m.fds)
+		return nil, err
+	}
+	return nil, p.setMemTable(regions, m.fds)
+}
+
+func (p *Port) onSetVringNum(m *message) ([]byte, error) {
+	s, q, err := p.stateQueue(m)
+	if err != nil {
+		return nil, err
+	}
+	if s.num == 0 || s.num > maxQueueSize || s.num&(s.num-1) != 0 {
+		return nil, fmt.Errorf("virtqueue %d: size %d (a power of two up to %d)", s.index, s.num, maxQueueSize)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.num = uint16(s.num)
+	q.ready = false
+	return nil, p.mapRing(q)
+}
+
+func (p *Port) onSetVringAddr(m *message) ([]byte, error) {
+	a, err := m.addr()
+	if err != nil {
+		return nil, err
+	}
+	q, err := p.queue(a.index)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.addr, q.addrSet, q.ready = a, true, false
+	return nil, p.mapRing(q)
+}
+
+func (p *Port) onSetVringBase(m *message) ([]byte, error) {
+	s, q, err := p.stateQueue(m)
+	if err != nil {
+		return nil, err
+	}
+	if s.num > 0xffff {
+		return nil, fmt.Errorf("virtqueue %d: base %d", s.index, s.num)
+	}
+	q.mu.Lock()
+	q.base = uint16(s.num)
+	q.vq.lastAvail = q.base
+	q.mu.Unlock()
+	return nil, nil
+}
+
+// onGetVringBase stops the queue and answers where it stopped.
+func (p *Port) onGetVringBase(m *message) ([]byte, error) {
+	s, q, err := p.stateQueue(m)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	base := q.vq.lastAvail
+	if !q.ready {
+		base = q.base
+	}
+	q.started = false
+	if q.kick != nil {
+		q.kick.Close()
+		q.kick = nil
+	}
+	q.wake()
+	return statePayload(vringState{s.index, uint32(base)}), nil
+}
+
+// onSetVringFD serves SET_VRING_KICK, _CALL and _ERR.
+func (p *Port) onSetVringFD(m *message) ([]byte, error) {
+	v, err := m.u64()
+	if err != nil {
+		closeFDs(m.fds)
+		return nil, err
+	}
+	q, err := p.queue(uint32(v & 0xff))
+	if err != nil {
+		closeFDs(m.fds)
+		return nil, err
+	}
+	if v&^0x1ff != 0 {
+		closeFDs(m.fds)
+		return nil, fmt.Errorf("payload %#x has bits beyond the index and the no-descriptor flag", v)
+	}
+	fd := -1
+	if len(m.fds) == 1 {
+		fd = m.fds[0]
+	}
+	return nil, p.setEventFD(q, m.request, fd)
+}
+
+func (p *Port) onSetVringEnable(m *message) ([]byte, error) {
+	s, q, err := p.stateQueue(m)
+	if err != nil {
+		return nil, err
+	}
+	if s.num > 1 {
+		return nil, fmt.Errorf("virtqueue %d: enable %d", s.index, s.num)
+	}
+	q.mu.Lock()
+	q.enabled = s.num == 1
+	q.wake()
+	q.mu.Unlock()
+	return nil, nil
+}
+
+func (p *Port) setFeatures(v uint64) error {
+	if v&^(backendFeatures|featLogAll) != 0 {
+		return fmt.Errorf("features %#x were not offered", v&^(backendFeatures|featLogAll))
+	}
+	if v&featLogAll != 0 {
+		return errors.New("dirty logging (VHOST_F_LOG_ALL) is not supported")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.features = v
+	hdrLen := 10
+	if v&(featVersion1|featNetMrgRxbuf) != 0 {
+		hdrLen = 12
+	}
+	var errs []error
+	p.lockQueues()
+	for _, q := range p.queues {
+		q.hdrLen, q.mrg, q.feats = hdrLen, v&featNetMrgRxbuf != 0, v
+		if v&featProtocol == 0 {
+			q.enabled = true // without protocol features, rings start enabled
+		}
+		if q.addrSet {
+			// The event index lengthens both rings: they must still fit.
+			if err := p.mapRing(q); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		q.wake()
+	}
+	p.unlockQueues()
+	p.caps.Store(ports.OffloadCaps{
+		Csum: v&featNetGuestCsum != 0,
+		TSO4: v&featNetGuestTSO4 != 0 && v&featNetGuestCsum != 0,
+		TSO6: v&featNetGuestTSO6 != 0 && v&featNetGuestCsum != 0,
+	})
+	return errors.Join(errs...)
+}
+
+// setMemTable maps a new memory table and moves every ring onto it, with
+// every queue locked so that no switch worker touches the old mappings.
+func (p *Port) setMemTable(regions []memRegion, fds []int) error {
+	t, err := mapTable(regions, fds)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lockQueues()
+	old := p.mem
+	p.mem = t
+	var errs []error
+	for _, q := range p.queues {
+		q.mem = t
+		if err := p.mapRing(q); err != nil {
+			errs = append(errs, err)
+		}
+		q.wake()
+	}
+	p.unlockQueues()
+	if old != nil {
+		old.unmap()
+	}
+	p.log.Debug("memory table set", "regions", len(regions), "bytes", t.size(), "sealed", t.sealed)
+	if !t.sealed {
+		p.log.Info("guest memory is not sealed against shrinking: frames from the guest are copied before switching", "regions", len(regions))
+	}
+	return errors.Join(errs...)
+}
+
+// mapRing resolves a queue's ring addresses in the memory table, once it
+// has its size, its addresses and the table. A ring already running (the
+// table or the features changed) keeps its position; a new one starts at
+// the base the frontend set. Its lock is held.
+func (p *Port) mapRing(q *queue) error {
+	if q.num == 0 || !q.addrSet || q.mem == nil {
+		q.ready = false
+		return nil
+	}
+	eventIdx := q.feats&featEventIdx != 0
+	ds, as, us := ringSizes(q.num, eventIdx)
+	desc, ok1 := q.mem.user(q.addr.desc, ds)
+	avail, ok2 := padded(q.mem, q.addr.avail, as)
+	used, ok3 := padded(q.mem, q.addr.used, us)
+	if !ok1 || !ok2 || !ok3 {
+		q.ready = false
+		return fmt.Errorf("virtqueue %d: ring addresses %#x/%#x/%#x outside the memory table", q.index, q.addr.desc, q.addr.avail, q.addr.used)
+	}
+	base := q.vq.lastAvail
+	if !q.ready {
+		base = q.base
+	}
+	q.ready = false
+	if err := q.vq.setup(q.num, desc, avail, used, eventIdx); err != nil {
+		return fmt.Errorf("virtqueue %d: %w", q.index, err)
+	}
+	q.vq.lastAvail = base
+	if err := q.attach(); err != nil {
+		return fmt.Errorf("virtqueue %d: %w", q.index, err)
+	}
+	q.ready = true
+	return nil
+}
+
+// padded returns the n bytes at frontend address addr, and 2 more when the
+// memory has them: the ring's last 16-bit field then lies in a 32-bit word
+// that can be read and written atomically.
+func padded(m ringMemory, addr, n uint64) ([]byte, bool) {
+	if b, ok := m.user(addr, n+2); ok {
+		return b[:n], true
+	}
+	return m.user(addr, n)
+}
+
+// attach takes over a ring just mapped: the used ring says where the
+// device left it (0 for a new ring, the last published index after a
+// reconnection). A fault in guest memory becomes an error, with the
+// caller's locks still held and released by it.
+func (q *queue) attach() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = guard.Error(r)
+		}
+	}()
+	q.vq.usedIdx = uint16(load32(q.vq.used, 0) >> 16)
+	q.vq.usedFlags = 0
+	q.vq.signalledValid = false
+	if !q.tx {
+		q.vq.disableKicks() // receive buffers are taken when frames come, not on kicks
+	}
+	return nil
+}
+
+// setEventFD installs a kick, call or error descriptor (-1: none). Each
+// must be an eventfd.
+func (p *Port) setEventFD(q *queue, request uint32, fd int) error {
+	var e *notify.Eventfd
+	if fd >= 0 {
+		var err error
+		if e, err = notify.Adopt(fd, fmt.Sprintf("virtqueue %d %s descriptor", q.index, requestName(request))); err != nil {
+			return err
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch request {
+	case reqSetVringKick:
+		if q.kick != nil {
+			q.kick.Close()
+		}
+		q.kick = e
+		if e == nil {
+			return fmt.Errorf("virtqueue %d: polling without a kick descriptor is not supported", q.index)
+		}
+		q.started = true
+		q.broken = nil
+		go relayKicks(e, q.kicked)
+		q.wake()
+	case reqSetVringCall:
+		if q.call != nil {
+			q.call.Close()
+		}
+		q.call = e
+	case reqSetVringErr:
+		if q.errEv != nil {
+			q.errEv.Close()
+		}
+		q.errEv = e
+	}
+	return nil
+}
+
+// relayKicks turns the driver's kicks into wake-ups of the queue's switch
+// worker, until the descriptor is closed.
+func relayKicks(e *notify.Eventfd, kicked chan<- struct{}) {
+	for e.Wait() == nil {
+		select {
+		case kicked <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// signal signals an eventfd the frontend gave (call or error), if any.
+func signal(e *notify.Eventfd) {
+	if e != nil {
+		e.Signal()
+	}
+}
+
+// breakQueue stops a queue the driver broke the rules of. Its lock is held.
+func (p *Port) breakQueue(q *queue, err error) {
+	if q.broken != nil {
+		return
+	}
+	q.broken = err
+	p.breaks.Add(1)
+	signal(q.errEv)
+	p.log.Warn("virtqueue stopped after a driver violation", "queue", q.index, "error", err)
+	p.setLastErr(fmt.Sprintf("virtqueue %d: %v", q.index, err))
+}
+
+func (p *Port) setLastErr(s string) {
+	p.errMu.Lock()
+	p.lastError = s
+	p.errMu.Unlock()
+}
+
+// lastErr returns the last error the frontend caused, if any.
+func (p *Port) lastErr() string {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.lastError
+}

@@ -1,0 +1,203 @@
+package ptnet
+
+import (
+	"runtime/debug"
+	"time"
+
+	"github.com/valeswitch/vale/internal/guard"
+	"github.com/valeswitch/vale/ports"
+)
+
+func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
+	q := p.queues[2*r]
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.live() || !q.enabled {
+		return 0, 0, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.breakQueue(q, guard.Error(r))
+			frames, bytes = 0, 0
+		}
+	}()
+	for _, fi := range which {
+		f := &b.Frames[fi]
+		ok, err := p.putRx(q, f)
+		if err != nil {
+			p.breakQueue(q, err)
+			break
+		}
+		if !ok {
+			p.rxNoBuf.Add(uint64(len(which) - frames))
+			break
+		}
+		frames++
+		bytes += f.Len()
+	}
+	if frames > 0 {
+		q.vq.publishUsed()
+		if q.vq.needsSignal() {
+			signal(q.call)
+		}
+	}
+	return frames, bytes, nil
+}
+
+// putRx writes one frame, behind its header, into as many available
+// chains as it needs (one without mergeable buffers). It reports false,
+// having taken nothing, when the driver has not made room enough
+// available. The queue's lock is held.
+func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
+	pending, err := q.vq.pending()
+	if err != nil {
+		return false, err
+	}
+	// Find the chains: capacities first, nothing written yet.
+	nchains, err := q.chainsFor(q.hdrLen+f.Len(), 0, pending)
+	if nchains == 0 || err != nil {
+		return false, err
+	}
+	// Write the header (what is left to do, and the chain count), then the
+	// frame across the chains.
+	o := f.Offload
+	if !p.Offloads().Accepts(o) {
+		o = ports.Offload{}
+	}
+	putVnetHdr(q.hdr[:q.hdrLen], o, uint16(nchains))
+	src := append(append(q.src[:0], q.hdr[:q.hdrLen], f.Data), f.More...)
+	q.src = src[:0]
+	si, so := 0, 0
+	for c := range nchains {
+		n := 0
+		if _, err := q.vq.walk(q.mem, q.rxHeads[c], true, 1<<30, func(buf []byte) {
+			for len(buf) > 0 && si < len(src) {
+				k := copy(buf, src[si][so:])
+				buf = buf[k:]
+				n += k
+				if so += k; so == len(src[si]) {
+					si, so = si+1, 0
+				}
+			}
+		}); err != nil {
+			return false, err
+		}
+		q.vq.putUsed(q.rxHeads[c], uint32(n))
+	}
+	q.vq.lastAvail += uint16(nchains)
+	return true, nil
+}
+
+// chainsFor finds the available chains from lastAvail+from on (of pending)
+// that a frame of need bytes with its header takes, notes their heads in
+// q.rxHeads, and returns how many: 0 if the driver has not made room
+// enough available. The queue's lock is held.
+func (q *queue) chainsFor(need int, from, pending uint16) (int, error) {
+	nchains, room := 0, 0
+	for room < need {
+		if from+uint16(nchains) == pending || nchains == maxRxChains || (!q.mrg && nchains == 1) {
+			return 0, nil
+		}
+		head, err := q.vq.head(from + uint16(nchains))
+		if err != nil {
+			return 0, err
+		}
+		c, err := q.vq.walk(q.mem, head, true, 1<<30, func([]byte) {})
+		if err != nil {
+			return 0, err
+		}
+		q.rxHeads[nchains] = head
+		nchains++
+		room += c
+	}
+	return nchains, nil
+}
+
+// Room tells how many of the frames which the driver's receive queue of
+// pair r has buffers for now (see vale.RoomPort). A queue that is not
+// served (no frontend, not started, stopped) has room for everything:
+// Deliver drops what it is given, and nobody waits for a guest that is not
+// there.
+func (p *Port) Room(r int, b *ports.Batch, which []uint16) (n int) {
+	q := p.queues[2*r]
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.live() || !q.enabled {
+		return len(which)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.breakQueue(q, guard.Error(r))
+			n = len(which)
+		}
+	}()
+	pending, err := q.vq.pending()
+	if err != nil {
+		return len(which) // Deliver stops the queue
+	}
+	used := uint16(0)
+	for n, fi := range which {
+		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), used, pending)
+		if err != nil {
+			return len(which)
+		}
+		if k == 0 {
+			return n
+		}
+		used += uint16(k)
+	}
+	return len(which)
+}
+
+// WaitRoom asks the driver to kick when it makes more receive buffers
+// available on the queue of pair r, and waits for that, or the deadline
+// (see vale.RoomPort).
+func (p *Port) WaitRoom(r int, deadline time.Time) {
+	q := p.queues[2*r]
+	more, ok := p.armRoom(q, true)
+	if !ok || more {
+		p.armRoom(q, false)
+		return
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	select {
+	case <-q.kicked:
+	case <-q.changed:
+	case <-p.stopCh:
+	case <-timer.C:
+	}
+	timer.Stop()
+	p.armRoom(q, false)
+}
+
+// armRoom enables (or disables again) the driver's kicks on a receive
+// queue and, when enabling, reports whether buffers came meanwhile. ok is
+// false for a queue that is not served.
+func (p *Port) armRoom(q *queue, on bool) (more, ok bool) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.live() {
+		return false, false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.breakQueue(q, guard.Error(r))
+			more, ok = false, false
+		}
+	}()
+	if !on {
+		q.vq.disableKicks()
+		return false, true
+	}
+	// Kick for buffers beyond those available now (too few for the frame
+	// that waits), then look once more.
+	idx := q.vq.availIdx()
+	q.vq.enableKicksAfter(idx)
+	return q.vq.availIdx() != idx, true
+}
