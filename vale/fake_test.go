@@ -140,6 +140,8 @@ func (p *fakePort) Stop() {
 	p.mu.Unlock()
 }
 
+func (p *fakePort) Free() error { return nil }
+
 // send queues frames and waits until the switch has forwarded them.
 func (p *fakePort) send(frames ...fakeFrame) {
 	p.mu.Lock()
@@ -230,15 +232,4 @@ func statsOf(sw *Switch, name string) PortStats {
 		}
 	}
 	panic(fmt.Sprintf("no port %s", name))
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

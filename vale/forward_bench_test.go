@@ -31,6 +31,7 @@ func (s *sinkPort) Describe() ports.Desc {
 func (s *sinkPort) Recv(int, *ports.Batch) error   { select {} }
 func (s *sinkPort) Release(int, *ports.Batch, int) {}
 func (s *sinkPort) Stop()                          {}
+func (s *sinkPort) Free() error                    { return nil }
 
 // Room counts the frames as the shared-memory port's does: one look at
 // each frame, so that the benchmark pays what a round holding its

@@ -50,6 +50,11 @@ type Port interface {
 	Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error)
 	// Stop makes pending and future Recv calls return ports.ErrStopped.
 	Stop()
+	// Free releases what the port holds (memory, sockets, descriptors,
+	// devices it owns). The switch never calls it: the port's owner does,
+	// once, after Detach returned (so no worker uses the port any more),
+	// or instead of attaching it. It is safe after Stop or without it.
+	Free() error
 }
 
 // RoomPort is implemented by ports that can be lossless destinations

@@ -83,20 +83,6 @@ func switchPortName(n *ports.Name) string {
 	return n.PortName()
 }
 
-func describeKind(ps *portState) string {
-	switch {
-	case ps.nic != nil:
-		return "an interface (" + ps.nic.Interface() + ", AF_XDP)"
-	case ps.owner != nil:
-		return "the host port of " + ps.owner.name()
-	case ps.iface != nil:
-		return "the persistent interface " + ps.iface.dev.Name()
-	case ps.vhost != nil:
-		return "a vhost-user port (" + ps.vhost.Socket() + ")"
-	}
-	return "a port"
-}
-
 // parseAttachName checks the name of vale-ctl -a/-h/-d: valeX:IFNAME,
 // optionally with -N (one queue).
 func parseAttachName(name string) (ports.Name, error) {
@@ -139,17 +125,13 @@ func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.Port
 		return nil, errors.New("valed is shutting down")
 	}
 	if ss := d.switches[n.Switch]; ss != nil && ss.ports[name] != nil {
-		return nil, fmt.Errorf("%s exists already (%s)", name, describeKind(ss.ports[name]))
+		return nil, fmt.Errorf("%s exists already (%s)", name, ss.ports[name].port.what())
 	}
 	if _, err := vale.ParseMode(r.Mode); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	for _, ss := range d.switches {
-		for _, ps := range ss.ports {
-			if ps.nic != nil && ps.nic.Interface() == ifname {
-				return nil, fmt.Errorf("%s is attached already, as %s", ifname, ps.name())
-			}
-		}
+	if ps := d.servingLocked("interface " + ifname); ps != nil {
+		return nil, fmt.Errorf("%s is attached already, as %s", ifname, ps.name())
 	}
 	var infos []vale.PortInfo
 	var err error
@@ -177,19 +159,15 @@ func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.
 	case n.Mode == ports.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.StartQueue != 0 || r.FrameSize != 0 || r.Slots != 0:
 		return nil, errors.New("a vhost-user port takes only its number of queue pairs (-queues N, or -C 0,0,N): the guest sizes its rings")
 	}
-	for _, ss := range d.switches {
-		for _, ps := range ss.ports {
-			if ps.vhost != nil && ps.vhost.Socket() == r.VhostUser {
-				return nil, fmt.Errorf("%s serves %s already", ps.name(), r.VhostUser)
-			}
-		}
+	if ps := d.servingLocked("vhost-user socket " + r.VhostUser); ps != nil {
+		return nil, fmt.Errorf("%s serves %s already", ps.name(), r.VhostUser)
 	}
 	vp, err := ptnet.New(ptnet.Config{Name: n.PortName(), Socket: r.VhostUser, Client: r.VhostClient, QueuePairs: r.Queues,
 		StateDir: d.cfg.StateDir, Logger: d.log})
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, vp, &portState{vhost: vp, geom: vp.Geometry(), mode: requestMode(r)})
+	ps, err := d.attachPortLocked(n.Switch, &portState{port: vhostPort{vp}, geom: vp.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		vp.Free()
 		return nil, err
@@ -220,11 +198,13 @@ func (d *Daemon) attachIfaceLocked(n *ports.Name, is *ifaceState, r mgmt.AttachR
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, p, &portState{tap: p, iface: is, geom: p.Geometry(), mode: requestMode(r)})
+	tp := tapPort{Port: p, desc: "the persistent interface " + is.dev.Name(), serving: "interface " + is.dev.Name()}
+	ps, err := d.attachPortLocked(n.Switch, &portState{port: tp, geom: p.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		return nil, err
 	}
 	is.port = ps
+	ps.gone = func() { is.port = nil }
 	d.log.Info("persistent interface attached", "port", ps.name(), "interface", is.dev.Name())
 	return d.portInfosLocked(ps), nil
 }
@@ -256,7 +236,7 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 	if err != nil {
 		return nil, err
 	}
-	ps, err := d.attachPortLocked(n.Switch, nic, &portState{nic: nic, geom: nic.Geometry(), mode: requestMode(r)})
+	ps, err := d.attachPortLocked(n.Switch, &portState{port: nicPort{nic}, geom: nic.Geometry(), mode: requestMode(r)})
 	if err != nil {
 		nic.Stop()
 		nic.Free()
@@ -283,9 +263,10 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 		dev.Close()
 		return nil, err
 	}
-	hs, err := d.attachPortLocked(n.Switch, hp, &portState{tap: hp, owner: ps, geom: hp.Geometry(), mode: requestMode(r)})
+	tp := tapPort{Port: hp, desc: "the host port of " + ps.name()}
+	hs, err := d.attachPortLocked(n.Switch, &portState{port: tp, owner: ps, geom: hp.Geometry(), mode: requestMode(r)})
 	if err != nil {
-		dev.Close()
+		hp.Free()
 		return nil, err
 	}
 	ps.host = hs
@@ -311,16 +292,28 @@ func hostIfname(ifname string) string {
 
 // attachPortLocked attaches p to switch swName (created if needed) and
 // records it.
-func (d *Daemon) attachPortLocked(swName string, p vale.Port, ps *portState) (*portState, error) {
+func (d *Daemon) attachPortLocked(swName string, ps *portState) (*portState, error) {
 	ss := d.switchLocked(swName)
-	idx, err := ss.sw.Attach(p, ps.mode)
+	idx, err := ss.sw.Attach(ps.port, ps.mode)
 	if err != nil {
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, err
 	}
-	ps.port, ps.sw, ps.idx = p, ss, idx
-	ss.ports[p.Name()] = ps
+	ps.sw, ps.idx = ss, idx
+	ss.ports[ps.name()] = ps
 	return ps, nil
+}
+
+// servingLocked returns the port that serves what (port.serves), if any.
+func (d *Daemon) servingLocked(what string) *portState {
+	for _, ss := range d.switches {
+		for _, ps := range ss.ports {
+			if ps.port.serves() == what {
+				return ps
+			}
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) portInfosLocked(pss ...*portState) []vale.PortInfo {
@@ -356,11 +349,12 @@ func (d *Daemon) detachUnsaved(name string) error {
 	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" {
 		ps = ss.ports[switchPortName(&n)]
 	}
-	switch {
-	case ps == nil:
+	if ps == nil {
 		return fmt.Errorf("%s: no such port", name)
-	case ps.shm != nil:
-		return fmt.Errorf("%s is a port applications opened; it goes away when they close it", ps.name())
+	}
+	switch _, opened := ps.port.(mappable); {
+	case opened:
+		return fmt.Errorf("%s is %s; it goes away when they close it", ps.name(), ps.port.what())
 	case ps.owner != nil:
 		return fmt.Errorf("%s is the host port of %s: detach %s", ps.name(), ps.owner.name(), ps.owner.name())
 	}

@@ -70,15 +70,43 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// metricSink sends constant metrics to a collection.
+type metricSink chan<- prometheus.Metric
+
+func (m metricSink) counter(desc *prometheus.Desc, v uint64, labels ...string) {
+	m <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (m metricSink) gauge(desc *prometheus.Desc, v float64, labels ...string) {
+	m <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+}
+
+// portEntry is a port's switch counters and the port, for its metrics.
+type portEntry struct {
+	info vale.PortInfo
+	port port
+}
+
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	sws, entries := c.snapshot()
+	m := metricSink(ch)
+	for _, s := range sws {
+		m.collectSwitch(s)
+	}
+	for _, e := range entries {
+		l := []string{e.info.Switch, e.info.Name, e.info.Kind}
+		m.collectPort(e.info.Stats, l)
+		e.port.collect(m, l)
+	}
+}
+
+// snapshot takes what the metrics report under the daemon's lock.
+func (c collector) snapshot() ([]vale.SwitchInfo, []portEntry) {
 	d := c.d
 	d.mu.Lock()
-	type entry struct {
-		info vale.PortInfo
-		ps   *portState
-	}
+	defer d.mu.Unlock()
 	var sws []vale.SwitchInfo
-	var entries []entry
+	var entries []portEntry
 	for _, ss := range d.switches {
 		sws = append(sws, ss.sw.Info())
 		byName := map[string]vale.PortInfo{}
@@ -87,77 +115,39 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for name, ps := range ss.ports {
 			if info, ok := byName[name]; ok {
-				entries = append(entries, entry{info, ps})
+				entries = append(entries, portEntry{info, ps.port})
 			}
 		}
 	}
-	d.mu.Unlock()
+	return sws, entries
+}
 
-	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+func (m metricSink) collectSwitch(s vale.SwitchInfo) {
+	m.gauge(mSwPorts, float64(s.Ports), s.Name)
+	m.counter(mSwRounds, s.Rounds, s.Name)
+	m.gauge(mSwMACs, float64(s.MACs), s.Name)
+	m.counter(mSwLearned, s.Learned, s.Name)
+	m.counter(mSwMoved, s.Moved, s.Name)
+	m.counter(mSwAged, s.Aged, s.Name)
+	m.counter(mSwTableFull, s.TableFull, s.Name)
+	buckets := map[float64]uint64{}
+	var cum uint64
+	for k := 1; k < vale.BatchBuckets; k++ {
+		cum += s.Batches[k]
+		buckets[float64(uint64(1)<<k-1)] = cum
 	}
-	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
-	}
-	for _, s := range sws {
-		gauge(mSwPorts, float64(s.Ports), s.Name)
-		counter(mSwRounds, s.Rounds, s.Name)
-		gauge(mSwMACs, float64(s.MACs), s.Name)
-		counter(mSwLearned, s.Learned, s.Name)
-		counter(mSwMoved, s.Moved, s.Name)
-		counter(mSwAged, s.Aged, s.Name)
-		counter(mSwTableFull, s.TableFull, s.Name)
-		buckets := map[float64]uint64{}
-		var cum uint64
-		for k := 1; k < vale.BatchBuckets; k++ {
-			cum += s.Batches[k]
-			buckets[float64(uint64(1)<<k-1)] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(mSwBatch, s.Rounds, float64(s.Frames), buckets, s.Name)
-	}
-	for _, e := range entries {
-		p := e.info
-		l := []string{p.Switch, p.Name, p.Kind}
-		st := p.Stats
-		counter(mPortTx, st.TxPackets, l...)
-		counter(mPortTxBytes, st.TxBytes, l...)
-		counter(mPortRx, st.RxPackets, l...)
-		counter(mPortRxBytes, st.RxBytes, l...)
-		counter(mPortDrops, st.DropFull, append(l, "dst_full")...)
-		counter(mPortDrops, st.DropInvalid, append(l, "invalid")...)
-		counter(mPortDrops, st.DropNoRoute, append(l, "no_route")...)
-		counter(mPortResets, st.Resets, l...)
-		switch ps := e.ps; {
-		case ps.shm != nil:
-			tx, rx := ps.shm.Occupancy()
-			gauge(mPortOccupancy, float64(tx), append(l, "tx")...)
-			gauge(mPortOccupancy, float64(rx), append(l, "rx")...)
-		case ps.vhost != nil:
-			vc := ps.vhost.Counters()
-			up := 0.0
-			if ps.vhost.Connected() {
-				up = 1
-			}
-			gauge(mVhostUp, up, l...)
-			gauge(mVhostFeatures, float64(ps.vhost.Features()), l...)
-			gauge(mVhostPairs, float64(vc.EnabledPairs), l...)
-			counter(mVhostSessions, vc.Sessions, l...)
-			counter(mVhostNoBuf, vc.RxNoBuf, l...)
-			counter(mVhostBadHdr, vc.TxBadHeader, l...)
-			counter(mVhostStopped, vc.StoppedQueues, l...)
-		case ps.nic != nil:
-			gauge(mXDPInfo, 1, append(l, ps.nic.Interface(), ps.nic.Mode())...)
-			if xs, err := ps.nic.Stats(); err == nil {
-				for _, ev := range []struct {
-					name string
-					v    uint64
-				}{{"rx_dropped", xs.Rx_dropped}, {"rx_invalid_descs", xs.Rx_invalid_descs}, {"tx_invalid_descs", xs.Tx_invalid_descs},
-					{"rx_ring_full", xs.Rx_ring_full}, {"rx_fill_ring_empty", xs.Rx_fill_ring_empty_descs}, {"tx_ring_empty", xs.Tx_ring_empty_descs}} {
-					counter(mXDPStats, ev.v, append(l, ev.name)...)
-				}
-			}
-		}
-	}
+	m <- prometheus.MustNewConstHistogram(mSwBatch, s.Rounds, float64(s.Frames), buckets, s.Name)
+}
+
+func (m metricSink) collectPort(st vale.PortStats, l []string) {
+	m.counter(mPortTx, st.TxPackets, l...)
+	m.counter(mPortTxBytes, st.TxBytes, l...)
+	m.counter(mPortRx, st.RxPackets, l...)
+	m.counter(mPortRxBytes, st.RxBytes, l...)
+	m.counter(mPortDrops, st.DropFull, append(l, "dst_full")...)
+	m.counter(mPortDrops, st.DropInvalid, append(l, "invalid")...)
+	m.counter(mPortDrops, st.DropNoRoute, append(l, "no_route")...)
+	m.counter(mPortResets, st.Resets, l...)
 }
 
 // startMetrics serves the endpoint on addr.

@@ -357,8 +357,12 @@ func (p *Port) Stop() {
 	}
 }
 
-// Free releases the port. The device stays; close it separately.
+// Free releases the port. A host port's device goes with it (it exists
+// for the port); a persistent interface's stays, for its owner to close.
 func (p *Port) Free() error {
+	if p.kind == KindHost {
+		return p.dev.Close()
+	}
 	for _, q := range p.queues {
 		q.f.SetReadDeadline(time.Time{})
 	}
