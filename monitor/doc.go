@@ -11,7 +11,7 @@
 // data path that run in clients (the rings of a pipe end, and the slot
 // releases and completions a zero-copy monitor feeds on), it is the client
 // library: valed tells each client which monitors to feed (ports.Event), and
-// the client's syncs call the hooks of a Tap:
+// the client's syncs call the hooks of its Feeds:
 //
 //   - TxSent and RxArrived copy frames into copy monitors (pipe ends);
 //   - TxCompleted and RxReleased swap buffers with zero-copy monitors

@@ -75,9 +75,9 @@ func (f *Feed) release() {
 	}
 }
 
-// Tap holds the monitors a client feeds. Add and Remove may run on any
+// Feeds holds the monitors a client feeds. Add and Remove may run on any
 // goroutine; the hooks and Reap run on the goroutine that syncs the rings.
-type Tap struct {
+type Feeds struct {
 	feeds   atomic.Pointer[[]*Feed]
 	mu      sync.Mutex
 	retired []*Feed
@@ -85,7 +85,7 @@ type Tap struct {
 }
 
 // Add starts feeding f.
-func (t *Tap) Add(f *Feed) {
+func (t *Feeds) Add(f *Feed) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -102,7 +102,7 @@ func (t *Tap) Add(f *Feed) {
 
 // Remove stops feeding monitor id. Its resources are released by the next
 // Reap, on the syncing goroutine, so that no hook is using them.
-func (t *Tap) Remove(id uint64) {
+func (t *Feeds) Remove(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.feeds.Load()
@@ -122,7 +122,7 @@ func (t *Tap) Remove(id uint64) {
 
 // Reap releases the feeds removed since the last call. Call it from the
 // syncing goroutine, outside the hooks.
-func (t *Tap) Reap() {
+func (t *Feeds) Reap() {
 	t.mu.Lock()
 	r := t.retired
 	t.retired = nil
@@ -133,7 +133,7 @@ func (t *Tap) Reap() {
 }
 
 // Close releases every feed. No hook may run during or after Close.
-func (t *Tap) Close() {
+func (t *Feeds) Close() {
 	t.mu.Lock()
 	t.closed = true
 	if l := t.feeds.Load(); l != nil {
@@ -145,7 +145,7 @@ func (t *Tap) Close() {
 }
 
 // Len returns the number of monitors fed.
-func (t *Tap) Len() int {
+func (t *Feeds) Len() int {
 	if l := t.feeds.Load(); l != nil {
 		return len(*l)
 	}
@@ -154,7 +154,7 @@ func (t *Tap) Len() int {
 
 // Active reports whether any monitor is fed: the hooks cost one atomic load
 // otherwise.
-func (t *Tap) Active() bool {
+func (t *Feeds) Active() bool {
 	l := t.feeds.Load()
 	return l != nil && len(*l) > 0
 }
@@ -224,7 +224,7 @@ func dist(r *ports.Ring, from, to uint32) int {
 
 // TxSent is called with the slots [from, to) of TX ring ring the
 // application just handed over: copy monitors of the TX direction get them.
-func (t *Tap) TxSent(ring int, r *ports.Ring, from, to uint32) {
+func (t *Feeds) TxSent(ring int, r *ports.Ring, from, to uint32) {
 	t.each(func(f *Feed, ts int64) {
 		if f.copies {
 			f.copyIn(f.txBase, ring, r, from, to, ts)
@@ -234,7 +234,7 @@ func (t *Tap) TxSent(ring int, r *ports.Ring, from, to uint32) {
 
 // RxArrived is called with the slots [from, to) of RX ring ring that just
 // arrived: copy monitors of the RX direction get them.
-func (t *Tap) RxArrived(ring int, r *ports.Ring, from, to uint32) {
+func (t *Feeds) RxArrived(ring int, r *ports.Ring, from, to uint32) {
 	t.each(func(f *Feed, ts int64) {
 		if f.copies {
 			f.copyIn(f.rxBase, ring, r, from, to, ts)
@@ -246,7 +246,7 @@ func (t *Tap) RxArrived(ring int, r *ports.Ring, from, to uint32) {
 // side has finished with (netmap's old and new hwcur), before the
 // application may reuse them: zero-copy monitors take their buffers, marked
 // NS_TXMON.
-func (t *Tap) TxCompleted(ring int, r *ports.Ring, from, to uint32) {
+func (t *Feeds) TxCompleted(ring int, r *ports.Ring, from, to uint32) {
 	t.each(func(f *Feed, ts int64) {
 		if !f.copies {
 			f.swap(f.txBase, ring, r, from, to, ports.NS_TXMON, ts)
@@ -257,7 +257,7 @@ func (t *Tap) TxCompleted(ring int, r *ports.Ring, from, to uint32) {
 // RxReleased is called with the slots [from, to) of RX ring ring the
 // application released, before the other side may reuse them: zero-copy
 // monitors take their buffers.
-func (t *Tap) RxReleased(ring int, r *ports.Ring, from, to uint32) {
+func (t *Feeds) RxReleased(ring int, r *ports.Ring, from, to uint32) {
 	t.each(func(f *Feed, ts int64) {
 		if !f.copies {
 			f.swap(f.rxBase, ring, r, from, to, 0, ts)
@@ -265,7 +265,7 @@ func (t *Tap) RxReleased(ring int, r *ports.Ring, from, to uint32) {
 	})
 }
 
-func (t *Tap) each(fn func(f *Feed, ts int64)) {
+func (t *Feeds) each(fn func(f *Feed, ts int64)) {
 	l := t.feeds.Load()
 	if l == nil || len(*l) == 0 {
 		return

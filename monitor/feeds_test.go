@@ -55,24 +55,24 @@ func TestZeroCopyFeed(t *testing.T) {
 	}
 	mem := heapRegion(t, l, []string{"vale0:a", "vale0:a/z1"})
 	port, _ := ports.OpenIface(mem, l.Ifaces[0].Ofs)
-	zmonIface := l.Ifaces[l.ZMon(0, 1)]
-	ev := &ports.MonitorEvent{Op: ports.MonitorAdd, ID: 7, Kind: ports.KindZMonitor, IfOfs: zmonIface.Ofs, TxBase: 0, RxBase: 1, Rings: 2}
+	zeroCopyIface := l.Ifaces[l.ZeroCopyMonitor(0, 1)]
+	ev := &ports.MonitorEvent{Op: ports.MonitorAdd, ID: 7, Kind: ports.KindZeroCopyMonitor, IfOfs: zeroCopyIface.Ofs, TxBase: 0, RxBase: 1, Rings: 2}
 	f, err := NewFeed(ev, mem, eventfds(t, 2), "vale0:a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tap Tap
-	tap.Add(f)
-	defer tap.Close()
-	if !tap.Active() || tap.Len() != 1 {
+	var feeds Feeds
+	feeds.Add(f)
+	defer feeds.Close()
+	if !feeds.Active() || feeds.Len() != 1 {
 		t.Fatal("feed not active")
 	}
 	tx := port.Ring(ports.TX, 0, "vale0:a")
 	from, to := fill(tx, 10, 20, 30)
 	before := []uint32{tx.Slot(0).BufIdx, tx.Slot(1).BufIdx, tx.Slot(2).BufIdx}
-	tap.TxCompleted(0, tx, from, to)
+	feeds.TxCompleted(0, tx, from, to)
 	// The monitor reader sees the three frames, zero copy, marked NS_TXMON.
-	zm, _ := ports.OpenIface(mem, zmonIface.Ofs)
+	zm, _ := ports.OpenIface(mem, zeroCopyIface.Ofs)
 	zr := zm.Ring(ports.RX, 0, "z")
 	zr.UpdateTail(zr.Header().Tail())
 	if zr.Space() != 3 {
@@ -91,7 +91,7 @@ func TestZeroCopyFeed(t *testing.T) {
 	// its buffers.
 	for range 3 {
 		from, to = fill(tx, 5, 5)
-		tap.TxCompleted(0, tx, from, to)
+		feeds.TxCompleted(0, tx, from, to)
 	}
 	if d := zr.Header().Dropped(); d != 2 {
 		t.Errorf("dropped %d, want 2 (7 slots of room for 9 frames)", d)
@@ -108,11 +108,11 @@ func TestZeroCopyFeed(t *testing.T) {
 			t.Errorf("buffer %d owned %d times", idx, n)
 		}
 	}
-	tap.Remove(7)
-	if tap.Active() {
+	feeds.Remove(7)
+	if feeds.Active() {
 		t.Error("removed feed still active")
 	}
-	tap.Reap()
+	feeds.Reap()
 }
 
 func TestCopyFeed(t *testing.T) {
@@ -147,13 +147,13 @@ func TestCopyFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tap Tap
-	tap.Add(f)
-	defer tap.Close()
+	var feeds Feeds
+	feeds.Add(f)
+	defer feeds.Close()
 	tx := end.Ring(ports.TX, 0, "p")
 	from, to := fill(tx, 10, 20, 30, 40, 50)
-	tap.TxSent(0, tx, from, to)
-	tap.RxArrived(0, tx, from, to) // the RX direction is not monitored
+	feeds.TxSent(0, tx, from, to)
+	feeds.RxArrived(0, tx, from, to) // the RX direction is not monitored
 	mon, _ := ports.OpenIface(view, 0)
 	mr := mon.Ring(ports.RX, 0, "m")
 	mr.UpdateTail(mr.Header().Tail())

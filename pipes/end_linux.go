@@ -22,9 +22,9 @@ func (e *PeerError) Error() string {
 	return fmt.Sprintf("%s %s ring %d: pipe peer broke the ring contract: %s", e.Port, e.Dir, e.Ring, e.What)
 }
 
-// Tap is told about the frames moving through an end, for monitors (see
+// Observer is told about the frames moving through an end, for monitors (see
 // package monitor). Each call covers slots [from, to) of the end's ring r.
-type Tap interface {
+type Observer interface {
 	TxSent(ring int, r *ports.Ring, from, to uint32)      // handed to the peer
 	TxCompleted(ring int, r *ports.Ring, from, to uint32) // given back by the peer
 	RxArrived(ring int, r *ports.Ring, from, to uint32)   // received from the peer
@@ -35,7 +35,7 @@ type Tap interface {
 // End is one end of a pipe as its client drives it: its own rings and the
 // peer's. It implements the client's sync operations for pipe ends.
 type End struct {
-	tap            Tap
+	observer       Observer
 	port           string
 	tx, rx         []*ports.Ring // own rings, shared with the client's port
 	peerTx, peerRx []*ports.Ring // the peer's rings: only headers and slots are used
@@ -76,10 +76,10 @@ func NewEnd(tx, rx []*ports.Ring, peer *ports.Iface, port string, notifyFirst in
 	return e, nil
 }
 
-// SetTap makes the end report its traffic to t.
-func (e *End) SetTap(t Tap) { e.tap = t }
+// SetObserver makes the end report its traffic to o.
+func (e *End) SetObserver(o Observer) { e.observer = o }
 
-func (e *End) tapping() bool { return e.tap != nil && e.tap.Active() }
+func (e *End) observed() bool { return e.observer != nil && e.observer.Active() }
 
 // resume returns the consumption point a reopened end continues from: the
 // one published, if it is in the ring, else head (nothing in flight).
@@ -108,8 +108,8 @@ func (e *End) TxSync(i int) error {
 	r.Publish()
 	hw, head := e.txHw[i], r.Head()
 	if hw != head {
-		if e.tapping() {
-			e.tap.TxSent(i, r, hw, head)
+		if e.observed() {
+			e.observer.TxSent(i, r, hw, head)
 		}
 		ts := time.Now().UnixNano()
 		complete, k := hw, hw
@@ -141,10 +141,10 @@ func (e *End) TxSync(i int) error {
 	if !r.Between(r.Tail(), t, r.Prev(head)) {
 		return &PeerError{Port: e.port, Dir: ports.TX, Ring: i, What: fmt.Sprintf("tail %d outside [%d, %d] (ignored)", t, r.Tail(), r.Prev(head))}
 	}
-	if t != r.Tail() && e.tapping() {
+	if t != r.Tail() && e.observed() {
 		// With one slot always empty, the slots the peer took are
 		// [tail+1, new tail+1).
-		e.tap.TxCompleted(i, r, r.Next(r.Tail()), r.Next(t))
+		e.observer.TxCompleted(i, r, r.Next(r.Tail()), r.Next(t))
 	}
 	r.UpdateTail(t)
 	return nil
@@ -160,8 +160,8 @@ func (e *End) RxSync(i int) error {
 	r.Publish()
 	hw, head := e.rxHw[i], r.Head()
 	if hw != head {
-		if e.tapping() {
-			e.tap.RxReleased(i, r, hw, head)
+		if e.observed() {
+			e.observer.RxReleased(i, r, hw, head)
 		}
 		// The peer's TX slot still names the buffer the RX slot borrowed,
 		// unless the application swapped it (and said so).
@@ -182,8 +182,8 @@ func (e *End) RxSync(i int) error {
 	if !r.Between(r.Tail(), t, r.Prev(head)) {
 		return &PeerError{Port: e.port, Dir: ports.RX, Ring: i, What: fmt.Sprintf("tail %d outside [%d, %d] (ignored)", t, r.Tail(), r.Prev(head))}
 	}
-	if t != r.Tail() && e.tapping() {
-		e.tap.RxArrived(i, r, r.Tail(), t)
+	if t != r.Tail() && e.observed() {
+		e.observer.RxArrived(i, r, r.Tail(), t)
 	}
 	r.UpdateTail(t)
 	return nil

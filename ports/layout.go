@@ -124,10 +124,10 @@ func alignUp(v, a int64) int64 { return (v + a - 1) &^ (a - 1) }
 
 // Kinds of interface a region holds.
 const (
-	IfacePort       = 1 // a VALE port (or a copy monitor's own memory)
-	IfacePipeMaster = 2 // the master end of a pipe, NAME{ID
-	IfacePipeSlave  = 3 // the slave end of a pipe, NAME}ID
-	IfaceZMon       = 4 // a zero-copy monitor level of another interface of the region
+	IfacePort            = 1 // a VALE port (or a copy monitor's own memory)
+	IfacePipeMaster      = 2 // the master end of a pipe, NAME{ID
+	IfacePipeSlave       = 3 // the slave end of a pipe, NAME}ID
+	IfaceZeroCopyMonitor = 4 // a zero-copy monitor level of another interface of the region
 )
 
 // IfaceLayout places one interface in a region: its header and its rings,
@@ -170,9 +170,9 @@ type Layout struct {
 // MaxZLevels is the most zero-copy monitors that can be chained on one port.
 const MaxZLevels = 4
 
-// ZMon returns the interface index of zero-copy monitor level (1-based) of
+// ZeroCopyMonitor returns the interface index of zero-copy monitor level (1-based) of
 // port interface port.
-func (l *Layout) ZMon(port, level int) int { return l.Ports + port*l.ZLevels + level - 1 }
+func (l *Layout) ZeroCopyMonitor(port, level int) int { return l.Ports + port*l.ZLevels + level - 1 }
 
 // Hot returns how many bytes from the start of the region the port
 // interfaces use from the first frame on: every header and ring, and the
@@ -257,7 +257,7 @@ func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
 	all := specs
 	for _, p := range specs {
 		for range zlevels {
-			all = append(all, ifaceSpec{kind: IfaceZMon, rx: append(append([]uint32{}, p.tx...), p.rx...), borrowRx: -1})
+			all = append(all, ifaceSpec{kind: IfaceZeroCopyMonitor, rx: append(append([]uint32{}, p.tx...), p.rx...), borrowRx: -1})
 		}
 	}
 	off := int64(0)

@@ -147,12 +147,12 @@ func TestLayout(t *testing.T) {
 			}
 			checkLayout(t, fmt.Sprintf("port %+v z%d", g, z), l)
 			if len(l.Ifaces) != 1+z || l.Ifaces[0].Kind != IfacePort {
-				t.Errorf("port with %d zmon levels has %d interfaces", z, len(l.Ifaces))
+				t.Errorf("port with %d zero-copy monitor levels has %d interfaces", z, len(l.Ifaces))
 			}
 			if z > 0 {
-				zm := l.Ifaces[l.ZMon(0, z)]
-				if zm.Kind != IfaceZMon || zm.TxRings != 0 || zm.RxRings != int(g.TxRings+g.RxRings) {
-					t.Errorf("zmon level %d: %+v", z, zm)
+				zm := l.Ifaces[l.ZeroCopyMonitor(0, z)]
+				if zm.Kind != IfaceZeroCopyMonitor || zm.TxRings != 0 || zm.RxRings != int(g.TxRings+g.RxRings) {
+					t.Errorf("zero-copy monitor level %d: %+v", z, zm)
 				}
 			}
 		}
@@ -181,8 +181,8 @@ func TestPipeLayout(t *testing.T) {
 			t.Errorf("master rx %d does not mirror slave tx %d", i, i)
 		}
 	}
-	if len(l.Ifaces) != 4 || l.Ifaces[l.ZMon(1, 1)].RxRings != 3 {
-		t.Errorf("zmon interfaces of a pipe: %d", len(l.Ifaces))
+	if len(l.Ifaces) != 4 || l.Ifaces[l.ZeroCopyMonitor(1, 1)].RxRings != 3 {
+		t.Errorf("zero-copy monitor interfaces of a pipe: %d", len(l.Ifaces))
 	}
 }
 

@@ -16,10 +16,10 @@ type OpenRequest struct {
 
 // Kinds of binding an open can return.
 const (
-	KindVale     = "vale"     // a VALE port: valed switches its frames
-	KindPipe     = "pipe"     // one end of a pipe: the ends move frames to each other
-	KindMonitor  = "monitor"  // a copy monitor: receive rings fed with copies
-	KindZMonitor = "zmonitor" // a zero-copy monitor: receive rings in the monitored port's memory
+	KindVale            = "vale"             // a VALE port: valed switches its frames
+	KindPipe            = "pipe"             // one end of a pipe: the ends move frames to each other
+	KindMonitor         = "monitor"          // a copy monitor: receive rings fed with copies
+	KindZeroCopyMonitor = "zerocopy-monitor" // a zero-copy monitor: receive rings in the monitored port's memory
 )
 
 // OpenReply describes the port valed bound. It comes with descriptors:
@@ -89,7 +89,7 @@ const (
 type MonitorEvent struct {
 	Op      string `json:"op"`
 	ID      uint64 `json:"id"`
-	Kind    string `json:"kind"`     // KindMonitor (copy) or KindZMonitor
+	Kind    string `json:"kind"`     // KindMonitor (copy) or KindZeroCopyMonitor
 	MemSize int64  `json:"mem_size"` // copy monitors: the size of the memory
 	IfOfs   int64  `json:"if_ofs"`   // the monitor's interface
 	TxBase  int    `json:"tx_base"`  // monitor ring of the port's TX ring 0, -1 if not monitored

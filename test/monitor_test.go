@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
 )
@@ -100,14 +101,14 @@ func TestSlowMonitor(t *testing.T) {
 	if p, _ := totals(t, rx.wait(60*time.Second)); p != n {
 		t.Errorf("monitored port received %d frames, want %d", p, n)
 	}
-	out := d.run(t, 10*time.Second, "vale-ctl", "-l")
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 7 && strings.HasPrefix(f[0], "vale0:b/r#") {
-			copied, lost := atoi(t, f[5]), atoi(t, f[6])
-			if copied+lost != n || (copied != 63 && copied != 4095) { // the second monitor mirrors the port's 4096 slots
-				t.Errorf("%s: copied %d lost %d, want a full ring copied and the rest of %d lost", f[0], copied, lost, n)
-			}
+	mons := d.listing(t, "").Monitors
+	if len(mons) != 2 {
+		t.Fatalf("valed lists %d monitors, want 2: %+v", len(mons), mons)
+	}
+	for _, m := range mons {
+		copied, lost := uint64(m.Copied), m.Lost
+		if !strings.HasPrefix(m.Name, "vale0:b/r#") || copied+lost != n || (copied != 63 && copied != 4095) { // the second monitor mirrors the port's 4096 slots
+			t.Errorf("%s: copied %d lost %d, want a full ring copied and the rest of %d lost", m.Name, copied, lost, n)
 		}
 	}
 }
@@ -130,7 +131,7 @@ func TestMonitorErrors(t *testing.T) {
 	p := newClient(t, d, "vale0:gone", "02:00:00:00:00:01")
 	m := d.open(t, "vale0:gone/rt")
 	p.p.Close()
-	waitFor(t, "the monitor to be orphaned", func() bool {
+	testutil.WaitFor(t, "the monitor to be orphaned", func() bool {
 		return strings.Contains(d.run(t, 10*time.Second, "vale-ctl", "-l"), "orphaned")
 	})
 	if _, err := m.Poll(nmport.PollIn, 10*time.Millisecond); err != nil {
@@ -175,7 +176,7 @@ func monitorFrames(t testing.TB, p *nmport.Port, want int, wait time.Duration) m
 
 func waitMonitors(t testing.TB, p *nmport.Port, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to feed %d monitors", p.Name(), n), func() bool {
+	testutil.WaitFor(t, fmt.Sprintf("%s to feed %d monitors", p.Name(), n), func() bool {
 		p.TxSync()
 		return p.Monitors() == n
 	})
@@ -191,7 +192,7 @@ func TestZeroCopyMonitor(t *testing.T) {
 	b := newClient(t, d, "vale0:b", "02:00:00:00:00:0b")
 	z1 := d.open(t, "vale0:b/z")
 	z2 := d.open(t, "vale0:b/z")
-	if z1.Kind() != ports.KindZMonitor || len(z1.RxRings()) != 2 {
+	if z1.Kind() != ports.KindZeroCopyMonitor || len(z1.RxRings()) != 2 {
 		t.Fatalf("zero-copy monitor %s with %d rings", z1.Kind(), len(z1.RxRings()))
 	}
 	waitMonitors(t, b.p, 1)

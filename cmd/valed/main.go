@@ -55,7 +55,7 @@ func run() error {
 		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
 		lossless = flag.Bool("lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
 		stuck    = flag.Duration("stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
-		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room at a time (1/8 of the time overall) before the switch drops (0: at once, as netmap)")
+		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room at a time (half the time overall) before the switch drops (0: at once, as netmap)")
 		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
 		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
 		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
@@ -201,8 +201,8 @@ func fromFile(c *config.Config, set map[string]bool, sock *string, mode *uint, g
 	if !set["poll"] && c.Ports.Poll.Duration != 0 {
 		*poll = c.Ports.Poll.Duration
 	}
-	if !set["zmon-levels"] && c.Ports.ZmonLevels != 0 {
-		*zlevels = c.Ports.ZmonLevels
+	if !set["zmon-levels"] && c.Ports.ZeroCopyLevels != 0 {
+		*zlevels = c.Ports.ZeroCopyLevels
 	}
 	str("state-dir", stateDir, c.State.Dir)
 	str("metrics", metrics, c.Metrics.Listen)

@@ -50,11 +50,11 @@ type Log struct {
 
 // Ports are the defaults of ports opened without @conf.
 type Ports struct {
-	Rings      uint32   `toml:"rings"`
-	Slots      uint32   `toml:"slots"`
-	BufSize    uint32   `toml:"buf_size"`
-	ZmonLevels int      `toml:"zmon_levels"`
-	Poll       Duration `toml:"poll"`
+	Rings          uint32   `toml:"rings"`
+	Slots          uint32   `toml:"slots"`
+	BufSize        uint32   `toml:"buf_size"`
+	ZeroCopyLevels int      `toml:"zmon_levels"`
+	Poll           Duration `toml:"poll"`
 }
 
 // Switch configures every switch.
@@ -236,8 +236,8 @@ func (c *Config) check() error {
 	if p.BufSize != 0 && (p.BufSize < 64 || p.BufSize > 65536 || p.BufSize%64 != 0) {
 		return bad("ports.buf_size", "%d: want a multiple of 64 in 64..65536", p.BufSize)
 	}
-	if p.ZmonLevels < 0 || p.ZmonLevels > 4 {
-		return bad("ports.zmon_levels", "%d: want 1..4", p.ZmonLevels)
+	if p.ZeroCopyLevels < 0 || p.ZeroCopyLevels > 4 {
+		return bad("ports.zmon_levels", "%d: want 1..4", p.ZeroCopyLevels)
 	}
 	if c.Switch.MaxPorts < 0 || c.Switch.MaxPorts > 4096 {
 		return bad("switch.max_ports", "%d: want 1..4096", c.Switch.MaxPorts)

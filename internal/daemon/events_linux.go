@@ -152,39 +152,3 @@ func (d *Daemon) sendEventLocked(s *session, msg ports.Event, fds []int) {
 		d.log.Warn("client does not read its events; event dropped", "pid", s.cred.PID, "uid", s.cred.UID, "port", s.holding)
 	}
 }
-
-// addFeederLocked registers s as a client whose syncs feed the monitors of
-// interface key, and sends it the monitors already there.
-func (d *Daemon) addFeederLocked(s *session, key string) {
-	s.feeds = key
-	set := d.feeders[key]
-	if set == nil {
-		set = map[*session]struct{}{}
-		d.feeders[key] = set
-	}
-	set[s] = struct{}{}
-	for _, m := range d.clientMons[key] {
-		d.sendEventLocked(s, ports.Event{Monitor: &m.event}, m.eventFDs)
-	}
-}
-
-// removeFeederLocked forgets s as a feeder.
-func (d *Daemon) removeFeederLocked(s *session) {
-	if s.feeds == "" {
-		return
-	}
-	if set := d.feeders[s.feeds]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(d.feeders, s.feeds)
-		}
-	}
-	s.feeds = ""
-}
-
-// announceLocked sends a monitor event to every client feeding key.
-func (d *Daemon) announceLocked(key string, ev ports.MonitorEvent, fds []int) {
-	for s := range d.feeders[key] {
-		d.sendEventLocked(s, ports.Event{Monitor: &ev}, fds)
-	}
-}

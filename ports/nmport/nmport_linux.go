@@ -101,7 +101,7 @@ type Port struct {
 	waits    *notify.Set // the same, waited on together
 	extraFDs []int       // kind-specific descriptors, closed with the port
 	sync     syncer
-	tap      monitor.Tap // monitors this binding's syncs feed
+	feeds    monitor.Feeds // monitors this binding's syncs feed
 	tickets  notify.Tickets
 	dead     atomic.Bool
 	closed   atomic.Bool
@@ -235,9 +235,9 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		p.mac = mac
 	}
 	switch reply.Kind {
-	case ports.KindVale, ports.KindMonitor, ports.KindZMonitor:
+	case ports.KindVale, ports.KindMonitor, ports.KindZeroCopyMonitor:
 		want := len(p.txBound)
-		if reply.Kind != ports.KindZMonitor {
+		if reply.Kind != ports.KindZeroCopyMonitor {
 			want += len(p.rxBound) // the room eventfds of the RX rings
 		}
 		if len(p.extraFDs) != want {
@@ -257,7 +257,7 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		if err != nil {
 			return nil, err
 		}
-		end.SetTap(&p.tap)
+		end.SetObserver(&p.feeds)
 		p.sync = end
 	default:
 		return nil, fmt.Errorf("valed answered with a port of unknown kind %q", reply.Kind)
@@ -289,11 +289,11 @@ func (p *Port) watch() {
 		switch m := ev.Monitor; m.Op {
 		case ports.MonitorAdd:
 			if f, err := monitor.NewFeed(m, p.mem, fds, p.reply.Port); err == nil {
-				p.tap.Add(f)
+				p.feeds.Add(f)
 			}
 		case ports.MonitorRemove:
 			ctl.CloseFDs(fds)
-			p.tap.Remove(m.ID)
+			p.feeds.Remove(m.ID)
 		default:
 			ctl.CloseFDs(fds)
 		}
@@ -329,7 +329,7 @@ func (p *Port) Close() error {
 		return ErrClosed
 	}
 	err := p.conn.Close()
-	p.tap.Close()
+	p.feeds.Close()
 	if p.waits != nil {
 		p.waits.Close()
 	}
@@ -379,7 +379,7 @@ func (p *Port) RxRings() []*ports.Ring { return p.rxBound }
 // monitors, and copy monitors of a pipe end). valed announces a monitor
 // asynchronously: it is fed from the first sync after the announcement
 // arrived.
-func (p *Port) Monitors() int { return p.tap.Len() }
+func (p *Port) Monitors() int { return p.feeds.Len() }
 
 // Mem returns the port's whole memory region, as netmap applications reach
 // its mmap; package ports documents the layout. Writing outside the slots
@@ -415,7 +415,7 @@ func (p *Port) TxSync() error {
 	if err := p.check(); err != nil {
 		return err
 	}
-	p.tap.Reap()
+	p.feeds.Reap()
 	var first error
 	for i := range p.txBound {
 		if err := p.sync.TxSync(p.txFirst + i); err != nil && first == nil {
@@ -431,7 +431,7 @@ func (p *Port) RxSync() error {
 	if err := p.check(); err != nil {
 		return err
 	}
-	p.tap.Reap()
+	p.feeds.Reap()
 	var first error
 	for i := range p.rxBound {
 		if err := p.sync.RxSync(p.rxFirst + i); err != nil && first == nil {
@@ -594,10 +594,10 @@ func (s *valeSync) sync(r *ports.Ring) error {
 	if err := r.Prologue(); err != nil {
 		return err
 	}
-	tap := &s.p.tap
-	tapping := tap.Active()
-	if tapping && r.Dir() == ports.RX && r.Head() != r.PublishedHead() {
-		tap.RxReleased(r.ID(), r, r.PublishedHead(), r.Head())
+	feeds := &s.p.feeds
+	feeding := feeds.Active()
+	if feeding && r.Dir() == ports.RX && r.Head() != r.PublishedHead() {
+		feeds.RxReleased(r.ID(), r, r.PublishedHead(), r.Head())
 	}
 	h := r.Header()
 	if r.Publish() {
@@ -609,10 +609,10 @@ func (s *valeSync) sync(r *ports.Ring) error {
 		}
 	}
 	if t := h.Tail(); t < r.NumSlots() && t != r.Tail() {
-		if tapping && r.Dir() == ports.TX {
+		if feeding && r.Dir() == ports.TX {
 			// With one slot always empty, the slots the switch took are
 			// [tail+1, new tail+1): netmap's old and new hwcur.
-			tap.TxCompleted(r.ID(), r, r.Next(r.Tail()), r.Next(t))
+			feeds.TxCompleted(r.ID(), r, r.Next(r.Tail()), r.Next(t))
 		}
 		r.UpdateTail(t)
 	}
