@@ -293,6 +293,31 @@ func (c *Conn) ReplyMore(body any) error { return c.reply(body, true, nil) }
 // ReplyError sends an error reply.
 func (c *Conn) ReplyError(err error) error { return c.Send(Reply{Error: err.Error()}) }
 
+// refuseLinger bounds how long Refuse waits for a refused peer to go.
+const refuseLinger = time.Second
+
+// Refuse answers the peer's first request with reason and closes the
+// connection once the peer has gone, or after refuseLinger. Closing a
+// socket with the peer's request still unread would make the peer's next
+// read fail with ECONNRESET before it reads the reason; so Refuse stops
+// writing (the peer reads the reason, then end of file) and reads what the
+// peer sends until it closes.
+func (c *Conn) Refuse(reason error) {
+	defer c.Close()
+	if c.ReplyError(reason) != nil || c.c.CloseWrite() != nil {
+		return
+	}
+	c.c.SetReadDeadline(time.Now().Add(refuseLinger))
+	for {
+		var discard json.RawMessage
+		fds, err := c.Recv(&discard)
+		closeAll(fds)
+		if err != nil && (IsClosed(err) || errors.Is(err, os.ErrDeadlineExceeded)) {
+			return
+		}
+	}
+}
+
 func (c *Conn) reply(body any, more bool, fds []int) error {
 	r := Reply{More: more}
 	if body != nil {

@@ -2,11 +2,13 @@ package ctl
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -162,4 +164,38 @@ func FuzzRecv(f *testing.F) {
 		}
 		CloseFDs(fds)
 	})
+}
+
+// A refused client whose request is already queued reads the reason, not
+// ECONNRESET (which a plain close with the request unread would give it).
+func TestRefuseWithRequestQueued(t *testing.T) {
+	client, server := pair(t)
+	if err := client.Send(Request{Op: "list"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		server.Refuse(errors.New("too many control connections"))
+		close(done)
+	}()
+	var r Reply
+	if _, err := client.Recv(&r); err != nil || r.Error != "too many control connections" {
+		t.Fatalf("refused client read %+v, %v; want the reason", r, err)
+	}
+	if _, err := client.Recv(&r); !IsClosed(err) {
+		t.Fatalf("after the reason: %v, want end of file", err)
+	}
+	client.Close()
+	<-done
+}
+
+// A refused client that never goes does not hold Refuse past its linger.
+func TestRefuseLingerBounded(t *testing.T) {
+	client, server := pair(t)
+	_ = client
+	start := time.Now()
+	server.Refuse(errors.New("no"))
+	if waited := time.Since(start); waited > refuseLinger+time.Second {
+		t.Fatalf("Refuse waited %v for a peer that stays", waited)
+	}
 }
