@@ -452,7 +452,7 @@ type hold struct {
 
 // holdShare is the largest share of the time a dropping ring may keep its
 // senders waiting, as 1/holdShare.
-const holdShare = 8
+const holdShare = 2
 
 // hold starts a hold or continues it, and returns until when it may last.
 func (h *hold) hold(now int64, wait time.Duration, lossless bool) int64 {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // frameTags returns n frames from src to dst tagged prefix0, prefix1, ...
@@ -31,12 +33,12 @@ func TestLosslessHoldsSender(t *testing.T) {
 	b.mu.Unlock()
 	frames, want := frameTags("02:00:00:00:00:0b", "02:00:00:00:00:0a", "f", 20)
 	a.queueFrames(frames...)
-	waitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
+	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
 	if got := b.take(); len(got) != 0 {
 		t.Fatalf("a destination without room got %d frames", len(got))
 	}
 	b.makeRoom(7)
-	waitFor(t, "7 frames", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 7 })
+	testutil.WaitFor(t, "7 frames", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 7 })
 	a.mu.Lock()
 	done := a.done
 	a.mu.Unlock()
@@ -44,7 +46,7 @@ func TestLosslessHoldsSender(t *testing.T) {
 		t.Fatalf("the sender got %d frames back, 7 were taken", done)
 	}
 	b.makeRoom(1000)
-	waitFor(t, "every frame", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 20 })
+	testutil.WaitFor(t, "every frame", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 20 })
 	if got := tags(b.take()); !slices.Equal(got, want) {
 		t.Fatalf("frames %v, want %v", got, want)
 	}
@@ -66,8 +68,8 @@ func TestLosslessFlood(t *testing.T) {
 	b.mu.Unlock()
 	frames, want := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "bc", 12)
 	a.queueFrames(frames...)
-	waitFor(t, "3 frames at b", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 3 })
-	waitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
+	testutil.WaitFor(t, "3 frames at b", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 3 })
+	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
 	c.mu.Lock()
 	early := len(c.got)
 	c.mu.Unlock()
@@ -75,7 +77,7 @@ func TestLosslessFlood(t *testing.T) {
 		t.Fatalf("c got %d frames while b had room for 3", early)
 	}
 	b.makeRoom(100)
-	waitFor(t, "every frame", func() bool {
+	testutil.WaitFor(t, "every frame", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		c.mu.Lock()
@@ -132,10 +134,10 @@ func TestPortModes(t *testing.T) {
 	}
 	frames, want := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "x", 6)
 	a.queueFrames(frames...)
-	waitFor(t, "2 frames each", func() bool { return len(drop.take()) == 2 || statsOf(sw, "vale0:drop").RxPackets == 2 })
-	waitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
+	testutil.WaitFor(t, "2 frames each", func() bool { return len(drop.take()) == 2 || statsOf(sw, "vale0:drop").RxPackets == 2 })
+	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
 	keep.makeRoom(10)
-	waitFor(t, "every frame at keep", func() bool { return statsOf(sw, "vale0:keep").RxPackets == 6 })
+	testutil.WaitFor(t, "every frame at keep", func() bool { return statsOf(sw, "vale0:keep").RxPackets == 6 })
 	if got := tags(keep.take()); !slices.Equal(got, want) {
 		t.Fatalf("keep got %v, want %v", got, want)
 	}
