@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -138,15 +139,27 @@ const maxRing = 0x0fff
 // ParseName parses a port name. Errors name the part that was not understood.
 func ParseName(s string) (Name, error) {
 	var n Name
-	fail := func(format string, args ...any) (Name, error) {
-		return Name{}, fmt.Errorf("port name %q: %s", s, fmt.Sprintf(format, args...))
+	rest, err := n.parsePrefix(s)
+	if err == nil {
+		rest, err = n.parsePort(rest)
 	}
+	if err == nil {
+		err = n.parseModifiers(rest)
+	}
+	if err != nil {
+		return Name{}, fmt.Errorf("port name %q: %w", s, err)
+	}
+	return n, nil
+}
+
+// parsePrefix reads "netmap:" or "valeX:" and returns what follows.
+func (n *Name) parsePrefix(s string) (string, error) {
 	colon := strings.IndexByte(s, ':')
 	if colon < 0 {
 		if strings.HasPrefix(s, "netmap") || strings.HasPrefix(s, "vale") {
-			return fail("missing ':' after the prefix")
+			return "", errors.New("missing ':' after the prefix")
 		}
-		return fail("prefix unknown or missing (use netmap:NAME or valeX:NAME)")
+		return "", errors.New("prefix unknown or missing (use netmap:NAME or valeX:NAME)")
 	}
 	prefix := s[:colon]
 	switch {
@@ -154,17 +167,20 @@ func ParseName(s string) (Name, error) {
 		n.Subsystem = "netmap"
 	case strings.HasPrefix(prefix, "vale"):
 		if !isIdent(prefix[len("vale"):], true) {
-			return fail("invalid switch identifier %q", prefix[len("vale"):])
+			return "", fmt.Errorf("invalid switch identifier %q", prefix[len("vale"):])
 		}
 		n.Subsystem, n.Switch = "vale", prefix
 	case strings.HasPrefix(prefix, "netmap"):
-		return fail("no identifier allowed between 'netmap' and ':'")
+		return "", errors.New("no identifier allowed between 'netmap' and ':'")
 	default:
-		return fail("prefix %q unknown (use netmap:NAME or valeX:NAME)", prefix)
+		return "", fmt.Errorf("prefix %q unknown (use netmap:NAME or valeX:NAME)", prefix)
 	}
-	rest := s[colon+1:]
+	return s[colon+1:], nil
+}
 
-	// The port name runs to the first mode character.
+// parsePort reads the port name, with its pipe suffix, which runs to the
+// first mode character, and returns what follows.
+func (n *Name) parsePort(rest string) (string, error) {
 	end := strings.IndexAny(rest, "-*^/@")
 	if end < 0 {
 		end = len(rest)
@@ -172,106 +188,120 @@ func ParseName(s string) (Name, error) {
 	vp := rest[:end]
 	rest = rest[end:]
 	if vp == "" {
-		return fail("empty port name")
+		return "", errors.New("empty port name")
 	}
 	// netmap's limit applies to what reaches the kernel: the whole name for
 	// VALE ports, the interface name for netmap: ones.
 	if full := len(vp) + len(n.Switch) + 1; (n.Subsystem == "vale" && full >= maxNameLen) || len(vp) >= maxNameLen {
-		return fail("port name too long (at most %d bytes)", maxNameLen-1)
+		return "", fmt.Errorf("port name too long (at most %d bytes)", maxNameLen-1)
 	}
 	if i := strings.IndexAny(vp, "{}"); i >= 0 {
 		n.Pipe, n.PipeID = vp[i], vp[i+1:]
 		vp = vp[:i]
-		if n.PipeID == "" {
-			return fail("empty pipe identifier after %q", string(n.Pipe))
-		}
-		if !isIdent(n.PipeID, false) {
-			return fail("invalid pipe identifier %q", n.PipeID)
-		}
-		if vp == "" {
-			return fail("empty port name before %q", string(n.Pipe))
+		switch {
+		case n.PipeID == "":
+			return "", fmt.Errorf("empty pipe identifier after %q", string(n.Pipe))
+		case !isIdent(n.PipeID, false):
+			return "", fmt.Errorf("invalid pipe identifier %q", n.PipeID)
+		case vp == "":
+			return "", fmt.Errorf("empty port name before %q", string(n.Pipe))
 		}
 	}
 	if n.Subsystem == "vale" && !isIdent(vp, false) {
-		return fail("invalid VALE port name %q (letters, digits and '_' only)", vp)
+		return "", fmt.Errorf("invalid VALE port name %q (letters, digits and '_' only)", vp)
 	}
 	if n.Subsystem == "netmap" && !isIfName(vp) {
-		return fail("invalid interface name %q", vp)
+		return "", fmt.Errorf("invalid interface name %q", vp)
 	}
 	n.Port = vp
+	return rest, nil
+}
 
-	// Modes, in any order as netmap's state machine allows.
+// parseModifiers reads the ring selection, flags, memory id and options,
+// in any order as netmap's state machine allows.
+func (n *Name) parseModifiers(rest string) error {
 	modeSet := false
-	for rest != "" {
+	var err error
+	for rest != "" && err == nil {
 		c := rest[0]
 		switch {
 		case c == '^' || c == '*' || c == '-':
 			if modeSet {
-				return fail("more than one ring selection (at %q)", rest)
+				return fmt.Errorf("more than one ring selection (at %q)", rest)
 			}
 			modeSet = true
-			rest = rest[1:]
-			switch c {
-			case '*':
-				n.Mode = RegNICSW
-			case '^':
-				n.Mode = RegSW
-				if rest != "" && isDigit(rest[0]) {
-					n.Mode = RegOneSW
-					num, r, err := parseRing(rest)
-					if err != nil {
-						return fail("%v", err)
-					}
-					n.Ring, rest = num, r
-				}
-			case '-':
-				n.Mode = RegOneNIC
-				num, r, err := parseRing(rest)
-				if err != nil {
-					return fail("%v", err)
-				}
-				n.Ring, rest = num, r
-			}
-			if rest != "" && rest[0] != '/' && rest[0] != '@' {
-				return fail("unexpected %q after the ring selection", rest)
-			}
+			rest, err = n.parseRingSelection(c, rest[1:])
 		case c == '/':
-			rest = rest[1:]
-			if rest == "" || rest[0] == '@' {
-				return fail("empty flag list after '/'")
-			}
-			for rest != "" && rest[0] != '@' {
-				f, ok := flagFor(rest[0])
-				if !ok {
-					return fail("unrecognized flag '%c'", rest[0])
-				}
-				n.Flags |= f
-				rest = rest[1:]
-			}
+			rest, err = n.parseFlags(rest[1:])
 		case c == '@' && len(rest) > 1 && isDigit(rest[1]):
-			num, r := leadingDigits(rest[1:])
-			v, err := strconv.Atoi(num)
-			if err != nil || v <= 0 || v > 0xffff {
-				return fail("invalid memory id %q", num)
-			}
-			if n.MemID != 0 {
-				return fail("memory id given twice")
-			}
-			n.MemID, rest = v, r
-			if rest != "" && rest[0] != '/' && rest[0] != '@' {
-				return fail("unexpected %q after the memory id", rest)
-			}
+			rest, err = n.parseMemID(rest[1:])
 		case c == '@':
 			// Options run to the end of the name.
-			if err := n.parseOptions(rest[1:]); err != nil {
-				return fail("%v", err)
-			}
-			rest = ""
+			err, rest = n.parseOptions(rest[1:]), ""
 		default:
-			return fail("unknown modifier '%c' (at %q)", c, rest)
+			return fmt.Errorf("unknown modifier '%c' (at %q)", c, rest)
 		}
 	}
-	return n, nil
+	return err
+}
+
+// parseRingSelection reads what follows ring selection c ('^', '*' or
+// '-'): a ring number where one goes.
+func (n *Name) parseRingSelection(c byte, rest string) (string, error) {
+	var err error
+	switch c {
+	case '*':
+		n.Mode = RegNICSW
+	case '^':
+		n.Mode = RegSW
+		if rest != "" && isDigit(rest[0]) {
+			n.Mode = RegOneSW
+			n.Ring, rest, err = parseRing(rest)
+		}
+	case '-':
+		n.Mode = RegOneNIC
+		n.Ring, rest, err = parseRing(rest)
+	}
+	if err != nil {
+		return "", err
+	}
+	if rest != "" && rest[0] != '/' && rest[0] != '@' {
+		return "", fmt.Errorf("unexpected %q after the ring selection", rest)
+	}
+	return rest, nil
+}
+
+// parseFlags reads the flags after '/', up to the next '@'.
+func (n *Name) parseFlags(rest string) (string, error) {
+	if rest == "" || rest[0] == '@' {
+		return "", errors.New("empty flag list after '/'")
+	}
+	for rest != "" && rest[0] != '@' {
+		f, ok := flagFor(rest[0])
+		if !ok {
+			return "", fmt.Errorf("unrecognized flag '%c'", rest[0])
+		}
+		n.Flags |= f
+		rest = rest[1:]
+	}
+	return rest, nil
+}
+
+// parseMemID reads the memory id after '@'.
+func (n *Name) parseMemID(rest string) (string, error) {
+	num, rest := leadingDigits(rest)
+	v, err := strconv.Atoi(num)
+	if err != nil || v <= 0 || v > 0xffff {
+		return "", fmt.Errorf("invalid memory id %q", num)
+	}
+	if n.MemID != 0 {
+		return "", errors.New("memory id given twice")
+	}
+	n.MemID = v
+	if rest != "" && rest[0] != '/' && rest[0] != '@' {
+		return "", fmt.Errorf("unexpected %q after the memory id", rest)
+	}
+	return rest, nil
 }
 
 func (n *Name) parseOptions(s string) error {

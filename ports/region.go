@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/valeswitch/vale/internal/notify"
 )
@@ -127,7 +126,7 @@ func Init(mem []byte, l Layout, names []string) error {
 	if int64(len(mem)) < l.Size {
 		return fmt.Errorf("port memory has %d bytes, layout needs %d", len(mem), l.Size)
 	}
-	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
+	if !aligned8(mem) {
 		return errors.New("port memory is not 8-byte aligned")
 	}
 	if len(names) != len(l.Ifaces) {
@@ -138,16 +137,16 @@ func Init(mem []byte, l Layout, names []string) error {
 		if len(names[fi]) > len(ifHeader{}.Name) {
 			return fmt.Errorf("port name %q longer than %d bytes", names[fi], len(ifHeader{}.Name))
 		}
-		h := (*ifHeader)(unsafe.Pointer(&mem[f.Ofs]))
+		h := ifHeaderAt(mem, f.Ofs)
 		h.Magic, h.Version, h.Flags, h.Kind = Magic, Version, NI_PRIV_MEM, f.Kind
 		h.TxRings, h.RxRings = uint32(f.TxRings), uint32(f.RxRings)
 		h.BufSize, h.NumBufs = l.BufSize, l.NumBufs
 		h.BufOfs, h.MemSize = l.BufOfs, l.Size
 		copy(h.Name[:], names[fi])
-		ringOfs := unsafe.Slice((*int64)(unsafe.Pointer(&mem[f.Ofs+ifHeaderSize])), f.NumRings())
+		ringOfs := int64sAt(mem, f.Ofs+ifHeaderSize, f.NumRings())
 		for r := range f.NumRings() {
 			ringOfs[r] = f.RingOfs[r] - f.Ofs
-			rh := (*RingHeader)(unsafe.Pointer(&mem[f.RingOfs[r]]))
+			rh := ringHeaderAt(mem, f.RingOfs[r])
 			dir, id := TX, r
 			if r >= f.TxRings {
 				dir, id = RX, r-f.TxRings
@@ -159,7 +158,7 @@ func Init(mem []byte, l Layout, names []string) error {
 			rh.Dir = uint16(dir)
 			rh.NumBufs = l.NumBufs
 			rh.FirstBuf = f.FirstBufs[r]
-			slots := unsafe.Slice((*Slot)(unsafe.Pointer(&mem[f.RingOfs[r]+ringHeaderSize])), f.Slots[r])
+			slots := slotsAt(mem, f.RingOfs[r]+ringHeaderSize, f.Slots[r])
 			for j := range slots {
 				slots[j] = Slot{BufIdx: f.FirstBufs[r] + uint32(j)}
 			}
@@ -175,7 +174,7 @@ func Init(mem []byte, l Layout, names []string) error {
 		for i := first; i < l.NumBufs-1; i++ {
 			putLE32(mem[l.BufOfs+int64(i)*int64(l.BufSize):], i+1)
 		}
-		(*ifHeader)(unsafe.Pointer(&mem[l.Ifaces[0].Ofs])).BufsHead.Store(first)
+		ifHeaderAt(mem, l.Ifaces[0].Ofs).BufsHead.Store(first)
 	}
 	return nil
 }
@@ -214,10 +213,10 @@ func OpenIface(mem []byte, ofs int64) (*Iface, error) {
 	if ofs < 0 || ofs%8 != 0 || ofs > size-ifHeaderSize {
 		return nil, fmt.Errorf("interface offset %d outside port memory of %d bytes", ofs, len(mem))
 	}
-	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
+	if !aligned8(mem) {
 		return nil, errors.New("port memory is not 8-byte aligned")
 	}
-	h := (*ifHeader)(unsafe.Pointer(&mem[ofs]))
+	h := ifHeaderAt(mem, ofs)
 	if magic, version := h.Magic, h.Version; magic != Magic || version != Version {
 		return nil, fmt.Errorf("port memory has magic %#x version %d, want %#x version %d", magic, version, Magic, Version)
 	}
@@ -238,7 +237,7 @@ func OpenIface(mem []byte, ofs int64) (*Iface, error) {
 	}
 	f.name = cString(h.Name[:])
 	f.bufs, f.bufOfs = mem[bufOfs:bufOfs+int64(f.numBufs)*int64(f.bufSize)], bufOfs
-	rel := unsafe.Slice((*int64)(unsafe.Pointer(&mem[ofs+ifHeaderSize])), n)
+	rel := int64sAt(mem, ofs+ifHeaderSize, n)
 	for i := range n {
 		ro, err := f.checkRing(ofs, rel[i], bufOfs)
 		if err != nil {
@@ -260,7 +259,7 @@ func (f *Iface) checkRing(ofs, rel, bufOfs int64) (int64, error) {
 		return 0, errors.New("outside port memory")
 	}
 	ro := ofs + rel
-	rh := (*RingHeader)(unsafe.Pointer(&f.mem[ro]))
+	rh := ringHeaderAt(f.mem, ro)
 	num, first := rh.NumSlots, rh.FirstBuf
 	if num < MinSlots || num > MaxSlots || slotSize*int64(num) > size-ro-ringHeaderSize ||
 		rh.BufOfs != bufOfs-ro || rh.BufSize != f.bufSize || rh.NumBufs != f.numBufs ||
@@ -281,7 +280,7 @@ func (l *Layout) Iface(mem []byte, i int) (*Iface, error) {
 	}
 	fl := &l.Ifaces[i]
 	f := &Iface{
-		mem: mem, hdr: (*ifHeader)(unsafe.Pointer(&mem[fl.Ofs])), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
+		mem: mem, hdr: ifHeaderAt(mem, fl.Ofs), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
 		ringOfs: fl.RingOfs, nums: fl.Slots, first: fl.FirstBufs,
 		bufs:   mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
 		bufOfs: l.BufOfs, bufSize: l.BufSize, numBufs: l.NumBufs,
@@ -332,12 +331,12 @@ func (f *Iface) ringIndex(d Direction, i int) int {
 }
 
 func (f *Iface) header(d Direction, i int) *RingHeader {
-	return (*RingHeader)(unsafe.Pointer(&f.mem[f.ringOfs[f.ringIndex(d, i)]]))
+	return ringHeaderAt(f.mem, f.ringOfs[f.ringIndex(d, i)])
 }
 
 func (f *Iface) slots(d Direction, i int) []Slot {
 	ri := f.ringIndex(d, i)
-	return unsafe.Slice((*Slot)(unsafe.Pointer(&f.mem[f.ringOfs[ri]+ringHeaderSize])), f.nums[ri])
+	return slotsAt(f.mem, f.ringOfs[ri]+ringHeaderSize, f.nums[ri])
 }
 
 // Hot returns how many bytes from the start of the memory this interface
