@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -214,7 +215,7 @@ func TestBrokenChains(t *testing.T) {
 			go drain(p, 0)
 			tc.setup(tx)
 			tx.publish(0)
-			waitFor(t, "the queue to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=1") })
+			testutil.WaitFor(t, "the queue to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=1") })
 			var b [8]byte
 			if n, _ := unix.Read(errFD, b[:]); n != 8 {
 				t.Error("the error eventfd was not signalled")
@@ -241,17 +242,6 @@ func drain(p *Port, r int) {
 			return
 		}
 		p.Release(r, b, len(b.Frames))
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -322,7 +312,7 @@ func TestBadMessages(t *testing.T) {
 			if _, err := f.conn.Read(b[:]); err == nil {
 				t.Fatal("the backend answered a bad message instead of ending the session")
 			}
-			waitFor(t, "the port to listen again", func() bool { return !p.Connected() })
+			testutil.WaitFor(t, "the port to listen again", func() bool { return !p.Connected() })
 			if p.lastErr() == "" {
 				t.Error("no error recorded")
 			}
@@ -431,7 +421,7 @@ func TestFrontendVanishes(t *testing.T) {
 			f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(64, byte(i)), false)
 		}
 		f.close()
-		waitFor(t, "the port to notice", func() bool { return !p.Connected() })
+		testutil.WaitFor(t, "the port to notice", func() bool { return !p.Connected() })
 		close(stop)
 		if d := p.Describe(); !strings.HasPrefix(d.State, "listening") {
 			t.Fatalf("round %d: state %q", round, d.State)
@@ -449,7 +439,7 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	f.queues[0].postRx(8, 2048)
 	go drain(p, 0)
 	f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(100, 1), false)
-	waitFor(t, "the first frame to be taken", func() bool { return len(f.queues[1].usedEntries()) == 1 })
+	testutil.WaitFor(t, "the first frame to be taken", func() bool { return len(f.queues[1].usedEntries()) == 1 })
 	// Shrink the file: every page of the mapping is now beyond its end.
 	if err := unix.Ftruncate(f.memfd, 0); err != nil {
 		t.Fatal(err)
@@ -460,16 +450,16 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	if n, _, _ := p.Deliver(0, b, []uint16{0}); n != 0 {
 		t.Errorf("delivered %d frames into vanished memory", n)
 	}
-	waitFor(t, "the queues to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=2") })
+	testutil.WaitFor(t, "the queues to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=2") })
 	if !strings.Contains(p.lastErr(), "fault") {
 		t.Errorf("last error %q", p.lastErr())
 	}
 	f.close()
-	waitFor(t, "the port to listen again", func() bool { return !p.Connected() })
+	testutil.WaitFor(t, "the port to listen again", func() bool { return !p.Connected() })
 	f2 := newFrontend(t, sock)
 	f2.handshake(backendFeatures, 2, 64)
 	f2.queues[1].sendFrame(make([]byte, f2.hdrLen), testFrame(100, 3), false)
-	waitFor(t, "a frame from the next frontend", func() bool { return len(f2.queues[1].usedEntries()) == 1 })
+	testutil.WaitFor(t, "a frame from the next frontend", func() bool { return len(f2.queues[1].usedEntries()) == 1 })
 }
 
 // TestShortEventIdxRing is the attack of issue 11: a frontend negotiates
@@ -510,5 +500,5 @@ func TestShortEventIdxRing(t *testing.T) {
 	g := newFrontend(t, sock)
 	g.handshake(backendFeatures, 2, 64)
 	g.queues[1].sendFrame(make([]byte, g.hdrLen), testFrame(60, 1), false)
-	waitFor(t, "the frame to be taken", func() bool { return len(g.queues[1].usedEntries()) == 1 })
+	testutil.WaitFor(t, "the frame to be taken", func() bool { return len(g.queues[1].usedEntries()) == 1 })
 }

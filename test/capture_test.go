@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // needTools fails the test when one of the external tools it checks files
@@ -214,7 +216,7 @@ func TestCaptureFormats(t *testing.T) {
 			t.Errorf("%s starts with % x, want % x", file, m, c.magic)
 		}
 		checkFile(t, file, n, sentBytes, c.snap, from, time.Now())
-		if st := d.portStats(t, c.port); st["DROP_FULL"] != "0" || st["RX_PKTS"] != fmt.Sprint(n) {
+		if st := d.portStats(t, c.port); st.Stats.DropFull != 0 || st.Stats.RxPackets != uint64(n) {
 			t.Errorf("valed counts for %s: %v", c.port, st)
 		}
 	}
@@ -269,12 +271,12 @@ func TestCaptureLimits(t *testing.T) {
 	// SIGINT and SIGTERM: a clean stop, the file complete.
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		c := caps[4+i]
-		waitFor(t, c.port+" to capture everything", func() bool {
+		testutil.WaitFor(t, c.port+" to capture everything", func() bool {
 			st := d.portStats(t, c.port)
-			if st != nil && st["DROP_FULL"] != "0" {
+			if st != nil && st.Stats.DropFull != 0 {
 				t.Fatalf("valed counts for %s: %v", c.port, st)
 			}
-			return st != nil && st["RX_PKTS"] == fmt.Sprint(n)
+			return st != nil && st.Stats.RxPackets == uint64(n)
 		})
 		c.p.cmd.Process.Signal(sig)
 		out := c.p.wait(30 * time.Second)
@@ -288,12 +290,12 @@ func TestCaptureLimits(t *testing.T) {
 	// -C: FILE, FILE1, FILE2, ... together hold everything; a new file
 	// starts once the current one exceeds the limit (10 files or so).
 	for _, c := range caps[2:4] {
-		waitFor(t, c.port+" to capture everything", func() bool {
+		testutil.WaitFor(t, c.port+" to capture everything", func() bool {
 			st := d.portStats(t, c.port)
-			if st != nil && st["DROP_FULL"] != "0" {
+			if st != nil && st.Stats.DropFull != 0 {
 				t.Fatalf("valed counts for %s: %v", c.port, st)
 			}
-			return st != nil && st["RX_PKTS"] == fmt.Sprint(n)
+			return st != nil && st.Stats.RxPackets == uint64(n)
 		})
 		c.p.cmd.Process.Signal(syscall.SIGINT)
 		out := c.p.wait(30 * time.Second)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
 )
@@ -69,10 +70,10 @@ func TestSequence(t *testing.T) {
 		t.Errorf("sequence check failed:\n%s", out)
 	}
 	st := d.portStats(t, "vale0:b")
-	if st["RX_PKTS"] != fmt.Sprint(million) || st["DROP_FULL"] != "0" {
+	if st.Stats.RxPackets != uint64(million) || st.Stats.DropFull != 0 {
 		t.Errorf("valed counts for vale0:b: %v", st)
 	}
-	if st := d.portStats(t, "vale0:a"); st["TX_PKTS"] != fmt.Sprint(million) {
+	if st := d.portStats(t, "vale0:a"); st.Stats.TxPackets != uint64(million) {
 		t.Errorf("valed counts for vale0:a: %v", st)
 	}
 }
@@ -197,9 +198,9 @@ func TestKilledSender(t *testing.T) {
 	sink.send(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "learn me")
 	victim := start(t, d.sock, "pkt-gen", "-i", "vale0:victim", "-f", "tx", "-D", "02:00:00:00:00:99")
 	d.waitPort(t, "vale0:victim")
-	waitFor(t, "the victim to send", func() bool {
+	testutil.WaitFor(t, "the victim to send", func() bool {
 		st := d.portStats(t, "vale0:victim")
-		return st != nil && st["TX_PKTS"] != "0"
+		return st != nil && st.Stats.TxPackets != 0
 	})
 	const n = 200000
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:y"+bigRx, "-f", "rxseq", "-n", fmt.Sprint(n))
@@ -210,7 +211,7 @@ func TestKilledSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-victim.done
-	waitFor(t, "the killed port to go", func() bool { return d.portStats(t, "vale0:victim") == nil })
+	testutil.WaitFor(t, "the killed port to go", func() bool { return d.portStats(t, "vale0:victim") == nil })
 	tx.wait(60 * time.Second)
 	out := rx.wait(60 * time.Second)
 	if p, _ := totals(t, out); p != n {
@@ -245,7 +246,7 @@ func TestGarbageClient(t *testing.T) {
 		t.Fatalf("first sync: %v", err)
 	}
 	var re *ports.RingError
-	waitFor(t, "the reset to be reported", func() bool {
+	testutil.WaitFor(t, "the reset to be reported", func() bool {
 		err := bad.TxSync()
 		return errors.As(err, &re)
 	})
@@ -279,7 +280,7 @@ func TestGarbageClient(t *testing.T) {
 		t.Errorf("good receiver got %d frames, want %d", p, n)
 	}
 	st := d.portStats(t, "vale0:bad")
-	if st == nil || atoi(t, st["RESETS"]) == 0 {
+	if st == nil || st.Stats.Resets == 0 {
 		t.Errorf("no reset counted for the bad port: %v", st)
 	}
 	if !strings.Contains(d.proc.out.String(), "ring reset after a client violation") {
@@ -301,7 +302,7 @@ func TestManyPorts(t *testing.T) {
 	for i := range cs {
 		cs[i] = newClient(t, d, fmt.Sprintf("vale0:p%d", i), fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff))
 	}
-	if st := d.portStats(t, fmt.Sprintf("vale0:p%d", n-1)); st == nil || st["IDX"] != fmt.Sprint(n-1) {
+	if st := d.portStats(t, fmt.Sprintf("vale0:p%d", n-1)); st == nil || st.Index != n-1 {
 		t.Fatalf("last port: %v", st)
 	}
 	bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}

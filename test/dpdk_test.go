@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // DPDK's virtio-user driver (dpdk-testpmd, from Debian's dpdk-dev) on a
@@ -69,9 +71,9 @@ func portTotals(t testing.TB, out string) (rx, tx uint64) {
 // queues enabled.
 func waitConnected(t testing.TB, d *daemon, port string) {
 	t.Helper()
-	waitFor(t, port+" to connect", func() bool {
+	testutil.WaitFor(t, port+" to connect", func() bool {
 		st := d.portStats(t, port)
-		return st != nil && strings.Contains(st["STATE"], "queues=1/1")
+		return st != nil && strings.Contains(st.State, "queues=1/1")
 	})
 }
 
@@ -90,7 +92,7 @@ func TestVirtioUserToPktgen(t *testing.T) {
 	out := tp.stop(t)
 	_, sent := portTotals(t, out)
 	st := d.portStats(t, "vale0:vu")
-	t.Logf("testpmd sent %d frames; vale0:vu took %s", sent, st["TX_PKTS"])
+	t.Logf("testpmd sent %d frames; vale0:vu took %d", sent, st.Stats.TxPackets)
 	if sent < 200000 {
 		t.Errorf("testpmd reports %d frames sent", sent)
 	}
@@ -103,13 +105,13 @@ func TestPktgenToVirtioUser(t *testing.T) {
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
 	tp := testpmd(t, sock, "rxonly")
 	waitConnected(t, d, "vale0:vu")
-	waitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.out.String(), "forwards packets on") })
+	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.out.String(), "forwards packets on") })
 	const n = 100000
 	// Bursts of 64 into a receive ring of 1024: nothing has a reason to drop.
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000", "-b", "64")
-	waitFor(t, "the frames to reach testpmd", func() bool {
+	testutil.WaitFor(t, "the frames to reach testpmd", func() bool {
 		st := d.portStats(t, "vale0:vu")
-		return atoi(t, st["RX_PKTS"])+atoi(t, st["DROP_FULL"]) >= n
+		return st.Stats.RxPackets+st.Stats.DropFull >= n
 	})
 	time.Sleep(500 * time.Millisecond)
 	got, _ := portTotals(t, tp.stop(t))
@@ -130,7 +132,7 @@ func TestVirtioUserMultiqueue(t *testing.T) {
 		t.Errorf("pkt-gen received %d frames", p)
 	}
 	st := d.portStats(t, "vale0:vu")
-	if st["RINGS"] != "2/2" || !strings.Contains(st["STATE"], "queues=2/2") {
+	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") {
 		t.Errorf("vale0:vu: %v", st)
 	}
 	tp.stop(t)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // Flow control through the switch (issue 12): no loss below capacity in
@@ -45,7 +47,7 @@ func TestDropModeRates(t *testing.T) {
 	for _, rate := range []string{"1000000", "2000000", "5000000"} {
 		tx, _ := exactSeq(t, d, 1_000_000, rate, "vale0:b")
 		t.Logf("rate %s: %s", rate, strings.TrimSpace(grepLine(tx, "Speed:")))
-		waitFor(t, "vale0:b to go", func() bool { return d.portStats(t, "vale0:b") == nil })
+		testutil.WaitFor(t, "vale0:b to go", func() bool { return d.portStats(t, "vale0:b") == nil })
 	}
 }
 
@@ -56,13 +58,13 @@ func TestLosslessExact(t *testing.T) {
 	d := startValed(t, "-lossless", "-log-level", "info")
 	tx, _ := exactSeq(t, d, 1_000_000, "", "vale0:b")
 	t.Logf("unpaced: %s", strings.TrimSpace(grepLine(tx, "Speed:")))
-	waitFor(t, "vale0:b to go", func() bool { return d.portStats(t, "vale0:b") == nil })
+	testutil.WaitFor(t, "vale0:b to go", func() bool { return d.portStats(t, "vale0:b") == nil })
 
 	hold := d.open(t, "vale0:a/R") // keeps the sender's counters
 	_ = hold
 	tx, _ = exactSeq(t, d, 200_000, "", "vale0:b", "-R", "100000")
 	t.Logf("into a receiver reading 100 Kpps: %s", strings.TrimSpace(grepLine(tx, "Speed:")))
-	if st := d.portStats(t, "vale0:a"); st == nil || atoi(t, st["WAITS"]) == 0 {
+	if st := d.portStats(t, "vale0:a"); st == nil || st.Stats.Waits == 0 {
 		t.Errorf("the sender never waited for the slow receiver: %v", st)
 	}
 }
@@ -75,9 +77,9 @@ func TestLosslessStuckReceiver(t *testing.T) {
 	hold := d.open(t, "vale0:b/T@conf:lossless=1")
 	_ = hold
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b", "-f", "rx")
-	waitFor(t, "vale0:b in lossless mode", func() bool {
+	testutil.WaitFor(t, "vale0:b in lossless mode", func() bool {
 		st := d.portStats(t, "vale0:b")
-		return st != nil && st["MODE"] == "lossless"
+		return st != nil && st.Mode == "lossless"
 	})
 	if err := rx.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -88,17 +90,17 @@ func TestLosslessStuckReceiver(t *testing.T) {
 		t.Errorf("the sender to a stopped receiver sent %d frames", p)
 	}
 	st := d.portStats(t, "vale0:b")
-	if stuck := atoi(t, st["DROP_STUCK"]); stuck == 0 || atoi(t, st["DROP_FULL"]) != 0 {
+	if stuck := st.Stats.DropStuck; stuck == 0 || st.Stats.DropFull != 0 {
 		t.Errorf("a stopped lossless receiver: %v", st)
 	}
 	rx.cmd.Process.Signal(syscall.SIGCONT)
-	before := atoi(t, st["RX_PKTS"])
-	stuckBefore := atoi(t, st["DROP_STUCK"])
+	before := st.Stats.RxPackets
+	stuckBefore := st.Stats.DropStuck
 	d.run(t, time.Minute, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", "100000")
-	waitFor(t, "the receiver to get the second burst", func() bool {
-		return atoi(t, d.portStats(t, "vale0:b")["RX_PKTS"]) == before+100000
+	testutil.WaitFor(t, "the receiver to get the second burst", func() bool {
+		return d.portStats(t, "vale0:b").Stats.RxPackets == before+100000
 	})
-	if st := d.portStats(t, "vale0:b"); atoi(t, st["DROP_STUCK"]) != stuckBefore {
+	if st := d.portStats(t, "vale0:b"); st.Stats.DropStuck != stuckBefore {
 		t.Errorf("frames dropped once the receiver came back: %v", st)
 	}
 }
@@ -119,14 +121,14 @@ func TestLosslessVhostSource(t *testing.T) {
 	sent := tp.burst(2 * time.Second)
 	// Every frame testpmd enqueued is in the guest's queue or beyond: wait
 	// until valed has taken them all and delivered them.
-	waitFor(t, "every frame to be delivered", func() bool {
-		return atoi(t, d.portStats(t, "vale0:b")["RX_PKTS"]) >= sent
+	testutil.WaitFor(t, "every frame to be delivered", func() bool {
+		return d.portStats(t, "vale0:b").Stats.RxPackets >= sent
 	})
 	st := d.portStats(t, "vale0:b")
-	if got := atoi(t, st["RX_PKTS"]); got != sent || st["DROP_FULL"] != "0" || st["DROP_STUCK"] != "0" {
+	if got := st.Stats.RxPackets; got != sent || st.Stats.DropFull != 0 || st.Stats.DropStuck != 0 {
 		t.Errorf("testpmd sent %d frames; the receiver's port: %v", sent, st)
 	}
-	if vu := d.portStats(t, "vale0:vu"); atoi(t, vu["WAITS"]) == 0 {
+	if vu := d.portStats(t, "vale0:vu"); vu.Stats.Waits == 0 {
 		t.Errorf("the guest was never held back: %v", vu)
 	}
 	t.Logf("testpmd sent %d frames in 2 s into a receiver reading 500 Kpps", sent)
@@ -135,13 +137,13 @@ func TestLosslessVhostSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rx.cmd.Process.Signal(syscall.SIGCONT)
-	taken := atoi(t, d.portStats(t, "vale0:vu")["TX_PKTS"])
+	taken := d.portStats(t, "vale0:vu").Stats.TxPackets
 	more := tp.burst(time.Second)
-	waitFor(t, "the frames for the stopped receiver to be dropped", func() bool {
-		return atoi(t, d.portStats(t, "vale0:vu")["TX_PKTS"]) >= taken+more
+	testutil.WaitFor(t, "the frames for the stopped receiver to be dropped", func() bool {
+		return d.portStats(t, "vale0:vu").Stats.TxPackets >= taken+more
 	})
 	st = d.portStats(t, "vale0:b")
-	if atoi(t, st["DROP_STUCK"]) == 0 || st["DROP_FULL"] != "0" {
+	if st.Stats.DropStuck == 0 || st.Stats.DropFull != 0 {
 		t.Errorf("a stopped lossless receiver: %v", st)
 	}
 	t.Logf("into the stopped receiver testpmd sent %d frames in 1 s; vale0:b: %v", more, st)
@@ -192,7 +194,7 @@ func startTestpmdInteractive(t *testing.T, sock, mode string, extra ...string) *
 			<-p.done
 		}
 	})
-	waitFor(t, "testpmd's prompt", func() bool { return strings.Contains(tp.p.out.String(), "testpmd>") })
+	testutil.WaitFor(t, "testpmd's prompt", func() bool { return strings.Contains(tp.p.out.String(), "testpmd>") })
 	return tp
 }
 
@@ -207,7 +209,7 @@ func (tp *interactive) cmd(c, want string) string {
 		tp.p.wait(30 * time.Second)
 		return tp.p.out.String()[before:]
 	}
-	waitFor(tp.t, "testpmd to answer "+c, func() bool {
+	testutil.WaitFor(tp.t, "testpmd to answer "+c, func() bool {
 		return strings.Contains(tp.p.out.String()[before:], want)
 	})
 	return tp.p.out.String()[before:]

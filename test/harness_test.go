@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/vale"
 )
 
 // binDir holds the binaries built for this run.
@@ -180,27 +184,29 @@ func (d *daemon) open(t testing.TB, name string) *nmport.Port {
 	return p
 }
 
-// portStats returns the vale-ctl row of port name, or nil if it is not
-// listed, as a map from column to value.
-func (d *daemon) portStats(t testing.TB, name string) map[string]string {
+// listing returns valed's listing of name ("" for everything), as
+// vale-ctl -l -json prints it.
+func (d *daemon) listing(t testing.TB, name string) *mgmt.ListReply {
 	t.Helper()
-	out := d.run(t, 10*time.Second, "vale-ctl", "-l")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "PORT") {
-		if strings.Contains(out, "no switches") {
-			return nil
-		}
-		t.Fatalf("unexpected vale-ctl output:\n%s", out)
+	args := []string{"-l", "-json"}
+	if name != "" {
+		args = append(args, name)
 	}
-	cols := strings.Fields(lines[0])
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) == len(cols) && f[0] == name {
-			m := map[string]string{}
-			for i, c := range cols {
-				m[c] = f[i]
-			}
-			return m
+	out := d.run(t, 10*time.Second, "vale-ctl", args...)
+	var l mgmt.ListReply
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("vale-ctl -l -json: %v\n%s", err, out)
+	}
+	return &l
+}
+
+// portStats returns what valed lists of port name (its counters in
+// Stats), or nil if it is not listed.
+func (d *daemon) portStats(t testing.TB, name string) *vale.PortInfo {
+	t.Helper()
+	for _, p := range d.listing(t, "").Ports {
+		if p.Name == name {
+			return &p
 		}
 	}
 	return nil
@@ -208,18 +214,7 @@ func (d *daemon) portStats(t testing.TB, name string) map[string]string {
 
 func (d *daemon) waitPort(t testing.TB, name string) {
 	t.Helper()
-	waitFor(t, name+" to exist", func() bool { return d.portStats(t, name) != nil })
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, name+" to exist", func() bool { return d.portStats(t, name) != nil })
 }
 
 var totalsRE = regexp.MustCompile(`(Sent|Received|Transactions) (\d+) packets (\d+) bytes`)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/pkt"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
 	"github.com/valeswitch/vale/ports/shm"
 )
@@ -158,7 +159,7 @@ lossless = true
 		cmd := exec.Command("setpriv", append(args, "--inh-caps=-all", filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "rx")...)
 		cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
 		launch(t, "pkt-gen -i "+port+" (held)", cmd, nil)
-		waitFor(t, port+" to be held", func() bool {
+		testutil.WaitFor(t, port+" to be held", func() bool {
 			return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), strings.Split(port, "@")[0])
 		})
 	}
@@ -179,7 +180,7 @@ lossless = true
 	if err != nil || !strings.Contains(string(out), "Sent 10 packets") {
 		t.Errorf("a member of group 4 on vale9: %v\n%s", err, out)
 	}
-	waitFor(t, "vale9:x to go", func() bool { return h.d.portStats(t, "vale9:x") == nil })
+	testutil.WaitFor(t, "vale9:x to go", func() bool { return h.d.portStats(t, "vale9:x") == nil })
 
 	// A port of its own lossless would let a slow reader hold back every
 	// sender's floods: not on a switch that drops, unless root asks.
@@ -188,7 +189,7 @@ lossless = true
 		if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "tx", "-n", "10").CombinedOutput(); err != nil {
 			t.Errorf("%s as nobody: %v\n%s", port, err, out)
 		}
-		waitFor(t, port+" to go", func() bool { return h.d.portStats(t, strings.Split(port, "@")[0]) == nil })
+		testutil.WaitFor(t, port+" to go", func() bool { return h.d.portStats(t, strings.Split(port, "@")[0]) == nil })
 	}
 
 	hold("vale0:l1") // one switch, one port, one connection
@@ -243,7 +244,7 @@ func startHostile(t *testing.T, args ...string) *hostile {
 		append([]string{"-sock-mode", "0666", "-metrics", h.metrics, "-log-level", "info"}, args...)...)
 	warm := h.d.open(t, "vale0:warmup")
 	warm.Close()
-	waitFor(t, "the warm-up port to go", func() bool { return h.d.portStats(t, "vale0:warmup") == nil })
+	testutil.WaitFor(t, "the warm-up port to go", func() bool { return h.d.portStats(t, "vale0:warmup") == nil })
 	h.g0, h.f0 = h.usage()
 	return h
 }
@@ -327,7 +328,7 @@ func (h *hostile) run(during func()) {
 // than before the attack (small slack for the metrics server).
 func (h *hostile) checkBaseline() {
 	t := h.t
-	waitFor(t, "every port to go", func() bool {
+	testutil.WaitFor(t, "every port to go", func() bool {
 		return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), "no switches")
 	})
 	var g, f int

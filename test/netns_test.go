@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -131,7 +132,7 @@ func startValedAt(t testing.TB, ns *netNS, sock string, args ...string) *daemon 
 		}
 	})
 	d := &daemon{proc: p, sock: sock}
-	waitFor(t, "valed to listen", func() bool {
+	testutil.WaitFor(t, "valed to listen", func() bool {
 		_, err := os.Stat(sock)
 		return err == nil || p.exited()
 	})

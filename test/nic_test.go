@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/vishvananda/netlink"
 )
 
@@ -167,10 +168,10 @@ func TestNICForwarding(t *testing.T) {
 				t.Errorf("iperf3 moved only %d bytes", n)
 			}
 			st := d.portStats(t, "vale0:vA")
-			if st["KIND"] != "nic" || !strings.HasPrefix(st["STATE"], mode+"/copy") {
+			if st.Kind != "nic" || !strings.HasPrefix(st.State, mode+"/copy") {
 				t.Errorf("vale-ctl -l shows %v", st)
 			}
-			if atoi(t, st["TX_PKTS"]) == 0 || atoi(t, st["RX_PKTS"]) == 0 {
+			if st.Stats.TxPackets == 0 || st.Stats.RxPackets == 0 {
 				t.Errorf("no traffic counted: %v", st)
 			}
 		})
@@ -202,7 +203,7 @@ func TestHostPort(t *testing.T) {
 	if n := iperf3(t, sw, "10.77.0.9", a); n < 1<<20 {
 		t.Errorf("iperf3 to the host moved only %d bytes", n)
 	}
-	if st := d.portStats(t, "vale0:vA^"); st == nil || st["KIND"] != "host" || atoi(t, st["TX_PKTS"]) == 0 {
+	if st := d.portStats(t, "vale0:vA^"); st == nil || st.Kind != "host" || st.Stats.TxPackets == 0 {
 		t.Errorf("host port listed as %v", st)
 	}
 	if out := d.run(t, 10*time.Second, "vale-ctl", "-g", "vale0:vA^"); !strings.Contains(out, "vale0:vA^: port_idx 1 kind host") {
@@ -230,9 +231,8 @@ func TestPersistentInterface(t *testing.T) {
 	if !ping(a, "10.77.0.10", 3) {
 		t.Fatal("ping to the persistent interface failed")
 	}
-	list := d.run(t, 10*time.Second, "vale-ctl", "-l")
-	if !regexp.MustCompile(`vt0\s+1\s+512\s+\S+\s+vale0:vt0`).MatchString(list) {
-		t.Errorf("listing lacks the interface:\n%s", list)
+	if ifs := d.listing(t, "").Ifaces; len(ifs) != 1 || ifs[0].Name != "vt0" || ifs[0].Rings != 1 || ifs[0].Slots != 512 || ifs[0].Attached != "vale0:vt0" {
+		t.Errorf("listing lacks the interface: %+v", ifs)
 	}
 	if out := d.runFail(t, "vale-ctl", "-r", "vt0"); !strings.Contains(out, "detach it first") {
 		t.Errorf("-r of an attached interface: %s", out)
@@ -326,7 +326,7 @@ func TestKilledValedCleanup(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
-	waitFor(t, "the XDP program to go", func() bool { return xdpState(t, sw, "vA") == "" })
+	testutil.WaitFor(t, "the XDP program to go", func() bool { return xdpState(t, sw, "vA") == "" })
 	if p := promiscuity(t, sw, "vA"); p != "0" {
 		t.Errorf("after SIGKILL: promiscuity %s", p)
 	}
@@ -346,7 +346,7 @@ func TestKilledValedCleanup(t *testing.T) {
 	if !strings.Contains(d2.out.String(), "restored the settings") {
 		t.Errorf("valed did not log the restore:\n%s", d2.out.String())
 	}
-	if st := d2.portStats(t, "vale0:vA"); st == nil || !strings.HasPrefix(st["STATE"], "generic/copy") {
+	if st := d2.portStats(t, "vale0:vA"); st == nil || !strings.HasPrefix(st.State, "generic/copy") {
 		t.Fatalf("the configured attachment after restart: %v", st)
 	}
 	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
@@ -445,7 +445,7 @@ func TestAttachErrors(t *testing.T) {
 		sock := filepath.Join(t.TempDir(), "valed.sock")
 		cmd := exec.Command("ip", append(append([]string{"netns", "exec", sw.name}, c.wrap...), filepath.Join(binDir, "valed"), "-sock", sock)...)
 		weak := launch(t, "valed under "+c.wrap[0], cmd, nil)
-		waitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.exited() })
+		testutil.WaitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.exited() })
 		out, err := exec.Command(filepath.Join(binDir, "vale-ctl"), "-sock", sock, "-a", "vale0:vA").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("attach by valed under %v: %v %s, want it to name %s", c.wrap, err, out, c.want)

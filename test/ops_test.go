@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
 )
 
@@ -52,7 +53,7 @@ name = "vcfg0"
 port = "vale0:vcfg0"
 `)
 	d := startValedConfig(t, path)
-	if st := d.portStats(t, "vale0:vcfg0"); st == nil || st["KIND"] != "tap" {
+	if st := d.portStats(t, "vale0:vcfg0"); st == nil || st.Kind != "tap" {
 		t.Fatalf("the configured attachment is missing: %v", st)
 	}
 	d.stopWith(t, syscall.SIGTERM)
@@ -102,7 +103,7 @@ func TestSaveAndRestart(t *testing.T) {
 	}
 	d.stopWith(t, syscall.SIGTERM)
 	d = startValedConfig(t, path)
-	if st := d.portStats(t, "vale1:vsave0"); st == nil || st["RINGS"] != "2/2" {
+	if st := d.portStats(t, "vale1:vsave0"); st == nil || st.TxRings != 2 || st.RxRings != 2 {
 		t.Fatalf("after restart: %v", st)
 	}
 	d.stopWith(t, syscall.SIGTERM)
@@ -133,7 +134,7 @@ func TestReload(t *testing.T) {
 	writeFile(t, path, "[[interface]]\nname = \"vrl0\"\n\n[[attach]]\nport = \"vale0:vrl0\"\n\n[[interface]]\nname = \"vrl1\"\n\n[[attach]]\nport = \"vale0:vrl1\"\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitPort(t, "vale0:vrl1")
-	if after := d.portStats(t, "vale0:vrl0"); after["IDX"] != before["IDX"] {
+	if after := d.portStats(t, "vale0:vrl0"); after.Index != before.Index {
 		t.Errorf("an unchanged attachment was redone: %v -> %v", before, after)
 	}
 	writeFile(t, path, "[[interface]]\nname = \"vrl1\"\n\n[[attach]]\nport = \"vale0:vrl1\"\nslots = 64\n")
@@ -141,7 +142,7 @@ func TestReload(t *testing.T) {
 	if st := d.portStats(t, "vale0:vrl0"); st != nil {
 		t.Errorf("a removed attachment stayed: %v", st)
 	}
-	if st := d.portStats(t, "vale0:vrl1"); st == nil || st["SLOTS"] != "64/64" {
+	if st := d.portStats(t, "vale0:vrl1"); st == nil || st.TxSlots != 64 || st.RxSlots != 64 {
 		t.Errorf("a changed attachment: %v", st)
 	}
 	if err := client.TxSync(); err != nil {
@@ -229,7 +230,7 @@ func TestMetrics(t *testing.T) {
 	d.waitPort(t, "vale0:b")
 	tx := start(t, d.sock, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000")
 	var mid float64
-	waitFor(t, "traffic", func() bool {
+	testutil.WaitFor(t, "traffic", func() bool {
 		v, _ := metric(t, scrape(t, addr), "vale_port_tx_packets_total", `port="vale0:a"`)
 		mid = v
 		return v > 0
@@ -333,7 +334,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.stopWith(t, syscall.SIGKILL)
-	waitFor(t, "the client to notice", func() bool { return p.TxSync() != nil })
+	testutil.WaitFor(t, "the client to notice", func() bool { return p.TxSync() != nil })
 	if err := p.TxSync(); !strings.Contains(err.Error(), nmport.ErrDisconnected.Error()) {
 		t.Errorf("sync after valed died: %v", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // TestPipeExact moves a million numbered frames through a pipe between two
@@ -13,9 +15,9 @@ import (
 func TestPipeExact(t *testing.T) {
 	d := startValed(t)
 	rx := start(t, d.sock, "pkt-gen", "-i", "netmap:p}1", "-f", "rxseq", "-n", fmt.Sprint(million))
-	waitFor(t, "the slave end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "netmap:p}1") })
-	if row := grepLine(d.run(t, 10*time.Second, "vale-ctl", "-l"), "netmap:p}1"); len(strings.Fields(row)) < 3 || strings.Fields(row)[2] != "lossless" {
-		t.Errorf("vale-ctl -l does not show the pipe lossless: %q", row)
+	testutil.WaitFor(t, "the slave end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "netmap:p}1") })
+	if pipes := d.listing(t, "").Pipes; len(pipes) != 1 || pipes[0].Slave != "netmap:p}1" || pipes[0].Mode != "lossless" {
+		t.Errorf("vale-ctl -l does not show the pipe lossless: %+v", pipes)
 	}
 	txOut := d.run(t, 60*time.Second, "pkt-gen", "-i", "netmap:p{1", "-f", "txseq", "-n", fmt.Sprint(million), "-l", "60", "-l", "200")
 	out := rx.wait(60 * time.Second)
@@ -36,7 +38,7 @@ func TestPipeReopen(t *testing.T) {
 	const n = 100000
 	// The master sends before the slave is open: it fills the ring and waits.
 	tx := start(t, d.sock, "pkt-gen", "-i", "vale0:a{3", "-f", "tx", "-n", fmt.Sprint(n))
-	waitFor(t, "the master end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "vale0:a{3") })
+	testutil.WaitFor(t, "the master end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "vale0:a{3") })
 	time.Sleep(200 * time.Millisecond)
 	if tx.exited() {
 		t.Fatal("the sender finished with nobody reading")

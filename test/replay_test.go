@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
 )
 
@@ -137,7 +138,7 @@ func TestReplayFormats(t *testing.T) {
 				t.Fatalf("%s: frame %d: %d bytes %.40s..., want %d bytes %.40s...", format, i, g.len, g.data, len(frames[i]), want)
 			}
 		}
-		waitFor(t, "vale0:cap to go", func() bool { return d.portStats(t, "vale0:cap") == nil })
+		testutil.WaitFor(t, "vale0:cap to go", func() bool { return d.portStats(t, "vale0:cap") == nil })
 	}
 }
 
@@ -277,7 +278,7 @@ func TestReplayRate(t *testing.T) {
 			t.Fatalf("-B %s: sent %d", c.bw, sent)
 		}
 		capture.wait(30 * time.Second)
-		if st := d.portStats(t, port); st["DROP_FULL"] != "0" || st["RX_PKTS"] != fmt.Sprint(n) {
+		if st := d.portStats(t, port); st.Stats.DropFull != 0 || st.Stats.RxPackets != uint64(n) {
 			t.Errorf("valed counts for %s: %v", port, st)
 		}
 		got := tsharkFrames(t, file)
@@ -328,8 +329,8 @@ func TestReplayLoss(t *testing.T) {
 			t.Errorf("-L %s: lost %.4f, want %.4f ± 0.01", c.loss, rate, c.nominal)
 		}
 		sentAll += sent
-		waitFor(t, "the frames to arrive", func() bool {
-			return atoi(t, d.portStats(t, "vale0:rx")["RX_PKTS"]) >= sentAll
+		testutil.WaitFor(t, "the frames to arrive", func() bool {
+			return d.portStats(t, "vale0:rx").Stats.RxPackets >= sentAll
 		})
 	}
 	out := rx.wait(30 * time.Second)
@@ -337,7 +338,7 @@ func TestReplayLoss(t *testing.T) {
 	if m == nil || atoi(t, m[1]) != sentAll {
 		t.Errorf("pkt-gen received %v, nmreplay sent %d:\n%s", m, sentAll, out)
 	}
-	if st := d.portStats(t, "vale0:rx"); st["DROP_FULL"] != "0" || st["RX_PKTS"] != fmt.Sprint(sentAll) {
+	if st := d.portStats(t, "vale0:rx"); st.Stats.DropFull != 0 || st.Stats.RxPackets != uint64(sentAll) {
 		t.Errorf("valed counts for vale0:rx: %v", st)
 	}
 }
@@ -406,6 +407,6 @@ func TestReplayRealGaps(t *testing.T) {
 			t.Errorf("real,%v: median error %.1f µs (want at most 250), %d frames beyond 1 ms (want at most %d):\n%s",
 				speedup, median/1e3, len(bad), maxBadGaps, strings.Join(bad, "\n"))
 		}
-		waitFor(t, "vale0:cap to go", func() bool { return d.portStats(t, "vale0:cap") == nil })
+		testutil.WaitFor(t, "vale0:cap to go", func() bool { return d.portStats(t, "vale0:cap") == nil })
 	}
 }

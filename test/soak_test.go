@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
 )
 
@@ -57,7 +58,7 @@ func TestSoak(t *testing.T) {
 		}
 		p.Close()
 	}
-	waitFor(t, "the warm-up ports to go", func() bool { return d.portStats(t, "vale0:w") == nil })
+	testutil.WaitFor(t, "the warm-up ports to go", func() bool { return d.portStats(t, "vale0:w") == nil })
 	g0, f0, r0 := sample()
 	t.Logf("before: %d goroutines, %d descriptors, %d KiB resident", g0, f0, r0)
 
@@ -186,7 +187,7 @@ func TestSoak(t *testing.T) {
 	if p, _ := totals(t, ctrlRx.wait(time.Minute)); p != ctrlN {
 		t.Errorf("the control flow lost frames: %d of %d arrived", p, ctrlN)
 	}
-	waitFor(t, "every port to go", func() bool {
+	testutil.WaitFor(t, "every port to go", func() bool {
 		out := d.run(t, 10*time.Second, "vale-ctl", "-l")
 		return strings.Contains(out, "no switches")
 	})

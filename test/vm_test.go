@@ -43,13 +43,13 @@ cat /sys/class/net/eth0/statistics/tx_packets /sys/class/net/eth0/statistics/rx_
 		t.Fatalf("the client got %s bytes with MD5 %s; the server sent 4194304 with %s", got[2], got[1], sent)
 	}
 	st := d.portStats(t, "vale0:vma")
-	if st == nil || st["KIND"] != "vhost-user" || !strings.Contains(st["STATE"], "connected") {
+	if st == nil || st.Kind != "vhost-user" || !strings.Contains(st.State, "connected") {
 		t.Fatalf("vale0:vma listed as %v", st)
 	}
 	// The server's frames crossed as TSO segments: far fewer frames than
 	// the ~2,900 MTU-sized ones 4 MiB take.
-	frames, bytes := atoi(t, st["TX_PKTS"]), atoi(t, st["TX_BYTES"])
-	t.Logf("the server sent %d frames, %d bytes (%.0f bytes a frame); state %s", frames, bytes, float64(bytes)/float64(frames), st["STATE"])
+	frames, bytes := st.Stats.TxPackets, st.Stats.TxBytes
+	t.Logf("the server sent %d frames, %d bytes (%.0f bytes a frame); state %s", frames, bytes, float64(bytes)/float64(frames), st.State)
 	if bytes < 4<<20 || frames > 2000 {
 		t.Errorf("the server's 4 MiB took %d frames: no segmentation offload through the switch", frames)
 	}

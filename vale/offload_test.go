@@ -9,6 +9,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/valeswitch/vale/internal/offload"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -55,7 +56,7 @@ func TestOffloadCompletion(t *testing.T) {
 	}()
 	f := tsoFrame(t, mac("ff:ff:ff:ff:ff:ff"), mac("02:00:00:00:00:01"))
 	src.send(f)
-	waitFor(t, "deliveries", func() bool {
+	testutil.WaitFor(t, "deliveries", func() bool {
 		plain.mu.Lock()
 		smart.mu.Lock()
 		defer plain.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -275,7 +276,7 @@ func TestMACAging(t *testing.T) {
 	if sw.Info().MACs != 1 {
 		t.Fatal("A not learned")
 	}
-	waitFor(t, "A to age out", func() bool { return sw.Info().MACs == 0 })
+	testutil.WaitFor(t, "A to age out", func() bool { return sw.Info().MACs == 0 })
 	if sw.Info().Aged != 1 {
 		t.Errorf("aged count %d", sw.Info().Aged)
 	}

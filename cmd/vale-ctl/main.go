@@ -5,6 +5,7 @@
 //
 //	vale-ctl                     list every switch, port and persistent interface
 //	vale-ctl -l [NAME]           list one switch (vale0), port (vale0:a) or interface, or all
+//	vale-ctl -l -json [NAME]     the same as JSON, for scripts
 //	vale-ctl stats [NAME]        the same with every counter (-l -v)
 //	vale-ctl -g PORT             print a port's memory and ring geometry
 //	vale-ctl -a vale0:IFNAME     attach a network interface (AF_XDP) or a persistent interface
@@ -94,92 +95,121 @@ func parseC(s string) (geometry, error) {
 	return g, nil
 }
 
-func run(args []string, out io.Writer) error {
+// options are vale-ctl's flags.
+type options struct {
+	list, forceCopy, zeroCopy, vhostCli, lossless, drop, save, reload, verbose, json bool
+	geom, attach, host, detach, newIf, delIf, conf, mode, vhostUser, sock            string
+	queues, startQueue, frameSize                                                    int
+}
+
+// newFlagSet defines vale-ctl's flags into o.
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("vale-ctl", flag.ContinueOnError)
+	fs.BoolVar(&o.list, "l", false, "list switches and ports (optionally only the NAME given as argument)")
+	fs.BoolVar(&o.json, "json", false, "with -l: print the listing as JSON (the fields of valed's list reply)")
+	fs.StringVar(&o.geom, "g", "", "print the memory and ring geometry of `port`")
+	fs.StringVar(&o.attach, "a", "", "attach an interface to a switch: `valeX:IFNAME` (a NIC over AF_XDP, or a persistent interface)")
+	fs.StringVar(&o.host, "h", "", "attach an interface and its host stack (port valeX:IFNAME^): `valeX:IFNAME`")
+	fs.StringVar(&o.detach, "d", "", "detach an interface: `valeX:IFNAME`")
+	fs.StringVar(&o.newIf, "n", "", "create a persistent interface `NAME`")
+	fs.StringVar(&o.delIf, "r", "", "remove the persistent interface `NAME`")
+	fs.StringVar(&o.conf, "C", "", "with -a, -h, -n: `tx_slots[,rx_slots[,tx_rings[,rx_rings]]]`")
+	fs.StringVar(&o.mode, "mode", "", "XDP attach `mode`: auto, native (drv) or generic (skb)")
+	fs.BoolVar(&o.forceCopy, "force-copy", false, "bind AF_XDP sockets in copy mode even where zero-copy works")
+	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "bind AF_XDP sockets in zero-copy mode or fail")
+	fs.IntVar(&o.queues, "queues", 0, "attach this many queues (default: all from -start-queue)")
+	fs.IntVar(&o.startQueue, "start-queue", 0, "first queue to attach")
+	fs.IntVar(&o.frameSize, "frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
+	fs.StringVar(&o.vhostUser, "vhost-user", "", "with -a: make the port a vhost-user backend listening on socket `path` (QEMU -netdev vhost-user, DPDK virtio-user)")
+	fs.BoolVar(&o.vhostCli, "vhost-client", false, "with -vhost-user: connect to a frontend listening on the path (QEMU server=on) and reconnect when it goes")
+	fs.BoolVar(&o.lossless, "lossless", false, "with -a, -h: hold senders back while the port has no room, instead of dropping (see valed's stuck_timeout)")
+	fs.BoolVar(&o.drop, "drop", false, "with -a, -h: drop what the port has no room for, on a lossless switch too")
+	fs.BoolVar(&o.save, "save", false, "save the persistent interfaces and attachments into valed's configuration file")
+	fs.BoolVar(&o.reload, "reload", false, "make valed apply what changed in its configuration file (as SIGHUP)")
+	fs.BoolVar(&o.verbose, "v", false, "verbose: show switch details")
+	fs.StringVar(&o.sock, "sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: vale-ctl [-l [-json] [NAME]] [-g PORT] [-a|-h|-d valeX:IFNAME] [-n|-r NAME] [-C spec] [-v] [-sock path]\n\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs reads the command line: the one action it asks for, and the
+// options that go with it.
+func parseArgs(args []string) (action, *options, error) {
 	// "vale-ctl stats [NAME]" is -l -v: every counter, for people without
 	// Prometheus.
 	if len(args) > 0 && args[0] == "stats" {
 		args = append([]string{"-l", "-v"}, args[1:]...)
 	}
-	fs := flag.NewFlagSet("vale-ctl", flag.ContinueOnError)
-	var (
-		list       = fs.Bool("l", false, "list switches and ports (optionally only the NAME given as argument)")
-		geom       = fs.String("g", "", "print the memory and ring geometry of `port`")
-		attach     = fs.String("a", "", "attach an interface to a switch: `valeX:IFNAME` (a NIC over AF_XDP, or a persistent interface)")
-		host       = fs.String("h", "", "attach an interface and its host stack (port valeX:IFNAME^): `valeX:IFNAME`")
-		detach     = fs.String("d", "", "detach an interface: `valeX:IFNAME`")
-		newIf      = fs.String("n", "", "create a persistent interface `NAME`")
-		delIf      = fs.String("r", "", "remove the persistent interface `NAME`")
-		conf       = fs.String("C", "", "with -a, -h, -n: `tx_slots[,rx_slots[,tx_rings[,rx_rings]]]`")
-		mode       = fs.String("mode", "", "XDP attach `mode`: auto, native (drv) or generic (skb)")
-		forceCopy  = fs.Bool("force-copy", false, "bind AF_XDP sockets in copy mode even where zero-copy works")
-		zeroCopy   = fs.Bool("zerocopy", false, "bind AF_XDP sockets in zero-copy mode or fail")
-		queues     = fs.Int("queues", 0, "attach this many queues (default: all from -start-queue)")
-		startQueue = fs.Int("start-queue", 0, "first queue to attach")
-		frameSize  = fs.Int("frame-size", 0, "bytes per AF_XDP UMEM frame, 2048 or 4096 (4096 for MTUs above 1774)")
-		vhostUser  = fs.String("vhost-user", "", "with -a: make the port a vhost-user backend listening on socket `path` (QEMU -netdev vhost-user, DPDK virtio-user)")
-		vhostCli   = fs.Bool("vhost-client", false, "with -vhost-user: connect to a frontend listening on the path (QEMU server=on) and reconnect when it goes")
-		lossless   = fs.Bool("lossless", false, "with -a, -h: hold senders back while the port has no room, instead of dropping (see valed's stuck_timeout)")
-		drop       = fs.Bool("drop", false, "with -a, -h: drop what the port has no room for, on a lossless switch too")
-		save       = fs.Bool("save", false, "save the persistent interfaces and attachments into valed's configuration file")
-		reload     = fs.Bool("reload", false, "make valed apply what changed in its configuration file (as SIGHUP)")
-		verbose    = fs.Bool("v", false, "verbose: show switch details")
-		sock       = fs.String("sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
-	)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: vale-ctl [-l [NAME]] [-g PORT] [-a|-h|-d valeX:IFNAME] [-n|-r NAME] [-C spec] [-v] [-sock path]\n\n")
-		fs.PrintDefaults()
-	}
+	o := &options{}
+	fs := newFlagSet(o)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return action{}, nil, err
 	}
 	var acts []action
-	for _, a := range []action{{"g", *geom}, {"a", *attach}, {"h", *host}, {"d", *detach}, {"n", *newIf}, {"r", *delIf}} {
+	for _, a := range []action{{"g", o.geom}, {"a", o.attach}, {"h", o.host}, {"d", o.detach}, {"n", o.newIf}, {"r", o.delIf}} {
 		if a.arg != "" {
 			acts = append(acts, a)
 		}
 	}
-	if *save {
+	if o.save {
 		acts = append(acts, action{"save", ""})
 	}
-	if *reload {
+	if o.reload {
 		acts = append(acts, action{"reload", ""})
 	}
-	if *list || len(acts) == 0 {
+	if o.list || len(acts) == 0 {
 		acts = append(acts, action{"l", fs.Arg(0)})
 		if fs.NArg() > 1 {
-			return fmt.Errorf("unexpected argument %q", fs.Arg(1))
+			return action{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(1))
 		}
 	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return action{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if len(acts) > 1 {
-		return errors.New("give one of -l, -g, -a, -h, -d, -n, -r, -save and -reload")
+		return action{}, nil, errors.New("give one of -l, -g, -a, -h, -d, -n, -r, -save and -reload")
 	}
-	g, err := parseC(*conf)
+	return acts[0], o, o.check(acts[0])
+}
+
+// check refuses options that do not go with action a.
+func (o *options) check(a action) error {
+	xdpOpts := o.mode != "" || o.forceCopy || o.zeroCopy || o.queues != 0 || o.startQueue != 0 || o.frameSize != 0
+	attaching := a.name == "a" || a.name == "h"
+	switch {
+	case o.forceCopy && o.zeroCopy:
+		return errors.New("-force-copy and -zerocopy exclude each other")
+	case (o.vhostUser != "" || o.vhostCli) && a.name != "a":
+		return errors.New("-vhost-user and -vhost-client go with -a")
+	case xdpOpts && !attaching:
+		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
+	case o.conf != "" && !attaching && a.name != "n":
+		return errors.New("-C goes with -a, -h and -n")
+	case (o.lossless || o.drop) && !attaching:
+		return errors.New("-lossless and -drop go with -a and -h")
+	case o.lossless && o.drop:
+		return errors.New("-lossless and -drop exclude each other")
+	case o.json && a.name != "l":
+		return errors.New("-json goes with -l")
+	}
+	return nil
+}
+
+func run(args []string, out io.Writer) error {
+	a, o, err := parseArgs(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	if *forceCopy && *zeroCopy {
-		return errors.New("-force-copy and -zerocopy exclude each other")
+	g, err := parseC(o.conf)
+	if err != nil {
+		return err
 	}
-	a := acts[0]
-	xdpOpts := *mode != "" || *forceCopy || *zeroCopy || *queues != 0 || *startQueue != 0 || *frameSize != 0
-	switch {
-	case (*vhostUser != "" || *vhostCli) && a.name != "a":
-		return errors.New("-vhost-user and -vhost-client go with -a")
-	case xdpOpts && a.name != "a" && a.name != "h":
-		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
-	case *conf != "" && a.name != "a" && a.name != "h" && a.name != "n":
-		return errors.New("-C goes with -a, -h and -n")
-	case (*lossless || *drop) && a.name != "a" && a.name != "h":
-		return errors.New("-lossless and -drop go with -a and -h")
-	case *lossless && *drop:
-		return errors.New("-lossless and -drop exclude each other")
-	}
-	conn, err := ctl.Dial(ctl.SocketPath(*sock))
+	conn, err := ctl.Dial(ctl.SocketPath(o.sock))
 	if err != nil {
 		return err
 	}
@@ -188,47 +218,13 @@ func run(args []string, out io.Writer) error {
 	case "g":
 		return printGeometry(conn, a.arg, out)
 	case "a", "h":
-		if g.txSlots != g.rxSlots {
-			return fmt.Errorf("-C %s: an attached interface has one slot count for both directions", *conf)
-		}
-		if g.txRings != g.rxRings {
-			return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", *conf)
-		}
-		req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: *mode,
-			StartQueue: *startQueue, Queues: *queues, FrameSize: *frameSize, Slots: g.txSlots,
-			VhostUser: *vhostUser, VhostClient: *vhostCli}
-		switch {
-		case *lossless:
-			req.Mode = "lossless"
-		case *drop:
-			req.Mode = "drop"
-		}
-		if g.txRings != 0 {
-			if *queues != 0 && *queues != g.txRings {
-				return fmt.Errorf("-C gives %d rings and -queues %d", g.txRings, *queues)
-			}
-			req.Queues = g.txRings
-		}
-		switch {
-		case *forceCopy:
-			req.Copy = "copy"
-		case *zeroCopy:
-			req.Copy = "zerocopy"
-		}
-		var r mgmt.ListReply
-		if _, err := conn.Call(mgmt.OpAttach, req, &r); err != nil {
-			return err
-		}
-		for _, p := range r.Ports {
-			fmt.Fprintf(out, "attached %s to %s as port %d (%s, %s)\n", p.Name, p.Switch, p.Index, p.Kind, p.State)
-		}
-		return nil
+		return attach(conn, a, o, g, out)
 	case "d":
 		_, err := conn.Call(mgmt.OpDetach, mgmt.DetachRequest{Name: a.arg}, nil)
 		return err
 	case "n":
 		if g.txRings != g.rxRings || g.txSlots != g.rxSlots {
-			return fmt.Errorf("-C %s: a persistent interface has the same counts in both directions", *conf)
+			return fmt.Errorf("-C %s: a persistent interface has the same counts in both directions", o.conf)
 		}
 		_, err := conn.Call(mgmt.OpNewIf, mgmt.NewIfRequest{Name: a.arg, Rings: g.txRings, Slots: g.txSlots}, nil)
 		return err
@@ -241,12 +237,61 @@ func run(args []string, out io.Writer) error {
 	case "reload":
 		_, err := conn.Call(mgmt.OpReload, struct{}{}, nil)
 		return err
-	default:
-		return printList(conn, a.arg, *verbose, out)
 	}
+	all, err := fetchList(conn, a.arg)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	return printList(all, a.arg, o.verbose, out)
 }
 
-func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
+// attach attaches an interface (-a, -h) and says what it became.
+func attach(conn *ctl.Conn, a action, o *options, g geometry, out io.Writer) error {
+	if g.txSlots != g.rxSlots {
+		return fmt.Errorf("-C %s: an attached interface has one slot count for both directions", o.conf)
+	}
+	if g.txRings != g.rxRings {
+		return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", o.conf)
+	}
+	req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: o.mode,
+		StartQueue: o.startQueue, Queues: o.queues, FrameSize: o.frameSize, Slots: g.txSlots,
+		VhostUser: o.vhostUser, VhostClient: o.vhostCli}
+	switch {
+	case o.lossless:
+		req.Mode = "lossless"
+	case o.drop:
+		req.Mode = "drop"
+	}
+	if g.txRings != 0 {
+		if o.queues != 0 && o.queues != g.txRings {
+			return fmt.Errorf("-C gives %d rings and -queues %d", g.txRings, o.queues)
+		}
+		req.Queues = g.txRings
+	}
+	switch {
+	case o.forceCopy:
+		req.Copy = "copy"
+	case o.zeroCopy:
+		req.Copy = "zerocopy"
+	}
+	var r mgmt.ListReply
+	if _, err := conn.Call(mgmt.OpAttach, req, &r); err != nil {
+		return err
+	}
+	for _, p := range r.Ports {
+		fmt.Fprintf(out, "attached %s to %s as port %d (%s, %s)\n", p.Name, p.Switch, p.Index, p.Kind, p.State)
+	}
+	return nil
+}
+
+// fetchList asks valed for its listing (of name, or everything) and
+// gathers the messages it comes in.
+func fetchList(conn *ctl.Conn, name string) (*mgmt.ListReply, error) {
 	var all mgmt.ListReply
 	err := conn.CallStream(mgmt.OpList, mgmt.ListRequest{Name: name}, func(body json.RawMessage) error {
 		var r mgmt.ListReply
@@ -260,9 +305,11 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 		all.Ifaces = append(all.Ifaces, r.Ifaces...)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+	return &all, err
+}
+
+// printList prints a listing as tables, one per kind of thing listed.
+func printList(all *mgmt.ListReply, name string, verbose bool, out io.Writer) error {
 	if len(all.Switches) == 0 && len(all.Pipes) == 0 && len(all.Monitors) == 0 && len(all.Ifaces) == 0 {
 		if name != "" {
 			return fmt.Errorf("no switch, port or pipe named %s", name)
@@ -303,10 +350,9 @@ func printList(conn *ctl.Conn, name string, verbose bool, out io.Writer) error {
 	}
 	if len(all.Pipes) > 0 {
 		start()
-		// A pipe's sender waits for its reader: pipes are always lossless.
 		fmt.Fprintln(w, "PIPE\tSLAVE\tMODE\tRINGS\tSLOTS\tCLIENTS")
 		for _, p := range all.Pipes {
-			fmt.Fprintf(w, "%s\t%s\tlossless\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%d/%d\t%d/%d\n", p.Master, p.Slave, p.Mode, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients[0], p.Clients[1])
 		}
 	}
 	if len(all.Monitors) > 0 {

@@ -22,11 +22,10 @@ import (
 	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/peer"
+	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/shm"
-	"github.com/valeswitch/vale/ports/tap"
-	"github.com/valeswitch/vale/ptnet"
 	"github.com/valeswitch/vale/vale"
 )
 
@@ -75,15 +74,8 @@ type Daemon struct {
 	mu       sync.Mutex
 	switches map[string]*switchState
 	pipes    map[string]*pipeState // by master end name
-	monitors map[uint64]*monState
-	nextMon  uint64
-	// feeders are the sessions whose syncs feed the monitors of an
-	// interface (a port, a pipe end, a zero-copy monitor level), by name.
-	feeders map[string]map[*session]struct{}
-	// clientMons are the monitors fed by the clients of an interface.
-	clientMons map[string]map[uint64]*monState
-	// zlevels are the zero-copy monitors of a port, by level.
-	zlevels map[string][]*monState
+	// monitors are the monitors valed holds and the sessions feeding them.
+	monitors *monitor.Registry[*session]
 	// ifaces are the persistent interfaces (vale-ctl -n), by name.
 	ifaces  map[string]*ifaceState
 	conns   map[*ctl.Conn]struct{}
@@ -110,18 +102,11 @@ type switchState struct {
 	user  bool   // created by a client's open (not by an attachment)
 }
 
-// portState is a port attached to a switch: a client port (shm), an
-// interface attached over AF_XDP (nic), or a TAP port (tap: a NIC's host
-// port or a persistent interface).
+// portState is a port on a switch as the daemon keeps it.
 type portState struct {
-	port  vale.Port // what the switch sees
-	shm   *shm.Port
-	nic   *afxdp.Port
-	tap   *tap.Port
-	vhost *ptnet.Port
-	host  *portState  // a NIC's host port (vale-ctl -h)
-	owner *portState  // a host port's NIC
-	iface *ifaceState // the persistent interface a tap port is
+	port  port
+	host  *portState // a NIC's host port (vale-ctl -h), which goes with it
+	owner *portState // a host port's NIC, through which it is detached
 	sw    *switchState
 	idx   int
 	geom  ports.Geometry
@@ -133,6 +118,9 @@ type portState struct {
 	uid uint32
 	// mode is what the port was attached with.
 	mode vale.Mode
+	// gone undoes, when the port is destroyed, what the daemon recorded
+	// of it elsewhere (a user's count, a persistent interface's link).
+	gone func()
 }
 
 // portMode turns the mode of a @conf into the switch's.
@@ -148,26 +136,6 @@ func portMode(m uint32) vale.Mode {
 
 // name returns the port's name on its switch.
 func (ps *portState) name() string { return ps.port.Name() }
-
-// free releases what the port holds once it is detached.
-func (ps *portState) free() error {
-	switch {
-	case ps.shm != nil:
-		return ps.shm.Free()
-	case ps.nic != nil:
-		return ps.nic.Free()
-	case ps.vhost != nil:
-		return ps.vhost.Free()
-	case ps.tap != nil:
-		err := ps.tap.Free()
-		if ps.iface == nil {
-			// A host port's device goes with it.
-			ps.tap.Device().Close()
-		}
-		return err
-	}
-	return nil
-}
 
 // New checks cfg and creates the control socket.
 func New(cfg Config) (*Daemon, error) {
@@ -205,22 +173,19 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		ln:         ln,
-		switches:   map[string]*switchState{},
-		pipes:      map[string]*pipeState{},
-		monitors:   map[uint64]*monState{},
-		feeders:    map[string]map[*session]struct{}{},
-		clientMons: map[string]map[uint64]*monState{},
-		zlevels:    map[string][]*monState{},
-		ifaces:     map[string]*ifaceState{},
-		conns:      map[*ctl.Conn]struct{}{},
-		usage:      map[uint32]*usage{},
-		limits:     cfg.Limits.withDefaults(),
-		named:      cfg.Switches,
-		applied:    cfg.Startup,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ln:       ln,
+		switches: map[string]*switchState{},
+		pipes:    map[string]*pipeState{},
+		ifaces:   map[string]*ifaceState{},
+		conns:    map[*ctl.Conn]struct{}{},
+		usage:    map[uint32]*usage{},
+		limits:   cfg.Limits.withDefaults(),
+		named:    cfg.Switches,
+		applied:  cfg.Startup,
 	}
+	d.monitors = monitor.NewRegistry(cfg.Logger, d.sendEventLocked)
 	if cfg.SocketGroup != "" {
 		if err := d.setSocketAccess(cfg.SocketGroup, fmt.Sprintf("%o", cfg.SocketMode)); err != nil {
 			ln.Close()
@@ -310,9 +275,7 @@ type session struct {
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
 	release func()
-	// feeds is the interface whose monitors this client's syncs feed;
 	// events carries what valed tells the client after the open reply.
-	feeds  string
 	events *eventQueue
 }
 
@@ -335,8 +298,8 @@ func (d *Daemon) serveConn(c *ctl.Conn) {
 	}()
 	s, err := d.admit(c)
 	if err != nil {
-		c.ReplyError(err)
 		d.log.Warn("control connection refused", "error", err)
+		c.Refuse(err)
 		return
 	}
 	defer d.endSession(s)
@@ -509,7 +472,7 @@ func (d *Daemon) bind(s *session, n *ports.Name, conf ports.Conf, g ports.Geomet
 		}
 	}
 	if err != nil {
-		d.removeFeederLocked(s)
+		d.monitors.RemoveFeeder(s)
 		return ports.OpenReply{}, nil, err
 	}
 	s.holding = reply.Port
@@ -536,15 +499,16 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 			return nil, err
 		}
 	}
-	if ps.shm == nil {
+	mp, ok := ps.port.(mappable)
+	if !ok {
 		return nil, fmt.Errorf("%s is %s attached with vale-ctl; applications open VALE ports, not attached interfaces (monitor it with %s/rt)",
-			ps.name(), describeKind(ps), ps.name())
+			ps.name(), ps.port.what(), ps.name())
 	}
-	tx, rx := ps.shm.Rings()
+	tx, rx := mp.Rings()
 	sel, err := ports.SelectRings(n, tx, rx)
 	var b *shm.Binding
 	if err == nil {
-		b, err = ps.shm.Bind(sel)
+		b, err = mp.Bind(sel)
 	}
 	if err != nil {
 		if created {
@@ -558,7 +522,7 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 		return nil, err
 	}
 	reply.Switch, reply.Index = n.Switch, ps.idx
-	d.addFeederLocked(s, reply.Port)
+	d.monitors.AddFeeder(s, reply.Port)
 	s.release = func() {
 		if b.Close() == 0 {
 			d.destroyPortLocked(ps)
@@ -587,20 +551,18 @@ func (d *Daemon) portLocked(c peer.Cred, swName, name string, g ports.Geometry, 
 		return nil, false, err
 	}
 	ss := d.userSwitchLocked(c, swName)
-	port, err := shm.New(name, g, d.cfg.Port)
+	sp, err := shm.New(name, g, d.cfg.Port)
 	if err != nil {
 		d.dropSwitchIfEmptyLocked(ss)
 		return nil, false, err
 	}
-	idx, err := ss.sw.Attach(port, mode)
+	ps, err := d.attachPortLocked(swName, &portState{port: clientPort{sp}, geom: g, uid: c.UID, mode: mode})
 	if err != nil {
-		port.Free()
-		d.dropSwitchIfEmptyLocked(ss)
+		sp.Free()
 		return nil, false, err
 	}
-	ps := &portState{port: port, shm: port, sw: ss, idx: idx, geom: g, uid: c.UID, mode: mode}
-	ss.ports[name] = ps
 	d.usageLocked(c.UID).ports++
+	ps.gone = func() { d.releaseUsageLocked(c.UID, func(u *usage) { u.ports-- }) }
 	return ps, true, nil
 }
 
@@ -659,7 +621,7 @@ func (d *Daemon) releaseSession(s *session) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.removeFeederLocked(s)
+	d.monitors.RemoveFeeder(s)
 	s.release()
 	d.log.Info("port closed", "port", s.holding, "pid", s.cred.PID)
 	s.release, s.holding = nil, ""
@@ -676,15 +638,12 @@ func (d *Daemon) destroyPortLocked(ps *portState) {
 	if err := ss.sw.Detach(ps.port); err != nil {
 		d.log.Error("detach port", "port", ps.name(), "error", err)
 	}
-	d.orphanMonitorsLocked(ps.name())
-	if err := ps.free(); err != nil {
+	d.monitors.Orphan(ps.name())
+	if err := ps.port.Free(); err != nil {
 		d.log.Error("free port", "port", ps.name(), "error", err)
 	}
-	if ps.iface != nil {
-		ps.iface.port = nil
-	}
-	if ps.shm != nil {
-		d.releaseUsageLocked(ps.uid, func(u *usage) { u.ports-- })
+	if ps.gone != nil {
+		ps.gone()
 	}
 	delete(ss.ports, ps.name())
 	d.log.Info("port destroyed", "port", ps.name())
@@ -754,12 +713,13 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 	if ss := d.switches[n.Switch]; ss != nil {
 		if ps := ss.ports[switchPortName(&n)]; ps != nil {
 			reply.Index, reply.Geometry = ps.idx, ps.geom
-			if ps.shm == nil {
+			mp, ok := ps.port.(mappable)
+			if !ok {
 				// An attached interface has no memory to map.
 				reply.Kind, reply.MAC = ps.port.Describe().Kind, ps.port.Describe().MAC
 				return reply, nil
 			}
-			reply.MAC, reply.Layout = ps.shm.MAC().String(), ps.shm.Layout()
+			reply.MAC, reply.Layout = mp.MAC().String(), mp.Layout()
 			return reply, nil
 		}
 	}
@@ -803,13 +763,13 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 		if r.Name == "" || r.Name == master || r.Name == ps.pair.Name(pipes.Slave) {
 			g := ps.pair.Geometry(pipes.Master)
 			pipeList = append(pipeList, mgmt.PipeInfo{
-				Master: master, Slave: ps.pair.Name(pipes.Slave),
+				Master: master, Slave: ps.pair.Name(pipes.Slave), Mode: vale.ModeLossless.String(),
 				TxRings: int(g.TxRings), RxRings: int(g.RxRings), TxSlots: int(g.TxSlots), RxSlots: int(g.RxSlots),
 				Clients: ps.pair.Users(),
 			})
 		}
 	}
-	monList := d.monitorInfosLocked(func(target string) bool {
+	monList := d.monitors.Infos(func(target string) bool {
 		return r.Name == "" || target == portName || strings.HasPrefix(target, r.Name+":")
 	})
 	ifList := d.ifaceInfosLocked(r.Name)

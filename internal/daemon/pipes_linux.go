@@ -67,7 +67,7 @@ func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 		return nil, err
 	}
 	fds := b.Reply(reply)
-	d.addFeederLocked(s, reply.Port)
+	d.monitors.AddFeeder(s, reply.Port)
 	s.release = func() {
 		if b.Close() == 0 {
 			d.destroyPipeLocked(master)
@@ -94,8 +94,8 @@ func (d *Daemon) destroyPipeLocked(master string) {
 	if ps == nil {
 		return
 	}
-	d.orphanMonitorsLocked(master)
-	d.orphanMonitorsLocked(ps.pair.Name(pipes.Slave))
+	d.monitors.Orphan(master)
+	d.monitors.Orphan(ps.pair.Name(pipes.Slave))
 	if err := ps.pair.Free(); err != nil {
 		d.log.Error("free pipe", "pipe", master, "error", err)
 	}

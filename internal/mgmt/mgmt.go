@@ -39,6 +39,7 @@ type MonitorInfo struct {
 type PipeInfo struct {
 	Master  string `json:"master"`
 	Slave   string `json:"slave"`
+	Mode    string `json:"mode"`     // "lossless": a pipe's sender waits for its reader
 	TxRings int    `json:"tx_rings"` // of the master end
 	RxRings int    `json:"rx_rings"`
 	TxSlots int    `json:"tx_slots"`
