@@ -12,17 +12,17 @@
 //     switch; one slot always stays empty, so a ring of N slots holds at most
 //     N-1 frames;
 //   - on a TX ring the application fills slots from head, advances head (and
-//     cur) and calls [Port.TxSync]; the switch consumes [old head, head) and
+//     cur) and calls nmport's Port.TxSync; the switch consumes [old head, head) and
 //     advances tail as the slots become free again;
 //   - on an RX ring the switch fills slots from tail and advances tail; the
 //     application reads [head, tail), advances head to release slots and calls
-//     [Port.RxSync];
-//   - cur may run ahead of head (up to tail) to ask [Port.Poll] to wait until
+//     Port.RxSync;
+//   - cur may run ahead of head (up to tail) to ask Port.Poll to wait until
 //     more than cur-head slots are available.
 //
-// Applications open a port by name with [Open] (see [ParseName] for the
-// grammar), then move packets by touching rings only. [Port.TxSync],
-// [Port.RxSync] and [Port.Poll] behave like netmap's NIOCTXSYNC, NIOCRXSYNC
+// Applications open a port by name with nmport.Open (see [ParseName] for the
+// grammar), then move packets by touching rings only. Port.TxSync,
+// Port.RxSync and Port.Poll (package nmport) behave like netmap's NIOCTXSYNC, NIOCRXSYNC
 // and poll(2). Ring indexes cross the process boundary only through sync/atomic
 // operations, once per sync, so a batch of frames costs a handful of atomic
 // operations and, when the other side is asleep, one eventfd write.

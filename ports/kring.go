@@ -35,8 +35,9 @@ type KRing struct {
 }
 
 // KRing returns the switch-side view of ring i of direction d; port names
-// the port in errors. The switch side must build its views before handing
-// the memory out, or trust no index it finds (see KRing.Adopt).
+// the port in errors. The switch side should build its views before
+// handing the memory out: the indexes it finds in the header are only
+// clamped into the ring, not trusted.
 func (f *Iface) KRing(d Direction, i int, port string) *KRing {
 	ri := f.ringIndex(d, i)
 	hdr := f.header(d, i)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,12 +57,10 @@ func newFrontend(t testing.TB, socket string) *frontend {
 		t.Fatal(err)
 	}
 	var c *net.UnixConn
-	for range 100 {
-		if c, err = net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"}); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(time.Second, func() bool {
+		c, err = net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+		return err == nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

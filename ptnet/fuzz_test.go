@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/guard"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 )
 
@@ -116,13 +117,7 @@ func FuzzMessages(f *testing.F) {
 }
 
 func waitDisconnected(t *testing.T, p *Port) {
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("the port kept a closed session")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitForWithin(t, 5*time.Second, "the port to drop the closed session", func() bool { return !p.Connected() })
 }
 
 // FuzzRingSetup sets up a virtqueue the way a hostile frontend may lay it

@@ -206,7 +206,10 @@ func TestKilledSender(t *testing.T) {
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:y"+bigRx, "-f", "rxseq", "-n", fmt.Sprint(n))
 	d.waitPort(t, "vale0:y")
 	tx := start(t, d.sock, "pkt-gen", "-i", "vale0:x", "-f", "txseq", "-n", fmt.Sprint(n), "-R", exactRate)
-	time.Sleep(300 * time.Millisecond)
+	testutil.WaitFor(t, "the good pair's frames to flow", func() bool {
+		st := d.portStats(t, "vale0:y")
+		return st != nil && st.Stats.RxPackets != 0
+	})
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +296,21 @@ func TestGarbageClient(t *testing.T) {
 	d.run(t, 20*time.Second, "pkt-gen", "-i", "vale0:after", "-f", "tx", "-n", "1000")
 }
 
+// waitReceived waits until valed has delivered want(i) frames to each
+// port vale0:pI.
+func waitReceived(t testing.TB, d *daemon, want func(i int) uint64) {
+	t.Helper()
+	testutil.WaitFor(t, "every port to receive its frames", func() bool {
+		for _, p := range d.listing(t, "vale0").Ports {
+			var i int
+			if _, err := fmt.Sscanf(p.Name, "vale0:p%d", &i); err == nil && p.Stats.RxPackets < want(i) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestManyPorts opens 254 ports on one switch (netmap's limit) at once and
 // checks that traffic among some of them still works.
 func TestManyPorts(t *testing.T) {
@@ -316,11 +334,25 @@ func TestManyPorts(t *testing.T) {
 	for i := 10; i+1 < n; i += 37 {
 		pairs = append(pairs, [2]int{i, i + 1})
 	}
+	announcer := map[int]bool{}
 	for _, pr := range pairs {
 		cs[pr[0]].send(bcast, "announce")
 		cs[pr[1]].send(bcast, "announce")
+		announcer[pr[0]], announcer[pr[1]] = true, true
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Every port gets the "hello" (but its sender) and every announcement
+	// (but its own).
+	received := func(i int) uint64 {
+		n := uint64(len(announcer))
+		if announcer[i] {
+			n--
+		}
+		if i != 0 {
+			n++
+		}
+		return n
+	}
+	waitReceived(t, d, received)
 	for _, c := range cs {
 		c.recv(0)
 	}
@@ -330,7 +362,12 @@ func TestManyPorts(t *testing.T) {
 		cs[pr[1]].send(cs[pr[0]].mac, fmt.Sprint("to ", pr[0]))
 		want[pr[0]], want[pr[1]] = fmt.Sprint("to ", pr[0]), fmt.Sprint("to ", pr[1])
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitReceived(t, d, func(i int) uint64 {
+		if announcer[i] {
+			return received(i) + 1
+		}
+		return received(i)
+	})
 	for i, c := range cs {
 		got := strings.Join(c.recv(0), ",")
 		if got != want[i] {

@@ -55,6 +55,18 @@ func (p *proc) stop(t testing.TB) string {
 
 var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
 
+var rxPacketsRE = regexp.MustCompile(`RX-packets:\s+(\d+)`)
+
+// lastRxPackets reads the last RX-packets count testpmd printed.
+func lastRxPackets(out string) uint64 {
+	m := rxPacketsRE.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(m[len(m)-1][1], 10, 64)
+	return v
+}
+
 // portTotals reads testpmd's closing forward statistics of port 0.
 func portTotals(t testing.TB, out string) (rx, tx uint64) {
 	t.Helper()
@@ -113,7 +125,9 @@ func TestPktgenToVirtioUser(t *testing.T) {
 		st := d.portStats(t, "vale0:vu")
 		return st.Stats.RxPackets+st.Stats.DropFull >= n
 	})
-	time.Sleep(500 * time.Millisecond)
+	// testpmd prints its port's counters every second: wait for them to
+	// show every frame (or give up and report what arrived).
+	testutil.Eventually(20*time.Second, func() bool { return lastRxPackets(tp.out.String()) >= n })
 	got, _ := portTotals(t, tp.stop(t))
 	if got != n {
 		t.Errorf("testpmd received %d frames, want %d; vale0:vu: %v", got, n, d.portStats(t, "vale0:vu"))

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // QEMU guests for the vhost-user tests: Debian's kernel and busybox
@@ -199,29 +201,38 @@ func (g *guest) waitLine(t testing.TB, re string, timeout time.Duration) []strin
 func (g *guest) waitLineAfter(t testing.TB, re string, from int, timeout time.Duration) ([]string, int) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(timeout)
-	for {
-		out := g.out.String()
-		if from > len(out) {
-			from = len(out)
-		}
-		if loc := rx.FindStringSubmatchIndex(out[from:]); loc != nil {
-			var m []string
-			for i := 0; i < len(loc); i += 2 {
-				if loc[i] >= 0 {
-					m = append(m, out[from+loc[i]:from+loc[i+1]])
-				} else {
-					m = append(m, "")
-				}
-			}
-			return m, from + loc[1]
-		}
-		if g.exited() {
-			t.Fatalf("guest %s ended without %q", g.name, re)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("guest %s: no %q within %v", g.name, re, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var m []string
+	end := 0
+	testutil.Eventually(timeout, func() bool {
+		m, end = matchAfter(rx, g.out.String(), from)
+		return m != nil || g.exited()
+	})
+	switch {
+	case m != nil:
+		return m, end
+	case g.exited():
+		t.Fatalf("guest %s ended without %q", g.name, re)
+	default:
+		t.Fatalf("guest %s: no %q within %v", g.name, re, timeout)
 	}
+	return nil, 0
+}
+
+// matchAfter matches rx in out after byte offset from, and returns the
+// submatches and where the match ends (nil if none).
+func matchAfter(rx *regexp.Regexp, out string, from int) ([]string, int) {
+	from = min(from, len(out))
+	loc := rx.FindStringSubmatchIndex(out[from:])
+	if loc == nil {
+		return nil, 0
+	}
+	var m []string
+	for i := 0; i < len(loc); i += 2 {
+		if loc[i] >= 0 {
+			m = append(m, out[from+loc[i]:from+loc[i+1]])
+		} else {
+			m = append(m, "")
+		}
+	}
+	return m, from + loc[1]
 }

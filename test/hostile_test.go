@@ -332,15 +332,11 @@ func (h *hostile) checkBaseline() {
 		return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), "no switches")
 	})
 	var g, f int
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if g, f = h.usage(); g <= h.g0+3 && f <= h.f0+2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("valed holds %d goroutines and %d descriptors after the attack, %d and %d before", g, f, h.g0, h.f0)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testutil.Eventually(20*time.Second, func() bool {
+		g, f = h.usage()
+		return g <= h.g0+3 && f <= h.f0+2
+	}) {
+		t.Fatalf("valed holds %d goroutines and %d descriptors after the attack, %d and %d before", g, f, h.g0, h.f0)
 	}
 }
 
@@ -370,7 +366,10 @@ func (h *hostile) watchValeCtl() (stop func()) {
 			if err != nil {
 				h.t.Errorf("vale-ctl -l failed during the attack: %v\n%s", err, out)
 			}
-			time.Sleep(200 * time.Millisecond)
+			select { // a probe every 200 ms
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}()
 	return func() {

@@ -80,13 +80,10 @@ func iperf3(t testing.TB, server *netNS, addr string, client *netNS) int64 {
 	}()
 	var out string
 	var err error
-	for range 50 { // until the server listens
+	testutil.Eventually(5*time.Second, func() bool { // until the server listens
 		out, err = client.try("iperf3", "-c", addr, "-t", "2", "-J")
-		if !strings.Contains(out, "Connection refused") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return !strings.Contains(out, "Connection refused")
+	})
 	if err != nil {
 		t.Fatalf("iperf3 to %s: %v\n%s\nserver:\n%s", addr, err, out, srvOut.String())
 	}

@@ -199,12 +199,10 @@ func scrape(t testing.TB, addr string) string {
 	t.Helper()
 	var resp *http.Response
 	var err error
-	for range 100 {
-		if resp, err = http.Get("http://" + addr + "/metrics"); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(5*time.Second, func() bool {
+		resp, err = http.Get("http://" + addr + "/metrics")
+		return err == nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

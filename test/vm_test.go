@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
 )
 
 // Two QEMU guests on vhost-user ports of vale0 (one where valed listens,
@@ -110,12 +112,10 @@ sleep 600`)
 	}
 	var out string
 	var err error
-	for range 20 {
-		if out, err = a.try("sh", "-c", bb+" wget -q -O - http://10.88.0.1/down | "+bb+" md5sum"); err == nil {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testutil.Eventually(10*time.Second, func() bool {
+		out, err = a.try("sh", "-c", bb+" wget -q -O - http://10.88.0.1/down | "+bb+" md5sum")
+		return err == nil
+	})
 	if err != nil || strings.Fields(out)[0] != down {
 		t.Fatalf("the namespace downloaded %q (%v); the guest served MD5 %s", out, err, down)
 	}

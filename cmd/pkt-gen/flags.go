@@ -82,33 +82,46 @@ func (l *lengths) Set(s string) error {
 	return nil
 }
 
+// flagValues are pkt-gen's flags as given.
+type flagValues struct {
+	lens                                                    lengths
+	ifname, fn, smac, dmac, src, dst, socket                string
+	count                                                   uint64
+	burst, reportMs, wait, threads, cpu                     int
+	rate                                                    float64
+	randSrc, randDst, exitIdle, framing, dump, noNorm, verb bool
+}
+
+// defineFlags defines pkt-gen's flags into v.
+func defineFlags(fs *flag.FlagSet, v *flagValues) {
+	fs.StringVar(&v.ifname, "i", "", "port to use, e.g. vale0:a (a name without prefix gets netmap:)")
+	fs.StringVar(&v.fn, "f", "rx", "function: tx, rx, ping, pong, txseq, rxseq")
+	fs.Uint64Var(&v.count, "n", 0, "frames (transactions for ping/pong) to send or receive; 0 = forever")
+	fs.IntVar(&v.burst, "b", 0, "batch per sync (default 512, 1 for ping/pong)")
+	fs.Float64Var(&v.rate, "R", 0, "rate limit in frames per second (rx: read no faster, a slow receiver)")
+	fs.StringVar(&v.smac, "S", "", "source MAC (default: the port's own)")
+	fs.StringVar(&v.dmac, "D", "ff:ff:ff:ff:ff:ff", "destination MAC")
+	fs.StringVar(&v.src, "s", "10.0.0.1", "source address[:port][-address[:port]]")
+	fs.StringVar(&v.dst, "d", "10.1.0.1", "destination address[:port][-address[:port]]")
+	fs.BoolVar(&v.randSrc, "z", false, "random source address and port")
+	fs.BoolVar(&v.randDst, "Z", false, "random destination address and port")
+	fs.IntVar(&v.reportMs, "T", 1000, "report interval in milliseconds")
+	fs.IntVar(&v.wait, "w", 0, "seconds to wait before starting (link wait)")
+	fs.BoolVar(&v.exitIdle, "W", false, "rx: exit after one second without traffic")
+	fs.IntVar(&v.threads, "p", 1, "threads, one ring each")
+	fs.IntVar(&v.cpu, "a", -1, "pin thread i to CPU a+i")
+	fs.BoolVar(&v.framing, "B", false, "count 24 bytes of Ethernet framing (preamble, IFG, CRC) in the raw rate")
+	fs.BoolVar(&v.dump, "X", false, "hexdump frames")
+	fs.BoolVar(&v.noNorm, "N", false, "do not scale numbers with unit prefixes")
+	fs.BoolVar(&v.verb, "v", false, "verbose")
+	fs.StringVar(&v.socket, "sock", "", "valed control socket (default $VALE_SOCK or /run/vale/valed.sock)")
+	fs.Var(&v.lens, "l", "frame length without CRC (default 60); given twice, random lengths between the two")
+}
+
 func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("pkt-gen", flag.ContinueOnError)
-	var (
-		lens     lengths
-		ifname   = fs.String("i", "", "port to use, e.g. vale0:a (a name without prefix gets netmap:)")
-		fn       = fs.String("f", "rx", "function: tx, rx, ping, pong, txseq, rxseq")
-		count    = fs.Uint64("n", 0, "frames (transactions for ping/pong) to send or receive; 0 = forever")
-		burst    = fs.Int("b", 0, "batch per sync (default 512, 1 for ping/pong)")
-		rate     = fs.Float64("R", 0, "rate limit in frames per second (rx: read no faster, a slow receiver)")
-		smac     = fs.String("S", "", "source MAC (default: the port's own)")
-		dmac     = fs.String("D", "ff:ff:ff:ff:ff:ff", "destination MAC")
-		src      = fs.String("s", "10.0.0.1", "source address[:port][-address[:port]]")
-		dst      = fs.String("d", "10.1.0.1", "destination address[:port][-address[:port]]")
-		randSrc  = fs.Bool("z", false, "random source address and port")
-		randDst  = fs.Bool("Z", false, "random destination address and port")
-		reportMs = fs.Int("T", 1000, "report interval in milliseconds")
-		wait     = fs.Int("w", 0, "seconds to wait before starting (link wait)")
-		exitIdle = fs.Bool("W", false, "rx: exit after one second without traffic")
-		threads  = fs.Int("p", 1, "threads, one ring each")
-		cpu      = fs.Int("a", -1, "pin thread i to CPU a+i")
-		framing  = fs.Bool("B", false, "count 24 bytes of Ethernet framing (preamble, IFG, CRC) in the raw rate")
-		dump     = fs.Bool("X", false, "hexdump frames")
-		noNorm   = fs.Bool("N", false, "do not scale numbers with unit prefixes")
-		verbose  = fs.Bool("v", false, "verbose")
-		socket   = fs.String("sock", "", "valed control socket (default $VALE_SOCK or /run/vale/valed.sock)")
-	)
-	fs.Var(&lens, "l", "frame length without CRC (default 60); given twice, random lengths between the two")
+	var v flagValues
+	defineFlags(fs, &v)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: pkt-gen -i port [flags]\n\nGenerate or receive traffic on a vale port.\n\n")
 		fs.PrintDefaults()
@@ -120,20 +133,35 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c := &config{
-		socket: *socket, count: *count, rate: *rate, randSrc: *randSrc, randDst: *randDst,
-		reportMs: *reportMs, exitIdle: *exitIdle, threads: *threads, cpu: *cpu,
-		dump: *dump, normalize: !*noNorm, verbose: *verbose, srcText: *src, dstText: *dst,
+		socket: v.socket, count: v.count, rate: v.rate, randSrc: v.randSrc, randDst: v.randDst,
+		reportMs: v.reportMs, exitIdle: v.exitIdle, threads: v.threads, cpu: v.cpu,
+		dump: v.dump, normalize: !v.noNorm, verbose: v.verb, srcText: v.src, dstText: v.dst,
+		wait: time.Duration(v.wait) * time.Second,
 	}
-	if *ifname == "" {
+	if v.ifname == "" {
 		return nil, errors.New("missing -i port")
 	}
-	c.ifname = *ifname
-	c.ifname = cli.PortName(c.ifname)
-	f, ok := functions[*fn]
+	c.ifname = cli.PortName(v.ifname)
+	f, ok := functions[v.fn]
 	if !ok {
-		return nil, fmt.Errorf("unknown function %q (tx, rx, ping, pong, txseq, rxseq)", *fn)
+		return nil, fmt.Errorf("unknown function %q (tx, rx, ping, pong, txseq, rxseq)", v.fn)
 	}
 	c.fn = f
+	if v.framing {
+		c.framing = 24 * 8
+	}
+	if err := c.setLengths(v.lens); err != nil {
+		return nil, err
+	}
+	if err := c.checkCounts(v.fn, v.burst); err != nil {
+		return nil, err
+	}
+	return c, c.setAddresses(&v)
+}
+
+// setLengths sets the frame length, or the range of random lengths, from
+// -l given once or twice, checked against what the function needs.
+func (c *config) setLengths(lens lengths) error {
 	c.length = 60
 	switch len(lens) {
 	case 1:
@@ -141,54 +169,58 @@ func parseFlags(args []string) (*config, error) {
 	case 2:
 		c.length, c.minLength = max(lens[0], lens[1]), min(lens[0], lens[1])
 	}
-	if c.length < pkt.HeadersLen || c.length > 65535 || (c.minLength != 0 && c.minLength < pkt.HeadersLen) {
-		return nil, fmt.Errorf("frame length must be in [%d, 65535]", pkt.HeadersLen)
+	switch {
+	case c.length < pkt.HeadersLen || c.length > 65535 || (c.minLength != 0 && c.minLength < pkt.HeadersLen):
+		return fmt.Errorf("frame length must be in [%d, 65535]", pkt.HeadersLen)
+	case c.fn == fnPing && c.length < pkt.HeadersLen+pingPayload:
+		return fmt.Errorf("ping needs frames of at least %d bytes", pkt.HeadersLen+pingPayload)
+	case c.fn == fnTxSeq && c.length < pkt.HeadersLen+4:
+		return fmt.Errorf("txseq needs frames of at least %d bytes", pkt.HeadersLen+4)
 	}
-	if f == fnPing && c.length < pkt.HeadersLen+pingPayload {
-		return nil, fmt.Errorf("ping needs frames of at least %d bytes", pkt.HeadersLen+pingPayload)
-	}
-	if f == fnTxSeq && c.length < pkt.HeadersLen+4 {
-		return nil, fmt.Errorf("txseq needs frames of at least %d bytes", pkt.HeadersLen+4)
-	}
-	c.burst = *burst
+	return nil
+}
+
+// checkCounts sets the burst (-b, or the function's default) and checks
+// it, the rate, the threads and the report interval.
+func (c *config) checkCounts(fn string, burst int) error {
+	c.burst = burst
 	if c.burst == 0 {
-		c.burst = f.defaultBurst()
+		c.burst = c.fn.defaultBurst()
 	}
-	if c.burst < 1 || c.burst > ports.MaxSlots {
-		return nil, fmt.Errorf("-b %d out of range [1, %d]", c.burst, ports.MaxSlots)
+	f := c.fn
+	switch {
+	case c.burst < 1 || c.burst > ports.MaxSlots:
+		return fmt.Errorf("-b %d out of range [1, %d]", c.burst, ports.MaxSlots)
+	case c.rate < 0:
+		return errors.New("-R must not be negative")
+	case c.threads < 1 || c.threads > ports.MaxRings:
+		return fmt.Errorf("-p %d out of range [1, %d]", c.threads, ports.MaxRings)
+	case c.threads > 1 && (f == fnPing || f == fnPong || f == fnTxSeq || f == fnRxSeq):
+		return fmt.Errorf("%s works with one thread only", fn)
+	case c.reportMs < 10:
+		return errors.New("-T must be at least 10 ms")
 	}
-	if c.rate < 0 {
-		return nil, errors.New("-R must not be negative")
-	}
-	if c.threads < 1 || c.threads > ports.MaxRings {
-		return nil, fmt.Errorf("-p %d out of range [1, %d]", c.threads, ports.MaxRings)
-	}
-	if c.threads > 1 && (f == fnPing || f == fnPong || f == fnTxSeq || f == fnRxSeq) {
-		return nil, fmt.Errorf("%s works with one thread only", *fn)
-	}
-	if c.reportMs < 10 {
-		return nil, errors.New("-T must be at least 10 ms")
-	}
-	c.wait = time.Duration(*wait) * time.Second
-	if *framing {
-		c.framing = 24 * 8
-	}
+	return nil
+}
+
+// setAddresses parses the MAC addresses and the address ranges.
+func (c *config) setAddresses(v *flagValues) error {
 	var err error
-	if *smac != "" {
-		if c.srcMAC, err = net.ParseMAC(*smac); err != nil || len(c.srcMAC) != 6 {
-			return nil, fmt.Errorf("-S: %q is not a MAC address", *smac)
+	if v.smac != "" {
+		if c.srcMAC, err = net.ParseMAC(v.smac); err != nil || len(c.srcMAC) != 6 {
+			return fmt.Errorf("-S: %q is not a MAC address", v.smac)
 		}
 	}
-	if c.dstMAC, err = net.ParseMAC(*dmac); err != nil || len(c.dstMAC) != 6 {
-		return nil, fmt.Errorf("-D: %q is not a MAC address", *dmac)
+	if c.dstMAC, err = net.ParseMAC(v.dmac); err != nil || len(c.dstMAC) != 6 {
+		return fmt.Errorf("-D: %q is not a MAC address", v.dmac)
 	}
-	if c.src, err = pkt.ParseRange(*src, 1234); err != nil {
-		return nil, fmt.Errorf("-s: %w", err)
+	if c.src, err = pkt.ParseRange(v.src, 1234); err != nil {
+		return fmt.Errorf("-s: %w", err)
 	}
-	if c.dst, err = pkt.ParseRange(*dst, 4321); err != nil {
-		return nil, fmt.Errorf("-d: %w", err)
+	if c.dst, err = pkt.ParseRange(v.dst, 4321); err != nil {
+		return fmt.Errorf("-d: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 // threadName returns the port name thread i opens: the name as given for a

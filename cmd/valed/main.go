@@ -144,8 +144,7 @@ func run() error {
 	}
 	// Signals first: one that comes while the socket is being made (a
 	// script sees the socket and may stop valed at once) ends valed.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := stopOnSignal(log)
 	d, err := daemon.New(dc)
 	if err != nil {
 		return err
@@ -165,6 +164,20 @@ func run() error {
 	err = d.Serve(ctx)
 	notify("STOPPING=1")
 	return err
+}
+
+// stopOnSignal returns a context cancelled by SIGINT or SIGTERM, and
+// logs which one stopped valed.
+func stopOnSignal(log *slog.Logger) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Info("valed stopping", "signal", s.String())
+		cancel()
+	}()
+	return ctx
 }
 
 // fromFile sets, from the configuration, every value whose flag was not

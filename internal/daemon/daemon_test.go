@@ -12,6 +12,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/internal/mgmt"
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
 )
@@ -77,13 +78,9 @@ func TestPortLifetime(t *testing.T) {
 		t.Fatal("port destroyed while a client still holds it")
 	}
 	a2.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(list(t, sock).Switches) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("port and switch not destroyed after the last close")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitForWithin(t, 5*time.Second, "the port and switch to be destroyed after the last close", func() bool {
+		return len(list(t, sock).Switches) == 0
+	})
 }
 
 func TestOneOpenPerConnection(t *testing.T) {

@@ -233,133 +233,175 @@ func pow10(e int) uint64 {
 	return p
 }
 
+// errNotCapture reports data that is neither pcap nor pcapng.
+var errNotCapture = errors.New("not a pcap or pcapng file")
+
+// ngReader is the state of a pcapng parse: the trace so far, the
+// section's byte order and interfaces, and the last timestamp (for simple
+// packet blocks, which have none).
+type ngReader struct {
+	t      *Trace
+	data   []byte
+	bo     binary.ByteOrder
+	ifaces []ngIface
+	lastTS int64
+}
+
 // parseNG parses a pcapng file.
 func parseNG(data []byte) (*Trace, error) {
-	t := &Trace{Format: PcapNG}
-	var bo binary.ByteOrder
-	var ifaces []ngIface
-	var lastTS int64
-	off := 0
-	for off < len(data) {
-		rec := len(t.Packets) + 1
-		var btype uint32
-		bad := func(err error) (*Trace, error) {
-			if off == 0 {
-				return nil, fmt.Errorf("pcapng section header: %w", err)
-			}
-			return t, &RecordError{Record: rec, Offset: int64(off), Err: fmt.Errorf("block type %#x: %w", btype, err)}
+	r := &ngReader{t: &Trace{Format: PcapNG}, data: data}
+	for off := 0; off < len(data); {
+		btype, blen, err := r.frame(off)
+		if err == nil {
+			err = r.block(btype, blen, off)
 		}
-		left := len(data) - off
-		if left < 12 {
-			return bad(fmt.Errorf("%w: block header has %d of 12 bytes", ErrTruncated, left))
+		switch {
+		case errors.Is(err, errNotCapture):
+			return nil, err
+		case err != nil && off == 0:
+			return nil, fmt.Errorf("pcapng section header: %w", err)
+		case err != nil:
+			return r.t, &RecordError{Record: len(r.t.Packets) + 1, Offset: int64(off), Err: fmt.Errorf("block type %#x: %w", btype, err)}
 		}
-		if binary.LittleEndian.Uint32(data[off:]) == blockSHB {
-			btype = blockSHB
-			switch binary.LittleEndian.Uint32(data[off+8:]) {
-			case 0x1a2b3c4d:
-				bo = binary.LittleEndian
-			case 0x4d3c2b1a:
-				bo = binary.BigEndian
-			default:
-				return bad(fmt.Errorf("%w: bad byte-order magic", ErrCorrupt))
-			}
-			ifaces = ifaces[:0]
-		}
-		if bo == nil {
-			return nil, errors.New("not a pcap or pcapng file")
-		}
-		btype = bo.Uint32(data[off:])
-		blen := bo.Uint32(data[off+4:])
-		if blen < 12 || blen%4 != 0 {
-			return bad(fmt.Errorf("%w: block length %d", ErrCorrupt, blen))
-		}
-		if blen > uint32(left) {
-			return bad(fmt.Errorf("%w: block length %d but only %d bytes left", ErrTruncated, blen, left))
-		}
-		end := off + int(blen)
-		if tail := bo.Uint32(data[end-4:]); tail != blen {
-			return bad(fmt.Errorf("%w: block length %d at the start, %d at the end", ErrCorrupt, blen, tail))
-		}
-		body := data[off+8 : end-4]
-		switch btype {
-		case blockSHB:
-			if len(body) < 16 {
-				return bad(fmt.Errorf("%w: section header of %d bytes", ErrCorrupt, blen))
-			}
-			if major := bo.Uint16(body[4:]); major != 1 {
-				return bad(fmt.Errorf("pcapng version %d.%d not supported", major, bo.Uint16(body[6:])))
-			}
-		case blockIDB:
-			if len(body) < 8 {
-				return bad(fmt.Errorf("%w: interface description of %d bytes", ErrCorrupt, blen))
-			}
-			ifc := ngIface{link: bo.Uint16(body), snaplen: bo.Uint32(body[4:]), resol: 6}
-			if err := ngOptions(bo, body[8:], func(code uint16, v []byte) error {
-				switch {
-				case code == 9 && len(v) == 1:
-					ifc.resol = v[0]
-				case code == 14 && len(v) == 8:
-					ifc.offset = int64(bo.Uint64(v))
-				case code == 9 || code == 14:
-					return fmt.Errorf("option %d of %d bytes", code, len(v))
-				}
-				return nil
-			}); err != nil {
-				return bad(fmt.Errorf("%w: %w", ErrCorrupt, err))
-			}
-			if ifc.resol&0x80 == 0 && ifc.resol > 6 || ifc.resol&0x80 != 0 && ifc.resol&0x7f >= 20 {
-				t.Nanos = true // finer than a microsecond
-			}
-			ifaces = append(ifaces, ifc)
-		case blockEPB, blockPB:
-			var ifid uint32
-			if btype == blockEPB {
-				if len(body) < 20 {
-					return bad(fmt.Errorf("%w: enhanced packet block of %d bytes", ErrCorrupt, blen))
-				}
-				ifid = bo.Uint32(body)
-			} else {
-				if len(body) < 20 {
-					return bad(fmt.Errorf("%w: packet block of %d bytes", ErrCorrupt, blen))
-				}
-				ifid = uint32(bo.Uint16(body))
-			}
-			if ifid >= uint32(len(ifaces)) {
-				return bad(fmt.Errorf("%w: interface %d not described", ErrCorrupt, ifid))
-			}
-			ifc := &ifaces[ifid]
-			ticks := uint64(bo.Uint32(body[4:]))<<32 | uint64(bo.Uint32(body[8:]))
-			caplen, origlen := bo.Uint32(body[12:]), bo.Uint32(body[16:])
-			if caplen > maxCapLen || caplen > uint32(len(body)-20) {
-				return bad(fmt.Errorf("%w: captured length %d in a block of %d bytes", ErrCorrupt, caplen, blen))
-			}
-			if ifc.link != linkEthernet {
-				return bad(fmt.Errorf("link type %d: only Ethernet (1) can be replayed", ifc.link))
-			}
-			lastTS = ifc.ns(ticks)
-			t.add(body[20:20+caplen], lastTS, int(origlen), off)
-		case blockSPB:
-			if len(body) < 4 {
-				return bad(fmt.Errorf("%w: simple packet block of %d bytes", ErrCorrupt, blen))
-			}
-			if len(ifaces) == 0 {
-				return bad(fmt.Errorf("%w: interface 0 not described", ErrCorrupt))
-			}
-			origlen := bo.Uint32(body)
-			caplen := origlen
-			if s := ifaces[0].snaplen; s != 0 {
-				caplen = min(caplen, s)
-			}
-			caplen = min(caplen, uint32(len(body)-4))
-			if ifaces[0].link != linkEthernet {
-				return bad(fmt.Errorf("link type %d: only Ethernet (1) can be replayed", ifaces[0].link))
-			}
-			// No timestamp: the packet goes with the previous one.
-			t.add(body[4:4+caplen], lastTS, int(origlen), off)
-		}
-		off = end
+		off += int(blen)
 	}
-	return t, nil
+	return r.t, nil
+}
+
+// frame reads the type and length of the block at off, checking its
+// framing; a section header sets the byte order of what follows.
+func (r *ngReader) frame(off int) (btype, blen uint32, err error) {
+	data := r.data
+	left := len(data) - off
+	if left < 12 {
+		return 0, 0, fmt.Errorf("%w: block header has %d of 12 bytes", ErrTruncated, left)
+	}
+	if binary.LittleEndian.Uint32(data[off:]) == blockSHB {
+		switch binary.LittleEndian.Uint32(data[off+8:]) {
+		case 0x1a2b3c4d:
+			r.bo = binary.LittleEndian
+		case 0x4d3c2b1a:
+			r.bo = binary.BigEndian
+		default:
+			return blockSHB, 0, fmt.Errorf("%w: bad byte-order magic", ErrCorrupt)
+		}
+		r.ifaces = r.ifaces[:0]
+	}
+	if r.bo == nil {
+		return 0, 0, errNotCapture
+	}
+	btype, blen = r.bo.Uint32(data[off:]), r.bo.Uint32(data[off+4:])
+	if blen < 12 || blen%4 != 0 {
+		return btype, 0, fmt.Errorf("%w: block length %d", ErrCorrupt, blen)
+	}
+	if blen > uint32(left) {
+		return btype, 0, fmt.Errorf("%w: block length %d but only %d bytes left", ErrTruncated, blen, left)
+	}
+	if tail := r.bo.Uint32(data[off+int(blen)-4:]); tail != blen {
+		return btype, 0, fmt.Errorf("%w: block length %d at the start, %d at the end", ErrCorrupt, blen, tail)
+	}
+	return btype, blen, nil
+}
+
+// block reads the body of a block of type btype and length blen at off.
+func (r *ngReader) block(btype, blen uint32, off int) error {
+	body := r.data[off+8 : off+int(blen)-4]
+	switch btype {
+	case blockSHB:
+		if len(body) < 16 {
+			return fmt.Errorf("%w: section header of %d bytes", ErrCorrupt, blen)
+		}
+		if major := r.bo.Uint16(body[4:]); major != 1 {
+			return fmt.Errorf("pcapng version %d.%d not supported", major, r.bo.Uint16(body[6:]))
+		}
+	case blockIDB:
+		return r.iface(body, blen)
+	case blockEPB, blockPB:
+		return r.packet(btype, body, blen, off)
+	case blockSPB:
+		return r.simplePacket(body, blen, off)
+	}
+	return nil
+}
+
+// iface reads an interface description.
+func (r *ngReader) iface(body []byte, blen uint32) error {
+	bo := r.bo
+	if len(body) < 8 {
+		return fmt.Errorf("%w: interface description of %d bytes", ErrCorrupt, blen)
+	}
+	ifc := ngIface{link: bo.Uint16(body), snaplen: bo.Uint32(body[4:]), resol: 6}
+	if err := ngOptions(bo, body[8:], func(code uint16, v []byte) error {
+		switch {
+		case code == 9 && len(v) == 1:
+			ifc.resol = v[0]
+		case code == 14 && len(v) == 8:
+			ifc.offset = int64(bo.Uint64(v))
+		case code == 9 || code == 14:
+			return fmt.Errorf("option %d of %d bytes", code, len(v))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if ifc.resol&0x80 == 0 && ifc.resol > 6 || ifc.resol&0x80 != 0 && ifc.resol&0x7f >= 20 {
+		r.t.Nanos = true // finer than a microsecond
+	}
+	r.ifaces = append(r.ifaces, ifc)
+	return nil
+}
+
+// packet reads an enhanced packet block or an (obsolete) packet block.
+func (r *ngReader) packet(btype uint32, body []byte, blen uint32, off int) error {
+	bo := r.bo
+	if len(body) < 20 {
+		what := "enhanced packet block"
+		if btype == blockPB {
+			what = "packet block"
+		}
+		return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, what, blen)
+	}
+	ifid := bo.Uint32(body)
+	if btype == blockPB {
+		ifid = uint32(bo.Uint16(body))
+	}
+	if ifid >= uint32(len(r.ifaces)) {
+		return fmt.Errorf("%w: interface %d not described", ErrCorrupt, ifid)
+	}
+	ifc := &r.ifaces[ifid]
+	ticks := uint64(bo.Uint32(body[4:]))<<32 | uint64(bo.Uint32(body[8:]))
+	caplen, origlen := bo.Uint32(body[12:]), bo.Uint32(body[16:])
+	if caplen > maxCapLen || caplen > uint32(len(body)-20) {
+		return fmt.Errorf("%w: captured length %d in a block of %d bytes", ErrCorrupt, caplen, blen)
+	}
+	if ifc.link != linkEthernet {
+		return fmt.Errorf("link type %d: only Ethernet (1) can be replayed", ifc.link)
+	}
+	r.lastTS = ifc.ns(ticks)
+	r.t.add(body[20:20+caplen], r.lastTS, int(origlen), off)
+	return nil
+}
+
+// simplePacket reads a simple packet block: interface 0, no timestamp (it
+// goes with the previous packet).
+func (r *ngReader) simplePacket(body []byte, blen uint32, off int) error {
+	if len(body) < 4 {
+		return fmt.Errorf("%w: simple packet block of %d bytes", ErrCorrupt, blen)
+	}
+	if len(r.ifaces) == 0 {
+		return fmt.Errorf("%w: interface 0 not described", ErrCorrupt)
+	}
+	origlen := r.bo.Uint32(body)
+	caplen := origlen
+	if s := r.ifaces[0].snaplen; s != 0 {
+		caplen = min(caplen, s)
+	}
+	caplen = min(caplen, uint32(len(body)-4))
+	if r.ifaces[0].link != linkEthernet {
+		return fmt.Errorf("link type %d: only Ethernet (1) can be replayed", r.ifaces[0].link)
+	}
+	r.t.add(body[4:4+caplen], r.lastTS, int(origlen), off)
+	return nil
 }
 
 // ngOptions walks a pcapng option list.
