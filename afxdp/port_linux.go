@@ -16,6 +16,7 @@ import (
 	"github.com/valeswitch/vale/internal/netdev"
 	"github.com/valeswitch/vale/internal/offload"
 	"github.com/valeswitch/vale/ports"
+	"github.com/vishvananda/netlink"
 )
 
 // CopyMode says how sockets bind.
@@ -131,6 +132,40 @@ func Attach(name, ifname string, opts Options) (_ *Port, err error) {
 	if err := opts.normalize(); err != nil {
 		return nil, fmt.Errorf("%s: %w", ifname, err)
 	}
+	a, err := checkInterface(ifname, &opts)
+	if err != nil {
+		return nil, err
+	}
+	if removed, err := RemoveStaleProgram(ifname); err != nil {
+		return nil, err
+	} else if removed {
+		opts.Logger.Warn("removed a stale vale XDP program", "interface", ifname)
+	}
+	p := &Port{name: name, ifname: ifname, ifindex: a.Index, mac: a.HardwareAddr, opts: opts, log: opts.Logger,
+		fixCsum: netdev.LocalSenders(ifname)}
+	defer func() {
+		if err != nil {
+			p.Free()
+		}
+	}()
+	if err := p.prepareInterface(); err != nil {
+		return nil, err
+	}
+	if p.prog, err = attachProgram(ifname, a.Index, opts.StartQueue+opts.Queues, opts.Mode); err != nil {
+		return nil, err
+	}
+	if err := p.openSockets(); err != nil {
+		return nil, err
+	}
+	p.log.Info("interface attached over AF_XDP", "port", name, "interface", ifname, "mode", p.Mode(),
+		"queues", fmt.Sprintf("%d-%d", opts.StartQueue, opts.StartQueue+opts.Queues-1), "ring_size", opts.RingSize, "frame_size", opts.FrameSize,
+		"complete_partial_checksums", p.fixCsum)
+	return p, nil
+}
+
+// checkInterface checks that ifname can be attached with opts (up, its
+// MTU fits a UMEM frame, the queues exist) and completes opts.Queues.
+func checkInterface(ifname string, opts *Options) (*netlink.LinkAttrs, error) {
 	l, err := netdev.Lookup(ifname)
 	if err != nil {
 		return nil, err
@@ -161,42 +196,40 @@ func Attach(name, ifname string, opts Options) (_ *Port, err error) {
 	if opts.StartQueue+opts.Queues > nq {
 		return nil, fmt.Errorf("%s has %d queues: cannot attach %d from queue %d", ifname, nq, opts.Queues, opts.StartQueue)
 	}
-	if removed, err := RemoveStaleProgram(ifname); err != nil {
-		return nil, err
-	} else if removed {
-		opts.Logger.Warn("removed a stale vale XDP program", "interface", ifname)
-	}
+	return a, nil
+}
 
-	p := &Port{name: name, ifname: ifname, ifindex: a.Index, mac: a.HardwareAddr, opts: opts, log: opts.Logger,
-		fixCsum: netdev.LocalSenders(ifname)}
-	defer func() {
-		if err != nil {
-			p.Free()
-		}
-	}()
-	if p.offloads, err = netdev.GetOffloads(ifname); err != nil {
-		return nil, err
+// prepareInterface records the interface's settings (to restore them
+// after a crash), turns GRO and LRO off and makes it promiscuous.
+func (p *Port) prepareInterface() (err error) {
+	if p.offloads, err = netdev.GetOffloads(p.ifname); err != nil {
+		return err
 	}
-	if p.state, err = recordState(opts.StateDir, ifname, a.Index, p.offloads); err != nil {
-		return nil, err
+	if p.state, err = recordState(p.opts.StateDir, p.ifname, p.ifindex, p.offloads); err != nil {
+		return err
 	}
 	if p.offloads.GRO || p.offloads.LRO {
-		if err := netdev.SetOffloads(ifname, netdev.Offloads{}); err != nil {
-			return nil, err
+		if err := netdev.SetOffloads(p.ifname, netdev.Offloads{}); err != nil {
+			return err
 		}
 	}
-	if p.promisc, err = netdev.Promiscuous(a.Index); err != nil {
-		return nil, fmt.Errorf("%s: %w", ifname, err)
+	if p.promisc, err = netdev.Promiscuous(p.ifindex); err != nil {
+		return fmt.Errorf("%s: %w", p.ifname, err)
 	}
-	if p.prog, err = attachProgram(ifname, a.Index, opts.StartQueue+opts.Queues, opts.Mode); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// openSockets binds a socket to each queue, in zero-copy mode where the
+// program runs natively and the options allow it, and registers it with
+// the program.
+func (p *Port) openSockets() error {
+	opts := p.opts
 	if opts.Copy == ForceZeroCopy && p.prog.mode != ModeNative {
-		return nil, fmt.Errorf("%s: zero-copy needs native mode (the program attached in %s mode)", ifname, p.prog.mode)
+		return fmt.Errorf("%s: zero-copy needs native mode (the program attached in %s mode)", p.ifname, p.prog.mode)
 	}
 	zc := opts.Copy != ForceCopy && p.prog.mode == ModeNative
 	for q := opts.StartQueue; q < opts.StartQueue+opts.Queues; q++ {
-		cfg := socketConfig{ifindex: a.Index, queue: q, ringSize: uint32(opts.RingSize), frameSize: uint32(opts.FrameSize), zeroCopy: zc}
+		cfg := socketConfig{ifindex: p.ifindex, queue: q, ringSize: uint32(opts.RingSize), frameSize: uint32(opts.FrameSize), zeroCopy: zc}
 		s, err := newSocket(cfg)
 		if err != nil && zc && opts.Copy == CopyAuto {
 			// The driver runs XDP but has no zero-copy sockets: copy.
@@ -204,18 +237,14 @@ func Attach(name, ifname string, opts Options) (_ *Port, err error) {
 			s, err = newSocket(cfg)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ifname, err)
+			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
-		qu := &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, ports.MaxBatch)}
-		p.queues = append(p.queues, qu)
+		p.queues = append(p.queues, &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, ports.MaxBatch)})
 		if err := p.prog.register(s); err != nil {
-			return nil, fmt.Errorf("%s: %w", ifname, err)
+			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
 	}
-	p.log.Info("interface attached over AF_XDP", "port", name, "interface", ifname, "mode", p.Mode(),
-		"queues", fmt.Sprintf("%d-%d", opts.StartQueue, opts.StartQueue+opts.Queues-1), "ring_size", opts.RingSize, "frame_size", opts.FrameSize,
-		"complete_partial_checksums", p.fixCsum)
-	return p, nil
+	return nil
 }
 
 // Mode returns the mode obtained: the XDP attach mode and the socket mode,

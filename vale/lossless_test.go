@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/testutil"
+	"github.com/valeswitch/vale/vale/valetest"
 )
 
 // frameTags returns n frames from src to dst tagged prefix0, prefix1, ...
-func frameTags(dst, src string, prefix string, n int) ([]fakeFrame, []string) {
-	var fs []fakeFrame
+func frameTags(dst, src string, prefix string, n int) ([]valetest.Frame, []string) {
+	var fs []valetest.Frame
 	var want []string
 	for i := range n {
 		tag := fmt.Sprintf("%s%d", prefix, i)
-		fs = append(fs, eth(mac(dst), mac(src), tag))
+		fs = append(fs, valetest.Eth(valetest.MAC(dst), valetest.MAC(src), tag))
 		want = append(want, tag)
 	}
 	return fs, want
@@ -26,28 +27,24 @@ func frameTags(dst, src string, prefix string, n int) ([]fakeFrame, []string) {
 func TestLosslessHoldsSender(t *testing.T) {
 	sw, ps := newTestSwitch(t, Config{Lossless: true, StuckTimeout: time.Hour}, "vale0:a", "vale0:b")
 	a, b := ps[0], ps[1]
-	b.send(eth(mac("ff:ff:ff:ff:ff:ff"), mac("02:00:00:00:00:0b"), "learn"))
-	a.take()
-	b.mu.Lock()
-	b.room = 0
-	b.mu.Unlock()
+	b.Send(valetest.Eth(valetest.MAC("ff:ff:ff:ff:ff:ff"), valetest.MAC("02:00:00:00:00:0b"), "learn"))
+	a.Take()
+	b.SetRoom(0)
 	frames, want := frameTags("02:00:00:00:00:0b", "02:00:00:00:00:0a", "f", 20)
-	a.queueFrames(frames...)
+	a.Queue(frames...)
 	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
-	if got := b.take(); len(got) != 0 {
+	if got := b.Take(); len(got) != 0 {
 		t.Fatalf("a destination without room got %d frames", len(got))
 	}
-	b.makeRoom(7)
-	testutil.WaitFor(t, "7 frames", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 7 })
-	a.mu.Lock()
-	done := a.done
-	a.mu.Unlock()
+	b.MakeRoom(7)
+	testutil.WaitFor(t, "7 frames", func() bool { return b.Received() == 7 })
+	done := a.Released()
 	if done != 7 {
 		t.Fatalf("the sender got %d frames back, 7 were taken", done)
 	}
-	b.makeRoom(1000)
-	testutil.WaitFor(t, "every frame", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 20 })
-	if got := tags(b.take()); !slices.Equal(got, want) {
+	b.MakeRoom(1000)
+	testutil.WaitFor(t, "every frame", func() bool { return b.Received() == 20 })
+	if got := valetest.Tags(b.Take()); !slices.Equal(got, want) {
 		t.Fatalf("frames %v, want %v", got, want)
 	}
 	if st := statsOf(sw, "vale0:b"); st.DropFull != 0 || st.DropStuck != 0 || st.RxPackets != 20 {
@@ -63,28 +60,20 @@ func TestLosslessHoldsSender(t *testing.T) {
 func TestLosslessFlood(t *testing.T) {
 	sw, ps := newTestSwitch(t, Config{Lossless: true, StuckTimeout: time.Hour}, "vale0:a", "vale0:b", "vale0:c")
 	a, b, c := ps[0], ps[1], ps[2]
-	b.mu.Lock()
-	b.room = 3
-	b.mu.Unlock()
+	b.SetRoom(3)
 	frames, want := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "bc", 12)
-	a.queueFrames(frames...)
-	testutil.WaitFor(t, "3 frames at b", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) == 3 })
+	a.Queue(frames...)
+	testutil.WaitFor(t, "3 frames at b", func() bool { return b.Received() == 3 })
 	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
-	c.mu.Lock()
-	early := len(c.got)
-	c.mu.Unlock()
+	early := c.Received()
 	if early != 3 {
 		t.Fatalf("c got %d frames while b had room for 3", early)
 	}
-	b.makeRoom(100)
+	b.MakeRoom(100)
 	testutil.WaitFor(t, "every frame", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(b.got) == 12 && len(c.got) == 12
+		return b.Received() == 12 && c.Received() == 12
 	})
-	if gb, gc := tags(b.take()), tags(c.take()); !slices.Equal(gb, want) || !slices.Equal(gc, want) {
+	if gb, gc := valetest.Tags(b.Take()), valetest.Tags(c.Take()); !slices.Equal(gb, want) || !slices.Equal(gc, want) {
 		t.Fatalf("b got %v, c got %v, want %v", gb, gc, want)
 	}
 }
@@ -94,12 +83,10 @@ func TestLosslessFlood(t *testing.T) {
 func TestLosslessStuck(t *testing.T) {
 	sw, ps := newTestSwitch(t, Config{Lossless: true, StuckTimeout: 50 * time.Millisecond}, "vale0:a", "vale0:b")
 	a, b := ps[0], ps[1]
-	b.mu.Lock()
-	b.room = 0
-	b.mu.Unlock()
+	b.SetRoom(0)
 	frames, _ := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "s", 30)
 	start := time.Now()
-	a.send(frames...)
+	a.Send(frames...)
 	if d := time.Since(start); d < 50*time.Millisecond {
 		t.Fatalf("frames dropped after %v, before the stuck timeout", d)
 	}
@@ -107,10 +94,10 @@ func TestLosslessStuck(t *testing.T) {
 		t.Fatalf("destination counters %+v, want 30 stuck drops", st)
 	}
 	// With room again, it is lossless again.
-	b.makeRoom(5)
+	b.MakeRoom(5)
 	more, want := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "m", 5)
-	a.send(more...)
-	if got := tags(b.take()); !slices.Equal(got, want) {
+	a.Send(more...)
+	if got := valetest.Tags(b.Take()); !slices.Equal(got, want) {
 		t.Fatalf("after the stall: %v, want %v", got, want)
 	}
 }
@@ -120,25 +107,23 @@ func TestLosslessStuck(t *testing.T) {
 func TestPortModes(t *testing.T) {
 	sw := New("vale0", Config{StuckTimeout: time.Hour})
 	defer sw.Close()
-	a, drop, keep := newFakePort("vale0:a"), newFakePort("vale0:drop"), newFakePort("vale0:keep")
-	for p, m := range map[*fakePort]Mode{a: ModeDefault, drop: ModeDefault, keep: ModeLossless} {
+	a, drop, keep := valetest.NewPort("vale0:a"), valetest.NewPort("vale0:drop"), valetest.NewPort("vale0:keep")
+	for p, m := range map[*valetest.Port]Mode{a: ModeDefault, drop: ModeDefault, keep: ModeLossless} {
 		if _, err := sw.Attach(p, m); err != nil {
 			t.Fatal(err)
 		}
 		defer sw.Detach(p)
 	}
-	for _, p := range []*fakePort{drop, keep} {
-		p.mu.Lock()
-		p.room = 2
-		p.mu.Unlock()
+	for _, p := range []*valetest.Port{drop, keep} {
+		p.SetRoom(2)
 	}
 	frames, want := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "x", 6)
-	a.queueFrames(frames...)
-	testutil.WaitFor(t, "2 frames each", func() bool { return len(drop.take()) == 2 || statsOf(sw, "vale0:drop").RxPackets == 2 })
+	a.Queue(frames...)
+	testutil.WaitFor(t, "2 frames each", func() bool { return len(drop.Take()) == 2 || statsOf(sw, "vale0:drop").RxPackets == 2 })
 	testutil.WaitFor(t, "the sender to wait", func() bool { return statsOf(sw, "vale0:a").Waits > 0 })
-	keep.makeRoom(10)
+	keep.MakeRoom(10)
 	testutil.WaitFor(t, "every frame at keep", func() bool { return statsOf(sw, "vale0:keep").RxPackets == 6 })
-	if got := tags(keep.take()); !slices.Equal(got, want) {
+	if got := valetest.Tags(keep.Take()); !slices.Equal(got, want) {
 		t.Fatalf("keep got %v, want %v", got, want)
 	}
 	if st := statsOf(sw, "vale0:drop"); st.DropFull != 4 {
@@ -158,27 +143,21 @@ func TestPortModes(t *testing.T) {
 func TestDropperDoesNotSlowOthers(t *testing.T) {
 	sw, ps := newTestSwitch(t, Config{DropAfter: 20 * time.Millisecond}, "vale0:a", "vale0:good", "vale0:evil")
 	a, good, evil := ps[0], ps[1], ps[2]
-	evil.mu.Lock()
-	evil.room = 0
-	evil.mu.Unlock()
+	evil.SetRoom(0)
 	first, _ := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", "first", 4)
-	a.send(first...)
-	evil.mu.Lock()
-	waited := evil.waits
-	evil.mu.Unlock()
+	a.Send(first...)
+	waited := evil.WaitRoomCalls()
 	var want []string
 	for i := range 50 {
 		frames, tags := frameTags("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:0a", fmt.Sprintf("b%d.", i), 8)
-		a.send(frames...)
+		a.Send(frames...)
 		want = append(want, tags...)
 	}
-	evil.mu.Lock()
-	more := evil.waits - waited
-	evil.mu.Unlock()
+	more := evil.WaitRoomCalls() - waited
 	if more != 0 {
 		t.Errorf("the switch waited %d more times for a port that never reads while another took the flood", more)
 	}
-	if got := tags(good.take()); len(got) != 4+len(want) || !slices.Equal(got[4:], want) {
+	if got := valetest.Tags(good.Take()); len(got) != 4+len(want) || !slices.Equal(got[4:], want) {
 		t.Errorf("the good port got %d frames: %v", len(got), got)
 	}
 	if st := statsOf(sw, "vale0:evil"); st.DropFull != 4+400 || st.RxPackets != 0 {

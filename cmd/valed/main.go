@@ -41,26 +41,39 @@ func main() {
 	}
 }
 
+// settings are valed's flags, completed from its configuration file.
+type settings struct {
+	cfgFile, sock, group, level, stateDir, metrics string
+	mode, slots, rings, bufSize                    uint
+	maxPorts, zlevels                              int
+	macAge, stuck, dropAfter, poll                 time.Duration
+	lossless                                       bool
+}
+
+// define defines valed's flags into s.
+func (s *settings) define(fs *flag.FlagSet) {
+	fs.StringVar(&s.cfgFile, "c", "", "configuration `file` (TOML; see etc/valed.toml)")
+	fs.StringVar(&s.sock, "sock", "", "control socket (default $"+ctl.SocketEnv+" or "+ctl.DefaultSocket+")")
+	fs.UintVar(&s.mode, "sock-mode", 0o600, "permissions of the control socket")
+	fs.StringVar(&s.group, "sock-group", "", "group owning the control socket")
+	fs.StringVar(&s.level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.UintVar(&s.slots, "slots", ports.DefaultSlots, "slots per ring of ports created without @conf")
+	fs.UintVar(&s.rings, "rings", ports.DefaultRings, "ring pairs of ports created without @conf")
+	fs.UintVar(&s.bufSize, "buf-size", ports.DefaultBufSize, "bytes per buffer")
+	fs.IntVar(&s.maxPorts, "max-ports", vale.DefaultMaxPorts, fmt.Sprintf("ports per switch (at most %d)", vale.MaxPortsLimit))
+	fs.DurationVar(&s.macAge, "mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
+	fs.BoolVar(&s.lossless, "lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
+	fs.DurationVar(&s.stuck, "stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
+	fs.DurationVar(&s.dropAfter, "drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room at a time (half the time overall) before the switch drops (0: at once, as netmap)")
+	fs.DurationVar(&s.poll, "poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
+	fs.IntVar(&s.zlevels, "zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
+	fs.StringVar(&s.stateDir, "state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
+	fs.StringVar(&s.metrics, "metrics", "", "serve Prometheus metrics on `host:port` (default: none)")
+}
+
 func run() error {
-	var (
-		cfgFile  = flag.String("c", "", "configuration `file` (TOML; see etc/valed.toml)")
-		sock     = flag.String("sock", "", "control socket (default $"+ctl.SocketEnv+" or "+ctl.DefaultSocket+")")
-		mode     = flag.Uint("sock-mode", 0o600, "permissions of the control socket")
-		group    = flag.String("sock-group", "", "group owning the control socket")
-		level    = flag.String("log-level", "info", "log level: debug, info, warn or error")
-		slots    = flag.Uint("slots", ports.DefaultSlots, "slots per ring of ports created without @conf")
-		rings    = flag.Uint("rings", ports.DefaultRings, "ring pairs of ports created without @conf")
-		bufSize  = flag.Uint("buf-size", ports.DefaultBufSize, "bytes per buffer")
-		maxPorts = flag.Int("max-ports", vale.DefaultMaxPorts, fmt.Sprintf("ports per switch (at most %d)", vale.MaxPortsLimit))
-		macAge   = flag.Duration("mac-age", vale.DefaultMACAge, "forget MAC addresses not seen for this long")
-		lossless = flag.Bool("lossless", false, "switches hold senders back while a destination has no room, instead of dropping (ports may ask otherwise)")
-		stuck    = flag.Duration("stuck-timeout", vale.DefaultStuckTimeout, "how long a lossless port may make no room before the switch drops what it has for it")
-		dropAft  = flag.Duration("drop-after", vale.DefaultDropAfter, "how long a port that drops may keep its senders waiting for room at a time (half the time overall) before the switch drops (0: at once, as netmap)")
-		poll     = flag.Duration("poll", 0, "longest time a worker polls an idle ring before sleeping, e.g. 50us (adaptive; 0 never polls)")
-		zlevels  = flag.Int("zmon-levels", daemon.DefaultZLevels, fmt.Sprintf("zero-copy monitors that can be chained on a port (0..%d)", ports.MaxZLevels))
-		stateDir = flag.String("state-dir", "", "where valed records what it changed on attached interfaces, to undo it after a crash (default: the control socket's path with .state)")
-		metrics  = flag.String("metrics", "", "serve Prometheus metrics on `host:port` (default: none)")
-	)
+	var s settings
+	s.define(flag.CommandLine)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: valed [flags]\n\nThe vale switch daemon.\n\n")
 		flag.PrintDefaults()
@@ -72,75 +85,25 @@ func run() error {
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-
 	// The configuration file, if any, gives the values the flags do not.
 	var cfg *config.Config
-	if *cfgFile != "" {
-		c, err := config.Load(*cfgFile)
+	if s.cfgFile != "" {
+		c, err := config.Load(s.cfgFile)
 		if err != nil {
 			return err
 		}
 		cfg = c
-		fromFile(cfg, set, sock, mode, group, level, slots, rings, bufSize, maxPorts, macAge, poll, zlevels, stateDir, metrics)
-		if !set["lossless"] {
-			*lossless = cfg.Switch.Lossless
-		}
-		if !set["stuck-timeout"] && cfg.Switch.StuckTimeout.Duration != 0 {
-			*stuck = cfg.Switch.StuckTimeout.Duration
-		}
-		if !set["drop-after"] && cfg.Switch.DropAfter != nil {
-			*dropAft = cfg.Switch.DropAfter.Duration
-		}
+		s.fromFile(cfg, set)
 	}
-	if *dropAft <= 0 {
-		*dropAft = -1 // "0s": drop at once (0 means the default to vale.Config)
-	}
-
 	var lvl slog.LevelVar
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+	if err := lvl.UnmarshalText([]byte(s.level)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &lvl}))
 	slog.SetDefault(log)
-	if *maxPorts < 1 || *maxPorts > vale.MaxPortsLimit {
-		return fmt.Errorf("-max-ports %d out of range [1, %d]", *maxPorts, vale.MaxPortsLimit)
-	}
-	if *zlevels < 0 || *zlevels > ports.MaxZLevels {
-		return fmt.Errorf("-zmon-levels %d out of range [0, %d]", *zlevels, ports.MaxZLevels)
-	}
-	zl := *zlevels
-	if zl == 0 {
-		zl = -1 // none
-	}
-	g := ports.Geometry{
-		TxRings: uint32(*rings), RxRings: uint32(*rings),
-		TxSlots: uint32(*slots), RxSlots: uint32(*slots),
-		BufSize: uint32(*bufSize),
-	}
-	socket := ctl.SocketPath(*sock)
-	if *stateDir == "" {
-		*stateDir = socket + ".state"
-	}
-	dc := daemon.Config{
-		Socket:      socket,
-		SocketMode:  os.FileMode(*mode),
-		SocketGroup: *group,
-		Geometry:    g,
-		Switch:      vale.Config{MaxPorts: *maxPorts, MACAge: *macAge, Lossless: *lossless, StuckTimeout: *stuck, DropAfter: *dropAft, Logger: log},
-		Port:        shm.Config{Poll: *poll, ZLevels: zl},
-		StateDir:    *stateDir,
-		Metrics:     *metrics,
-		LogLevel:    &lvl,
-		Logger:      log,
-	}
-	if cfg != nil {
-		dc.ConfigFile, dc.Startup, dc.Persist = *cfgFile, cfg, cfg.State.Persist
-		dc.Limits = daemon.LimitsFrom(cfg.Limits)
-		named, err := daemon.SwitchesFrom(cfg.Switches)
-		if err != nil {
-			return err
-		}
-		dc.Switches = named
+	dc, err := s.daemonConfig(cfg, log, &lvl)
+	if err != nil {
+		return err
 	}
 	// Signals first: one that comes while the socket is being made (a
 	// script sees the socket and may stop valed at once) ends valed.
@@ -149,6 +112,64 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	reloadOnHangup(d, log)
+	notify("READY=1")
+	err = d.Serve(ctx)
+	notify("STOPPING=1")
+	return err
+}
+
+// daemonConfig checks the settings and makes the daemon's configuration
+// from them and from the file's, if any.
+func (s *settings) daemonConfig(cfg *config.Config, log *slog.Logger, lvl *slog.LevelVar) (daemon.Config, error) {
+	if s.maxPorts < 1 || s.maxPorts > vale.MaxPortsLimit {
+		return daemon.Config{}, fmt.Errorf("-max-ports %d out of range [1, %d]", s.maxPorts, vale.MaxPortsLimit)
+	}
+	if s.zlevels < 0 || s.zlevels > ports.MaxZLevels {
+		return daemon.Config{}, fmt.Errorf("-zmon-levels %d out of range [0, %d]", s.zlevels, ports.MaxZLevels)
+	}
+	zl := s.zlevels
+	if zl == 0 {
+		zl = -1 // none
+	}
+	dropAfter := s.dropAfter
+	if dropAfter <= 0 {
+		dropAfter = -1 // "0s": drop at once (0 means the default to vale.Config)
+	}
+	socket := ctl.SocketPath(s.sock)
+	stateDir := s.stateDir
+	if stateDir == "" {
+		stateDir = socket + ".state"
+	}
+	dc := daemon.Config{
+		Socket:      socket,
+		SocketMode:  os.FileMode(s.mode),
+		SocketGroup: s.group,
+		Geometry: ports.Geometry{TxRings: uint32(s.rings), RxRings: uint32(s.rings),
+			TxSlots: uint32(s.slots), RxSlots: uint32(s.slots), BufSize: uint32(s.bufSize)},
+		Switch: vale.Config{MaxPorts: s.maxPorts, MACAge: s.macAge, Lossless: s.lossless,
+			StuckTimeout: s.stuck, DropAfter: dropAfter, Logger: log},
+		Port:     shm.Config{Poll: s.poll, ZLevels: zl},
+		StateDir: stateDir,
+		Metrics:  s.metrics,
+		LogLevel: lvl,
+		Logger:   log,
+	}
+	if cfg != nil {
+		dc.ConfigFile, dc.Startup, dc.Persist = s.cfgFile, cfg, cfg.State.Persist
+		dc.Limits = daemon.LimitsFrom(cfg.Limits)
+		named, err := daemon.SwitchesFrom(cfg.Switches)
+		if err != nil {
+			return daemon.Config{}, err
+		}
+		dc.Switches = named
+	}
+	return dc, nil
+}
+
+// reloadOnHangup makes SIGHUP apply what changed in the configuration
+// file, telling systemd.
+func reloadOnHangup(d *daemon.Daemon, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -160,10 +181,6 @@ func run() error {
 			notify("READY=1")
 		}
 	}()
-	notify("READY=1")
-	err = d.Serve(ctx)
-	notify("STOPPING=1")
-	return err
 }
 
 // stopOnSignal returns a context cancelled by SIGINT or SIGTERM, and
@@ -182,8 +199,7 @@ func stopOnSignal(log *slog.Logger) context.Context {
 
 // fromFile sets, from the configuration, every value whose flag was not
 // given.
-func fromFile(c *config.Config, set map[string]bool, sock *string, mode *uint, group, level *string,
-	slots, rings, bufSize *uint, maxPorts *int, macAge, poll *time.Duration, zlevels *int, stateDir, metrics *string) {
+func (s *settings) fromFile(c *config.Config, set map[string]bool) {
 	str := func(name string, dst *string, v string) {
 		if !set[name] && v != "" {
 			*dst = v
@@ -194,31 +210,37 @@ func fromFile(c *config.Config, set map[string]bool, sock *string, mode *uint, g
 			*dst = uint(v)
 		}
 	}
-	str("sock", sock, c.Control.Socket)
-	str("sock-group", group, c.Control.Group)
+	dur := func(name string, dst *time.Duration, v time.Duration) {
+		if !set[name] && v != 0 {
+			*dst = v
+		}
+	}
+	str("sock", &s.sock, c.Control.Socket)
+	str("sock-group", &s.group, c.Control.Group)
 	if !set["sock-mode"] && c.Control.Mode != "" {
-		var m uint
-		fmt.Sscanf(c.Control.Mode, "%o", &m)
-		*mode = m
+		fmt.Sscanf(c.Control.Mode, "%o", &s.mode)
 	}
-	str("log-level", level, c.Log.Level)
-	num("slots", slots, c.Ports.Slots)
-	num("rings", rings, c.Ports.Rings)
-	num("buf-size", bufSize, c.Ports.BufSize)
+	str("log-level", &s.level, c.Log.Level)
+	num("slots", &s.slots, c.Ports.Slots)
+	num("rings", &s.rings, c.Ports.Rings)
+	num("buf-size", &s.bufSize, c.Ports.BufSize)
 	if !set["max-ports"] && c.Switch.MaxPorts != 0 {
-		*maxPorts = c.Switch.MaxPorts
+		s.maxPorts = c.Switch.MaxPorts
 	}
-	if !set["mac-age"] && c.Switch.MACAge.Duration != 0 {
-		*macAge = c.Switch.MACAge.Duration
+	dur("mac-age", &s.macAge, c.Switch.MACAge.Duration)
+	dur("poll", &s.poll, c.Ports.Poll.Duration)
+	dur("stuck-timeout", &s.stuck, c.Switch.StuckTimeout.Duration)
+	if !set["drop-after"] && c.Switch.DropAfter != nil {
+		s.dropAfter = c.Switch.DropAfter.Duration
 	}
-	if !set["poll"] && c.Ports.Poll.Duration != 0 {
-		*poll = c.Ports.Poll.Duration
+	if !set["lossless"] {
+		s.lossless = c.Switch.Lossless
 	}
 	if !set["zmon-levels"] && c.Ports.ZeroCopyLevels != 0 {
-		*zlevels = c.Ports.ZeroCopyLevels
+		s.zlevels = c.Ports.ZeroCopyLevels
 	}
-	str("state-dir", stateDir, c.State.Dir)
-	str("metrics", metrics, c.Metrics.Listen)
+	str("state-dir", &s.stateDir, c.State.Dir)
+	str("metrics", &s.metrics, c.Metrics.Listen)
 }
 
 // notify tells systemd about valed's state (sd_notify), when started by a

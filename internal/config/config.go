@@ -14,11 +14,14 @@ import (
 	"os"
 	"os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale"
 )
 
 // Config is the whole file. The zero value, after Defaults, is valed's
@@ -214,8 +217,19 @@ func bad(key, format string, args ...any) error {
 	return &checkError{key: key, msg: fmt.Sprintf(format, args...)}
 }
 
-// check validates the values (the ranges valed accepts).
+// check validates the values (the ranges valed accepts, the limits of the
+// packages that own them).
 func (c *Config) check() error {
+	for _, check := range []func() error{c.checkBasics, c.checkPorts, c.checkLimits, c.checkSwitches, c.checkInterfaces, c.checkAttach} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkBasics checks the control socket, log and metrics settings.
+func (c *Config) checkBasics() error {
 	if m := c.Control.Mode; m != "" {
 		if v, err := strconv.ParseUint(m, 8, 32); err != nil || v > 0o777 {
 			return bad("control.mode", "%q is not an octal permission like \"0660\"", m)
@@ -226,31 +240,32 @@ func (c *Config) check() error {
 	default:
 		return bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
-	p := c.Ports
-	if p.Rings > 16 {
-		return bad("ports.rings", "%d: at most 16", p.Rings)
-	}
-	if p.Slots != 0 && (p.Slots < 2 || p.Slots > 4096) {
-		return bad("ports.slots", "%d: want 2..4096", p.Slots)
-	}
-	if p.BufSize != 0 && (p.BufSize < 64 || p.BufSize > 65536 || p.BufSize%64 != 0) {
-		return bad("ports.buf_size", "%d: want a multiple of 64 in 64..65536", p.BufSize)
-	}
-	if p.ZeroCopyLevels < 0 || p.ZeroCopyLevels > 4 {
-		return bad("ports.zmon_levels", "%d: want 1..4", p.ZeroCopyLevels)
-	}
-	if c.Switch.MaxPorts < 0 || c.Switch.MaxPorts > 4096 {
-		return bad("switch.max_ports", "%d: want 1..4096", c.Switch.MaxPorts)
-	}
-	if err := c.checkLimits(); err != nil {
-		return err
-	}
-	if err := c.checkSwitches(); err != nil {
-		return err
-	}
 	if l := c.Metrics.Listen; l != "" && !strings.Contains(l, ":") {
 		return bad("metrics.listen", "%q: want host:port", l)
 	}
+	return nil
+}
+
+// checkPorts checks the default port geometry and the switch size.
+func (c *Config) checkPorts() error {
+	p := c.Ports
+	switch {
+	case p.Rings > ports.MaxRings:
+		return bad("ports.rings", "%d: at most %d", p.Rings, ports.MaxRings)
+	case p.Slots != 0 && (p.Slots < ports.MinSlots || p.Slots > ports.MaxSlots):
+		return bad("ports.slots", "%d: want %d..%d", p.Slots, ports.MinSlots, ports.MaxSlots)
+	case p.BufSize != 0 && (p.BufSize < ports.MinBufSize || p.BufSize > ports.MaxBufSize || p.BufSize%ports.MinBufSize != 0):
+		return bad("ports.buf_size", "%d: want a multiple of %d in %d..%d", p.BufSize, ports.MinBufSize, ports.MinBufSize, ports.MaxBufSize)
+	case p.ZeroCopyLevels < 0 || p.ZeroCopyLevels > ports.MaxZLevels:
+		return bad("ports.zmon_levels", "%d: want 1..%d", p.ZeroCopyLevels, ports.MaxZLevels)
+	case c.Switch.MaxPorts < 0 || c.Switch.MaxPorts > vale.MaxPortsLimit:
+		return bad("switch.max_ports", "%d: want 1..%d", c.Switch.MaxPorts, vale.MaxPortsLimit)
+	}
+	return nil
+}
+
+// checkInterfaces checks the persistent interfaces.
+func (c *Config) checkInterfaces() error {
 	names := map[string]bool{}
 	for _, i := range c.Interfaces {
 		switch {
@@ -258,44 +273,45 @@ func (c *Config) check() error {
 			return bad("interface.name", "%q: want 1..15 characters", i.Name)
 		case names[i.Name]:
 			return bad("interface.name", "%q given twice", i.Name)
-		case i.Rings < 0 || i.Rings > 16:
-			return bad("interface.rings", "%d (interface %s): want 1..16", i.Rings, i.Name)
-		case i.Slots < 0 || i.Slots > 1024:
-			return bad("interface.slots", "%d (interface %s): want 1..1024", i.Slots, i.Name)
+		case i.Rings < 0 || i.Rings > ports.MaxRings:
+			return bad("interface.rings", "%d (interface %s): want 1..%d", i.Rings, i.Name, ports.MaxRings)
+		case i.Slots < 0 || i.Slots > ports.MaxBatch:
+			return bad("interface.slots", "%d (interface %s): want 1..%d", i.Slots, i.Name, ports.MaxBatch)
 		}
 		names[i.Name] = true
 	}
-	ports := map[string]bool{}
+	return nil
+}
+
+// checkAttach checks the attachments.
+func (c *Config) checkAttach() error {
+	seen := map[string]bool{}
 	for _, a := range c.Attach {
 		switch {
 		case !strings.HasPrefix(a.Port, "vale") || !strings.Contains(a.Port, ":"):
 			return bad("attach.port", "%q: want valeX:NAME", a.Port)
-		case ports[a.Port]:
+		case seen[a.Port]:
 			return bad("attach.port", "%q given twice", a.Port)
 		case a.VhostUser == "" && a.VhostClient:
 			return bad("attach.vhost_client", "set for %s without vhost_user", a.Port)
 		case a.VhostUser != "" && a.Host:
 			return bad("attach.host", "a vhost-user port (%s) has no host stack", a.Port)
 		}
-		switch a.XDPMode {
-		case "", "auto", "native", "drv", "generic", "skb":
-		default:
+		switch {
+		case !oneOf(a.XDPMode, "", "auto", "native", "drv", "generic", "skb"):
 			return bad("attach.xdp_mode", "%q (%s): want auto, native or generic", a.XDPMode, a.Port)
-		}
-		switch a.Copy {
-		case "", "copy", "zerocopy":
-		default:
+		case !oneOf(a.Copy, "", "copy", "zerocopy"):
 			return bad("attach.copy", "%q (%s): want copy or zerocopy", a.Copy, a.Port)
-		}
-		switch a.Mode {
-		case "", "drop", "lossless":
-		default:
+		case !oneOf(a.Mode, "", "drop", "lossless"):
 			return bad("attach.mode", "%q (%s): want drop or lossless", a.Mode, a.Port)
 		}
-		ports[a.Port] = true
+		seen[a.Port] = true
 	}
 	return nil
 }
+
+// oneOf reports whether s is one of the choices.
+func oneOf(s string, choices ...string) bool { return slices.Contains(choices, s) }
 
 func (c *Config) checkLimits() error {
 	l := c.Limits
