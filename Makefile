@@ -18,7 +18,7 @@ BIN         := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 # Fuzz targets as package:Target.
-FUZZ        := ./ports:FuzzParseName ./ports:FuzzKRing ./ports:FuzzOpenIface ./ptnet:FuzzRingSetup ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl \
+FUZZ        := ./ports/portname:FuzzParseName ./ports:FuzzKRing ./ports:FuzzOpenIface ./ptnet:FuzzRingSetup ./internal/ctl:FuzzRecv ./internal/daemon:FuzzControl \
                ./internal/replay:FuzzParseBandwidth ./internal/replay:FuzzParseDelay \
                ./internal/replay:FuzzParseLoss ./internal/replay:FuzzParseTrace \
                ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/netdev"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // The tests run in a network namespace of their own: TestMain starts the
@@ -136,7 +136,7 @@ func recvTagged(t *testing.T, p *Port, tag []byte) []byte {
 	t.Helper()
 	got := make(chan []byte, 1)
 	go func() {
-		b := ports.NewBatch()
+		b := frame.NewBatch()
 		for {
 			b.Reset()
 			if err := p.Recv(0, b); err != nil {
@@ -221,7 +221,7 @@ func TestAttachMovesFrames(t *testing.T) {
 			}
 			// Out of the switch, single and multi-fragment frames.
 			out := testFrame("switch-to-wire", 1514)
-			batch := ports.NewBatch()
+			batch := frame.NewBatch()
 			batch.Add(out[:14], 0)
 			batch.AddFragment(out[14:700])
 			batch.AddFragment(out[700:])
@@ -266,7 +266,7 @@ func TestBurst(t *testing.T) {
 	}
 	defer func() { p.Stop(); p.Free() }()
 	const n = 3000
-	batch := ports.NewBatch()
+	batch := frame.NewBatch()
 	sent := 0
 	for sent < n {
 		batch.Reset()

@@ -16,6 +16,8 @@ import (
 	"github.com/valeswitch/vale/internal/netdev"
 	"github.com/valeswitch/vale/internal/offload"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 	"github.com/vishvananda/netlink"
 )
 
@@ -239,7 +241,7 @@ func (p *Port) openSockets() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
-		p.queues = append(p.queues, &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, ports.MaxBatch)})
+		p.queues = append(p.queues, &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, frame.MaxBatch)})
 		if err := p.prog.register(s); err != nil {
 			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
@@ -270,7 +272,7 @@ func (p *Port) Interface() string { return p.ifname }
 func (p *Port) MAC() net.HardwareAddr { return p.mac }
 
 // Describe tells vale-ctl about the port.
-func (p *Port) Describe() ports.Desc {
+func (p *Port) Describe() wire.Desc {
 	state := []string{p.Mode(), fmt.Sprintf("q%d-%d", p.opts.StartQueue, p.opts.StartQueue+len(p.queues)-1)}
 	if p.stopped.Load() {
 		state = append(state, "stopping")
@@ -283,7 +285,7 @@ func (p *Port) Describe() ports.Desc {
 	if n := p.csumDone.Load(); n > 0 {
 		state = append(state, fmt.Sprintf("csum-completed=%d", n))
 	}
-	return ports.Desc{
+	return wire.Desc{
 		Kind:    "nic",
 		TxRings: len(p.queues), RxRings: len(p.queues),
 		TxSlots: p.opts.RingSize, RxSlots: p.opts.RingSize,
@@ -301,7 +303,7 @@ func (p *Port) Geometry() ports.Geometry {
 
 // Recv waits until queue r has received frames and appends them to b:
 // first the frames the last Release did not take.
-func (p *Port) Recv(r int, b *ports.Batch) error {
+func (p *Port) Recv(r int, b *frame.Batch) error {
 	q := p.queues[r]
 	s := q.s
 	q.taken, q.framed = q.taken[:0], 0
@@ -315,7 +317,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 		if p.stopped.Load() {
 			return ports.ErrStopped
 		}
-		if n := s.rx.available(ports.MaxBatch - uint32(len(b.Frames))); n > 0 {
+		if n := s.rx.available(frame.MaxBatch - uint32(len(b.Frames))); n > 0 {
 			fixed := uint64(0)
 			for i := range n {
 				d := s.rx.descs[(s.rx.cachedCons+i)&s.rx.mask]
@@ -360,7 +362,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 // Release gives the first n frames of the last Recv on ring r back to the
 // kernel (and the descriptors that made no frame); the others are kept
 // for the next Recv.
-func (p *Port) Release(r int, b *ports.Batch, n int) {
+func (p *Port) Release(r int, b *frame.Batch, n int) {
 	q := p.queues[r]
 	for i := n; i < q.framed; i++ {
 		q.kept = append(q.kept, keptFrame{addr: q.taken[i], data: b.Frames[i].Data})
@@ -374,7 +376,7 @@ func (p *Port) Release(r int, b *ports.Batch, n int) {
 // Room tells how many of the frames which queue r can send now (see
 // vale.RoomPort). A frame too big for a UMEM frame takes no room: it is
 // dropped.
-func (p *Port) Room(r int, b *ports.Batch, which []uint16) int {
+func (p *Port) Room(r int, b *frame.Batch, which []uint16) int {
 	q := p.queues[r]
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -431,7 +433,7 @@ func (p *Port) refill(q *queue) {
 // send them. Frames longer than a UMEM frame are dropped (and counted in
 // the port's state); delivery stops at the first frame for which there is
 // no TX frame or descriptor left.
-func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
+func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error) {
 	q := p.queues[r]
 	s := q.s
 	q.mu.Lock()

@@ -10,7 +10,7 @@
 // (vale.Switch.AddMonitor copies the frames each round). For the parts of the
 // data path that run in clients (the rings of a pipe end, and the slot
 // releases and completions a zero-copy monitor feeds on), it is the client
-// library: valed tells each client which monitors to feed (ports.Event), and
+// library: valed tells each client which monitors to feed (wire.Event), and
 // the client's syncs call the hooks of its Feeds:
 //
 //   - TxSent and RxArrived copy frames into copy monitors (pipe ends);

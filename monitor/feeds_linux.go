@@ -10,6 +10,8 @@ import (
 
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Feed is one monitor a client feeds.
@@ -21,15 +23,15 @@ type Feed struct {
 	rings  []*ports.KRing // the monitor's receive rings
 	kick   []int          // their eventfds
 	mem    []byte         // a copy monitor's memory, mapped here
-	batch  *ports.Batch
+	batch  *frame.Batch
 	which  []uint16
 }
 
 // NewFeed builds the feed an event describes. mem is the client's port
 // memory for zero-copy monitors; fds are the descriptors that came with the
 // event. On error the descriptors are closed.
-func NewFeed(ev *ports.MonitorEvent, mem []byte, fds []int, port string) (*Feed, error) {
-	f := &Feed{id: ev.ID, txBase: ev.TxBase, rxBase: ev.RxBase, copies: ev.Kind == ports.KindMonitor}
+func NewFeed(ev *wire.MonitorEvent, mem []byte, fds []int, port string) (*Feed, error) {
+	f := &Feed{id: ev.ID, txBase: ev.TxBase, rxBase: ev.RxBase, copies: ev.Kind == wire.KindMonitor}
 	fail := func(err error) (*Feed, error) {
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -50,7 +52,7 @@ func NewFeed(ev *ports.MonitorEvent, mem []byte, fds []int, port string) (*Feed,
 		unix.Close(fds[0])
 		fds = fds[1:]
 		f.mem, mem = m, m
-		f.batch = ports.NewBatch()
+		f.batch = frame.NewBatch()
 	}
 	iface, err := ports.OpenIface(mem, ev.IfOfs)
 	if err != nil {

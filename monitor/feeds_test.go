@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 func heapRegion(t *testing.T, l ports.Layout, names []string) []byte {
@@ -56,7 +57,7 @@ func TestZeroCopyFeed(t *testing.T) {
 	mem := heapRegion(t, l, []string{"vale0:a", "vale0:a/z1"})
 	port, _ := ports.OpenIface(mem, l.Ifaces[0].Ofs)
 	zeroCopyIface := l.Ifaces[l.ZeroCopyMonitor(0, 1)]
-	ev := &ports.MonitorEvent{Op: ports.MonitorAdd, ID: 7, Kind: ports.KindZeroCopyMonitor, IfOfs: zeroCopyIface.Ofs, TxBase: 0, RxBase: 1, Rings: 2}
+	ev := &wire.MonitorEvent{Op: wire.MonitorAdd, ID: 7, Kind: wire.KindZeroCopyMonitor, IfOfs: zeroCopyIface.Ofs, TxBase: 0, RxBase: 1, Rings: 2}
 	f, err := NewFeed(ev, mem, eventfds(t, 2), "vale0:a")
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func TestCopyFeed(t *testing.T) {
 	if err := ports.Init(view, ml, []string{"mon"}); err != nil {
 		t.Fatal(err)
 	}
-	ev := &ports.MonitorEvent{Op: ports.MonitorAdd, ID: 1, Kind: ports.KindMonitor, MemSize: ml.Size, IfOfs: 0, TxBase: 0, RxBase: -1, Rings: 1}
+	ev := &wire.MonitorEvent{Op: wire.MonitorAdd, ID: 1, Kind: wire.KindMonitor, MemSize: ml.Size, IfOfs: 0, TxBase: 0, RxBase: -1, Rings: 1}
 	f, err := NewFeed(ev, nil, append([]int{fd}, eventfds(t, 1)...), "netmap:p{1")
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,9 @@ import (
 
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/ports/shm"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // copyGeometry returns the rings a copy monitor watching dirs of a port of
@@ -24,7 +26,7 @@ func copyGeometry(g ports.Geometry, dirs string) (rings uint32, txBase, rxBase i
 
 // copySlots returns the slots per ring of a copy monitor of a port of
 // geometry g opened with conf: the port's, unless the name asks.
-func copySlots(g ports.Geometry, conf ports.Conf) uint32 {
+func copySlots(g ports.Geometry, conf portname.Conf) uint32 {
 	slots := max(g.TxSlots, g.RxSlots)
 	if conf.Slots != 0 {
 		slots = conf.Slots
@@ -41,7 +43,7 @@ func copySlots(g ports.Geometry, conf ports.Conf) uint32 {
 // the memory's size first (a user's limits). It fills reply and returns its
 // descriptors (valed's own: duplicate them to send) and what ends the
 // client's binding and the monitor.
-func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf ports.Conf, admit func(size int64) error, reply *ports.OpenReply) ([]int, func(), error) {
+func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf portname.Conf, admit func(size int64) error, reply *wire.OpenReply) ([]int, func(), error) {
 	g := t.Geom
 	rings, txBase, rxBase := copyGeometry(g, m.dirs)
 	slots := copySlots(g, conf)
@@ -54,7 +56,7 @@ func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf ports.Conf, admit fun
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", m.name, err)
 	}
-	b, err := mem.Bind(ports.Selection{RxLast: int(rings)})
+	b, err := mem.Bind(portname.Selection{RxLast: int(rings)})
 	if err != nil {
 		mem.Free()
 		return nil, nil, err
@@ -75,7 +77,7 @@ func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf ports.Conf, admit fun
 		reply.Switch = t.Switch.Name()
 	} else {
 		m.feedKey = t.Key
-		m.event = ports.MonitorEvent{Op: ports.MonitorAdd, ID: m.id, Kind: ports.KindMonitor,
+		m.event = wire.MonitorEvent{Op: wire.MonitorAdd, ID: m.id, Kind: wire.KindMonitor,
 			MemSize: mem.Layout().Size, IfOfs: mem.Layout().Ifaces[0].Ofs, TxBase: txBase, RxBase: rxBase, Rings: int(rings)}
 		m.eventFDs = append([]int{mem.RegionFD()}, mem.NotifyFDs()...)
 		m.rings = ringsOf(mem.Mem(), mem.Layout(), 0, m.name)
@@ -90,7 +92,7 @@ func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf ports.Conf, admit fun
 // by the client of level L-1, so s becomes the feeder of the next level.
 // It fills reply and returns its descriptors (valed's own) and what ends
 // the monitor.
-func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *ports.OpenReply) ([]int, func(), error) {
+func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *wire.OpenReply) ([]int, func(), error) {
 	if t.Mem == nil {
 		return nil, nil, fmt.Errorf("%s: %s has no shared memory for a zero-copy monitor; use a copy monitor (%s/rt)", m.name, t.Key, t.Key)
 	}
@@ -114,10 +116,10 @@ func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *ports.Open
 		m.feedKey = ZeroCopyKey(t.Key, level-1)
 		txBase, rxBase = -1, 0
 	}
-	m.event = ports.MonitorEvent{Op: ports.MonitorAdd, ID: m.id, Kind: ports.KindZeroCopyMonitor,
+	m.event = wire.MonitorEvent{Op: wire.MonitorAdd, ID: m.id, Kind: wire.KindZeroCopyMonitor,
 		IfOfs: zf.Ofs, TxBase: txBase, RxBase: rxBase, Rings: rings}
 	m.eventFDs = notify.FDs(efs)
-	*reply = ports.OpenReply{Kind: ports.KindZeroCopyMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
+	*reply = wire.OpenReply{Kind: wire.KindZeroCopyMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
 		MemSize: l.Size, IfOfs: zf.Ofs, RxLast: rings, NotifyLast: rings}
 	fds := append([]int{t.FD}, m.eventFDs...)
 	m.rings = ringsOf(t.Mem, l, fi, m.name)

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Monitor is a monitor valed holds: a copy monitor, with memory of its
@@ -29,7 +30,7 @@ type Monitor struct {
 	// The others are fed by the clients of interface feedKey: they get
 	// event (with eventFDs) when they bind or when the monitor opens.
 	feedKey  string
-	event    ports.MonitorEvent
+	event    wire.MonitorEvent
 	eventFDs []int
 	// A zero-copy monitor's level, and the eventfds of its rings.
 	level  int
@@ -56,13 +57,13 @@ func (m *Monitor) lost() uint64 {
 
 // Dirs returns what a monitor name watches: "t" (what the port sends),
 // "r" (what it receives), "rt" (both) or "z" (zero-copy, both).
-func Dirs(n *ports.Name) string {
+func Dirs(n *portname.Name) string {
 	switch {
-	case n.Flags&ports.FlagZCopyMon != 0:
+	case n.Flags&portname.FlagZCopyMon != 0:
 		return "z"
-	case n.Flags&ports.FlagMonitorTx != 0 && n.Flags&ports.FlagMonitorRx != 0:
+	case n.Flags&portname.FlagMonitorTx != 0 && n.Flags&portname.FlagMonitorRx != 0:
 		return "rt"
-	case n.Flags&ports.FlagMonitorTx != 0:
+	case n.Flags&portname.FlagMonitorTx != 0:
 		return "t"
 	}
 	return "r"
@@ -92,7 +93,7 @@ type Target struct {
 // holding its own lock. send must not block.
 type Registry[S comparable] struct {
 	log  *slog.Logger
-	send func(s S, ev ports.Event, fds []int)
+	send func(s S, ev wire.Event, fds []int)
 	mons map[uint64]*Monitor
 	next uint64
 	// feeders are the clients whose syncs feed the monitors of an
@@ -108,7 +109,7 @@ type Registry[S comparable] struct {
 
 // NewRegistry returns an empty registry that tells clients about the
 // monitors they feed with send.
-func NewRegistry[S comparable](log *slog.Logger, send func(s S, ev ports.Event, fds []int)) *Registry[S] {
+func NewRegistry[S comparable](log *slog.Logger, send func(s S, ev wire.Event, fds []int)) *Registry[S] {
 	return &Registry[S]{log: log, send: send, mons: map[uint64]*Monitor{},
 		feeders: map[string]map[S]struct{}{}, feeding: map[S]string{}, fed: map[string]map[uint64]*Monitor{}, levels: map[string][]*Monitor{}}
 }
@@ -133,7 +134,7 @@ func (r *Registry[S]) AddFeeder(s S, key string) {
 	set[s] = struct{}{}
 	r.feeding[s] = key
 	for _, m := range r.fed[key] {
-		r.send(s, ports.Event{Monitor: &m.event}, m.eventFDs)
+		r.send(s, wire.Event{Monitor: &m.event}, m.eventFDs)
 	}
 }
 
@@ -153,9 +154,9 @@ func (r *Registry[S]) RemoveFeeder(s S) {
 }
 
 // announce sends a monitor event to every client feeding key.
-func (r *Registry[S]) announce(key string, ev ports.MonitorEvent, fds []int) {
+func (r *Registry[S]) announce(key string, ev wire.MonitorEvent, fds []int) {
 	for s := range r.feeders[key] {
-		r.send(s, ports.Event{Monitor: &ev}, fds)
+		r.send(s, wire.Event{Monitor: &ev}, fds)
 	}
 }
 
@@ -180,7 +181,7 @@ func (r *Registry[S]) Close(m *Monitor) {
 		if len(r.fed[m.feedKey]) == 0 {
 			delete(r.fed, m.feedKey)
 		}
-		r.announce(m.feedKey, ports.MonitorEvent{Op: ports.MonitorRemove, ID: m.id}, nil)
+		r.announce(m.feedKey, wire.MonitorEvent{Op: wire.MonitorRemove, ID: m.id}, nil)
 	}
 	if m.level > 0 {
 		if levels := r.levels[m.target]; len(levels) >= m.level && levels[m.level-1] == m {
@@ -211,13 +212,13 @@ func (r *Registry[S]) Orphan(port string) {
 
 // Infos describes the monitors of the targets filter accepts, for
 // listings.
-func (r *Registry[S]) Infos(filter func(target string) bool) []mgmt.MonitorInfo {
-	var out []mgmt.MonitorInfo
+func (r *Registry[S]) Infos(filter func(target string) bool) []wire.MonitorInfo {
+	var out []wire.MonitorInfo
 	for _, m := range r.mons {
 		if !filter(m.target) {
 			continue
 		}
-		info := mgmt.MonitorInfo{Name: m.name, Target: m.target, Dirs: m.dirs, State: "up", Copied: -1, Lost: m.lost(), Clients: 1}
+		info := wire.MonitorInfo{Name: m.name, Target: m.target, Dirs: m.dirs, State: "up", Copied: -1, Lost: m.lost(), Clients: 1}
 		if m.orphan {
 			info.State = "orphaned"
 		}

@@ -7,6 +7,8 @@ import (
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // The two ends of a pair.
@@ -35,7 +37,7 @@ type Pair struct {
 
 	mu     sync.Mutex
 	users  [2]int
-	claims [2]*ports.Claims
+	claims [2]*portname.Claims
 }
 
 // NewPair creates the pipe whose master end is called master and slave end
@@ -65,7 +67,7 @@ func NewPair(master, slave string, g ports.Geometry, zlevels int) (*Pair, error)
 	}
 	for end := range 2 {
 		gg := p.geom[end]
-		p.claims[end] = ports.NewClaims(int(gg.TxRings), int(gg.RxRings))
+		p.claims[end] = portname.NewClaims(int(gg.TxRings), int(gg.RxRings))
 		if p.notify[end], err = notify.NewEventfds(int(max(gg.TxRings, gg.RxRings))); err != nil {
 			p.Free()
 			return nil, err
@@ -109,12 +111,12 @@ func (p *Pair) Free() error {
 type Binding struct {
 	pair   *Pair
 	end    int
-	sel    ports.Selection
+	sel    portname.Selection
 	closed bool
 }
 
 // Bind gives a client the rings sel names on end.
-func (p *Pair) Bind(end int, sel ports.Selection) (*Binding, error) {
+func (p *Pair) Bind(end int, sel portname.Selection) (*Binding, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.claims[end].Take(p.names[end], sel); err != nil {
@@ -127,11 +129,11 @@ func (p *Pair) Bind(end int, sel ports.Selection) (*Binding, error) {
 // Reply fills the open reply for the binding and returns its descriptors
 // (owned by the pair): the memory, the end's eventfds for the bound ring
 // pairs, then the peer's for the same ring pairs.
-func (b *Binding) Reply(r *ports.OpenReply) []int {
+func (b *Binding) Reply(r *wire.OpenReply) []int {
 	p := b.pair
 	nf, nl := b.sel.Notify()
-	*r = ports.OpenReply{
-		Kind: ports.KindPipe, Port: p.names[b.end], Geometry: p.geom[b.end],
+	*r = wire.OpenReply{
+		Kind: wire.KindPipe, Port: p.names[b.end], Geometry: p.geom[b.end],
 		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[b.end].Ofs, PeerIfOfs: p.layout.Ifaces[1-b.end].Ofs,
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,

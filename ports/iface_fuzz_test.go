@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"unsafe"
+
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // FuzzOpenIface hands OpenIface port memory whose headers (the interface
@@ -77,7 +79,7 @@ func checkIfaceInside(t *testing.T, fi *Iface, mem []byte) {
 // exerciseRings drives both sides of every ring of fi once.
 func exerciseRings(t *testing.T, fi *Iface) {
 	t.Helper()
-	b := NewBatch()
+	b := frame.NewBatch()
 	frame := make([]byte, 60)
 	for _, k := range fi.KRings("vale0:f") {
 		if k.Dir() == TX {

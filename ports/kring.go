@@ -1,6 +1,9 @@
 package ports
 
-import "github.com/valeswitch/vale/internal/notify"
+import (
+	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/vale/frame"
+)
 
 // KRing is the switch's side of one ring ("kernel ring" in netmap). It keeps
 // its own trusted copies of the indexes (hwcur, hwtail), validates everything
@@ -174,7 +177,7 @@ func (k *KRing) Pending() bool {
 // On a violation the ring is reset, nothing is appended and the error is a
 // *RingError. A trailing chain the application has not finished publishing is
 // left for a later round.
-func (k *KRing) TxFrames(b *Batch) (slots uint32, err error) {
+func (k *KRing) TxFrames(b *frame.Batch) (slots uint32, err error) {
 	if !k.resumed() {
 		return 0, nil
 	}
@@ -279,7 +282,7 @@ func (k *KRing) RxSpace() (uint32, error) {
 // waits for a reset to be acknowledged, or that its application broke,
 // has room for everything: RxFrames will take nothing, and the frames are
 // dropped rather than held back for a client that broke its ring.
-func (k *KRing) Room(b *Batch, which []uint16) int {
+func (k *KRing) Room(b *frame.Batch, which []uint16) int {
 	space, err := k.RxSpace()
 	if err != nil || !k.resumed() {
 		return len(which)
@@ -305,7 +308,7 @@ func (k *KRing) Room(b *Batch, which []uint16) int {
 func (k *KRing) ArmRoom(ticket uint32) { k.hdr.swKick.Store(ticket) }
 
 // slotsFor returns how many RX slots frame f needs in this ring.
-func (k *KRing) slotsFor(f *Frame) uint32 {
+func (k *KRing) slotsFor(f *frame.Frame) uint32 {
 	need := uint32(1)
 	if l := uint32(len(f.Data)); l > k.maxLen {
 		need = (l + k.maxLen - 1) / k.maxLen
@@ -328,7 +331,7 @@ func (k *KRing) slotsFor(f *Frame) uint32 {
 // On a violation (bad indexes, or a free slot whose buffer index the
 // application broke) the ring is reset, nothing is published and the error is
 // a *RingError.
-func (k *KRing) RxFrames(b *Batch, which []uint16, ts int64) (n, bytes int, wake bool, err error) {
+func (k *KRing) RxFrames(b *frame.Batch, which []uint16, ts int64) (n, bytes int, wake bool, err error) {
 	space, err := k.RxSpace()
 	if err != nil || space == 0 {
 		return 0, 0, false, err
@@ -382,7 +385,7 @@ func (k *KRing) RxFrames(b *Batch, which []uint16, ts int64) (n, bytes int, wake
 // slots it takes (at most MaxFrags): the last one ends the chain, the others
 // carry NS_MOREFRAG and, in the upper 8 bits of flags, the number of
 // fragments still to come, as netmap's VALE does.
-func (k *KRing) rxChain(f *Frame, t, need uint32, ts int64) (uint32, *RingError) {
+func (k *KRing) rxChain(f *frame.Frame, t, need uint32, ts int64) (uint32, *RingError) {
 	left := need
 	put := func(p []byte) *RingError {
 		for {

@@ -1,6 +1,10 @@
 package ports
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/valeswitch/vale/vale/frame"
+)
 
 // BenchmarkRingPath measures the ring machinery of one frame's walk, in one
 // goroutine over heap memory: the application fills TX slots and syncs, the
@@ -15,9 +19,9 @@ func BenchmarkRingPath(b *testing.B) {
 			tx, rx := src.tx[0], dst.rx[0]
 			ktx, krx := src.ktx(0), dst.krx(0)
 			for i := range tx.NumSlots() {
-				copy(tx.Buf(tx.Slot(i).BufIdx), frame(size, 1))
+				copy(tx.Buf(tx.Slot(i).BufIdx), makeFrame(size, 1))
 			}
-			batch := NewBatch()
+			batch := frame.NewBatch()
 			which := make([]uint16, MaxBatch)
 			for i := range which {
 				which[i] = uint16(i)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"unsafe"
+
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // testPort is a port in heap memory with both sides of each ring: the
@@ -74,7 +76,7 @@ func send(t testing.TB, r *Ring, payloads [][]byte, flags []uint16) {
 	}
 }
 
-func frame(n int, fill byte) []byte {
+func makeFrame(n int, fill byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = fill
@@ -88,9 +90,9 @@ func TestTxFramesAndRelease(t *testing.T) {
 	if tx.Space() != 7 {
 		t.Fatalf("fresh TX ring has space %d, want 7 (one slot stays empty)", tx.Space())
 	}
-	send(t, tx, [][]byte{frame(60, 1), frame(64, 2), frame(10, 3), frame(20, 4)},
+	send(t, tx, [][]byte{makeFrame(60, 1), makeFrame(64, 2), makeFrame(10, 3), makeFrame(20, 4)},
 		[]uint16{0, NS_MOREFRAG, NS_MOREFRAG | NS_NO_LEARN, NS_NO_LEARN})
-	b := NewBatch()
+	b := frame.NewBatch()
 	n, err := k.TxFrames(b)
 	if err != nil {
 		t.Fatal(err)
@@ -115,12 +117,12 @@ func TestTxFramesAndRelease(t *testing.T) {
 	}
 	// A sleeping application is woken once per ticket.
 	tx.hdr.appKick.Store(5)
-	send(t, tx, [][]byte{frame(60, 5)}, nil)
+	send(t, tx, [][]byte{makeFrame(60, 5)}, nil)
 	n, _ = k.TxFrames(b)
 	if !k.TxRelease(n) {
 		t.Error("release did not answer the sleep ticket")
 	}
-	send(t, tx, [][]byte{frame(60, 6)}, nil)
+	send(t, tx, [][]byte{makeFrame(60, 6)}, nil)
 	n, _ = k.TxFrames(b)
 	if k.TxRelease(n) {
 		t.Error("release answered the same ticket twice")
@@ -130,8 +132,8 @@ func TestTxFramesAndRelease(t *testing.T) {
 func TestTxIncompleteChainWaits(t *testing.T) {
 	p := newTestPort(t, Geometry{TxRings: 1, RxRings: 1, TxSlots: 8, RxSlots: 8, BufSize: 64})
 	tx, k := p.tx[0], p.ktx(0)
-	send(t, tx, [][]byte{frame(60, 1), frame(30, 2)}, []uint16{0, NS_MOREFRAG})
-	b := NewBatch()
+	send(t, tx, [][]byte{makeFrame(60, 1), makeFrame(30, 2)}, []uint16{0, NS_MOREFRAG})
+	b := frame.NewBatch()
 	n, err := k.TxFrames(b)
 	if err != nil || n != 1 || len(b.Frames) != 1 {
 		t.Fatalf("got %d slots %d frames (%v), want the complete frame only", n, len(b.Frames), err)
@@ -141,7 +143,7 @@ func TestTxIncompleteChainWaits(t *testing.T) {
 	if n, _ := k.TxFrames(b); n != 0 {
 		t.Fatalf("unfinished chain returned (%d slots)", n)
 	}
-	send(t, tx, [][]byte{frame(5, 3)}, nil)
+	send(t, tx, [][]byte{makeFrame(5, 3)}, nil)
 	n, err = k.TxFrames(b)
 	if err != nil || n != 2 || len(b.Frames) != 1 || b.Frames[0].Len() != 35 {
 		t.Fatalf("completed chain: %d slots, %d frames, err %v", n, len(b.Frames), err)
@@ -175,8 +177,8 @@ func TestTxViolations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newTestPort(t, g)
 			tx, k := p.tx[0], p.ktx(0)
-			send(t, tx, [][]byte{frame(60, 1), frame(60, 2)}, nil)
-			b := NewBatch()
+			send(t, tx, [][]byte{makeFrame(60, 1), makeFrame(60, 2)}, nil)
+			b := frame.NewBatch()
 			n, _ := k.TxFrames(b)
 			k.TxRelease(n)
 			b.Reset()
@@ -210,7 +212,7 @@ func TestTxViolations(t *testing.T) {
 			if err := syncRing(tx); err != nil {
 				t.Fatalf("second sync: %v", err)
 			}
-			send(t, tx, [][]byte{frame(60, 9)}, nil)
+			send(t, tx, [][]byte{makeFrame(60, 9)}, nil)
 			if n, err := k.TxFrames(b); n != 1 || err != nil || b.Frames[0].Data[0] != 9 {
 				t.Fatalf("after reset: %d slots, %v", n, err)
 			}
@@ -224,11 +226,11 @@ func TestTxLongChain(t *testing.T) {
 	var pl [][]byte
 	var fl []uint16
 	for range MaxFrags + 1 {
-		pl = append(pl, frame(8, 1))
+		pl = append(pl, makeFrame(8, 1))
 		fl = append(fl, NS_MOREFRAG)
 	}
 	send(t, tx, pl, fl)
-	_, err := k.TxFrames(NewBatch())
+	_, err := k.TxFrames(frame.NewBatch())
 	var re *RingError
 	if !errors.As(err, &re) || re.Reason != ResetLongChain {
 		t.Fatalf("error %v, want a long-chain reset", err)
@@ -238,13 +240,13 @@ func TestTxLongChain(t *testing.T) {
 func TestRxFrames(t *testing.T) {
 	p := newTestPort(t, Geometry{TxRings: 1, RxRings: 1, TxSlots: 8, RxSlots: 8, BufSize: 64})
 	rx, k := p.rx[0], p.krx(0)
-	b := NewBatch()
-	b.Add(frame(60, 1), 0)
-	b.Add(frame(150, 2), 0) // three buffers of 64
-	b.Add(frame(30, 3), 0)
-	b.AddFragment(frame(40, 4))
-	b.Add(frame(60, 5), 0)
-	b.Add(frame(60, 6), 0)
+	b := frame.NewBatch()
+	b.Add(makeFrame(60, 1), 0)
+	b.Add(makeFrame(150, 2), 0) // three buffers of 64
+	b.Add(makeFrame(30, 3), 0)
+	b.AddFragment(makeFrame(40, 4))
+	b.Add(makeFrame(60, 5), 0)
+	b.Add(makeFrame(60, 6), 0)
 	which := []uint16{0, 1, 2, 3, 4}
 	n, bytes, wake, err := k.RxFrames(b, which, 1234)
 	if err != nil {
@@ -292,9 +294,9 @@ func TestRxFrames(t *testing.T) {
 
 func TestRxViolations(t *testing.T) {
 	g := Geometry{TxRings: 1, RxRings: 1, TxSlots: 8, RxSlots: 8, BufSize: 64}
-	b := NewBatch()
-	b.Add(frame(60, 1), 0)
-	b.Add(frame(60, 2), 0)
+	b := frame.NewBatch()
+	b.Add(makeFrame(60, 1), 0)
+	b.Add(makeFrame(60, 2), 0)
 
 	p := newTestPort(t, g)
 	rx, k := p.rx[0], p.krx(0)
@@ -355,7 +357,7 @@ func FuzzKRing(f *testing.F) {
 		pool := p.iface.bufs
 		lo := uintptr(unsafe.Pointer(unsafe.SliceData(pool)))
 		hi := lo + uintptr(len(pool))
-		b := NewBatch()
+		b := frame.NewBatch()
 		k := p.ktx(0)
 		n, err := k.TxFrames(b)
 		if err != nil {
@@ -450,7 +452,7 @@ func TestRingProtocolConcurrent(t *testing.T) {
 	}()
 	go func() { // switch: forwards, never blocks on a full destination
 		defer wg.Done()
-		b := NewBatch()
+		b := frame.NewBatch()
 		which := make([]uint16, 0, MaxBatch)
 		moved := 0
 		for moved < total {

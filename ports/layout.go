@@ -3,6 +3,8 @@ package ports
 import (
 	"errors"
 	"fmt"
+
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // Slot flags, with netmap's bit values.
@@ -24,16 +26,16 @@ const (
 
 // Limits and defaults of a port's geometry.
 const (
-	DefaultSlots   = 1024  // slots per ring unless configured
-	MinSlots       = 2     // a ring of two slots holds one frame
-	MaxSlots       = 4096  // as netmap's VALE ports
-	DefaultRings   = 1     // ring pairs per port unless configured
-	MaxRings       = 16    // as netmap's NM_BDG_MAXRINGS
-	DefaultBufSize = 2048  // bytes per buffer
-	MinBufSize     = 64    // one cache line
-	MaxBufSize     = 65536 // netmap's pool limit
-	MaxFrags       = 64    // slots a single frame may span (NS_MOREFRAG)
-	MaxBatch       = 1024  // slots the switch takes from a ring per round
+	DefaultSlots   = 1024           // slots per ring unless configured
+	MinSlots       = 2              // a ring of two slots holds one frame
+	MaxSlots       = 4096           // as netmap's VALE ports
+	DefaultRings   = 1              // ring pairs per port unless configured
+	MaxRings       = 16             // as netmap's NM_BDG_MAXRINGS
+	DefaultBufSize = 2048           // bytes per buffer
+	MinBufSize     = 64             // one cache line
+	MaxBufSize     = 65536          // netmap's pool limit
+	MaxFrags       = frame.MaxFrags // slots a single frame may span (NS_MOREFRAG)
+	MaxBatch       = frame.MaxBatch // slots the switch takes from a ring per round
 	MaxExtraBufs   = 65536
 	maxMemSize     = 1 << 36
 	reservedBufs   = 2 // buffers 0 and 1 are never handed out

@@ -6,7 +6,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // stateQueue decodes a vring state payload and the queue it names.
@@ -254,7 +254,7 @@ func (p *Port) setFeatures(v uint64) error {
 		q.wake()
 	}
 	p.unlockQueues()
-	p.caps.Store(ports.OffloadCaps{
+	p.caps.Store(frame.OffloadCaps{
 		Csum: v&featNetGuestCsum != 0,
 		TSO4: v&featNetGuestTSO4 != 0 && v&featNetGuestCsum != 0,
 		TSO6: v&featNetGuestTSO6 != 0 && v&featNetGuestCsum != 0,

@@ -12,7 +12,7 @@
 // VIRTIO_F_VERSION_1, mergeable receive buffers, event-index notification
 // suppression, multiqueue, and the virtio-net header's offloads: frames a
 // guest sends with a partial checksum or as a TCP segment of up to 64 KiB
-// enter the switch as they are (ports.Offload), reach a guest that
+// enter the switch as they are (frame.Offload), reach a guest that
 // negotiated the same offloads as they are, and are completed in software
 // by the switch for every other port.
 //

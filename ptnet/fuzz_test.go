@@ -10,7 +10,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/testutil"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // heapMemory is guest memory on the Go heap, guest and user addresses
@@ -47,7 +47,7 @@ func FuzzVirtq(f *testing.F) {
 		copy(mem.b, ring)
 		ds, as, us := ringSizes(num, true)
 		p := &Port{log: newDiscardLogger()}
-		p.caps.Store(ports.OffloadCaps{Csum: true})
+		p.caps.Store(frame.OffloadCaps{Csum: true})
 		for _, tx := range []bool{true, false} {
 			q := &queue{tx: tx, hdrLen: 12, mrg: mrg, feats: backendFeatures, mem: mem}
 			desc, _ := mem.slice(0x1000, ds)
@@ -58,7 +58,7 @@ func FuzzVirtq(f *testing.F) {
 			}
 			q.vq.lastAvail = base
 			q.ready, q.started, q.enabled = true, true, true
-			b := ports.NewBatch()
+			b := frame.NewBatch()
 			n, err := p.takeTx(q, b)
 			if err == nil && n > num {
 				t.Fatalf("took %d chains from a ring of %d", n, num)
@@ -68,7 +68,7 @@ func FuzzVirtq(f *testing.F) {
 					t.Fatalf("a frame of %d bytes", fr.Len())
 				}
 			}
-			out := ports.NewBatch()
+			out := frame.NewBatch()
 			out.Add(make([]byte, 3000), 0)
 			out.Add(make([]byte, 60), 0)
 			p.putRx(q, &out.Frames[0])
@@ -145,7 +145,7 @@ func FuzzRingSetup(f *testing.F) {
 			feats &^= featEventIdx
 		}
 		p := &Port{log: newDiscardLogger()}
-		p.caps.Store(ports.OffloadCaps{Csum: true, TSO4: true})
+		p.caps.Store(frame.OffloadCaps{Csum: true, TSO4: true})
 		before := guard.Internal()
 		for _, tx := range []bool{true, false} {
 			q := &queue{tx: tx, hdrLen: 12, mrg: true, feats: feats, mem: mem, num: num,
@@ -155,11 +155,11 @@ func FuzzRingSetup(f *testing.F) {
 			}
 			q.started, q.enabled = true, true
 			p.sleepy(q)
-			b := ports.NewBatch()
+			b := frame.NewBatch()
 			if n, err := p.takeTx(q, b); err == nil && n > 0 {
 				p.releaseTx(q, -1)
 			}
-			out := ports.NewBatch()
+			out := frame.NewBatch()
 			out.Add(make([]byte, 1500), 0)
 			p.putRx(q, &out.Frames[0])
 			q.vq.publishUsed()

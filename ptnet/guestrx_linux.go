@@ -5,10 +5,10 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/guard"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
-func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
+func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error) {
 	q := p.queues[2*r]
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
@@ -50,7 +50,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 // chains as it needs (one without mergeable buffers). It reports false,
 // having taken nothing, when the driver has not made room enough
 // available. The queue's lock is held.
-func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
+func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	pending, err := q.vq.pending()
 	if err != nil {
 		return false, err
@@ -64,7 +64,7 @@ func (p *Port) putRx(q *queue, f *ports.Frame) (bool, error) {
 	// frame across the chains.
 	o := f.Offload
 	if !p.Offloads().Accepts(o) {
-		o = ports.Offload{}
+		o = frame.Offload{}
 	}
 	putVnetHdr(q.hdr[:q.hdrLen], o, uint16(nchains))
 	src := append(append(q.src[:0], q.hdr[:q.hdrLen], f.Data), f.More...)
@@ -120,7 +120,7 @@ func (q *queue) chainsFor(need int, from, pending uint16) (int, error) {
 // served (no frontend, not started, stopped) has room for everything:
 // Deliver drops what it is given, and nobody waits for a guest that is not
 // there.
-func (p *Port) Room(r int, b *ports.Batch, which []uint16) (n int) {
+func (p *Port) Room(r int, b *frame.Batch, which []uint16) (n int) {
 	q := p.queues[2*r]
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)

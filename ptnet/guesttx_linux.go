@@ -5,12 +5,13 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // Recv waits until the driver's transmit queue of pair r has frames and
 // appends them to b: views into guest memory, valid until Release (the
 // queue stays locked in between).
-func (p *Port) Recv(r int, b *ports.Batch) error {
+func (p *Port) Recv(r int, b *frame.Batch) error {
 	// The switch worker of this ring reads the frames from guest memory:
 	// a fault must become a panic it can recover from.
 	debug.SetPanicOnFault(true)
@@ -68,7 +69,7 @@ func (p *Port) sleepy(q *queue) (more bool, err error) {
 
 // takeTx takes up to a batch of the driver's frames. The queue's lock is
 // held.
-func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
+func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			n, err = 0, guard.Error(r)
@@ -82,7 +83,7 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 		return 0, nil
 	}
 	q.vq.disableKicks()
-	pending = min(pending, ports.MaxBatch)
+	pending = min(pending, frame.MaxBatch)
 	hdrLen := q.hdrLen
 	// Frames read in place when the memory cannot shrink; else copied
 	// (here, where a fault is recovered) into the stage.
@@ -102,7 +103,7 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 		}
 		got, added := 0, false
 		var badHdr error
-		var off ports.Offload
+		var off frame.Offload
 		if _, err := q.vq.walk(q.mem, head, false, maxTxChainBytes, func(buf []byte) {
 			if got < hdrLen {
 				k := copy(q.hdr[got:hdrLen], buf)
@@ -143,7 +144,7 @@ func (p *Port) takeTx(q *queue, b *ports.Batch) (n int, err error) {
 }
 
 // drop removes the last frame of b.
-func drop(b *ports.Batch) {
+func drop(b *frame.Batch) {
 	f := b.Frames[len(b.Frames)-1]
 	if !f.Offload.IsZero() {
 		b.Offloads--
@@ -154,7 +155,7 @@ func drop(b *ports.Batch) {
 // Release gives the chains of the first n frames of the last Recv on ring
 // r back to the driver (the others stay available, taken again by the
 // next Recv) and unlocks the queue.
-func (p *Port) Release(r int, _ *ports.Batch, n int) {
+func (p *Port) Release(r int, _ *frame.Batch, n int) {
 	q := p.queues[2*r+1]
 	p.releaseTx(q, n)
 	q.mu.Unlock()

@@ -12,6 +12,8 @@ import (
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/sockfile"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Limits of a port.
@@ -60,7 +62,7 @@ type Port struct {
 	protocol uint64
 	mem      *memTable
 	state    string
-	caps     atomic.Value // ports.OffloadCaps
+	caps     atomic.Value // frame.OffloadCaps
 
 	// errMu guards lastError, which the data path sets with a queue
 	// locked (so not under mu).
@@ -138,7 +140,7 @@ func New(cfg Config) (*Port, error) {
 		cfg.Logger = slog.Default()
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger.With("port", cfg.Name, "socket", cfg.Socket), stopCh: make(chan struct{})}
-	p.caps.Store(ports.OffloadCaps{})
+	p.caps.Store(frame.OffloadCaps{})
 	for i := range 2 * cfg.QueuePairs {
 		p.queues = append(p.queues, &queue{index: i, tx: i%2 == 1,
 			kicked: make(chan struct{}, 1), changed: make(chan struct{}, 1)})
@@ -167,10 +169,10 @@ func (p *Port) Name() string { return p.cfg.Name }
 func (p *Port) Socket() string { return p.cfg.Socket }
 
 // Offloads returns what the guest takes as it is (vale.OffloadPort).
-func (p *Port) Offloads() ports.OffloadCaps { return p.caps.Load().(ports.OffloadCaps) }
+func (p *Port) Offloads() frame.OffloadCaps { return p.caps.Load().(frame.OffloadCaps) }
 
 // Describe tells vale-ctl about the port.
-func (p *Port) Describe() ports.Desc {
+func (p *Port) Describe() wire.Desc {
 	p.mu.Lock()
 	state := []string{p.state}
 	if p.conn != nil {
@@ -202,7 +204,7 @@ func (p *Port) Describe() ports.Desc {
 		}
 	}
 	n := len(p.queues) / 2
-	return ports.Desc{Kind: "vhost-user", TxRings: n, RxRings: n, TxSlots: slots, RxSlots: slots, State: strings.Join(state, ",")}
+	return wire.Desc{Kind: "vhost-user", TxRings: n, RxRings: n, TxSlots: slots, RxSlots: slots, State: strings.Join(state, ",")}
 }
 
 // Geometry returns the port's rings, for copy monitors sized like it.

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/testutil"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 func newTestPort(t *testing.T, pairs int) (*Port, string) {
@@ -28,18 +28,18 @@ func newTestPort(t *testing.T, pairs int) (*Port, string) {
 }
 
 // recvOne runs Recv once (with a timeout) and returns copies of the frames.
-func recvOne(t *testing.T, p *Port, ring int) []ports.Frame {
+func recvOne(t *testing.T, p *Port, ring int) []frame.Frame {
 	t.Helper()
-	done := make(chan []ports.Frame, 1)
+	done := make(chan []frame.Frame, 1)
 	go func() {
-		b := ports.NewBatch()
+		b := frame.NewBatch()
 		if err := p.Recv(ring, b); err != nil {
 			done <- nil
 			return
 		}
-		var out []ports.Frame
+		var out []frame.Frame
 		for _, f := range b.Frames {
-			c := ports.Frame{Data: append([]byte(nil), f.Data...), Offload: f.Offload}
+			c := frame.Frame{Data: append([]byte(nil), f.Data...), Offload: f.Offload}
 			for _, m := range f.More {
 				c.Data = append(c.Data, m...)
 			}
@@ -83,7 +83,7 @@ func TestTransmitAndReceive(t *testing.T) {
 	a, b := testFrame(60, 1), testFrame(1514, 2)
 	tx.sendFrame(hdr, a, false)
 	tx.sendFrame(hdr, b, true)
-	var got []ports.Frame
+	var got []frame.Frame
 	for len(got) < 2 {
 		got = append(got, recvOne(t, p, 0)...)
 	}
@@ -97,7 +97,7 @@ func TestTransmitAndReceive(t *testing.T) {
 	rx.postRx(16, 2048)
 	f.sync()
 	big := testFrame(5000, 3) // three 2 KiB buffers
-	batch := ports.NewBatch()
+	batch := frame.NewBatch()
 	batch.Add(a, 0)
 	batch.Add(big[:1000], 0)
 	batch.AddFragment(big[1000:])
@@ -132,7 +132,7 @@ func TestReceiveWithoutBuffers(t *testing.T) {
 	f := newFrontend(t, sock)
 	f.handshake(backendFeatures, 2, 64)
 	f.sync()
-	batch := ports.NewBatch()
+	batch := frame.NewBatch()
 	batch.Add(testFrame(60, 0), 0)
 	if n, _, err := p.Deliver(0, batch, []uint16{0}); n != 0 || err != nil {
 		t.Fatalf("Deliver without buffers = %d, %v", n, err)
@@ -154,15 +154,15 @@ func TestOffloadHeaders(t *testing.T) {
 	h[0] = vnetNeedsCsum
 	binary.LittleEndian.PutUint16(h[6:], 34)
 	binary.LittleEndian.PutUint16(h[8:], 16)
-	h[1] = ports.GSOTCPv4
+	h[1] = frame.GSOTCPv4
 	binary.LittleEndian.PutUint16(h[2:], 54)
 	binary.LittleEndian.PutUint16(h[4:], 1448)
 	tx.sendFrame(h, testFrame(3000, 1), false)
 	h6 := bytes.Clone(h)
-	h6[1] = ports.GSOTCPv6 // not negotiated
+	h6[1] = frame.GSOTCPv6 // not negotiated
 	tx.sendFrame(h6, testFrame(3000, 2), false)
 	tx.sendFrame(make([]byte, f.hdrLen), testFrame(60, 3), false)
-	var got []ports.Frame
+	var got []frame.Frame
 	deadline := time.Now().Add(5 * time.Second)
 	for len(tx.usedEntries()) < 3 || len(got) < 2 {
 		got = append(got, recvOne(t, p, 0)...)
@@ -170,7 +170,7 @@ func TestOffloadHeaders(t *testing.T) {
 			t.Fatal("frames did not arrive")
 		}
 	}
-	want := ports.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: ports.GSOTCPv4, GSOSize: 1448, HdrLen: 54}
+	want := frame.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: frame.GSOTCPv4, GSOSize: 1448, HdrLen: 54}
 	if len(got) != 2 || got[0].Offload != want || !got[1].Offload.IsZero() {
 		t.Fatalf("got %+v", got)
 	}
@@ -223,7 +223,7 @@ func TestBrokenChains(t *testing.T) {
 			unix.Close(errFD)
 			rx.postRx(4, 2048)
 			f.sync()
-			batch := ports.NewBatch()
+			batch := frame.NewBatch()
 			batch.Add(testFrame(60, 0), 0)
 			if n, _, _ := p.Deliver(0, batch, []uint16{0}); n != 1 {
 				t.Error("the receive queue stopped too")
@@ -235,7 +235,7 @@ func TestBrokenChains(t *testing.T) {
 // drain plays a switch worker: it takes frames from TX ring r until the
 // port stops.
 func drain(p *Port, r int) {
-	b := ports.NewBatch()
+	b := frame.NewBatch()
 	for {
 		b.Reset()
 		if err := p.Recv(r, b); err != nil {
@@ -406,7 +406,7 @@ func TestFrontendVanishes(t *testing.T) {
 		f.sync()
 		stop := make(chan struct{})
 		go func() {
-			b := ports.NewBatch()
+			b := frame.NewBatch()
 			b.Add(testFrame(100, 0), 0)
 			for {
 				select {
@@ -445,7 +445,7 @@ func TestGuestMemoryShrinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Write(f.queues[1].kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
-	b := ports.NewBatch()
+	b := frame.NewBatch()
 	b.Add(testFrame(60, 2), 0)
 	if n, _, _ := p.Deliver(0, b, []uint16{0}); n != 0 {
 		t.Errorf("delivered %d frames into vanished memory", n)

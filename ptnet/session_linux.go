@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/notify"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 func (p *Port) acceptLoop() {
@@ -144,7 +144,7 @@ func (p *Port) disconnect() {
 	}
 	p.unlockQueues()
 	p.owner, p.features, p.protocol = false, 0, 0
-	p.caps.Store(ports.OffloadCaps{})
+	p.caps.Store(frame.OffloadCaps{})
 	if p.stopped.Load() {
 		p.state = "stopped"
 	} else if p.cfg.Client {

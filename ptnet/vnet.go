@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // The virtio-net header (virtio 1.x, 5.1.6): flags, gso_type, hdr_len,
@@ -18,8 +18,8 @@ const (
 
 // parseVnetHdr reads the header of a frame a driver sent, refusing what it
 // did not negotiate.
-func parseVnetHdr(h []byte, features uint64) (ports.Offload, error) {
-	var o ports.Offload
+func parseVnetHdr(h []byte, features uint64) (frame.Offload, error) {
+	var o frame.Offload
 	le := binary.LittleEndian
 	flags, gso := h[0], h[1]
 	if flags&vnetNeedsCsum != 0 {
@@ -30,15 +30,15 @@ func parseVnetHdr(h []byte, features uint64) (ports.Offload, error) {
 	}
 	o.ECN = gso&vnetGSOECN != 0
 	switch g := gso &^ vnetGSOECN; g {
-	case ports.GSONone:
+	case frame.GSONone:
 		o.ECN = false
 		return o, nil
-	case ports.GSOTCPv4:
+	case frame.GSOTCPv4:
 		if features&featNetHostTSO4 == 0 {
 			return o, fmt.Errorf("TSO over IPv4 without VIRTIO_NET_F_HOST_TSO4")
 		}
 		o.GSO = g
-	case ports.GSOTCPv6:
+	case frame.GSOTCPv6:
 		if features&featNetHostTSO6 == 0 {
 			return o, fmt.Errorf("TSO over IPv6 without VIRTIO_NET_F_HOST_TSO6")
 		}
@@ -56,7 +56,7 @@ func parseVnetHdr(h []byte, features uint64) (ports.Offload, error) {
 // putVnetHdr writes the header of a frame for a driver: what is left to
 // do on it (which the driver negotiated), and the number of buffers it
 // takes.
-func putVnetHdr(h []byte, o ports.Offload, numBuffers uint16) {
+func putVnetHdr(h []byte, o frame.Offload, numBuffers uint16) {
 	clear(h)
 	le := binary.LittleEndian
 	if o.NeedsCsum {
@@ -64,7 +64,7 @@ func putVnetHdr(h []byte, o ports.Offload, numBuffers uint16) {
 		le.PutUint16(h[6:], o.CsumStart)
 		le.PutUint16(h[8:], o.CsumOffset)
 	}
-	if o.GSO != ports.GSONone {
+	if o.GSO != frame.GSONone {
 		h[1] = o.GSO
 		if o.ECN {
 			h[1] |= vnetGSOECN

@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports/nmport"
-	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // binDir holds the binaries built for this run.
@@ -186,14 +185,14 @@ func (d *daemon) open(t testing.TB, name string) *nmport.Port {
 
 // listing returns valed's listing of name ("" for everything), as
 // vale-ctl -l -json prints it.
-func (d *daemon) listing(t testing.TB, name string) *mgmt.ListReply {
+func (d *daemon) listing(t testing.TB, name string) *wire.ListReply {
 	t.Helper()
 	args := []string{"-l", "-json"}
 	if name != "" {
 		args = append(args, name)
 	}
 	out := d.run(t, 10*time.Second, "vale-ctl", args...)
-	var l mgmt.ListReply
+	var l wire.ListReply
 	if err := json.Unmarshal([]byte(out), &l); err != nil {
 		t.Fatalf("vale-ctl -l -json: %v\n%s", err, out)
 	}
@@ -202,7 +201,7 @@ func (d *daemon) listing(t testing.TB, name string) *mgmt.ListReply {
 
 // portStats returns what valed lists of port name (its counters in
 // Stats), or nil if it is not listed.
-func (d *daemon) portStats(t testing.TB, name string) *vale.PortInfo {
+func (d *daemon) portStats(t testing.TB, name string) *wire.PortInfo {
 	t.Helper()
 	for _, p := range d.listing(t, "").Ports {
 		if p.Name == name {

@@ -10,6 +10,7 @@ import (
 	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // monitorClient reads a monitor: it returns the tags of the frames that
@@ -192,7 +193,7 @@ func TestZeroCopyMonitor(t *testing.T) {
 	b := newClient(t, d, "vale0:b", "02:00:00:00:00:0b")
 	z1 := d.open(t, "vale0:b/z")
 	z2 := d.open(t, "vale0:b/z")
-	if z1.Kind() != ports.KindZeroCopyMonitor || len(z1.RxRings()) != 2 {
+	if z1.Kind() != wire.KindZeroCopyMonitor || len(z1.RxRings()) != 2 {
 		t.Fatalf("zero-copy monitor %s with %d rings", z1.Kind(), len(z1.RxRings()))
 	}
 	waitMonitors(t, b.p, 1)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/valeswitch/vale/vale/valetest"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // newTestSwitch returns a switch with a fake port attached for each name.
@@ -28,7 +29,7 @@ func newTestSwitch(t *testing.T, cfg Config, names ...string) (*Switch, []*valet
 	return sw, ps
 }
 
-func statsOf(sw *Switch, name string) PortStats {
+func statsOf(sw *Switch, name string) wire.PortStats {
 	for _, p := range sw.Ports() {
 		if p.Name == name {
 			return p.Stats

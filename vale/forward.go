@@ -8,10 +8,11 @@ import (
 
 	"github.com/valeswitch/vale/internal/offload"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // maxFrames is the most frames one round can carry.
-const maxFrames = ports.MaxBatch + ports.MaxFrags
+const maxFrames = frame.MaxBatch + frame.MaxFrags
 
 // Destinations of a frame besides a port index.
 const (
@@ -28,7 +29,7 @@ type forwarder struct {
 	sw    *Switch
 	src   *attachment
 	ring  int
-	batch *ports.Batch
+	batch *frame.Batch
 
 	dst     [maxFrames]uint16 // destination of each frame
 	next    [maxFrames]uint16 // next frame with the same unicast destination
@@ -55,7 +56,7 @@ type forwarder struct {
 	// Completing offloads for ports that cannot take them: done lazily,
 	// the first time a round needs it.
 	completer *offload.Completer
-	completed *ports.Batch // the frames one offloaded frame became
+	completed *frame.Batch // the frames one offloaded frame became
 	round     uint64       // rounds forwarded
 	doneFrame int          // the frame of round doneRound completed holds
 	doneRound uint64
@@ -96,7 +97,7 @@ func newForwarder(sw *Switch, src *attachment, ring int) *forwarder {
 		sw:      sw,
 		src:     src,
 		ring:    ring,
-		batch:   ports.NewBatch(),
+		batch:   frame.NewBatch(),
 		groups:  make([]group, 0, 64),
 		groupOf: make([]uint16, len(sw.ports)),
 		flood:   make([]uint16, 0, maxFrames),
@@ -532,7 +533,7 @@ func (f *forwarder) deliver(d *delivery, which []uint16) {
 		f.deliverTo(d, b, which)
 		return
 	}
-	var caps ports.OffloadCaps
+	var caps frame.OffloadCaps
 	if op, ok := d.a.port.(OffloadPort); ok {
 		caps = op.Offloads()
 	}
@@ -562,7 +563,7 @@ func (f *forwarder) deliver(d *delivery, which []uint16) {
 func (f *forwarder) complete(fi int) int {
 	if f.completer == nil {
 		f.completer = offload.NewCompleter()
-		f.completed = ports.NewBatch()
+		f.completed = frame.NewBatch()
 	}
 	if f.doneRound == f.round && f.doneFrame == fi {
 		return len(f.completed.Frames)
@@ -588,7 +589,7 @@ func (f *forwarder) complete(fi int) int {
 // deliverTo hands frames which of b to delivery d's port and counts the
 // outcome. The RX ring's lock is taken when the port has RX monitors (so
 // that they see the port's order), unless reserve holds it already.
-func (f *forwarder) deliverTo(d *delivery, b *ports.Batch, which []uint16) {
+func (f *forwarder) deliverTo(d *delivery, b *frame.Batch, which []uint16) {
 	a, ring := d.a, d.ring
 	var (
 		frames, bytes int

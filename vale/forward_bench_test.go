@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // sinkPort takes every frame into its own buffers, as a destination with
@@ -25,19 +26,19 @@ func newSinkPort(name string) *sinkPort {
 }
 
 func (s *sinkPort) Name() string { return s.name }
-func (s *sinkPort) Describe() ports.Desc {
-	return ports.Desc{Kind: "sink", TxRings: 1, RxRings: 1}
+func (s *sinkPort) Describe() wire.Desc {
+	return wire.Desc{Kind: "sink", TxRings: 1, RxRings: 1}
 }
-func (s *sinkPort) Recv(int, *ports.Batch) error   { select {} }
-func (s *sinkPort) Release(int, *ports.Batch, int) {}
+func (s *sinkPort) Recv(int, *frame.Batch) error   { select {} }
+func (s *sinkPort) Release(int, *frame.Batch, int) {}
 func (s *sinkPort) Stop()                          {}
 func (s *sinkPort) Free() error                    { return nil }
 
 // Room counts the frames as the shared-memory port's does: one look at
 // each frame, so that the benchmark pays what a round holding its
 // destinations to their room pays.
-func (s *sinkPort) Room(_ int, b *ports.Batch, which []uint16) int {
-	space := ports.MaxBatch // endless room: all of a round fits
+func (s *sinkPort) Room(_ int, b *frame.Batch, which []uint16) int {
+	space := frame.MaxBatch // endless room: all of a round fits
 	for n, i := range which {
 		if len(b.Frames[i].More) > 0 || space == 0 {
 			return n
@@ -47,7 +48,7 @@ func (s *sinkPort) Room(_ int, b *ports.Batch, which []uint16) int {
 	return len(which)
 }
 func (s *sinkPort) WaitRoom(int, time.Time) {}
-func (s *sinkPort) Deliver(_ int, b *ports.Batch, which []uint16) (int, int, error) {
+func (s *sinkPort) Deliver(_ int, b *frame.Batch, which []uint16) (int, int, error) {
 	bytes := 0
 	for _, i := range which {
 		d := b.Frames[i].Data
@@ -107,23 +108,23 @@ func BenchmarkForward(b *testing.B) {
 			sw.macs.learn(mac48(dstMAC[:]), uint16(c.dests), 0)
 			sw.macs.mu.Unlock()
 			f := newForwarder(sw, sw.ports[0], 0)
-			frame := make([]byte, c.size)
+			pkt := make([]byte, c.size)
 			if c.bcast {
-				copy(frame, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+				copy(pkt, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 			} else {
-				copy(frame, dstMAC[:])
+				copy(pkt, dstMAC[:])
 			}
-			copy(frame[6:], []byte{2, 0, 0, 0, 0, 1})
-			for range ports.MaxBatch {
-				f.batch.Add(frame, 0)
+			copy(pkt[6:], []byte{2, 0, 0, 0, 0, 1})
+			for range frame.MaxBatch {
+				f.batch.Add(pkt, 0)
 			}
-			b.SetBytes(int64(c.size * ports.MaxBatch))
+			b.SetBytes(int64(c.size * frame.MaxBatch))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				f.forward()
 			}
-			perPkt := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / ports.MaxBatch
+			perPkt := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / frame.MaxBatch
 			b.ReportMetric(perPkt, "ns/pkt")
 			b.ReportMetric(1e3/perPkt, "Mpps")
 		})

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // Monitor receives copies of the frames a port sends or receives: a copy
@@ -15,7 +15,7 @@ import (
 // the port saw them. A monitor that has no room loses frames; the monitored
 // port never waits for it.
 type Monitor interface {
-	Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error)
+	Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error)
 }
 
 // MonitorHandle is a monitor attached to a port.
@@ -115,7 +115,7 @@ func (sw *Switch) attachmentLocked(p Port) *attachment {
 }
 
 // copyTo delivers frames which of b to every monitor of l, ring base+r.
-func copyTo(l []*MonitorHandle, r int, b *ports.Batch, which []uint16, rx bool) {
+func copyTo(l []*MonitorHandle, r int, b *frame.Batch, which []uint16, rx bool) {
 	for _, h := range l {
 		base := h.txBase
 		if rx {

@@ -10,15 +10,15 @@ import (
 
 	"github.com/valeswitch/vale/internal/offload"
 	"github.com/valeswitch/vale/internal/testutil"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 	"github.com/valeswitch/vale/vale/valetest"
 )
 
 // offloadPort is a fake port that takes offloaded frames as they are.
 type offloadPort struct{ *valetest.Port }
 
-func (p offloadPort) Offloads() ports.OffloadCaps {
-	return ports.OffloadCaps{Csum: true, TSO4: true, TSO6: true}
+func (p offloadPort) Offloads() frame.OffloadCaps {
+	return frame.OffloadCaps{Csum: true, TSO4: true, TSO6: true}
 }
 
 // tsoFrame is a 20000-byte TCP segment from src to dst with its checksum
@@ -35,7 +35,7 @@ func tsoFrame(t *testing.T, dst, src net.HardwareAddr) valetest.Frame {
 	}
 	f := append([]byte(nil), buf.Bytes()...)
 	binary.BigEndian.PutUint16(f[14+20+16:], 0x1234) // not a complete checksum
-	return valetest.Frame{Data: f, Offload: ports.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: ports.GSOTCPv4, GSOSize: 1460, HdrLen: 54}}
+	return valetest.Frame{Data: f, Offload: frame.Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSO: frame.GSOTCPv4, GSOSize: 1460, HdrLen: 54}}
 }
 
 // A TSO frame goes as it is to a port that takes offloads, and in checksummed

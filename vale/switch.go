@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Defaults of a switch's configuration.
@@ -318,13 +319,13 @@ func (sw *Switch) Close() {
 }
 
 // Ports describes the attached ports, by index.
-func (sw *Switch) Ports() []PortInfo {
+func (sw *Switch) Ports() []wire.PortInfo {
 	sw.mu.RLock()
 	active := sw.active
 	sw.mu.RUnlock()
-	infos := make([]PortInfo, 0, len(active))
+	infos := make([]wire.PortInfo, 0, len(active))
 	for _, a := range active {
-		infos = append(infos, PortInfo{
+		infos = append(infos, wire.PortInfo{
 			Switch: sw.name,
 			Name:   a.port.Name(),
 			Index:  int(a.idx),
@@ -336,16 +337,16 @@ func (sw *Switch) Ports() []PortInfo {
 	return infos
 }
 
-// BatchBuckets is the number of buckets of SwitchInfo.Batches.
-const BatchBuckets = 12
+// BatchBuckets is the number of buckets of wire.SwitchInfo.Batches.
+const BatchBuckets = wire.BatchBuckets
 
 // Info describes the switch.
-func (sw *Switch) Info() SwitchInfo {
+func (sw *Switch) Info() wire.SwitchInfo {
 	var batches [BatchBuckets]uint64
 	for i := range batches {
 		batches[i] = sw.batches[i].Load()
 	}
-	return SwitchInfo{
+	return wire.SwitchInfo{
 		Batches:   batches,
 		Name:      sw.name,
 		Ports:     sw.Len(),

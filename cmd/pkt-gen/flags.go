@@ -11,6 +11,7 @@ import (
 	"github.com/valeswitch/vale/internal/cli"
 	"github.com/valeswitch/vale/internal/pkt"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 )
 
 type function int
@@ -230,13 +231,13 @@ func threadName(cfg *config, i int) (string, error) {
 	if cfg.threads == 1 {
 		return cfg.ifname, nil
 	}
-	n, err := ports.ParseName(cfg.ifname)
+	n, err := portname.ParseName(cfg.ifname)
 	if err != nil {
 		return "", err
 	}
-	if n.Mode != ports.RegAllNIC {
+	if n.Mode != portname.RegAllNIC {
 		return "", fmt.Errorf("-p %d needs a port name without ring selection", cfg.threads)
 	}
-	n.Mode, n.Ring = ports.RegOneNIC, i
+	n.Mode, n.Ring = portname.RegOneNIC, i
 	return n.String(), nil
 }

@@ -40,8 +40,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 func main() {
@@ -220,22 +220,22 @@ func run(args []string, out io.Writer) error {
 	case "a", "h":
 		return attach(conn, a, o, g, out)
 	case "d":
-		_, err := conn.Call(mgmt.OpDetach, mgmt.DetachRequest{Name: a.arg}, nil)
+		_, err := conn.Call(wire.OpDetach, wire.DetachRequest{Name: a.arg}, nil)
 		return err
 	case "n":
 		if g.txRings != g.rxRings || g.txSlots != g.rxSlots {
 			return fmt.Errorf("-C %s: a persistent interface has the same counts in both directions", o.conf)
 		}
-		_, err := conn.Call(mgmt.OpNewIf, mgmt.NewIfRequest{Name: a.arg, Rings: g.txRings, Slots: g.txSlots}, nil)
+		_, err := conn.Call(wire.OpNewIf, wire.NewIfRequest{Name: a.arg, Rings: g.txRings, Slots: g.txSlots}, nil)
 		return err
 	case "r":
-		_, err := conn.Call(mgmt.OpDelIf, mgmt.DelIfRequest{Name: a.arg}, nil)
+		_, err := conn.Call(wire.OpDelIf, wire.DelIfRequest{Name: a.arg}, nil)
 		return err
 	case "save":
-		_, err := conn.Call(mgmt.OpSave, struct{}{}, nil)
+		_, err := conn.Call(wire.OpSave, struct{}{}, nil)
 		return err
 	case "reload":
-		_, err := conn.Call(mgmt.OpReload, struct{}{}, nil)
+		_, err := conn.Call(wire.OpReload, struct{}{}, nil)
 		return err
 	}
 	all, err := fetchList(conn, a.arg)
@@ -258,7 +258,7 @@ func attach(conn *ctl.Conn, a action, o *options, g geometry, out io.Writer) err
 	if g.txRings != g.rxRings {
 		return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", o.conf)
 	}
-	req := mgmt.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: o.mode,
+	req := wire.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: o.mode,
 		StartQueue: o.startQueue, Queues: o.queues, FrameSize: o.frameSize, Slots: g.txSlots,
 		VhostUser: o.vhostUser, VhostClient: o.vhostCli}
 	switch {
@@ -279,8 +279,8 @@ func attach(conn *ctl.Conn, a action, o *options, g geometry, out io.Writer) err
 	case o.zeroCopy:
 		req.Copy = "zerocopy"
 	}
-	var r mgmt.ListReply
-	if _, err := conn.Call(mgmt.OpAttach, req, &r); err != nil {
+	var r wire.ListReply
+	if _, err := conn.Call(wire.OpAttach, req, &r); err != nil {
 		return err
 	}
 	for _, p := range r.Ports {
@@ -291,10 +291,10 @@ func attach(conn *ctl.Conn, a action, o *options, g geometry, out io.Writer) err
 
 // fetchList asks valed for its listing (of name, or everything) and
 // gathers the messages it comes in.
-func fetchList(conn *ctl.Conn, name string) (*mgmt.ListReply, error) {
-	var all mgmt.ListReply
-	err := conn.CallStream(mgmt.OpList, mgmt.ListRequest{Name: name}, func(body json.RawMessage) error {
-		var r mgmt.ListReply
+func fetchList(conn *ctl.Conn, name string) (*wire.ListReply, error) {
+	var all wire.ListReply
+	err := conn.CallStream(wire.OpList, wire.ListRequest{Name: name}, func(body json.RawMessage) error {
+		var r wire.ListReply
 		if err := json.Unmarshal(body, &r); err != nil {
 			return fmt.Errorf("decode listing: %w", err)
 		}
@@ -309,7 +309,7 @@ func fetchList(conn *ctl.Conn, name string) (*mgmt.ListReply, error) {
 }
 
 // printList prints a listing as tables, one per kind of thing listed.
-func printList(all *mgmt.ListReply, name string, verbose bool, out io.Writer) error {
+func printList(all *wire.ListReply, name string, verbose bool, out io.Writer) error {
 	if len(all.Switches) == 0 && len(all.Pipes) == 0 && len(all.Monitors) == 0 && len(all.Ifaces) == 0 {
 		if name != "" {
 			return fmt.Errorf("no switch, port or pipe named %s", name)
@@ -381,8 +381,8 @@ func printList(all *mgmt.ListReply, name string, verbose bool, out io.Writer) er
 }
 
 func printGeometry(conn *ctl.Conn, name string, out io.Writer) error {
-	var info ports.InfoReply
-	if _, err := conn.Call(ports.OpInfo, ports.InfoRequest{Name: name}, &info); err != nil {
+	var info wire.InfoReply
+	if _, err := conn.Call(wire.OpInfo, wire.InfoRequest{Name: name}, &info); err != nil {
 		return err
 	}
 	l := info.Layout
@@ -398,7 +398,7 @@ func printGeometry(conn *ctl.Conn, name string, out io.Writer) error {
 	idx := "not created yet"
 	if info.Index >= 0 {
 		idx = "port_idx " + strconv.Itoa(info.Index)
-		if info.Kind == ports.KindPipe {
+		if info.Kind == wire.KindPipe {
 			idx = "pipe"
 		}
 	}

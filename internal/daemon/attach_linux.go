@@ -9,12 +9,13 @@ import (
 
 	"github.com/valeswitch/vale/afxdp"
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/netdev"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/ports/tap"
 	"github.com/valeswitch/vale/ptnet"
 	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // ifaceState is a persistent interface (vale-ctl -n): a TAP device valed
@@ -28,8 +29,8 @@ type ifaceState struct {
 
 func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
 	switch req.Op {
-	case mgmt.OpAttach:
-		var r mgmt.AttachRequest
+	case wire.OpAttach:
+		var r wire.AttachRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
@@ -37,36 +38,36 @@ func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
 		if err != nil {
 			return err
 		}
-		return s.conn.ReplyOK(mgmt.ListReply{Ports: infos})
-	case mgmt.OpDetach:
-		var r mgmt.DetachRequest
+		return s.conn.ReplyOK(wire.ListReply{Ports: infos})
+	case wire.OpDetach:
+		var r wire.DetachRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
 		if err := d.detach(r.Name); err != nil {
 			return err
 		}
-	case mgmt.OpNewIf:
-		var r mgmt.NewIfRequest
+	case wire.OpNewIf:
+		var r wire.NewIfRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
 		if err := d.newIface(r); err != nil {
 			return err
 		}
-	case mgmt.OpDelIf:
-		var r mgmt.DelIfRequest
+	case wire.OpDelIf:
+		var r wire.DelIfRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
 		if err := d.delIface(r.Name); err != nil {
 			return err
 		}
-	case mgmt.OpSave:
+	case wire.OpSave:
 		if err := d.save(); err != nil {
 			return err
 		}
-	case mgmt.OpReload:
+	case wire.OpReload:
 		if err := d.Reload(); err != nil {
 			return err
 		}
@@ -76,8 +77,8 @@ func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
 
 // switchPortName returns the name of the switch port a parsed name refers
 // to: a NIC's host port keeps its "^".
-func switchPortName(n *ports.Name) string {
-	if n.Mode == ports.RegSW {
+func switchPortName(n *portname.Name) string {
+	if n.Mode == portname.RegSW {
 		return n.PortName() + "^"
 	}
 	return n.PortName()
@@ -85,8 +86,8 @@ func switchPortName(n *ports.Name) string {
 
 // parseAttachName checks the name of vale-ctl -a/-h/-d: valeX:IFNAME,
 // optionally with -N (one queue).
-func parseAttachName(name string) (ports.Name, error) {
-	n, err := ports.ParseName(name)
+func parseAttachName(name string) (portname.Name, error) {
+	n, err := portname.ParseName(name)
 	if err != nil {
 		return n, err
 	}
@@ -95,14 +96,14 @@ func parseAttachName(name string) (ports.Name, error) {
 		return n, fmt.Errorf("%s: attach to a switch: valeX:IFNAME (e.g. vale0:eth1)", name)
 	case n.Pipe != 0 || n.IsMonitor() || n.Flags != 0 || n.MemID != 0 || len(n.Options) > 0:
 		return n, fmt.Errorf("%s: only valeX:IFNAME or valeX:IFNAME-QUEUE can be attached", name)
-	case n.Mode != ports.RegAllNIC && n.Mode != ports.RegOneNIC:
+	case n.Mode != portname.RegAllNIC && n.Mode != portname.RegOneNIC:
 		return n, fmt.Errorf("%s: host rings are attached with vale-ctl -h %s", name, n.PortName())
 	}
 	return n, nil
 }
 
 // attach attaches an interface to a switch (vale-ctl -a, -h).
-func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+func (d *Daemon) attach(r wire.AttachRequest) ([]wire.PortInfo, error) {
 	n, err := parseAttachName(r.Name)
 	if err != nil {
 		return nil, err
@@ -115,7 +116,7 @@ func (d *Daemon) attach(r mgmt.AttachRequest) ([]vale.PortInfo, error) {
 }
 
 // attachUnsaved is attach without saving the configuration.
-func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+func (d *Daemon) attachUnsaved(n *portname.Name, r wire.AttachRequest) ([]wire.PortInfo, error) {
 	name, ifname := n.PortName(), n.Port
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -133,7 +134,7 @@ func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.Port
 	if ps := d.servingLocked("interface " + ifname); ps != nil {
 		return nil, fmt.Errorf("%s is attached already, as %s", ifname, ps.name())
 	}
-	var infos []vale.PortInfo
+	var infos []wire.PortInfo
 	var err error
 	switch {
 	case r.VhostUser != "":
@@ -152,11 +153,11 @@ func (d *Daemon) attachUnsaved(n *ports.Name, r mgmt.AttachRequest) ([]vale.Port
 }
 
 // attachVhostLocked creates a vhost-user port (vale-ctl -a -vhost-user).
-func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+func (d *Daemon) attachVhostLocked(n *portname.Name, r wire.AttachRequest) ([]wire.PortInfo, error) {
 	switch {
 	case r.Host:
 		return nil, errors.New("a vhost-user port has no host stack: attach it with -a")
-	case n.Mode == ports.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.StartQueue != 0 || r.FrameSize != 0 || r.Slots != 0:
+	case n.Mode == portname.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.StartQueue != 0 || r.FrameSize != 0 || r.Slots != 0:
 		return nil, errors.New("a vhost-user port takes only its number of queue pairs (-queues N, or -C 0,0,N): the guest sizes its rings")
 	}
 	if ps := d.servingLocked("vhost-user socket " + r.VhostUser); ps != nil {
@@ -181,13 +182,13 @@ func (d *Daemon) attachVhostLocked(n *ports.Name, r mgmt.AttachRequest) ([]vale.
 }
 
 // attachIfaceLocked attaches a persistent interface.
-func (d *Daemon) attachIfaceLocked(n *ports.Name, is *ifaceState, r mgmt.AttachRequest) ([]vale.PortInfo, error) {
+func (d *Daemon) attachIfaceLocked(n *portname.Name, is *ifaceState, r wire.AttachRequest) ([]wire.PortInfo, error) {
 	switch {
 	case is.port != nil:
 		return nil, fmt.Errorf("%s is attached already, as %s", is.dev.Name(), is.port.name())
 	case r.Host:
 		return nil, fmt.Errorf("%s is a persistent interface: attach it with -a (it is the host's side already)", is.dev.Name())
-	case n.Mode == ports.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.Queues != 0 || r.StartQueue != 0 || r.FrameSize != 0:
+	case n.Mode == portname.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.Queues != 0 || r.StartQueue != 0 || r.FrameSize != 0:
 		return nil, fmt.Errorf("%s is a persistent interface: queue and AF_XDP options do not apply", is.dev.Name())
 	}
 	slots := is.slots
@@ -211,7 +212,7 @@ func (d *Daemon) attachIfaceLocked(n *ports.Name, is *ifaceState, r mgmt.AttachR
 
 // attachNICLocked attaches a network interface over AF_XDP, and its host
 // port if asked.
-func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.PortInfo, err error) {
+func (d *Daemon) attachNICLocked(n *portname.Name, r wire.AttachRequest) (_ []wire.PortInfo, err error) {
 	mode, err := afxdp.ParseMode(r.XDPMode)
 	if err != nil {
 		return nil, err
@@ -220,7 +221,7 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 		Mode: mode, Copy: afxdp.CopyMode(r.Copy), StartQueue: r.StartQueue, Queues: r.Queues,
 		RingSize: r.Slots, FrameSize: r.FrameSize, StateDir: d.cfg.StateDir, Logger: d.log,
 	}
-	if n.Mode == ports.RegOneNIC {
+	if n.Mode == portname.RegOneNIC {
 		if r.Queues > 1 || (r.StartQueue != 0 && r.StartQueue != n.Ring) {
 			return nil, fmt.Errorf("%s names queue %d; do not also give a queue range", r.Name, n.Ring)
 		}
@@ -276,7 +277,7 @@ func (d *Daemon) attachNICLocked(n *ports.Name, r mgmt.AttachRequest) (_ []vale.
 
 // requestMode returns the mode an attach request asks for (checked by
 // attachUnsaved).
-func requestMode(r mgmt.AttachRequest) vale.Mode {
+func requestMode(r wire.AttachRequest) vale.Mode {
 	m, _ := vale.ParseMode(r.Mode)
 	return m
 }
@@ -316,8 +317,8 @@ func (d *Daemon) servingLocked(what string) *portState {
 	return nil
 }
 
-func (d *Daemon) portInfosLocked(pss ...*portState) []vale.PortInfo {
-	var out []vale.PortInfo
+func (d *Daemon) portInfosLocked(pss ...*portState) []wire.PortInfo {
+	var out []wire.PortInfo
 	for _, ps := range pss {
 		for _, info := range ps.sw.sw.Ports() {
 			if info.Name == ps.name() {
@@ -339,7 +340,7 @@ func (d *Daemon) detach(name string) error {
 
 // detachUnsaved is detach without saving the configuration.
 func (d *Daemon) detachUnsaved(name string) error {
-	n, err := ports.ParseName(name)
+	n, err := portname.ParseName(name)
 	if err != nil {
 		return err
 	}
@@ -363,7 +364,7 @@ func (d *Daemon) detachUnsaved(name string) error {
 }
 
 // newIface creates a persistent interface (vale-ctl -n).
-func (d *Daemon) newIface(r mgmt.NewIfRequest) error {
+func (d *Daemon) newIface(r wire.NewIfRequest) error {
 	if err := d.newIfaceUnsaved(r); err != nil {
 		return err
 	}
@@ -372,7 +373,7 @@ func (d *Daemon) newIface(r mgmt.NewIfRequest) error {
 }
 
 // newIfaceUnsaved is newIface without saving the configuration.
-func (d *Daemon) newIfaceUnsaved(r mgmt.NewIfRequest) error {
+func (d *Daemon) newIfaceUnsaved(r wire.NewIfRequest) error {
 	if r.Slots < 0 || r.Slots > ports.MaxBatch {
 		return fmt.Errorf("%s: %d slots: want 1..%d", r.Name, r.Slots, ports.MaxBatch)
 	}
@@ -421,13 +422,13 @@ func (d *Daemon) delIfaceUnsaved(name string) error {
 }
 
 // ifaceInfosLocked describes the persistent interfaces.
-func (d *Daemon) ifaceInfosLocked(filter string) []mgmt.IfaceInfo {
-	var out []mgmt.IfaceInfo
+func (d *Daemon) ifaceInfosLocked(filter string) []wire.IfaceInfo {
+	var out []wire.IfaceInfo
 	for name, is := range d.ifaces {
 		if filter != "" && filter != name {
 			continue
 		}
-		info := mgmt.IfaceInfo{Name: name, Rings: is.dev.Queues(), Slots: is.slots, MAC: is.dev.MAC().String()}
+		info := wire.IfaceInfo{Name: name, Rings: is.dev.Queues(), Slots: is.slots, MAC: is.dev.MAC().String()}
 		if is.port != nil {
 			info.Attached = is.port.name()
 		}

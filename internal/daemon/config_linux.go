@@ -10,22 +10,22 @@ import (
 	"strings"
 
 	"github.com/valeswitch/vale/internal/config"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/ports/tap"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Persistent interfaces and attachments from, and back into, valed's
 // configuration file.
 
-func attachFromConfig(a config.Attach) mgmt.AttachRequest {
-	return mgmt.AttachRequest{
+func attachFromConfig(a config.Attach) wire.AttachRequest {
+	return wire.AttachRequest{
 		Name: a.Port, Host: a.Host, XDPMode: a.XDPMode, Copy: a.Copy, StartQueue: a.StartQueue,
 		Queues: a.Queues, FrameSize: a.FrameSize, Slots: a.Slots, VhostUser: a.VhostUser, VhostClient: a.VhostClient,
 		Mode: a.Mode,
 	}
 }
 
-func attachToConfig(r mgmt.AttachRequest) config.Attach {
+func attachToConfig(r wire.AttachRequest) config.Attach {
 	return config.Attach{
 		Port: r.Name, Host: r.Host, XDPMode: r.XDPMode, Copy: r.Copy, StartQueue: r.StartQueue,
 		Queues: r.Queues, FrameSize: r.FrameSize, Slots: r.Slots, VhostUser: r.VhostUser, VhostClient: r.VhostClient,
@@ -75,7 +75,7 @@ func SwitchesFrom(named []config.Named) (map[string]SwitchSettings, error) {
 // others still come up.
 func (d *Daemon) applyStartup(c *config.Config) {
 	for _, i := range c.Interfaces {
-		if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
+		if err := d.newIfaceUnsaved(wire.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
 			d.log.Error("persistent interface from the configuration", "interface", i.Name, "error", err)
 		}
 	}
@@ -86,7 +86,7 @@ func (d *Daemon) applyStartup(c *config.Config) {
 	}
 }
 
-func (d *Daemon) attach1(r mgmt.AttachRequest) (any, error) {
+func (d *Daemon) attach1(r wire.AttachRequest) (any, error) {
 	n, err := parseAttachName(r.Name)
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	for _, i := range changed(c.Interfaces, old.Interfaces, ifKey) {
-		if err := d.newIfaceUnsaved(mgmt.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
+		if err := d.newIfaceUnsaved(wire.NewIfRequest{Name: i.Name, Rings: i.Rings, Slots: i.Slots}); err != nil {
 			errs = append(errs, err)
 		}
 	}

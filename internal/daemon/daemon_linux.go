@@ -19,14 +19,15 @@ import (
 	"github.com/valeswitch/vale/afxdp"
 	"github.com/valeswitch/vale/internal/config"
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/peer"
 	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Config configures the daemon.
@@ -112,7 +113,7 @@ type portState struct {
 	geom  ports.Geometry
 	// req is the request that attached the port (vale-ctl -a, -h or the
 	// configuration), to save and reload it; nil for client ports.
-	req *mgmt.AttachRequest
+	req *wire.AttachRequest
 	// uid created the port (client ports): other users may not bind it,
 	// and the port counts against its limit.
 	uid uint32
@@ -126,9 +127,9 @@ type portState struct {
 // portMode turns the mode of a @conf into the switch's.
 func portMode(m uint32) vale.Mode {
 	switch m {
-	case ports.ModeDrop:
+	case portname.ModeDrop:
 		return vale.ModeDrop
-	case ports.ModeLossless:
+	case portname.ModeLossless:
 		return vale.ModeLossless
 	}
 	return vale.ModeDefault
@@ -350,14 +351,14 @@ func (d *Daemon) endSession(s *session) {
 
 func (d *Daemon) handle(s *session, req ctl.Request) error {
 	switch req.Op {
-	case ports.OpOpen:
-		var r ports.OpenRequest
+	case wire.OpOpen:
+		var r wire.OpenRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
 		return d.open(s, r)
-	case ports.OpInfo:
-		var r ports.InfoRequest
+	case wire.OpInfo:
+		var r wire.InfoRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
@@ -366,13 +367,13 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return s.conn.ReplyOK(info)
-	case mgmt.OpList:
-		var r mgmt.ListRequest
+	case wire.OpList:
+		var r wire.ListRequest
 		if err := decode(req, &r); err != nil {
 			return err
 		}
 		return d.list(s.conn, r)
-	case mgmt.OpAttach, mgmt.OpDetach, mgmt.OpNewIf, mgmt.OpDelIf, mgmt.OpSave, mgmt.OpReload:
+	case wire.OpAttach, wire.OpDetach, wire.OpNewIf, wire.OpDelIf, wire.OpSave, wire.OpReload:
 		if !s.cred.Admin {
 			return fmt.Errorf("%s: permission denied: changing what is attached to a switch needs root or CAP_NET_ADMIN", req.Op)
 		}
@@ -392,7 +393,7 @@ func decode(req ctl.Request, v any) error {
 }
 
 // geometryFor returns the geometry a port opened with conf gets.
-func (d *Daemon) geometryFor(conf ports.Conf, extra uint32) (ports.Geometry, error) {
+func (d *Daemon) geometryFor(conf portname.Conf, extra uint32) (ports.Geometry, error) {
 	if conf.HostRings|conf.HostTxRings|conf.HostRxRings != 0 {
 		return ports.Geometry{}, errors.New("VALE ports have no host rings")
 	}
@@ -401,11 +402,11 @@ func (d *Daemon) geometryFor(conf ports.Conf, extra uint32) (ports.Geometry, err
 	return g, g.Validate()
 }
 
-func (d *Daemon) open(s *session, r ports.OpenRequest) error {
+func (d *Daemon) open(s *session, r wire.OpenRequest) error {
 	if s.release != nil {
 		return fmt.Errorf("this connection already holds %s; open another connection", s.holding)
 	}
-	n, err := ports.ParseName(r.Name)
+	n, err := portname.ParseName(r.Name)
 	if err != nil {
 		return err
 	}
@@ -444,14 +445,14 @@ func (d *Daemon) open(s *session, r ports.OpenRequest) error {
 
 // bind makes the binding an open asks for and returns the reply with
 // copies of its descriptors, owned by the caller.
-func (d *Daemon) bind(s *session, n *ports.Name, conf ports.Conf, g ports.Geometry, explicit bool) (ports.OpenReply, []int, error) {
+func (d *Daemon) bind(s *session, n *portname.Name, conf portname.Conf, g ports.Geometry, explicit bool) (wire.OpenReply, []int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closing {
-		return ports.OpenReply{}, nil, errors.New("valed is shutting down")
+		return wire.OpenReply{}, nil, errors.New("valed is shutting down")
 	}
 	var (
-		reply ports.OpenReply
+		reply wire.OpenReply
 		fds   []int
 		err   error
 	)
@@ -473,14 +474,14 @@ func (d *Daemon) bind(s *session, n *ports.Name, conf ports.Conf, g ports.Geomet
 	}
 	if err != nil {
 		d.monitors.RemoveFeeder(s)
-		return ports.OpenReply{}, nil, err
+		return wire.OpenReply{}, nil, err
 	}
 	s.holding = reply.Port
 	return reply, fds, nil
 }
 
 // openValeLocked binds a VALE port, creating it and its switch if needed.
-func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
+func (d *Daemon) openValeLocked(s *session, n *portname.Name, g ports.Geometry, explicit bool, reply *wire.OpenReply) ([]int, error) {
 	if err := d.mayOpenOnLocked(s.cred, n.Switch, n.PortName()); err != nil {
 		return nil, err
 	}
@@ -505,7 +506,7 @@ func (d *Daemon) openValeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 			ps.name(), ps.port.what(), ps.name())
 	}
 	tx, rx := mp.Rings()
-	sel, err := ports.SelectRings(n, tx, rx)
+	sel, err := portname.SelectRings(n, tx, rx)
 	var b *shm.Binding
 	if err == nil {
 		b, err = mp.Bind(sel)
@@ -666,14 +667,14 @@ func (d *Daemon) dropSwitchIfEmptyLocked(ss *switchState) {
 
 // info describes a port and its memory: the existing port's, or what a port
 // of that name would get.
-func (d *Daemon) info(name string) (ports.InfoReply, error) {
-	n, err := ports.ParseName(name)
+func (d *Daemon) info(name string) (wire.InfoReply, error) {
+	n, err := portname.ParseName(name)
 	if err != nil {
-		return ports.InfoReply{}, err
+		return wire.InfoReply{}, err
 	}
-	hostPort := n.Subsystem == "vale" && n.Mode == ports.RegSW && n.Flags == 0 && len(n.Options) == 0
+	hostPort := n.Subsystem == "vale" && n.Mode == portname.RegSW && n.Flags == 0 && len(n.Options) == 0
 	if err := n.Unsupported(); err != nil && !hostPort {
-		return ports.InfoReply{}, err
+		return wire.InfoReply{}, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -681,14 +682,14 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 		if ss := d.switches[n.Switch]; ss != nil {
 			if ps := ss.ports[switchPortName(&n)]; ps != nil && ps.owner != nil {
 				desc := ps.port.Describe()
-				return ports.InfoReply{Port: ps.name(), Kind: desc.Kind, Index: ps.idx, MAC: desc.MAC, Geometry: ps.geom}, nil
+				return wire.InfoReply{Port: ps.name(), Kind: desc.Kind, Index: ps.idx, MAC: desc.MAC, Geometry: ps.geom}, nil
 			}
 		}
-		return ports.InfoReply{}, fmt.Errorf("%s: no such host port (vale-ctl -h %s attaches one)", switchPortName(&n), n.PortName())
+		return wire.InfoReply{}, fmt.Errorf("%s: no such host port (vale-ctl -h %s attaches one)", switchPortName(&n), n.PortName())
 	}
-	reply := ports.InfoReply{Port: n.PortName(), Index: -1}
+	reply := wire.InfoReply{Port: n.PortName(), Index: -1}
 	if n.Pipe != 0 {
-		reply.Kind = ports.KindPipe
+		reply.Kind = wire.KindPipe
 		master, _ := pipeNames(&n)
 		end := pipes.EndOf(n.Pipe)
 		reply.Iface = end
@@ -698,10 +699,10 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 		}
 		g, err := d.geometryFor(n.Conf, 0)
 		if err != nil {
-			return ports.InfoReply{}, err
+			return wire.InfoReply{}, err
 		}
 		if reply.Layout, err = ports.PipeLayout(g, d.cfg.Port.ZLevels); err != nil {
-			return ports.InfoReply{}, err
+			return wire.InfoReply{}, err
 		}
 		reply.Geometry = g
 		if end == pipes.Slave {
@@ -709,7 +710,7 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 		}
 		return reply, nil
 	}
-	reply.Kind = ports.KindVale
+	reply.Kind = wire.KindVale
 	if ss := d.switches[n.Switch]; ss != nil {
 		if ps := ss.ports[switchPortName(&n)]; ps != nil {
 			reply.Index, reply.Geometry = ps.idx, ps.geom
@@ -725,24 +726,24 @@ func (d *Daemon) info(name string) (ports.InfoReply, error) {
 	}
 	g, err := d.geometryFor(n.Conf, 0)
 	if err != nil {
-		return ports.InfoReply{}, err
+		return wire.InfoReply{}, err
 	}
 	if reply.Layout, err = ports.PortLayout(g, d.cfg.Port.ZLevels); err != nil {
-		return ports.InfoReply{}, err
+		return wire.InfoReply{}, err
 	}
 	reply.Geometry, reply.MAC = g, shm.DefaultMAC(n.PortName()).String()
 	return reply, nil
 }
 
-// listChunk is how many ports one mgmt.ListReply carries.
+// listChunk is how many ports one wire.ListReply carries.
 const listChunk = 64
 
-func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
+func (d *Daemon) list(c *ctl.Conn, r wire.ListRequest) error {
 	swName, portName := r.Name, ""
 	if r.Name != "" {
-		if n, err := ports.ParseName(r.Name); err == nil {
+		if n, err := portname.ParseName(r.Name); err == nil {
 			swName, portName = n.Switch, switchPortName(&n)
-		} else if _, err := ports.ParseName(r.Name + ":x"); err != nil {
+		} else if _, err := portname.ParseName(r.Name + ":x"); err != nil {
 			d.mu.Lock()
 			iface := d.ifaces[r.Name] != nil
 			d.mu.Unlock()
@@ -758,11 +759,11 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 			sws = append(sws, ss.sw)
 		}
 	}
-	var pipeList []mgmt.PipeInfo
+	var pipeList []wire.PipeInfo
 	for master, ps := range d.pipes {
 		if r.Name == "" || r.Name == master || r.Name == ps.pair.Name(pipes.Slave) {
 			g := ps.pair.Geometry(pipes.Master)
-			pipeList = append(pipeList, mgmt.PipeInfo{
+			pipeList = append(pipeList, wire.PipeInfo{
 				Master: master, Slave: ps.pair.Name(pipes.Slave), Mode: vale.ModeLossless.String(),
 				TxRings: int(g.TxRings), RxRings: int(g.RxRings), TxSlots: int(g.TxSlots), RxSlots: int(g.RxSlots),
 				Clients: ps.pair.Users(),
@@ -774,16 +775,16 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 	})
 	ifList := d.ifaceInfosLocked(r.Name)
 	d.mu.Unlock()
-	slices.SortFunc(ifList, func(a, b mgmt.IfaceInfo) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(pipeList, func(a, b mgmt.PipeInfo) int { return strings.Compare(a.Master, b.Master) })
-	slices.SortFunc(monList, func(a, b mgmt.MonitorInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ifList, func(a, b wire.IfaceInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(pipeList, func(a, b wire.PipeInfo) int { return strings.Compare(a.Master, b.Master) })
+	slices.SortFunc(monList, func(a, b wire.MonitorInfo) int { return strings.Compare(a.Name, b.Name) })
 	if len(pipeList) > 0 {
-		if n, err := ports.ParseName(r.Name); err == nil && n.Pipe != 0 {
-			return c.ReplyOK(mgmt.ListReply{Pipes: pipeList})
+		if n, err := portname.ParseName(r.Name); err == nil && n.Pipe != 0 {
+			return c.ReplyOK(wire.ListReply{Pipes: pipeList})
 		}
 	}
 	slices.SortFunc(sws, func(a, b *vale.Switch) int { return strings.Compare(a.Name(), b.Name()) })
-	out := mgmt.ListReply{Pipes: pipeList, Monitors: monList, Ifaces: ifList}
+	out := wire.ListReply{Pipes: pipeList, Monitors: monList, Ifaces: ifList}
 	for _, sw := range sws {
 		out.Switches = append(out.Switches, sw.Info())
 	}
@@ -799,7 +800,7 @@ func (d *Daemon) list(c *ctl.Conn, r mgmt.ListRequest) error {
 				if err := c.ReplyMore(out); err != nil {
 					return err
 				}
-				out = mgmt.ListReply{}
+				out = wire.ListReply{}
 			}
 		}
 	}

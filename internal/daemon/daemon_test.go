@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/internal/testutil"
-	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // startDaemon runs a daemon in the test process on a private socket.
@@ -37,16 +36,16 @@ func startDaemon(t testing.TB) string {
 	return sock
 }
 
-func list(t testing.TB, sock string) mgmt.ListReply {
+func list(t testing.TB, sock string) wire.ListReply {
 	t.Helper()
 	c, err := ctl.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var all mgmt.ListReply
-	err = c.CallStream(mgmt.OpList, mgmt.ListRequest{}, func(b json.RawMessage) error {
-		var r mgmt.ListReply
+	var all wire.ListReply
+	err = c.CallStream(wire.OpList, wire.ListRequest{}, func(b json.RawMessage) error {
+		var r wire.ListReply
 		if err := json.Unmarshal(b, &r); err != nil {
 			return err
 		}
@@ -90,12 +89,12 @@ func TestOneOpenPerConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: "vale0:a"}, nil)
+	fds, err := c.Call(wire.OpOpen, wire.OpenRequest{Name: "vale0:a"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctl.CloseFDs(fds)
-	if _, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: "vale0:b"}, nil); err == nil || !strings.Contains(err.Error(), "already holds vale0:a") {
+	if _, err := c.Call(wire.OpOpen, wire.OpenRequest{Name: "vale0:b"}, nil); err == nil || !strings.Contains(err.Error(), "already holds vale0:a") {
 		t.Fatalf("second open on one connection: %v", err)
 	}
 	if _, err := c.Call("bogus", nil, nil); err == nil || !strings.Contains(err.Error(), `unknown operation "bogus"`) {

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Bounds of what may wait for one client. Past them, events for it are
@@ -23,7 +23,7 @@ const (
 // event is a message for a client, with copies of the descriptors that go
 // with it (closed once sent, or when the session ends).
 type event struct {
-	msg ports.Event
+	msg wire.Event
 	fds []int
 }
 
@@ -141,7 +141,7 @@ func dupFDs(fds []int) ([]int, error) {
 
 // sendEventLocked queues an event for s. fds are duplicated, so the caller
 // keeps its own. Called with d.mu held; never blocks.
-func (d *Daemon) sendEventLocked(s *session, msg ports.Event, fds []int) {
+func (d *Daemon) sendEventLocked(s *session, msg wire.Event, fds []int) {
 	dups, err := dupFDs(fds)
 	if err != nil {
 		d.log.Error("duplicate descriptors for an event", "error", err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/valeswitch/vale/afxdp"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/ports/shm"
 	"github.com/valeswitch/vale/ports/tap"
 	"github.com/valeswitch/vale/ptnet"
@@ -31,7 +32,7 @@ type port interface {
 // they map, and bindings to its rings.
 type mappable interface {
 	port
-	Bind(sel ports.Selection) (*shm.Binding, error)
+	Bind(sel portname.Selection) (*shm.Binding, error)
 	Rings() (tx, rx int)
 	Layout() ports.Layout
 	RegionFD() int

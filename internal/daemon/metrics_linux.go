@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // The Prometheus endpoint: a collector that reads the daemon's counters at
@@ -83,7 +84,7 @@ func (m metricSink) gauge(desc *prometheus.Desc, v float64, labels ...string) {
 
 // portEntry is a port's switch counters and the port, for its metrics.
 type portEntry struct {
-	info vale.PortInfo
+	info wire.PortInfo
 	port port
 }
 
@@ -101,15 +102,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // snapshot takes what the metrics report under the daemon's lock.
-func (c collector) snapshot() ([]vale.SwitchInfo, []portEntry) {
+func (c collector) snapshot() ([]wire.SwitchInfo, []portEntry) {
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var sws []vale.SwitchInfo
+	var sws []wire.SwitchInfo
 	var entries []portEntry
 	for _, ss := range d.switches {
 		sws = append(sws, ss.sw.Info())
-		byName := map[string]vale.PortInfo{}
+		byName := map[string]wire.PortInfo{}
 		for _, p := range ss.sw.Ports() {
 			byName[p.Name] = p
 		}
@@ -122,7 +123,7 @@ func (c collector) snapshot() ([]vale.SwitchInfo, []portEntry) {
 	return sws, entries
 }
 
-func (m metricSink) collectSwitch(s vale.SwitchInfo) {
+func (m metricSink) collectSwitch(s wire.SwitchInfo) {
 	m.gauge(mSwPorts, float64(s.Ports), s.Name)
 	m.counter(mSwRounds, s.Rounds, s.Name)
 	m.gauge(mSwMACs, float64(s.MACs), s.Name)
@@ -139,7 +140,7 @@ func (m metricSink) collectSwitch(s vale.SwitchInfo) {
 	m <- prometheus.MustNewConstHistogram(mSwBatch, s.Rounds, float64(s.Frames), buckets, s.Name)
 }
 
-func (m metricSink) collectPort(st vale.PortStats, l []string) {
+func (m metricSink) collectPort(st wire.PortStats, l []string) {
 	m.counter(mPortTx, st.TxPackets, l...)
 	m.counter(mPortTxBytes, st.TxBytes, l...)
 	m.counter(mPortRx, st.RxPackets, l...)

@@ -5,12 +5,13 @@ import (
 
 	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // findTargetLocked returns the port a monitor name watches, and the user
 // who may monitor it (besides root).
-func (d *Daemon) findTargetLocked(n *ports.Name) (*monitor.Target, uint32, error) {
+func (d *Daemon) findTargetLocked(n *portname.Name) (*monitor.Target, uint32, error) {
 	name := n.PortName()
 	if n.Pipe != 0 {
 		master, _ := pipeNames(n)
@@ -36,7 +37,7 @@ func (d *Daemon) findTargetLocked(n *ports.Name) (*monitor.Target, uint32, error
 }
 
 // openMonitorLocked opens a monitor of an existing port for s.
-func (d *Daemon) openMonitorLocked(s *session, n *ports.Name, conf ports.Conf, reply *ports.OpenReply) ([]int, error) {
+func (d *Daemon) openMonitorLocked(s *session, n *portname.Name, conf portname.Conf, reply *wire.OpenReply) ([]int, error) {
 	t, owner, err := d.findTargetLocked(n)
 	if err != nil {
 		return nil, err

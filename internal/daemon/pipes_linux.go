@@ -5,6 +5,8 @@ import (
 
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // pipeState is a pipe pair valed holds.
@@ -15,7 +17,7 @@ type pipeState struct {
 }
 
 // pipeNames returns the names of both ends of the pipe n names.
-func pipeNames(n *ports.Name) (master, slave string) {
+func pipeNames(n *portname.Name) (master, slave string) {
 	m, s := *n, *n
 	m.Pipe, s.Pipe = '{', '}'
 	return m.PortName(), s.PortName()
@@ -23,7 +25,7 @@ func pipeNames(n *ports.Name) (master, slave string) {
 
 // openPipeLocked binds an end of a pipe, creating the pair if needed.
 // Opening either end creates both; the pair goes when no end is bound.
-func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, explicit bool, reply *ports.OpenReply) ([]int, error) {
+func (d *Daemon) openPipeLocked(s *session, n *portname.Name, g ports.Geometry, explicit bool, reply *wire.OpenReply) ([]int, error) {
 	if g.ExtraBufs != 0 {
 		return nil, fmt.Errorf("%s: pipes have no extra buffers", n.PortName())
 	}
@@ -55,7 +57,7 @@ func (d *Daemon) openPipeLocked(s *session, n *ports.Name, g ports.Geometry, exp
 		}
 	}
 	gg := ps.pair.Geometry(end)
-	sel, err := ports.SelectRings(n, int(gg.TxRings), int(gg.RxRings))
+	sel, err := portname.SelectRings(n, int(gg.TxRings), int(gg.RxRings))
 	var b *pipes.Binding
 	if err == nil {
 		b, err = ps.pair.Bind(end, sel)

@@ -11,7 +11,7 @@ import (
 )
 
 // frame builds a frame with correct checksums.
-func frame(t testing.TB, v6, udp, vlan bool, payload int) []byte {
+func makeFrame(t testing.TB, v6, udp, vlan bool, payload int) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
 	var ls []gopacket.SerializableLayer
@@ -75,7 +75,7 @@ func TestCompletePartial(t *testing.T) {
 		for _, udp := range []bool{false, true} {
 			for _, vlan := range []bool{false, true} {
 				for _, n := range []int{0, 1, 17, 1400} {
-					good := frame(t, v6, udp, vlan, n)
+					good := makeFrame(t, v6, udp, vlan, n)
 					if !Verify(good) {
 						t.Fatalf("v6=%v udp=%v vlan=%v len=%d: built frame does not verify", v6, udp, vlan, n)
 					}
@@ -101,7 +101,7 @@ func TestCompletePartial(t *testing.T) {
 
 // Frames that are not TCP or UDP over whole IP packets are left alone.
 func TestCompletePartialIgnores(t *testing.T) {
-	good := frame(t, false, false, false, 100)
+	good := makeFrame(t, false, false, false, 100)
 	frag := bytes.Clone(good)
 	frag[14+6] |= 0x20 // more fragments
 	makePartialRaw := func(f []byte) { binary.BigEndian.PutUint16(f[14+20+16:], 0x1234) }
@@ -121,8 +121,8 @@ func TestCompletePartialIgnores(t *testing.T) {
 }
 
 func FuzzCompletePartial(f *testing.F) {
-	f.Add(frame(f, false, false, false, 10))
-	f.Add(frame(f, true, true, true, 3))
+	f.Add(makeFrame(f, false, false, false, 10))
+	f.Add(makeFrame(f, true, true, true, 3))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := bytes.Clone(b)
 		if CompletePartial(c) {
@@ -139,7 +139,7 @@ func FuzzCompletePartial(f *testing.F) {
 }
 
 func BenchmarkCheckComplete(b *testing.B) {
-	f := frame(b, false, false, false, 1400)
+	f := makeFrame(b, false, false, false, 1400)
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
 		CompletePartial(f)

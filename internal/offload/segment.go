@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // MaxFrame is the largest frame Complete takes: a 64 KiB IP packet behind
@@ -41,7 +41,7 @@ func NewCompleter() *Completer {
 // one frame with its checksum computed, or the segments of a TCP frame,
 // each with its own IP and TCP headers and checksums. The frames are valid
 // until the next call.
-func (c *Completer) Complete(f *ports.Frame) ([][]byte, error) {
+func (c *Completer) Complete(f *frame.Frame) ([][]byte, error) {
 	o := f.Offload
 	n := f.Len()
 	if n > MaxFrame {
@@ -53,7 +53,7 @@ func (c *Completer) Complete(f *ports.Frame) ([][]byte, error) {
 	}
 	c.segs = c.segs[:0]
 	switch o.GSO {
-	case ports.GSONone:
+	case frame.GSONone:
 		if o.NeedsCsum {
 			if err := checksumAt(c.frame, int(o.CsumStart), int(o.CsumOffset)); err != nil {
 				return nil, err
@@ -61,7 +61,7 @@ func (c *Completer) Complete(f *ports.Frame) ([][]byte, error) {
 		}
 		c.segs = append(c.segs, c.frame)
 		return c.segs, nil
-	case ports.GSOTCPv4, ports.GSOTCPv6:
+	case frame.GSOTCPv4, frame.GSOTCPv6:
 		return c.segment(o)
 	}
 	return nil, fmt.Errorf("%w: segmentation type %d not supported", ErrMalformed, o.GSO)
@@ -80,7 +80,7 @@ func checksumAt(f []byte, start, offset int) error {
 
 // segment cuts a TCP frame into segments of o.GSOSize payload bytes. The
 // headers are read from the frame itself (o.HdrLen is only a hint).
-func (c *Completer) segment(o ports.Offload) ([][]byte, error) {
+func (c *Completer) segment(o frame.Offload) ([][]byte, error) {
 	f := c.frame
 	off, length, _, _, ok := l4(f)
 	if !ok || (off+length) > len(f) {
@@ -88,7 +88,7 @@ func (c *Completer) segment(o ports.Offload) ([][]byte, error) {
 	}
 	l3 := l3Start(f)
 	v4 := f[l3]>>4 == 4
-	if v4 != (o.GSO == ports.GSOTCPv4) || f[l3+ipProtoOffset(v4)] != protoTCP {
+	if v4 != (o.GSO == frame.GSOTCPv4) || f[l3+ipProtoOffset(v4)] != protoTCP {
 		return nil, fmt.Errorf("%w: segmentation type %d for another protocol", ErrMalformed, o.GSO)
 	}
 	thl := int(f[off+12]>>4) * 4

@@ -8,8 +8,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // tcpFrame builds a TCP frame with correct checksums, payload bytes of
@@ -41,10 +40,10 @@ func tcpFrame(t testing.TB, v6 bool, payload []byte, seq uint32, psh, fin bool, 
 
 // partial turns a frame's TCP checksum into the pseudo-header sum a sender
 // with offload leaves, and returns the offload describing it.
-func partial(f []byte) ports.Offload {
+func partial(f []byte) frame.Offload {
 	off, _, csumOff, pseudo, _ := l4(f)
 	binary.BigEndian.PutUint16(f[csumOff:], fold(pseudo))
-	return ports.Offload{NeedsCsum: true, CsumStart: uint16(off), CsumOffset: uint16(csumOff - off)}
+	return frame.Offload{NeedsCsum: true, CsumStart: uint16(off), CsumOffset: uint16(csumOff - off)}
 }
 
 func TestCompleteChecksum(t *testing.T) {
@@ -53,7 +52,7 @@ func TestCompleteChecksum(t *testing.T) {
 	f := bytes.Clone(want)
 	o := partial(f)
 	// Split across fragments, as from a guest's descriptors.
-	segs, err := c.Complete(&ports.Frame{Data: f[:20], More: [][]byte{f[20:41], f[41:]}, Offload: o})
+	segs, err := c.Complete(&frame.Frame{Data: f[:20], More: [][]byte{f[20:41], f[41:]}, Offload: o})
 	if err != nil || len(segs) != 1 || !bytes.Equal(segs[0], want) {
 		t.Fatalf("Complete = %x, %v; want %x", segs, err, want)
 	}
@@ -69,11 +68,11 @@ func TestSegment(t *testing.T) {
 		const mss, seq, id = 1448, 1000, 300
 		big := tcpFrame(t, v6, payload, seq, true, true, id)
 		o := partial(big)
-		o.GSO, o.GSOSize = ports.GSOTCPv4, mss
+		o.GSO, o.GSOSize = frame.GSOTCPv4, mss
 		if v6 {
-			o.GSO = ports.GSOTCPv6
+			o.GSO = frame.GSOTCPv6
 		}
-		segs, err := c.Complete(&ports.Frame{Data: big, Offload: o})
+		segs, err := c.Complete(&frame.Frame{Data: big, Offload: o})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,18 +98,18 @@ func TestSegment(t *testing.T) {
 func TestCompleteMalformed(t *testing.T) {
 	c := NewCompleter()
 	f := tcpFrame(t, false, make([]byte, 3000), 1, false, false, 1)
-	for name, o := range map[string]ports.Offload{
+	for name, o := range map[string]frame.Offload{
 		"csum beyond":  {NeedsCsum: true, CsumStart: 5000, CsumOffset: 16},
-		"gso size 0":   {GSO: ports.GSOTCPv4},
-		"udp gso":      {GSO: ports.GSOUDP, GSOSize: 100},
-		"wrong family": {GSO: ports.GSOTCPv6, GSOSize: 1000},
-		"tiny mss":     {GSO: ports.GSOTCPv4, GSOSize: 1},
+		"gso size 0":   {GSO: frame.GSOTCPv4},
+		"udp gso":      {GSO: frame.GSOUDP, GSOSize: 100},
+		"wrong family": {GSO: frame.GSOTCPv6, GSOSize: 1000},
+		"tiny mss":     {GSO: frame.GSOTCPv4, GSOSize: 1},
 	} {
-		if _, err := c.Complete(&ports.Frame{Data: bytes.Clone(f), Offload: o}); err == nil {
+		if _, err := c.Complete(&frame.Frame{Data: bytes.Clone(f), Offload: o}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := c.Complete(&ports.Frame{Data: f[:30], Offload: ports.Offload{GSO: ports.GSOTCPv4, GSOSize: 100}}); err == nil {
+	if _, err := c.Complete(&frame.Frame{Data: f[:30], Offload: frame.Offload{GSO: frame.GSOTCPv4, GSOSize: 100}}); err == nil {
 		t.Error("truncated frame accepted")
 	}
 }
@@ -121,8 +120,8 @@ func FuzzComplete(f *testing.F) {
 	f.Add(tcpFrame(f, true, make([]byte, 100), 1, false, false, 1), false, uint16(0), uint16(0), uint8(4), uint16(50))
 	c := NewCompleter()
 	f.Fuzz(func(t *testing.T, b []byte, csum bool, start, offset uint16, gso uint8, size uint16) {
-		o := ports.Offload{NeedsCsum: csum, CsumStart: start, CsumOffset: offset, GSO: gso, GSOSize: size}
-		segs, err := c.Complete(&ports.Frame{Data: b, Offload: o})
+		o := frame.Offload{NeedsCsum: csum, CsumStart: start, CsumOffset: offset, GSO: gso, GSOSize: size}
+		segs, err := c.Complete(&frame.Frame{Data: b, Offload: o})
 		if err != nil {
 			return
 		}
@@ -130,7 +129,7 @@ func FuzzComplete(f *testing.F) {
 			if len(s) > MaxFrame {
 				t.Fatalf("segment of %d bytes", len(s))
 			}
-			if gso != ports.GSONone && !Verify(s) {
+			if gso != frame.GSONone && !Verify(s) {
 				t.Fatalf("segment does not verify: %x", s)
 			}
 		}
@@ -141,10 +140,10 @@ func BenchmarkSegment64K(b *testing.B) {
 	c := NewCompleter()
 	f := tcpFrame(b, false, make([]byte, 65000), 1, false, false, 1)
 	o := partial(f)
-	o.GSO, o.GSOSize = ports.GSOTCPv4, 1448
+	o.GSO, o.GSOSize = frame.GSOTCPv4, 1448
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		if _, err := c.Complete(&ports.Frame{Data: f, Offload: o}); err != nil {
+		if _, err := c.Complete(&frame.Frame{Data: f, Offload: o}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/daemon"
-	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/ports/portname"
 )
 
 // startValed runs valed inside the example's process, on a temporary
@@ -90,12 +90,12 @@ func ExamplePort_Poll() {
 }
 
 func ExampleParseName() {
-	n, err := ports.ParseName("vale0:a-1/x@conf:rings=2,slots=2048")
+	n, err := portname.ParseName("vale0:a-1/x@conf:rings=2,slots=2048")
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(n.Switch, n.Port, n.Mode, n.Ring, n.Flags&ports.FlagExclusive != 0, n.Conf.Rings, n.Conf.Slots)
-	_, err = ports.ParseName("vale0:a/q")
+	fmt.Println(n.Switch, n.Port, n.Mode, n.Ring, n.Flags&portname.FlagExclusive != 0, n.Conf.Rings, n.Conf.Slots)
+	_, err = portname.ParseName("vale0:a/q")
 	fmt.Println(err)
 	// Output:
 	// vale0 a one ring pair 1 true 2 2048

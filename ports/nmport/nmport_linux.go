@@ -27,6 +27,8 @@ import (
 	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/pipes"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Options tune Open. The zero value is fine.
@@ -36,7 +38,7 @@ type Options struct {
 	Socket string
 	// Conf sets ring and slot counts for a port this open creates, as the
 	// @conf: option of the name does; values in the name win.
-	Conf ports.Conf
+	Conf portname.Conf
 	// ExtraBufs asks for extra buffers, chained from the interface's
 	// bufs_head, for a port this open creates.
 	ExtraBufs uint32
@@ -87,8 +89,8 @@ type syncer interface {
 type Port struct {
 	openName string  // as given to Open, for Reopen
 	opts     Options // as given to Open
-	name     ports.Name
-	reply    ports.OpenReply
+	name     portname.Name
+	reply    wire.OpenReply
 	mem      []byte
 	iface    *ports.Iface
 	tx, rx   []*ports.Ring // every ring of the port
@@ -110,13 +112,13 @@ type Port struct {
 	txPoller spin.Poller
 }
 
-// Open binds the port named name (see ports.ParseName), asking valed to
+// Open binds the port named name (see portname.ParseName), asking valed to
 // create it if it does not exist, and maps its memory.
 func Open(name string, opts *Options) (*Port, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	n, err := ports.ParseName(name)
+	n, err := portname.ParseName(name)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +131,8 @@ func Open(name string, opts *Options) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	var reply ports.OpenReply
-	fds, err := conn.Call(ports.OpOpen, ports.OpenRequest{Name: name, Conf: conf, ExtraBufs: opts.ExtraBufs}, &reply)
+	var reply wire.OpenReply
+	fds, err := conn.Call(wire.OpOpen, wire.OpenRequest{Name: name, Conf: conf, ExtraBufs: opts.ExtraBufs}, &reply)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
@@ -144,13 +146,13 @@ func Open(name string, opts *Options) (*Port, error) {
 	p.openName, p.opts = name, *opts
 	p.tickets = notify.NewTickets()
 	p.rxPoller.Max = opts.RxPoll
-	if p.rxPoller.Max == 0 && reply.Kind != ports.KindMonitor {
+	if p.rxPoller.Max == 0 && reply.Kind != wire.KindMonitor {
 		// A monitor is an observer allowed to lose frames: polling would
 		// take the CPU of the port it watches.
 		p.rxPoller.Max = DefaultRxPoll
 	}
 	p.rxPoller.Max = max(p.rxPoller.Max, 0)
-	if reply.Kind == ports.KindPipe {
+	if reply.Kind == wire.KindPipe {
 		// A pipe's peer is a process that frees slots at the pace it
 		// reads them: polling for room saves both sides a sleep and a
 		// wake-up per batch, and there is no switch to take the CPU from.
@@ -161,7 +163,7 @@ func Open(name string, opts *Options) (*Port, error) {
 }
 
 // mergeConf overrides c with the values given in the name.
-func mergeConf(c *ports.Conf, fromName ports.Conf) {
+func mergeConf(c *portname.Conf, fromName portname.Conf) {
 	set := func(dst *uint32, v uint32) {
 		if v != 0 {
 			*dst = v
@@ -176,7 +178,7 @@ func mergeConf(c *ports.Conf, fromName ports.Conf) {
 	set(&c.Mode, fromName.Mode)
 }
 
-func newPort(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, fds []int) (*Port, error) {
+func newPort(n portname.Name, reply wire.OpenReply, conn *ctl.Conn, fds []int) (*Port, error) {
 	if len(fds) < 1 {
 		return nil, errors.New("valed sent no port memory")
 	}
@@ -203,7 +205,7 @@ func newPort(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, fds []int) (*P
 }
 
 // setup builds the port's views of mem and takes ownership of fds.
-func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds []int) (*Port, error) {
+func setup(n portname.Name, reply wire.OpenReply, conn *ctl.Conn, mem []byte, fds []int) (*Port, error) {
 	iface, err := ports.OpenIface(mem, reply.IfOfs)
 	if err != nil {
 		return nil, err
@@ -235,16 +237,16 @@ func setup(n ports.Name, reply ports.OpenReply, conn *ctl.Conn, mem []byte, fds 
 		p.mac = mac
 	}
 	switch reply.Kind {
-	case ports.KindVale, ports.KindMonitor, ports.KindZeroCopyMonitor:
+	case wire.KindVale, wire.KindMonitor, wire.KindZeroCopyMonitor:
 		want := len(p.txBound)
-		if reply.Kind != ports.KindZeroCopyMonitor {
+		if reply.Kind != wire.KindZeroCopyMonitor {
 			want += len(p.rxBound) // the room eventfds of the RX rings
 		}
 		if len(p.extraFDs) != want {
 			return nil, fmt.Errorf("valed sent %d descriptors for %d TX and %d RX rings", len(p.extraFDs), len(p.txBound), len(p.rxBound))
 		}
 		p.sync = newValeSync(p)
-	case ports.KindPipe:
+	case wire.KindPipe:
 		peer, err := ports.OpenIface(mem, reply.PeerIfOfs)
 		if err != nil {
 			return nil, fmt.Errorf("pipe peer: %w", err)
@@ -281,17 +283,17 @@ func (p *Port) watch() {
 			ctl.CloseFDs(fds)
 			break
 		}
-		var ev ports.Event
+		var ev wire.Event
 		if msg.Body == nil || json.Unmarshal(msg.Body, &ev) != nil || ev.Monitor == nil {
 			ctl.CloseFDs(fds)
 			continue
 		}
 		switch m := ev.Monitor; m.Op {
-		case ports.MonitorAdd:
+		case wire.MonitorAdd:
 			if f, err := monitor.NewFeed(m, p.mem, fds, p.reply.Port); err == nil {
 				p.feeds.Add(f)
 			}
-		case ports.MonitorRemove:
+		case wire.MonitorRemove:
 			ctl.CloseFDs(fds)
 			p.feeds.Remove(m.ID)
 		default:
@@ -344,7 +346,7 @@ func (p *Port) Close() error {
 // Name returns the port name as valed knows it ("vale0:a").
 func (p *Port) Name() string { return p.reply.Port }
 
-// Kind returns the kind of port (ports.KindVale, KindPipe, ...).
+// Kind returns the kind of port (wire.KindVale, KindPipe, ...).
 func (p *Port) Kind() string { return p.reply.Kind }
 
 // Switch returns the name of the switch the port is attached to, if any.

@@ -19,6 +19,9 @@ import (
 	"github.com/valeswitch/vale/internal/shmem"
 	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Config tunes a port. The zero value gives the defaults.
@@ -38,7 +41,7 @@ type Config struct {
 // Port is a shared-memory VALE port as valed holds it. It implements the
 // switch's port interface (vale.Port).
 type Port struct {
-	kind   string // ports.KindVale or ports.KindMonitor
+	kind   string // wire.KindVale or wire.KindMonitor
 	name   string
 	mac    net.HardwareAddr
 	geom   ports.Geometry
@@ -52,7 +55,7 @@ type Port struct {
 
 	mu     sync.Mutex // bindings and claims
 	users  int
-	claims *ports.Claims
+	claims *portname.Claims
 }
 
 type txRing struct {
@@ -116,7 +119,7 @@ func NewMonitor(name string, rings, slots, bufSize uint32) (*Port, error) {
 		region.Close()
 		return nil, err
 	}
-	p.region, p.kind = region, ports.KindMonitor
+	p.region, p.kind = region, wire.KindMonitor
 	return p, nil
 }
 
@@ -151,7 +154,7 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 		return nil, err
 	}
 	ntx, nrx := int(g.TxRings), int(g.RxRings)
-	p := &Port{kind: ports.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: ports.NewClaims(ntx, nrx)}
+	p := &Port{kind: wire.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: portname.NewClaims(ntx, nrx)}
 	kicks, err := notify.NewEventfds(ntx)
 	if err != nil {
 		return nil, err
@@ -230,12 +233,12 @@ func (p *Port) Users() int {
 }
 
 // Describe tells vale-ctl about the port.
-func (p *Port) Describe() ports.Desc {
+func (p *Port) Describe() wire.Desc {
 	state := "up"
 	if p.stopped.Load() {
 		state = "stopping"
 	}
-	return ports.Desc{
+	return wire.Desc{
 		Kind:    p.kind,
 		TxRings: len(p.tx), RxRings: len(p.rx),
 		TxSlots: int(p.geom.TxSlots), RxSlots: int(p.geom.RxSlots),
@@ -249,7 +252,7 @@ func (p *Port) Describe() ports.Desc {
 // ports.ErrStopped once Stop was called, and a *ports.RingError when the
 // application broke the ring contract (the ring is reset and the
 // application's sleepers woken to see the error).
-func (p *Port) Recv(r int, b *ports.Batch) error {
+func (p *Port) Recv(r int, b *frame.Batch) error {
 	t := p.tx[r]
 	for {
 		if p.stopped.Load() {
@@ -291,7 +294,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 // take validates the ring and takes its frames (ports.KRing.TxFrames). An
 // internal error reading the client's memory stops the ring: the error is
 // not a *ports.RingError, so the switch stops serving it.
-func (t *txRing) take(b *ports.Batch) (n uint32, err error) {
+func (t *txRing) take(b *frame.Batch) (n uint32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.Reset()
@@ -304,7 +307,7 @@ func (t *txRing) take(b *ports.Batch) (n uint32, err error) {
 // Release gives the slots of the first n frames last returned by Recv on
 // ring r back to the application; the frames after them stay in the ring,
 // and the next Recv takes them again.
-func (p *Port) Release(r int, b *ports.Batch, n int) {
+func (p *Port) Release(r int, b *frame.Batch, n int) {
 	t := p.tx[r]
 	slots := t.slots
 	if n < len(b.Frames) {
@@ -321,7 +324,7 @@ func (p *Port) Release(r int, b *ports.Batch, n int) {
 
 // Room tells how many of the frames which RX ring r can take now (see
 // vale.RoomPort).
-func (p *Port) Room(r int, b *ports.Batch, which []uint16) int {
+func (p *Port) Room(r int, b *frame.Batch, which []uint16) int {
 	x := p.rx[r]
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -359,7 +362,7 @@ func (p *Port) WaitRoom(r int, deadline time.Time) {
 }
 
 // Deliver copies frames into RX ring r; see ports.KRing.RxFrames.
-func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
+func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error) {
 	x := p.rx[r]
 	x.mu.Lock()
 	frames, bytes, wake, err := x.deliver(b, which)
@@ -373,7 +376,7 @@ func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int
 // deliver copies frames into the ring (ports.KRing.RxFrames). An internal
 // error writing the client's memory stops the ring: it takes nothing more.
 // x.mu is held.
-func (x *rxRing) deliver(b *ports.Batch, which []uint16) (frames, bytes int, wake bool, err error) {
+func (x *rxRing) deliver(b *frame.Batch, which []uint16) (frames, bytes int, wake bool, err error) {
 	if x.broken != nil {
 		return 0, 0, false, nil
 	}
@@ -416,13 +419,13 @@ func (p *Port) Free() error {
 // Binding is one client's hold on a port.
 type Binding struct {
 	port   *Port
-	sel    ports.Selection
+	sel    portname.Selection
 	closed bool
 }
 
-// Bind gives a client the rings sel names; see ports.Claims for exclusive
+// Bind gives a client the rings sel names; see portname.Claims for exclusive
 // bindings.
-func (p *Port) Bind(sel ports.Selection) (*Binding, error) {
+func (p *Port) Bind(sel portname.Selection) (*Binding, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped.Load() {
@@ -436,17 +439,17 @@ func (p *Port) Bind(sel ports.Selection) (*Binding, error) {
 }
 
 // Selection returns the rings the binding holds.
-func (b *Binding) Selection() ports.Selection { return b.sel }
+func (b *Binding) Selection() portname.Selection { return b.sel }
 
 // Reply fills the parts of an open reply that describe the binding, and
 // returns the descriptors that go with it (owned by the port).
-func (b *Binding) Reply(r *ports.OpenReply) ([]int, error) {
+func (b *Binding) Reply(r *wire.OpenReply) ([]int, error) {
 	p := b.port
 	if p.region == nil {
 		return nil, fmt.Errorf("%s: port memory cannot be shared", p.name)
 	}
 	nf, nl := b.sel.Notify()
-	*r = ports.OpenReply{
+	*r = wire.OpenReply{
 		Kind: p.kind, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
 		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs,
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,

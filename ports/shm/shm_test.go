@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 func TestBindAndReply(t *testing.T) {
@@ -16,20 +19,20 @@ func TestBindAndReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Free()
-	b0, err := p.Bind(ports.Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true})
+	b0, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Bind(ports.Selection{TxFirst: 0, TxLast: 1}); err == nil {
+	if _, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1}); err == nil {
 		t.Error("bound a ring held exclusively")
 	}
-	b1, err := p.Bind(ports.Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2})
+	b1, err := p.Bind(portname.Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r ports.OpenReply
+	var r wire.OpenReply
 	fds, err := b1.Reply(&r)
-	if err != nil || len(fds) != 4 || r.NotifyFirst != 1 || r.NotifyLast != 2 || r.Kind != ports.KindVale { // memory, notify, kick, room
+	if err != nil || len(fds) != 4 || r.NotifyFirst != 1 || r.NotifyLast != 2 || r.Kind != wire.KindVale { // memory, notify, kick, room
 		t.Fatalf("reply %+v, descriptors %v, %v", r, fds, err)
 	}
 	if left := b0.Close(); left != 1 {
@@ -54,7 +57,7 @@ func TestRecvStop(t *testing.T) {
 	}
 	defer p.Free()
 	done := make(chan error)
-	go func() { done <- p.Recv(0, ports.NewBatch()) }()
+	go func() { done <- p.Recv(0, frame.NewBatch()) }()
 	time.Sleep(50 * time.Millisecond)
 	p.Stop()
 	select {

@@ -30,6 +30,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Kinds of TAP ports, as listings show them.
@@ -201,7 +203,7 @@ func NewPort(name, kind string, dev *Device, slots int) (*Port, error) {
 	if slots <= 0 {
 		slots = DefaultSlots
 	}
-	slots = min(slots, ports.MaxBatch)
+	slots = min(slots, frame.MaxBatch)
 	bufSize := max(2048, dev.MTU()+18)
 	p := &Port{name: name, kind: kind, dev: dev, slots: slots, bufSize: bufSize}
 	for _, f := range dev.files {
@@ -230,7 +232,7 @@ func (p *Port) Name() string { return p.name }
 func (p *Port) Device() *Device { return p.dev }
 
 // Describe tells vale-ctl about the port.
-func (p *Port) Describe() ports.Desc {
+func (p *Port) Describe() wire.Desc {
 	state := "tap=" + p.dev.name
 	if p.stopped.Load() {
 		state += ",stopping"
@@ -245,7 +247,7 @@ func (p *Port) Describe() ports.Desc {
 		state += fmt.Sprintf(",refused=%d", n)
 	}
 	n := len(p.queues)
-	return ports.Desc{Kind: p.kind, TxRings: n, RxRings: n, TxSlots: p.slots, RxSlots: p.slots, MAC: p.dev.MAC().String(), State: state}
+	return wire.Desc{Kind: p.kind, TxRings: n, RxRings: n, TxSlots: p.slots, RxSlots: p.slots, MAC: p.dev.MAC().String(), State: state}
 }
 
 // Geometry returns the port's rings as a ports.Geometry, for copy monitors
@@ -257,7 +259,7 @@ func (p *Port) Geometry() ports.Geometry {
 
 // Recv waits until the host has sent frames on queue r and appends them to
 // b (up to the port's slots per round).
-func (p *Port) Recv(r int, b *ports.Batch) error {
+func (p *Port) Recv(r int, b *frame.Batch) error {
 	q := p.queues[r]
 	q.n = q.kept
 	q.kept = 0
@@ -306,7 +308,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 
 // Release keeps the frames after the first n of the last Recv on ring r for
 // the next Recv (the buffers of the others are reused by it).
-func (p *Port) Release(r int, b *ports.Batch, n int) {
+func (p *Port) Release(r int, b *frame.Batch, n int) {
 	q := p.queues[r]
 	if n >= q.n {
 		return
@@ -320,7 +322,7 @@ func (p *Port) Release(r int, b *ports.Batch, n int) {
 }
 
 // Deliver writes frames to queue r for the host to receive.
-func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (frames, bytes int, err error) {
+func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error) {
 	q := p.queues[r]
 	q.mu.Lock()
 	defer q.mu.Unlock()

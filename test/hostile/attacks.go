@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/internal/mgmt"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // setIndex publishes head and cur of r as a client's sync would.
@@ -206,8 +206,8 @@ func (p *rawPort) layoutOrNil(sock string) *ports.Layout {
 		return nil
 	}
 	defer c.Close()
-	var info ports.InfoReply
-	if _, err := c.Call(ports.OpInfo, ports.InfoRequest{Name: p.reply.Port}, &info); err != nil || len(info.Layout.Ifaces) == 0 {
+	var info wire.InfoReply
+	if _, err := c.Call(wire.OpInfo, wire.InfoRequest{Name: p.reply.Port}, &info); err != nil || len(info.Layout.Ifaces) == 0 {
 		return nil
 	}
 	return &info.Layout
@@ -232,10 +232,10 @@ func noRead(sock, name string, until time.Time) error {
 	for time.Now().Before(until) {
 		for _, c := range conns {
 			c.Unix().SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-			if c.Send(ctl.Request{Op: mgmt.OpList}) == nil {
+			if c.Send(ctl.Request{Op: wire.OpList}) == nil {
 				sent++
 			}
-			c.Send(ctl.Request{Op: ports.OpInfo, Body: []byte(`{"name":"vale0:x"}`)})
+			c.Send(ctl.Request{Op: wire.OpInfo, Body: []byte(`{"name":"vale0:x"}`)})
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -261,9 +261,9 @@ func replyFill(sock, name string, until time.Time) error {
 		held = append(held, c)
 		c.Unix().SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		for range k {
-			c.Send(ctl.Request{Op: ports.OpInfo, Body: []byte(`{"name":"vale0:x"}`)})
+			c.Send(ctl.Request{Op: wire.OpInfo, Body: []byte(`{"name":"vale0:x"}`)})
 		}
-		c.Send(ctl.Request{Op: ports.OpOpen, Body: []byte(fmt.Sprintf(`{"name":"%s-%d"}`, name, i))})
+		c.Send(ctl.Request{Op: wire.OpOpen, Body: []byte(fmt.Sprintf(`{"name":"%s-%d"}`, name, i))})
 		i++
 		time.Sleep(20 * time.Millisecond) // let valed get to the open
 		if k == 250 {
@@ -317,7 +317,7 @@ func churn(sock, prefix string, held int, rng *rand.Rand, until time.Time) error
 		name := fmt.Sprintf("%s%d", prefix, rng.IntN(held))
 		switch rng.IntN(3) {
 		case 0: // open, keep, never read again
-			if fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: name}, &ports.OpenReply{}); err == nil {
+			if fds, err := c.Call(wire.OpOpen, wire.OpenRequest{Name: name}, &wire.OpenReply{}); err == nil {
 				ctl.CloseFDs(fds)
 				opened++
 			} else {
@@ -332,7 +332,7 @@ func churn(sock, prefix string, held int, rng *rand.Rand, until time.Time) error
 			}
 			mu.Unlock()
 		case 1: // ask and hang up before the answer
-			c.Send(ctl.Request{Op: ports.OpOpen, Body: []byte(`{"name":"` + name + `"}`)})
+			c.Send(ctl.Request{Op: wire.OpOpen, Body: []byte(`{"name":"` + name + `"}`)})
 			c.Close()
 		case 2: // half a session: connected, silent, kept
 			mu.Lock()

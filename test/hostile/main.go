@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/ctl"
-	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 func main() {
@@ -82,7 +82,7 @@ func openOnce(sock, name string, extra uint32) error {
 		return err
 	}
 	defer c.Close()
-	fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: name, ExtraBufs: extra}, &ports.OpenReply{})
+	fds, err := c.Call(wire.OpOpen, wire.OpenRequest{Name: name, ExtraBufs: extra}, &wire.OpenReply{})
 	if err != nil {
 		return err
 	}

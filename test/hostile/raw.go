@@ -9,13 +9,14 @@ import (
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // rawPort is a port opened without the client library: the reply, the
 // memory and every descriptor as valed sent them.
 type rawPort struct {
 	conn   *ctl.Conn
-	reply  ports.OpenReply
+	reply  wire.OpenReply
 	mem    []byte
 	iface  *ports.Iface
 	notify []int // eventfds valed signals when it answers a sleep ticket
@@ -30,7 +31,7 @@ func openRaw(sock, name string) (*rawPort, error) {
 		return nil, err
 	}
 	p := &rawPort{conn: c}
-	fds, err := c.Call(ports.OpOpen, ports.OpenRequest{Name: name}, &p.reply)
+	fds, err := c.Call(wire.OpOpen, wire.OpenRequest{Name: name}, &p.reply)
 	if err != nil {
 		c.Close()
 		return nil, err

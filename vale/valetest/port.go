@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/vale/frame"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Frame is a frame to queue: its bytes, slot flags and pending offload.
 type Frame struct {
 	Data    []byte
 	Flags   uint16
-	Offload ports.Offload
+	Offload frame.Offload
 }
 
 // Port is a fake switch port. Its methods are safe for concurrent use.
@@ -30,7 +32,7 @@ type Port struct {
 	cond    *sync.Cond
 	queue   []Frame
 	got     [][]byte
-	gotOff  []ports.Offload
+	gotOff  []frame.Offload
 	gotRing []int
 	room    int // frames Deliver still accepts; negative = unlimited
 	stopped bool
@@ -106,10 +108,10 @@ func (p *Port) Received() int {
 }
 
 // ReceivedOffloads returns the offloads of the frames the port holds.
-func (p *Port) ReceivedOffloads() []ports.Offload {
+func (p *Port) ReceivedOffloads() []frame.Offload {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]ports.Offload(nil), p.gotOff...)
+	return append([]frame.Offload(nil), p.gotOff...)
 }
 
 // ReceivedRings returns the RX ring each frame the port holds came on.
@@ -138,15 +140,15 @@ func (p *Port) WaitRoomCalls() int {
 func (p *Port) Name() string { return p.name }
 
 // Describe describes the port as kind "fake".
-func (p *Port) Describe() ports.Desc {
+func (p *Port) Describe() wire.Desc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ports.Desc{Kind: "fake", TxRings: p.ntx, RxRings: p.nrx, TxSlots: 1024, RxSlots: 1024}
+	return wire.Desc{Kind: "fake", TxRings: p.ntx, RxRings: p.nrx, TxSlots: 1024, RxSlots: 1024}
 }
 
 // Recv returns the queued frames (up to a batch) on the port's TX ring,
 // waiting for some.
-func (p *Port) Recv(r int, b *ports.Batch) error {
+func (p *Port) Recv(r int, b *frame.Batch) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for (len(p.queue) == 0 || r != p.txRing) && !p.stopped {
@@ -167,7 +169,7 @@ func (p *Port) Recv(r int, b *ports.Batch) error {
 }
 
 // Release forgets the first n frames of the queue: the others come again.
-func (p *Port) Release(r int, b *ports.Batch, n int) {
+func (p *Port) Release(r int, b *frame.Batch, n int) {
 	p.mu.Lock()
 	p.queue = p.queue[n:]
 	p.done += n
@@ -176,7 +178,7 @@ func (p *Port) Release(r int, b *ports.Batch, n int) {
 }
 
 // Room tells how many frames Deliver would take.
-func (p *Port) Room(r int, b *ports.Batch, which []uint16) int {
+func (p *Port) Room(r int, b *frame.Batch, which []uint16) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.room < 0 {
@@ -199,7 +201,7 @@ func (p *Port) WaitRoom(r int, deadline time.Time) {
 }
 
 // Deliver keeps the frames, as long as the port has room.
-func (p *Port) Deliver(r int, b *ports.Batch, which []uint16) (int, int, error) {
+func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (int, int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, bytes := 0, 0

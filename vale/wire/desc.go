@@ -1,4 +1,4 @@
-package ports
+package wire
 
 // Desc is what a port tells about itself, for listings.
 type Desc struct {

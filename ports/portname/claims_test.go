@@ -1,4 +1,4 @@
-package ports
+package portname
 
 import (
 	"errors"
@@ -59,7 +59,7 @@ func TestClaims(t *testing.T) {
 		t.Error("selection beyond the rings accepted")
 	}
 	if f, l := (Selection{TxFirst: 1, TxLast: 2}).Notify(); f != 1 || l != 2 {
-		t.Errorf("notify range of a TX-only selection: [%d, %d)", f, l)
+		t.Errorf("notify range of a ports.TX-only selection: [%d, %d)", f, l)
 	}
 	if f, l := (Selection{TxFirst: 0, TxLast: 1, RxFirst: 2, RxLast: 3}).Notify(); f != 0 || l != 3 {
 		t.Errorf("notify range of a mixed selection: [%d, %d)", f, l)

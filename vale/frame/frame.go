@@ -1,4 +1,14 @@
-package ports
+// Package frame holds the switch's working types: the frames a port hands
+// to the switch in one round (a Batch of Frame views into the port's
+// memory) and the offloads a frame may leave pending. Every kind of port
+// and the switch share them; nothing here knows about shared memory.
+package frame
+
+// Limits of a round.
+const (
+	MaxBatch = 1024 // slots the switch takes from a ring per round
+	MaxFrags = 64   // slots a single frame may span (NS_MOREFRAG)
+)
 
 // Frame is one Ethernet frame in a [Batch]: a view of the buffers that hold
 // it in the memory of the port that sent it. A frame spanning several slots

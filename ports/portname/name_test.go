@@ -1,9 +1,11 @@
-package ports
+package portname
 
 import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/valeswitch/vale/ports"
 )
 
 func TestParseName(t *testing.T) {
@@ -142,8 +144,8 @@ func TestUnsupported(t *testing.T) {
 }
 
 func TestConfApply(t *testing.T) {
-	g := Conf{Rings: 2, RxRings: 3, Slots: 512, TxSlots: 64}.Apply(DefaultGeometry())
-	want := Geometry{TxRings: 2, RxRings: 3, TxSlots: 64, RxSlots: 512, BufSize: DefaultBufSize}
+	g := Conf{Rings: 2, RxRings: 3, Slots: 512, TxSlots: 64}.Apply(ports.DefaultGeometry())
+	want := ports.Geometry{TxRings: 2, RxRings: 3, TxSlots: 64, RxSlots: 512, BufSize: ports.DefaultBufSize}
 	if g != want {
 		t.Errorf("Apply = %+v, want %+v", g, want)
 	}

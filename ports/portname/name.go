@@ -1,10 +1,16 @@
-package ports
+// Package portname parses netmap's port names (netmap:eth0-1/x,
+// vale0:a{3, vale0:b/rt, vale0:c@conf:rings=2) into what they ask for: the
+// port, the rings to bind, the flags, monitors and pipe ends, and the
+// @conf options; and it keeps track of which rings a binding claims.
+package portname
 
 import (
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/valeswitch/vale/ports"
 )
 
 // RegMode says which rings of a port an open binds (netmap's nr_mode).
@@ -86,7 +92,7 @@ func (c Conf) Geometry() Conf {
 func (c Conf) IsZero() bool { return c == Conf{} }
 
 // Apply returns g with the values c gives.
-func (c Conf) Apply(g Geometry) Geometry {
+func (c Conf) Apply(g ports.Geometry) ports.Geometry {
 	pick := func(specific, general, def uint32) uint32 {
 		switch {
 		case specific != 0:

@@ -1,4 +1,9 @@
-package ports
+package wire
+
+import (
+	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ports/portname"
+)
 
 // Operation names of the open protocol on valed's control socket.
 const (
@@ -9,9 +14,9 @@ const (
 // OpenRequest asks valed to bind the port named Name, creating it (and its
 // switch) if it does not exist yet.
 type OpenRequest struct {
-	Name      string `json:"name"`
-	Conf      Conf   `json:"conf,omitzero"`        // ring and slot counts for a port this open creates
-	ExtraBufs uint32 `json:"extra_bufs,omitempty"` // extra buffers for a port this open creates
+	Name      string        `json:"name"`
+	Conf      portname.Conf `json:"conf,omitzero"`        // ring and slot counts for a port this open creates
+	ExtraBufs uint32        `json:"extra_bufs,omitempty"` // extra buffers for a port this open creates
 }
 
 // Kinds of binding an open can return.
@@ -36,21 +41,21 @@ const (
 //	                the peer end's eventfds for the same ring pairs, to
 //	                wake it
 type OpenReply struct {
-	Kind        string   `json:"kind"`
-	Port        string   `json:"port"`   // canonical port name, e.g. "vale0:a"
-	Switch      string   `json:"switch"` // switch the port is attached to, if any
-	Index       int      `json:"index"`  // port index within the switch
-	MAC         string   `json:"mac"`    // the port's own MAC address (a default source for senders)
-	Geometry    Geometry `json:"geometry"`
-	MemSize     int64    `json:"mem_size"`
-	IfOfs       int64    `json:"if_ofs"`      // this binding's interface header
-	PeerIfOfs   int64    `json:"peer_if_ofs"` // KindPipe: the other end's interface header
-	TxFirst     int      `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
-	TxLast      int      `json:"tx_last"`
-	RxFirst     int      `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
-	RxLast      int      `json:"rx_last"`
-	NotifyFirst int      `json:"notify_first"`
-	NotifyLast  int      `json:"notify_last"`
+	Kind        string         `json:"kind"`
+	Port        string         `json:"port"`   // canonical port name, e.g. "vale0:a"
+	Switch      string         `json:"switch"` // switch the port is attached to, if any
+	Index       int            `json:"index"`  // port index within the switch
+	MAC         string         `json:"mac"`    // the port's own MAC address (a default source for senders)
+	Geometry    ports.Geometry `json:"geometry"`
+	MemSize     int64          `json:"mem_size"`
+	IfOfs       int64          `json:"if_ofs"`      // this binding's interface header
+	PeerIfOfs   int64          `json:"peer_if_ofs"` // KindPipe: the other end's interface header
+	TxFirst     int            `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
+	TxLast      int            `json:"tx_last"`
+	RxFirst     int            `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
+	RxLast      int            `json:"rx_last"`
+	NotifyFirst int            `json:"notify_first"`
+	NotifyLast  int            `json:"notify_last"`
 }
 
 // InfoRequest asks for the geometry of a port (netmap's PORT_INFO_GET).
@@ -60,13 +65,13 @@ type InfoRequest struct {
 
 // InfoReply describes a port and its memory, existing or to be.
 type InfoReply struct {
-	Port     string   `json:"port"`
-	Kind     string   `json:"kind"`
-	Index    int      `json:"index"` // -1 if the port does not exist yet
-	MAC      string   `json:"mac,omitempty"`
-	Geometry Geometry `json:"geometry"`
-	Layout   Layout   `json:"layout"`
-	Iface    int      `json:"iface"` // the port's interface in Layout.Ifaces
+	Port     string         `json:"port"`
+	Kind     string         `json:"kind"`
+	Index    int            `json:"index"` // -1 if the port does not exist yet
+	MAC      string         `json:"mac,omitempty"`
+	Geometry ports.Geometry `json:"geometry"`
+	Layout   ports.Layout   `json:"layout"`
+	Iface    int            `json:"iface"` // the port's interface in Layout.Ifaces
 }
 
 // Event is a message valed sends, unasked, on a client's connection after

@@ -1,9 +1,9 @@
-// Package mgmt defines the management messages of valed's control socket:
-// what vale-ctl sends and what valed answers. (Opening a port is defined by
-// package ports, the transport by package ctl.)
-package mgmt
-
-import "github.com/valeswitch/vale/vale"
+// Package wire defines the messages of valed's control socket: the open
+// protocol clients speak (open, info, and the monitor events valed sends
+// them), the management operations vale-ctl sends and their answers, and
+// what a listing says of switches, ports, pipes, monitors and interfaces.
+// (The transport is package internal/ctl.)
+package wire
 
 // OpList lists switches and ports: ListRequest -> a stream of ListReply.
 const OpList = "list"
@@ -17,11 +17,11 @@ type ListRequest struct {
 // ListReply is one message of a listing. The switches come in the first
 // message, the ports in chunks.
 type ListReply struct {
-	Switches []vale.SwitchInfo `json:"switches,omitempty"`
-	Ports    []vale.PortInfo   `json:"ports,omitempty"`
-	Pipes    []PipeInfo        `json:"pipes,omitempty"`
-	Monitors []MonitorInfo     `json:"monitors,omitempty"`
-	Ifaces   []IfaceInfo       `json:"ifaces,omitempty"`
+	Switches []SwitchInfo  `json:"switches,omitempty"`
+	Ports    []PortInfo    `json:"ports,omitempty"`
+	Pipes    []PipeInfo    `json:"pipes,omitempty"`
+	Monitors []MonitorInfo `json:"monitors,omitempty"`
+	Ifaces   []IfaceInfo   `json:"ifaces,omitempty"`
 }
 
 // MonitorInfo describes a monitor.
