@@ -150,65 +150,79 @@ lossless = true
 `)
 	h := startHostile(t, "-c", cfg)
 	os.Chmod(filepath.Dir(cfg), 0o755)
-	hold := func(port string, groups ...string) {
-		t.Helper()
-		args := []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
-		if len(groups) > 0 {
-			args = []string{"--reuid=65534", "--regid=65534", "--groups=" + strings.Join(groups, ",")}
-		}
-		cmd := exec.Command("setpriv", append(args, "--inh-caps=-all", filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "rx")...)
-		cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
-		launch(t, "pkt-gen -i "+port+" (held)", cmd, nil)
-		testutil.WaitFor(t, port+" to be held", func() bool {
-			return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), strings.Split(port, "@")[0])
-		})
+	restrictedSwitch(t, h)
+	losslessAsNobody(t, h)
+
+	h.hold(t, "vale0:l1") // one switch, one port, one connection
+	h.refused(t, "too many switches: uid 65534 holds 1 already, its limit (limits.switches", "pkt-gen", "-i", "vale5:x", "-f", "tx", "-n", "1")
+	h.refused(t, "limits.region_mib", "pkt-gen", "-i", "vale0:big@conf:rings=16,slots=4096", "-f", "tx", "-n", "1")
+	h.refused(t, "limits.extra_bufs", "hostile", "-mode", "open", "-port", "vale0:xb", "-extra", "100")
+	if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), "-mode", "open", "-port", "vale0:xb", "-extra", "8").CombinedOutput(); err != nil {
+		t.Errorf("8 extra buffers: %v\n%s", err, out)
 	}
-	refused := func(want string, name string, args ...string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		out, err := h.asNobody(ctx, filepath.Join(h.bin, name), args...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), want) {
-			t.Errorf("%s %v: %v, %q; want %q", name, args, err, strings.TrimSpace(string(out)), want)
-		}
+	h.hold(t, "vale0:l2")
+	h.refused(t, "too many ports: uid 65534 holds 2 already, its limit (limits.ports", "pkt-gen", "-i", "vale0:l3", "-f", "tx", "-n", "1")
+	h.hold(t, "netmap:np{1")
+	h.refused(t, "too many pipes", "pkt-gen", "-i", "netmap:np{2", "-f", "tx", "-n", "1")
+	h.hold(t, "vale0:l1/rt")
+	h.hold(t, "vale0:l2/r")
+	h.refused(t, "too many control connections: uid 65534 holds 5 already, its limit (limits.connections", "vale-ctl", "-l")
+	// Root is not limited.
+	for i := range 4 {
+		h.d.open(t, fmt.Sprintf("vale%d:root%d", 10+i, i))
 	}
-	// The restricted switch: only root, CAP_NET_ADMIN and group 4.
+}
+
+// restrictedSwitch checks switch vale9, open only to root,
+// CAP_NET_ADMIN and group 4.
+func restrictedSwitch(t *testing.T, h *hostile) {
 	h.d.open(t, "vale9:root")
-	refused("switch vale9 admits only", "pkt-gen", "-i", "vale9:x", "-f", "tx", "-n", "10")
+	h.refused(t, "switch vale9 admits only", "pkt-gen", "-i", "vale9:x", "-f", "tx", "-n", "10")
 	out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--groups=4", "--inh-caps=-all",
 		filepath.Join(h.bin, "pkt-gen"), "-sock", h.d.sock, "-i", "vale9:x", "-f", "tx", "-n", "10").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Sent 10 packets") {
 		t.Errorf("a member of group 4 on vale9: %v\n%s", err, out)
 	}
 	testutil.WaitFor(t, "vale9:x to go", func() bool { return h.d.portStats(t, "vale9:x") == nil })
+}
 
-	// A port of its own lossless would let a slow reader hold back every
-	// sender's floods: not on a switch that drops, unless root asks.
-	refused("only root or CAP_NET_ADMIN may make a port lossless on switch vale0", "pkt-gen", "-i", "vale0:slow@conf:lossless=1", "-f", "rx", "-n", "1")
+// losslessAsNobody checks that a port of its own lossless, which would let
+// a slow reader hold back every sender's floods, is refused on a switch
+// that drops, unless root asks, and allowed on a lossless switch.
+func losslessAsNobody(t *testing.T, h *hostile) {
+	h.refused(t, "only root or CAP_NET_ADMIN may make a port lossless on switch vale0", "pkt-gen", "-i", "vale0:slow@conf:lossless=1", "-f", "rx", "-n", "1")
 	for _, port := range []string{"vale8:x@conf:lossless=1", "vale0:x@conf:lossless=0"} {
 		if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "tx", "-n", "10").CombinedOutput(); err != nil {
 			t.Errorf("%s as nobody: %v\n%s", port, err, out)
 		}
 		testutil.WaitFor(t, port+" to go", func() bool { return h.d.portStats(t, strings.Split(port, "@")[0]) == nil })
 	}
+}
 
-	hold("vale0:l1") // one switch, one port, one connection
-	refused("too many switches: uid 65534 holds 1 already, its limit (limits.switches", "pkt-gen", "-i", "vale5:x", "-f", "tx", "-n", "1")
-	refused("limits.region_mib", "pkt-gen", "-i", "vale0:big@conf:rings=16,slots=4096", "-f", "tx", "-n", "1")
-	refused("limits.extra_bufs", "hostile", "-mode", "open", "-port", "vale0:xb", "-extra", "100")
-	if out, err := h.asNobody(context.Background(), filepath.Join(h.bin, "hostile"), "-mode", "open", "-port", "vale0:xb", "-extra", "8").CombinedOutput(); err != nil {
-		t.Errorf("8 extra buffers: %v\n%s", err, out)
+// hold has nobody (with groups, if given) hold port open with a receiver
+// that runs until the test ends.
+func (h *hostile) hold(t *testing.T, port string, groups ...string) {
+	t.Helper()
+	args := []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
+	if len(groups) > 0 {
+		args = []string{"--reuid=65534", "--regid=65534", "--groups=" + strings.Join(groups, ",")}
 	}
-	hold("vale0:l2")
-	refused("too many ports: uid 65534 holds 2 already, its limit (limits.ports", "pkt-gen", "-i", "vale0:l3", "-f", "tx", "-n", "1")
-	hold("netmap:np{1")
-	refused("too many pipes", "pkt-gen", "-i", "netmap:np{2", "-f", "tx", "-n", "1")
-	hold("vale0:l1/rt")
-	hold("vale0:l2/r")
-	refused("too many control connections: uid 65534 holds 5 already, its limit (limits.connections", "vale-ctl", "-l")
-	// Root is not limited.
-	for i := range 4 {
-		h.d.open(t, fmt.Sprintf("vale%d:root%d", 10+i, i))
+	cmd := exec.Command("setpriv", append(args, "--inh-caps=-all", filepath.Join(h.bin, "pkt-gen"), "-i", port, "-f", "rx")...)
+	cmd.Env = append(os.Environ(), "VALE_SOCK="+h.d.sock)
+	launch(t, "pkt-gen -i "+port+" (held)", cmd, nil)
+	testutil.WaitFor(t, port+" to be held", func() bool {
+		return strings.Contains(h.d.run(t, 10*time.Second, "vale-ctl", "-l"), strings.Split(port, "@")[0])
+	})
+}
+
+// refused runs command name as nobody, which must fail saying want.
+func (h *hostile) refused(t *testing.T, want string, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := h.asNobody(ctx, filepath.Join(h.bin, name), args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("%s %v: %v, %q; want %q", name, args, err, strings.TrimSpace(string(out)), want)
 	}
 }
 

@@ -361,54 +361,77 @@ func TestKilledValedCleanup(t *testing.T) {
 // Bad attachments get a clear error and change nothing.
 func TestAttachErrors(t *testing.T) {
 	sw, _ := oneHost(t)
-	d := startValedIn(t, sw)
-	unchanged := func(what string) {
-		t.Helper()
-		if x := xdpState(t, sw, "vA"); x != "" {
-			t.Errorf("%s: left XDP state %q", what, x)
-		}
-		if g := gro(t, sw, "vA"); g != "on" {
-			t.Errorf("%s: left GRO %s", what, g)
-		}
-		if p := promiscuity(t, sw, "vA"); p != "0" {
-			t.Errorf("%s: left promiscuity %s", what, p)
-		}
-	}
-	expect := func(want string, args ...string) {
-		t.Helper()
-		if out := d.runFail(t, "vale-ctl", args...); !strings.Contains(out, want) {
-			t.Errorf("vale-ctl %s: %q, want it to say %q", strings.Join(args, " "), strings.TrimSpace(out), want)
-		}
-	}
-	expect("no such interface", "-a", "vale0:nosuch0")
+	c := &attachCheck{t: t, sw: sw, d: startValedIn(t, sw)}
+	d := c.d
+	c.expect("no such interface", "-a", "vale0:nosuch0")
 	sw.run(t, "ip", "link", "set", "vA", "down")
-	expect("is down", "-a", "vale0:vA")
+	c.expect("is down", "-a", "vale0:vA")
 	sw.run(t, "ip", "link", "set", "vA", "up")
-	unchanged("interface down")
+	c.unchanged("interface down")
 	sw.run(t, "ip", "link", "set", "vA", "mtu", "3000")
-	expect("MTU 3000 does not fit", "-a", "vale0:vA")
-	unchanged("MTU too large")
+	c.expect("MTU 3000 does not fit", "-a", "vale0:vA")
+	c.unchanged("MTU too large")
 	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA", "-frame-size", "4096")
 	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
 	sw.run(t, "ip", "link", "set", "vA", "mtu", "1500")
-	expect("no queue 5", "-a", "vale0:vA-5")
-	expect("no zero-copy", "-a", "vale0:vA", "-zerocopy", "-mode", "native")
-	expect("zero-copy needs native mode", "-a", "vale0:vA", "-zerocopy", "-mode", "generic")
-	expect("unknown XDP mode", "-a", "vale0:vA", "-mode", "fast")
-	unchanged("bad options")
+	c.expect("no queue 5", "-a", "vale0:vA-5")
+	c.expect("no zero-copy", "-a", "vale0:vA", "-zerocopy", "-mode", "native")
+	c.expect("zero-copy needs native mode", "-a", "vale0:vA", "-zerocopy", "-mode", "generic")
+	c.expect("unknown XDP mode", "-a", "vale0:vA", "-mode", "fast")
+	c.unchanged("bad options")
 
 	// Twice, and from another daemon.
 	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
-	expect("exists already", "-a", "vale0:vA")
-	expect("attached already, as vale0:vA", "-a", "vale1:vA")
+	c.expect("exists already", "-a", "vale0:vA")
+	c.expect("attached already, as vale0:vA", "-a", "vale1:vA")
 	other := startValedIn(t, sw)
 	if out := other.runFail(t, "vale-ctl", "-a", "vale0:vA"); !strings.Contains(out, "of another vale daemon") {
 		t.Errorf("attach by a second valed: %s", out)
 	}
 	d.run(t, 20*time.Second, "vale-ctl", "-d", "vale0:vA")
-	unchanged("second attach")
+	c.unchanged("second attach")
 
-	// Someone else's XDP program is never replaced.
+	c.foreignProgram()
+	c.restrictedValed()
+
+	c.expect("no such port", "-d", "vale0:vA")
+	c.expect("no persistent interface", "-r", "nosuch0")
+	c.expect("only valeX:IFNAME", "-a", "vale0:vA/x")
+}
+
+// attachCheck runs vale-ctl -a against interface vA of namespace sw,
+// expecting refusals that leave the interface as it was.
+type attachCheck struct {
+	t  *testing.T
+	sw *netNS
+	d  *daemon
+}
+
+// unchanged checks that vA has no XDP program, GRO on, no promiscuity.
+func (c *attachCheck) unchanged(what string) {
+	c.t.Helper()
+	if x := xdpState(c.t, c.sw, "vA"); x != "" {
+		c.t.Errorf("%s: left XDP state %q", what, x)
+	}
+	if g := gro(c.t, c.sw, "vA"); g != "on" {
+		c.t.Errorf("%s: left GRO %s", what, g)
+	}
+	if p := promiscuity(c.t, c.sw, "vA"); p != "0" {
+		c.t.Errorf("%s: left promiscuity %s", what, p)
+	}
+}
+
+// expect runs vale-ctl with args, which must fail saying want.
+func (c *attachCheck) expect(want string, args ...string) {
+	c.t.Helper()
+	if out := c.d.runFail(c.t, "vale-ctl", args...); !strings.Contains(out, want) {
+		c.t.Errorf("vale-ctl %s: %q, want it to say %q", strings.Join(args, " "), strings.TrimSpace(out), want)
+	}
+}
+
+// foreignProgram checks that someone else's XDP program is never replaced.
+func (c *attachCheck) foreignProgram() {
+	t, sw := c.t, c.sw
 	sw.do(t, func() {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "theirs", Type: ebpf.XDP, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
@@ -424,15 +447,19 @@ func TestAttachErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	expect("(theirs) is attached; vale does not replace another program", "-a", "vale0:vA")
+	c.expect("(theirs) is attached; vale does not replace another program", "-a", "vale0:vA")
 	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
 		t.Errorf("the foreign program is gone: %q", x)
 	}
 	sw.run(t, "ip", "link", "set", "dev", "vA", "xdpgeneric", "off")
-	unchanged("foreign program")
+	c.unchanged("foreign program")
+}
 
-	// valed without the capabilities or the locked memory AF_XDP needs.
-	for _, c := range []struct {
+// restrictedValed checks what a valed without the capabilities or the
+// locked memory AF_XDP needs says.
+func (c *attachCheck) restrictedValed() {
+	t, sw := c.t, c.sw
+	for _, r := range []struct {
 		wrap []string
 		want string
 	}{
@@ -440,19 +467,15 @@ func TestAttachErrors(t *testing.T) {
 		{[]string{"prlimit", "--memlock=65536:65536", "setpriv", "--bounding-set", "-ipc_lock", "--inh-caps", "-ipc_lock"}, "RLIMIT_MEMLOCK"},
 	} {
 		sock := filepath.Join(t.TempDir(), "valed.sock")
-		cmd := exec.Command("ip", append(append([]string{"netns", "exec", sw.name}, c.wrap...), filepath.Join(binDir, "valed"), "-sock", sock)...)
-		weak := launch(t, "valed under "+c.wrap[0], cmd, nil)
+		cmd := exec.Command("ip", append(append([]string{"netns", "exec", sw.name}, r.wrap...), filepath.Join(binDir, "valed"), "-sock", sock)...)
+		weak := launch(t, "valed under "+r.wrap[0], cmd, nil)
 		testutil.WaitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.exited() })
 		out, err := exec.Command(filepath.Join(binDir, "vale-ctl"), "-sock", sock, "-a", "vale0:vA").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), c.want) {
-			t.Errorf("attach by valed under %v: %v %s, want it to name %s", c.wrap, err, out, c.want)
+		if err == nil || !strings.Contains(string(out), r.want) {
+			t.Errorf("attach by valed under %v: %v %s, want it to name %s", r.wrap, err, out, r.want)
 		}
-		unchanged("restricted valed")
+		c.unchanged("restricted valed")
 	}
-
-	expect("no such port", "-d", "vale0:vA")
-	expect("no persistent interface", "-r", "nosuch0")
-	expect("only valeX:IFNAME", "-a", "vale0:vA/x")
 }
 
 // Scale-out: two valeds in two "hosts" joined by a kernel VXLAN device

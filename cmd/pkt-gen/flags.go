@@ -14,36 +14,44 @@ import (
 	"github.com/valeswitch/vale/ports/portname"
 )
 
-type function int
-
-const (
-	fnRx function = iota
-	fnTx
-	fnPing
-	fnPong
-	fnTxSeq
-	fnRxSeq
-)
-
-var functions = map[string]function{
-	"rx": fnRx, "tx": fnTx, "ping": fnPing, "pong": fnPong, "txseq": fnTxSeq, "rxseq": fnRxSeq,
+// function is what pkt-gen -f does: how each thread runs it, what the
+// totals count, and the summary it prints after them.
+type function struct {
+	name    string
+	sender  bool // builds frames of its own
+	burst   int  // default batch per sync (netmap's)
+	verb    string
+	run     func(t *thread) error
+	summary func(threads []*thread) // nil: none
 }
 
-// sender reports whether the function builds frames of its own.
-func (f function) sender() bool { return f == fnTx || f == fnTxSeq || f == fnPing }
+// The functions, as netmap's pkt-gen names them (their run and summary
+// are set in init: they refer to the functions themselves).
+var (
+	fnRx    = &function{name: "rx", burst: 512, verb: "Received"}
+	fnTx    = &function{name: "tx", sender: true, burst: 512, verb: "Sent"}
+	fnPing  = &function{name: "ping", sender: true, burst: 1, verb: "Transactions"}
+	fnPong  = &function{name: "pong", burst: 1, verb: "Transactions"}
+	fnTxSeq = &function{name: "txseq", sender: true, burst: 512, verb: "Sent"}
+	fnRxSeq = &function{name: "rxseq", burst: 512, verb: "Received"}
+)
 
-// defaultBurst is netmap's default batch per function.
-func (f function) defaultBurst() int {
-	if f == fnPing || f == fnPong {
-		return 1
+// functions are the functions by name.
+var functions = map[string]*function{}
+
+func init() {
+	fnRx.run, fnTx.run, fnPing.run, fnPong.run, fnTxSeq.run, fnRxSeq.run =
+		(*thread).rx, (*thread).tx, (*thread).ping, (*thread).pong, (*thread).tx, (*thread).rx
+	fnPing.summary, fnRxSeq.summary = pingSummary, seqSummary
+	for _, f := range []*function{fnRx, fnTx, fnPing, fnPong, fnTxSeq, fnRxSeq} {
+		functions[f.name] = f
 	}
-	return 512
 }
 
 type config struct {
 	ifname    string
 	socket    string
-	fn        function
+	fn        *function
 	length    int // frame length (maximum when random)
 	minLength int // minimum random length, 0 if fixed
 	count     uint64
@@ -186,7 +194,7 @@ func (c *config) setLengths(lens lengths) error {
 func (c *config) checkCounts(fn string, burst int) error {
 	c.burst = burst
 	if c.burst == 0 {
-		c.burst = c.fn.defaultBurst()
+		c.burst = c.fn.burst
 	}
 	f := c.fn
 	switch {

@@ -51,7 +51,7 @@ func run(cfg *config) error {
 	}()
 	queues := 0
 	for _, t := range threads {
-		if cfg.fn.sender() {
+		if cfg.fn.sender {
 			queues += len(t.port.TxRings())
 		} else {
 			queues += len(t.port.RxRings())
@@ -65,7 +65,7 @@ func run(cfg *config) error {
 		verb = "Receiving from"
 	}
 	fmt.Printf("%s %s: %d queues, %d threads and %d cpus.\n", verb, cfg.ifname, queues, cfg.threads, cfg.threads)
-	if cfg.fn.sender() {
+	if cfg.fn.sender {
 		fmt.Printf("%s -> %s (%s -> %s)\n", cfg.srcText, cfg.dstText, cfg.srcMAC, cfg.dstMAC)
 	}
 	if cfg.wait > 0 {
@@ -168,19 +168,10 @@ func final(cfg *config, threads []*thread) {
 			last = t.end
 		}
 	}
-	switch cfg.fn {
-	case fnPing:
-		pingSummary(threads)
-	case fnRxSeq:
-		seqSummary(threads)
+	if cfg.fn.summary != nil {
+		cfg.fn.summary(threads)
 	}
-	msg := "Sent"
-	if !cfg.fn.sender() {
-		msg = "Received"
-	}
-	if cfg.fn == fnPing || cfg.fn == fnPong {
-		msg = "Transactions"
-	}
+	msg := cfg.fn.verb
 	if tot.pkts == 0 {
 		fmt.Printf("%s nothing.\n", msg)
 		return

@@ -68,8 +68,8 @@ func (t *thread) ping() error {
 				if len(b) >= pkt.HeadersLen+pingPayload && pkt.Payload32(b, 0) == seq {
 					at := uint64(pkt.Payload32(b, 4))<<32 | uint64(pkt.Payload32(b, 8))
 					rtt := uint64(time.Since(base)) - at
-					if len(t.rtts) < maxRTTs {
-						t.rtts = append(t.rtts, uint32(min(rtt, 1<<32-1)))
+					if len(t.rtt.rtts) < maxRTTs {
+						t.rtt.rtts = append(t.rtt.rtts, uint32(min(rtt, 1<<32-1)))
 					}
 					intCount++
 					intSum += rtt
@@ -82,7 +82,7 @@ func (t *thread) ping() error {
 		if answered {
 			t.account(1, uint64(c.length))
 		} else {
-			t.lost++
+			t.rtt.lost++
 		}
 		seq++
 		if now := time.Now(); now.Sub(lastPrint) >= time.Second {
@@ -101,18 +101,18 @@ func (t *thread) ping() error {
 
 func pingSummary(threads []*thread) {
 	t := threads[0]
-	if len(t.rtts) == 0 {
-		fmt.Printf("RTT: no answers, %d lost\n", t.lost)
+	if len(t.rtt.rtts) == 0 {
+		fmt.Printf("RTT: no answers, %d lost\n", t.rtt.lost)
 		return
 	}
-	s := slices.Clone(t.rtts)
+	s := slices.Clone(t.rtt.rtts)
 	slices.Sort(s)
 	var total uint64
 	for _, v := range s {
 		total += uint64(v)
 	}
 	pct := func(p float64) uint32 { return s[min(len(s)-1, int(p*float64(len(s))))] }
-	fmt.Printf("RTT over %d packets: min %d av %d max %d ns, %d lost\n", len(s), s[0], total/uint64(len(s)), s[len(s)-1], t.lost)
+	fmt.Printf("RTT over %d packets: min %d av %d max %d ns, %d lost\n", len(s), s[0], total/uint64(len(s)), s[len(s)-1], t.rtt.lost)
 	fmt.Printf("RTT percentiles: 50%% %d ns, 90%% %d ns, 99%% %d ns, 99.9%% %d ns\n", pct(0.5), pct(0.9), pct(0.99), pct(0.999))
 }
 

@@ -49,9 +49,17 @@ type thread struct {
 	limit   uint64
 	claimed *atomic.Uint64
 
-	// rxseq
+	seq seqCheck  // rxseq: what the sequence numbers showed
+	rtt pingStats // ping: the round trips
+}
+
+// seqCheck is what rxseq found in the sequence numbers of one thread.
+type seqCheck struct {
 	gaps, missing, reorders uint64
-	// ping
+}
+
+// pingStats are the round trips ping measured.
+type pingStats struct {
 	rtts []uint32
 	lost uint64
 }
@@ -139,16 +147,7 @@ func (t *thread) run() {
 			logf("cannot pin thread %d to cpu %d: %v", t.id, t.cfg.cpu+t.id, err)
 		}
 	}
-	switch t.cfg.fn {
-	case fnTx, fnTxSeq:
-		t.err = t.tx()
-	case fnRx, fnRxSeq:
-		t.err = t.rx()
-	case fnPing:
-		t.err = t.ping()
-	case fnPong:
-		t.err = t.pong()
-	}
+	t.err = t.cfg.fn.run(t)
 	if t.end.IsZero() {
 		t.end = time.Now()
 	}
@@ -433,7 +432,7 @@ func (t *thread) rx() error {
 						fmt.Fprint(os.Stderr, hex.Dump(b))
 					}
 					if c.fn == fnRxSeq && len(b) >= pkt.HeadersLen+4 {
-						t.checkSeq(&seqs[ri].next, &seqs[ri].seen, pkt.Payload32(b, 0))
+						t.seq.check(&seqs[ri].next, &seqs[ri].seen, pkt.Payload32(b, 0), c.verbose)
 					}
 				}
 				h = r.Next(h)
@@ -464,20 +463,20 @@ func (t *thread) claim(want uint32) uint32 {
 	}
 }
 
-// checkSeq compares a received sequence number with the expected one.
-func (t *thread) checkSeq(next *uint32, seen *bool, seq uint32) {
+// check compares a received sequence number with the expected one.
+func (c *seqCheck) check(next *uint32, seen *bool, seq uint32, verbose bool) {
 	if !*seen {
 		*seen = true
 	} else if seq != *next {
 		if delta := seq - *next; delta < 1<<31 {
-			t.gaps++
-			t.missing += uint64(delta)
-			if t.gaps <= 10 || t.cfg.verbose {
+			c.gaps++
+			c.missing += uint64(delta)
+			if c.gaps <= 10 || verbose {
 				logf("Sequence GAP: exp %d found %d", *next, seq)
 			}
 		} else {
-			t.reorders++
-			if t.reorders <= 10 || t.cfg.verbose {
+			c.reorders++
+			if c.reorders <= 10 || verbose {
 				logf("Sequence OUT OF ORDER: exp %d found %d", *next, seq)
 			}
 		}
@@ -488,9 +487,9 @@ func (t *thread) checkSeq(next *uint32, seen *bool, seq uint32) {
 func seqSummary(threads []*thread) {
 	var gaps, missing, reorders uint64
 	for _, t := range threads {
-		gaps += t.gaps
-		missing += t.missing
-		reorders += t.reorders
+		gaps += t.seq.gaps
+		missing += t.seq.missing
+		reorders += t.seq.reorders
 	}
 	fmt.Printf("Sequence check: %d gaps (%d frames missing), %d out of order\n", gaps, missing, reorders)
 }

@@ -258,9 +258,9 @@ func attach(conn *ctl.Conn, a action, o *options, g geometry, out io.Writer) err
 	if g.txRings != g.rxRings {
 		return fmt.Errorf("-C %s: an attached interface has as many RX as TX rings (its queues)", o.conf)
 	}
-	req := wire.AttachRequest{Name: a.arg, Host: a.name == "h", XDPMode: o.mode,
-		StartQueue: o.startQueue, Queues: o.queues, FrameSize: o.frameSize, Slots: g.txSlots,
-		VhostUser: o.vhostUser, VhostClient: o.vhostCli}
+	req := wire.AttachRequest{Name: a.arg, Host: a.name == "h", Queues: o.queues, Slots: g.txSlots,
+		XDPOptions:   wire.XDPOptions{XDPMode: o.mode, StartQueue: o.startQueue, FrameSize: o.frameSize},
+		VhostOptions: wire.VhostOptions{VhostUser: o.vhostUser, VhostClient: o.vhostCli}}
 	switch {
 	case o.lossless:
 		req.Mode = "lossless"

@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/vale"
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // Config is the whole file. The zero value, after Defaults, is valed's
@@ -107,20 +108,9 @@ type Interface struct {
 	Slots int    `toml:"slots,omitempty"`
 }
 
-// Attach is an attachment to make (vale-ctl -a, -h, -a -vhost-user).
-type Attach struct {
-	Port        string `toml:"port"` // valeX:NAME
-	Host        bool   `toml:"host,omitempty"`
-	XDPMode     string `toml:"xdp_mode,omitempty"`
-	Copy        string `toml:"copy,omitempty"`
-	StartQueue  int    `toml:"start_queue,omitempty"`
-	Queues      int    `toml:"queues,omitempty"`
-	FrameSize   int    `toml:"frame_size,omitempty"`
-	Slots       int    `toml:"slots,omitempty"`
-	VhostUser   string `toml:"vhost_user,omitempty"`
-	VhostClient bool   `toml:"vhost_client,omitempty"`
-	Mode        string `toml:"mode,omitempty"` // "drop", "lossless" or "" (the switch's)
-}
+// Attach is an attachment to make (vale-ctl -a, -h, -a -vhost-user): the
+// same model vale-ctl sends valed.
+type Attach = wire.AttachRequest
 
 // Duration is a time.Duration written as "5m", "50us".
 type Duration struct{ time.Duration }
@@ -288,24 +278,24 @@ func (c *Config) checkAttach() error {
 	seen := map[string]bool{}
 	for _, a := range c.Attach {
 		switch {
-		case !strings.HasPrefix(a.Port, "vale") || !strings.Contains(a.Port, ":"):
-			return bad("attach.port", "%q: want valeX:NAME", a.Port)
-		case seen[a.Port]:
-			return bad("attach.port", "%q given twice", a.Port)
+		case !strings.HasPrefix(a.Name, "vale") || !strings.Contains(a.Name, ":"):
+			return bad("attach.port", "%q: want valeX:NAME", a.Name)
+		case seen[a.Name]:
+			return bad("attach.port", "%q given twice", a.Name)
 		case a.VhostUser == "" && a.VhostClient:
-			return bad("attach.vhost_client", "set for %s without vhost_user", a.Port)
+			return bad("attach.vhost_client", "set for %s without vhost_user", a.Name)
 		case a.VhostUser != "" && a.Host:
-			return bad("attach.host", "a vhost-user port (%s) has no host stack", a.Port)
+			return bad("attach.host", "a vhost-user port (%s) has no host stack", a.Name)
 		}
 		switch {
 		case !oneOf(a.XDPMode, "", "auto", "native", "drv", "generic", "skb"):
-			return bad("attach.xdp_mode", "%q (%s): want auto, native or generic", a.XDPMode, a.Port)
+			return bad("attach.xdp_mode", "%q (%s): want auto, native or generic", a.XDPMode, a.Name)
 		case !oneOf(a.Copy, "", "copy", "zerocopy"):
-			return bad("attach.copy", "%q (%s): want copy or zerocopy", a.Copy, a.Port)
+			return bad("attach.copy", "%q (%s): want copy or zerocopy", a.Copy, a.Name)
 		case !oneOf(a.Mode, "", "drop", "lossless"):
-			return bad("attach.mode", "%q (%s): want drop or lossless", a.Mode, a.Port)
+			return bad("attach.mode", "%q (%s): want drop or lossless", a.Mode, a.Name)
 		}
-		seen[a.Port] = true
+		seen[a.Name] = true
 	}
 	return nil
 }
@@ -323,8 +313,8 @@ func (c *Config) checkLimits() error {
 			return bad("limits."+v.key, "%d: want 1..%d (0 for the default)", v.v, 1<<20)
 		}
 	}
-	if l.ExtraBufs > 65536 {
-		return bad("limits.extra_bufs", "%d: at most 65536", l.ExtraBufs)
+	if l.ExtraBufs > ports.MaxExtraBufs {
+		return bad("limits.extra_bufs", "%d: at most %d", l.ExtraBufs, ports.MaxExtraBufs)
 	}
 	if l.RegionMiB < 0 || l.RegionMiB > 1<<16 {
 		return bad("limits.region_mib", "%d: want 1..%d (0 for the default)", l.RegionMiB, 1<<16)

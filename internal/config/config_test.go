@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valeswitch/vale/vale/wire"
 )
 
 // The example shipped with valed loads and holds the defaults.
@@ -63,7 +65,7 @@ func TestSaveAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 	ifs := []Interface{{Name: "vi0", Rings: 2}}
-	att := []Attach{{Port: "vale0:eth1", Host: true, XDPMode: "native"}, {Port: "vale0:vm1", VhostUser: "/run/vm1.sock", Queues: 2}}
+	att := []Attach{{Name: "vale0:eth1", Host: true, XDPOptions: wire.XDPOptions{XDPMode: "native"}}, {Name: "vale0:vm1", VhostOptions: wire.VhostOptions{VhostUser: "/run/vm1.sock"}, Queues: 2}}
 	for range 2 { // twice: the second save replaces the first
 		if err := SaveAttachments(path, ifs, att); err != nil {
 			t.Fatal(err)

@@ -157,7 +157,7 @@ func (d *Daemon) attachVhostLocked(n *portname.Name, r wire.AttachRequest) ([]wi
 	switch {
 	case r.Host:
 		return nil, errors.New("a vhost-user port has no host stack: attach it with -a")
-	case n.Mode == portname.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.StartQueue != 0 || r.FrameSize != 0 || r.Slots != 0:
+	case n.Mode == portname.RegOneNIC || r.XDPOptions != (wire.XDPOptions{}) || r.Slots != 0:
 		return nil, errors.New("a vhost-user port takes only its number of queue pairs (-queues N, or -C 0,0,N): the guest sizes its rings")
 	}
 	if ps := d.servingLocked("vhost-user socket " + r.VhostUser); ps != nil {
@@ -188,7 +188,7 @@ func (d *Daemon) attachIfaceLocked(n *portname.Name, is *ifaceState, r wire.Atta
 		return nil, fmt.Errorf("%s is attached already, as %s", is.dev.Name(), is.port.name())
 	case r.Host:
 		return nil, fmt.Errorf("%s is a persistent interface: attach it with -a (it is the host's side already)", is.dev.Name())
-	case n.Mode == portname.RegOneNIC || r.XDPMode != "" || r.Copy != "" || r.Queues != 0 || r.StartQueue != 0 || r.FrameSize != 0:
+	case n.Mode == portname.RegOneNIC || r.XDPOptions != (wire.XDPOptions{}) || r.Queues != 0:
 		return nil, fmt.Errorf("%s is a persistent interface: queue and AF_XDP options do not apply", is.dev.Name())
 	}
 	slots := is.slots

@@ -17,22 +17,6 @@ import (
 // Persistent interfaces and attachments from, and back into, valed's
 // configuration file.
 
-func attachFromConfig(a config.Attach) wire.AttachRequest {
-	return wire.AttachRequest{
-		Name: a.Port, Host: a.Host, XDPMode: a.XDPMode, Copy: a.Copy, StartQueue: a.StartQueue,
-		Queues: a.Queues, FrameSize: a.FrameSize, Slots: a.Slots, VhostUser: a.VhostUser, VhostClient: a.VhostClient,
-		Mode: a.Mode,
-	}
-}
-
-func attachToConfig(r wire.AttachRequest) config.Attach {
-	return config.Attach{
-		Port: r.Name, Host: r.Host, XDPMode: r.XDPMode, Copy: r.Copy, StartQueue: r.StartQueue,
-		Queues: r.Queues, FrameSize: r.FrameSize, Slots: r.Slots, VhostUser: r.VhostUser, VhostClient: r.VhostClient,
-		Mode: r.Mode,
-	}
-}
-
 // LimitsFrom returns the limits a configuration sets.
 func LimitsFrom(c config.Limits) Limits {
 	return Limits{
@@ -80,8 +64,8 @@ func (d *Daemon) applyStartup(c *config.Config) {
 		}
 	}
 	for _, a := range c.Attach {
-		if _, err := d.attach1(attachFromConfig(a)); err != nil {
-			d.log.Error("attachment from the configuration", "port", a.Port, "error", err)
+		if _, err := d.attach1(a); err != nil {
+			d.log.Error("attachment from the configuration", "port", a.Name, "error", err)
 		}
 	}
 }
@@ -111,12 +95,12 @@ func (d *Daemon) snapshot() ([]config.Interface, []config.Attach) {
 	for _, ss := range d.switches {
 		for _, ps := range ss.ports {
 			if ps.req != nil {
-				atts = append(atts, attachToConfig(*ps.req))
+				atts = append(atts, *ps.req)
 			}
 		}
 	}
 	slices.SortFunc(ifs, func(a, b config.Interface) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(atts, func(a, b config.Attach) int { return strings.Compare(a.Port, b.Port) })
+	slices.SortFunc(atts, func(a, b config.Attach) int { return strings.Compare(a.Name, b.Name) })
 	return ifs, atts
 }
 
@@ -190,10 +174,10 @@ func (d *Daemon) Reload() error {
 	var errs []error
 	// Removed or changed entries are undone first (an attachment before
 	// the interface it may use), then added or changed ones are done.
-	attKey := func(a config.Attach) string { return a.Port }
+	attKey := func(a config.Attach) string { return a.Name }
 	ifKey := func(i config.Interface) string { return i.Name }
 	for _, a := range changed(old.Attach, c.Attach, attKey) {
-		if err := d.detachUnsaved(a.Port); err != nil {
+		if err := d.detachUnsaved(a.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -208,8 +192,8 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	for _, a := range changed(c.Attach, old.Attach, attKey) {
-		if _, err := d.attach1(attachFromConfig(a)); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.Port, err))
+		if _, err := d.attach1(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
 		}
 	}
 	d.applied = c

@@ -58,33 +58,48 @@ const (
 	OpReload = "reload" // nothing -> nothing: apply the configuration file's changes (as SIGHUP)
 )
 
-// AttachRequest attaches a network interface (over AF_XDP) or a persistent
-// interface (vale-ctl -n) to a switch, as vale-ctl -a and -h do.
+// AttachRequest attaches a network interface (over AF_XDP), a persistent
+// interface (vale-ctl -n) or a vhost-user port to a switch. It is the one
+// model of an attachment: vale-ctl -a and -h send it, valed's
+// configuration file lists it ([[attach]], the same keys), and -save
+// writes it back. The options of each kind are grouped (XDP, Vhost); the
+// fields of a group that do not apply to the port's kind are refused.
 type AttachRequest struct {
 	// Name is the port to create, "valeX:IFNAME"; "valeX:IFNAME-N"
 	// attaches queue N only.
-	Name string `json:"name"`
-	// Host also attaches the host stack as the port "valeX:IFNAME^", a TAP
-	// interface named IFNAME^ (vale-ctl -h).
-	Host bool `json:"host,omitempty"`
-	// AF_XDP options (see package afxdp): "native", "generic" or "" (auto);
-	// "copy", "zerocopy" or "" (auto); the queues; UMEM frame size.
-	XDPMode    string `json:"xdp_mode,omitempty"`
-	Copy       string `json:"copy,omitempty"`
-	StartQueue int    `json:"start_queue,omitempty"`
-	Queues     int    `json:"queues,omitempty"`
-	FrameSize  int    `json:"frame_size,omitempty"`
-	// Slots per ring (vale-ctl -C); 0 takes the defaults.
-	Slots int `json:"slots,omitempty"`
-	// VhostUser makes the port a vhost-user backend on this socket path
-	// (valed listens; with VhostClient valed connects to a frontend that
-	// listens, and reconnects). Queues is then the queue pairs offered.
-	VhostUser   string `json:"vhost_user,omitempty"`
-	VhostClient bool   `json:"vhost_client,omitempty"`
+	Name string `json:"name" toml:"port"`
 	// Mode is what the switch does with frames for the port when it has
 	// no room: "drop", "lossless" (hold the senders back), or "" (the
 	// switch's mode).
-	Mode string `json:"mode,omitempty"`
+	Mode string `json:"mode,omitempty" toml:"mode,omitempty"`
+	// Slots per ring (vale-ctl -C); 0 takes the defaults. Not for
+	// vhost-user ports, whose guest sizes the rings.
+	Slots int `json:"slots,omitempty" toml:"slots,omitempty"`
+	// Queues is an interface's queues to attach (all from StartQueue if
+	// 0), or the queue pairs a vhost-user port offers.
+	Queues int `json:"queues,omitempty" toml:"queues,omitempty"`
+	// Host also attaches the host stack as the port "valeX:IFNAME^", a TAP
+	// interface named IFNAME^ (vale-ctl -h). Interfaces over AF_XDP only.
+	Host bool `json:"host,omitempty" toml:"host,omitempty"`
+	XDPOptions
+	VhostOptions
+}
+
+// XDPOptions choose how an interface is attached over AF_XDP (see package
+// afxdp).
+type XDPOptions struct {
+	XDPMode    string `json:"xdp_mode,omitempty" toml:"xdp_mode,omitempty"`       // "native", "generic" or "" (auto)
+	Copy       string `json:"copy,omitempty" toml:"copy,omitempty"`               // "copy", "zerocopy" or "" (auto)
+	StartQueue int    `json:"start_queue,omitempty" toml:"start_queue,omitempty"` // the first queue
+	FrameSize  int    `json:"frame_size,omitempty" toml:"frame_size,omitempty"`   // UMEM frame size
+}
+
+// VhostOptions make the port a vhost-user backend on socket VhostUser:
+// valed listens, or with VhostClient connects to a frontend that listens,
+// and reconnects.
+type VhostOptions struct {
+	VhostUser   string `json:"vhost_user,omitempty" toml:"vhost_user,omitempty"`
+	VhostClient bool   `json:"vhost_client,omitempty" toml:"vhost_client,omitempty"`
 }
 
 // DetachRequest detaches an attached interface (and its host port) from its
