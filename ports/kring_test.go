@@ -428,82 +428,93 @@ func TestRingProtocolConcurrent(t *testing.T) {
 	src, dst := newTestPort(t, g), newTestPort(t, g)
 	const total = 20000
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { // sender
-		defer wg.Done()
-		tx := src.tx[0]
-		for seq := uint32(0); seq < total; {
-			if err := syncRing(tx); err != nil {
-				t.Error(err)
-				return
-			}
-			for tx.Space() > 0 && seq < total {
-				s := tx.Slot(tx.Head())
-				binary.LittleEndian.PutUint32(tx.Buf(s.BufIdx), seq)
-				s.Len = 4 + uint16(seq%50)
-				tx.Advance(1)
-				seq++
-			}
-			runtime.Gosched()
+	for _, side := range []func(){
+		func() { sendSeq(t, src.tx[0], total) },
+		func() { forwardAll(t, src.ktx(0), dst.krx(0), total) },
+		func() { receiveSeq(t, dst.rx[0], total) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); side() }()
+	}
+	wg.Wait()
+}
+
+// sendSeq sends total numbered frames of varying lengths on tx, then waits
+// until the switch has taken them all.
+func sendSeq(t *testing.T, tx *Ring, total uint32) {
+	for seq := uint32(0); seq < total; {
+		if err := syncRing(tx); err != nil {
+			t.Error(err)
+			return
 		}
-		for syncRing(tx) == nil && tx.Pending() {
-			runtime.Gosched()
+		for tx.Space() > 0 && seq < total {
+			s := tx.Slot(tx.Head())
+			binary.LittleEndian.PutUint32(tx.Buf(s.BufIdx), seq)
+			s.Len = 4 + uint16(seq%50)
+			tx.Advance(1)
+			seq++
 		}
-	}()
-	go func() { // switch: forwards, never blocks on a full destination
-		defer wg.Done()
-		b := frame.NewBatch()
-		which := make([]uint16, 0, MaxBatch)
-		moved := 0
-		for moved < total {
-			n, err := src.ktx(0).TxFrames(b)
+		runtime.Gosched()
+	}
+	for syncRing(tx) == nil && tx.Pending() {
+		runtime.Gosched()
+	}
+}
+
+// forwardAll is the switch: it moves total frames from ktx to krx, never
+// blocking on a full destination (it yields and tries again, to count
+// exactly, where a real switch drops).
+func forwardAll(t *testing.T, ktx, krx *KRing, total int) {
+	b := frame.NewBatch()
+	which := make([]uint16, 0, MaxBatch)
+	for moved := 0; moved < total; {
+		n, err := ktx.TxFrames(b)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if n == 0 {
+			runtime.Gosched()
+			continue
+		}
+		for done := 0; done < len(b.Frames); {
+			which = which[:0]
+			for i := done; i < len(b.Frames); i++ {
+				which = append(which, uint16(i))
+			}
+			k, _, _, err := krx.RxFrames(b, which, 0)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			if n == 0 {
+			done += k
+			if k == 0 {
 				runtime.Gosched()
-				continue
 			}
-			for done := 0; done < len(b.Frames); {
-				which = which[:0]
-				for i := done; i < len(b.Frames); i++ {
-					which = append(which, uint16(i))
-				}
-				k, _, _, err := dst.krx(0).RxFrames(b, which, 0)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				done += k
-				if k == 0 {
-					runtime.Gosched() // a real switch drops; here we wait to count exactly
-				}
-			}
-			moved += len(b.Frames)
-			src.ktx(0).TxRelease(n)
-			b.Reset()
 		}
-	}()
-	go func() { // receiver
-		defer wg.Done()
-		rx := dst.rx[0]
-		for want := uint32(0); want < total; {
-			if err := syncRing(rx); err != nil {
-				t.Error(err)
+		moved += len(b.Frames)
+		ktx.TxRelease(n)
+		b.Reset()
+	}
+}
+
+// receiveSeq receives total frames on rx and checks their numbers and
+// lengths.
+func receiveSeq(t *testing.T, rx *Ring, total uint32) {
+	for want := uint32(0); want < total; {
+		if err := syncRing(rx); err != nil {
+			t.Error(err)
+			return
+		}
+		for !rx.Empty() {
+			p := rx.Packet(rx.Head())
+			if got := binary.LittleEndian.Uint32(p); got != want || len(p) != 4+int(want%50) {
+				t.Errorf("frame %d: got seq %d len %d", want, got, len(p))
 				return
 			}
-			for !rx.Empty() {
-				p := rx.Packet(rx.Head())
-				if got := binary.LittleEndian.Uint32(p); got != want || len(p) != 4+int(want%50) {
-					t.Errorf("frame %d: got seq %d len %d", want, got, len(p))
-					return
-				}
-				want++
-				rx.Advance(1)
-			}
-			runtime.Gosched()
+			want++
+			rx.Advance(1)
 		}
-	}()
-	wg.Wait()
+		runtime.Gosched()
+	}
 }

@@ -271,13 +271,7 @@ func TestCaptureLimits(t *testing.T) {
 	// SIGINT and SIGTERM: a clean stop, the file complete.
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		c := caps[4+i]
-		testutil.WaitFor(t, c.port+" to capture everything", func() bool {
-			st := d.portStats(t, c.port)
-			if st != nil && st.Stats.DropFull != 0 {
-				t.Fatalf("valed counts for %s: %v", c.port, st)
-			}
-			return st != nil && st.Stats.RxPackets == uint64(n)
-		})
+		waitCaptured(t, d, c.port, n)
 		c.p.cmd.Process.Signal(sig)
 		out := c.p.wait(30 * time.Second)
 		f, b, files := captured(t, out)
@@ -290,54 +284,70 @@ func TestCaptureLimits(t *testing.T) {
 	// -C: FILE, FILE1, FILE2, ... together hold everything; a new file
 	// starts once the current one exceeds the limit (10 files or so).
 	for _, c := range caps[2:4] {
-		testutil.WaitFor(t, c.port+" to capture everything", func() bool {
-			st := d.portStats(t, c.port)
-			if st != nil && st.Stats.DropFull != 0 {
-				t.Fatalf("valed counts for %s: %v", c.port, st)
-			}
-			return st != nil && st.Stats.RxPackets == uint64(n)
-		})
+		waitCaptured(t, d, c.port, n)
 		c.p.cmd.Process.Signal(syscall.SIGINT)
 		out := c.p.wait(30 * time.Second)
 		f, b, files := captured(t, out)
 		if f != n || b != all {
 			t.Errorf("%s: captured %d frames %d bytes", c.port, f, b)
 		}
-		base := c.args[1]
-		if len(files) < 8 {
-			t.Fatalf("%s: only %d files for %d bytes at -C 0.1: %q", c.port, len(files), all, files)
+		checkRotated(t, c.port, c.args[1], files, n, size, limit)
+	}
+}
+
+// waitCaptured waits until valed has delivered n frames to port, without
+// a drop.
+func waitCaptured(t *testing.T, d *daemon, port string, n int) {
+	t.Helper()
+	testutil.WaitFor(t, port+" to capture everything", func() bool {
+		st := d.portStats(t, port)
+		if st != nil && st.Stats.DropFull != 0 {
+			t.Fatalf("valed counts for %s: %v", port, st)
 		}
-		var frames, nbytes uint64
-		for i, file := range files {
-			want := base
-			if i > 0 {
-				want += fmt.Sprint(i)
-			}
-			if file != want {
-				t.Errorf("file %d is %s, want %s", i, file, want)
-			}
-			st, err := os.Stat(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// A file grows past the limit by at most one record.
-			if st.Size() > limit+size+32 || i < len(files)-1 && st.Size() <= limit {
-				t.Errorf("%s: %d bytes with -C limit %d", file, st.Size(), limit)
-			}
-			wf := tsharkFrames(t, file)
-			for _, w := range wf {
-				nbytes += uint64(w.len)
-			}
-			frames += uint64(len(wf))
-			if got := len(tcpdumpLengths(t, file)); got != len(wf) {
-				t.Errorf("%s: tcpdump reads %d frames, tshark %d", file, got, len(wf))
-			}
+		return st != nil && st.Stats.RxPackets == uint64(n)
+	})
+}
+
+// checkRotated checks the files of a capture rotated at -C limit bytes:
+// base, base1, base2, ... (and no more), each past the limit by at most a
+// record, together holding the n frames of size bytes, read alike by
+// tshark and tcpdump.
+func checkRotated(t *testing.T, port, base string, files []string, n, size, limit int) {
+	t.Helper()
+	all := uint64(n * size)
+	if len(files) < 8 {
+		t.Fatalf("%s: only %d files for %d bytes at -C 0.1: %q", port, len(files), all, files)
+	}
+	var frames, nbytes uint64
+	for i, file := range files {
+		want := base
+		if i > 0 {
+			want += fmt.Sprint(i)
 		}
-		if _, err := os.Stat(base + fmt.Sprint(len(files))); err == nil {
-			t.Errorf("%s%d exists but is not reported", base, len(files))
+		if file != want {
+			t.Errorf("file %d is %s, want %s", i, file, want)
 		}
-		if frames != n || nbytes != all {
-			t.Errorf("%s: the files hold %d frames %d bytes, want %d %d", c.port, frames, nbytes, n, all)
+		st, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
 		}
+		// A file grows past the limit by at most one record.
+		if st.Size() > int64(limit+size+32) || i < len(files)-1 && st.Size() <= int64(limit) {
+			t.Errorf("%s: %d bytes with -C limit %d", file, st.Size(), limit)
+		}
+		wf := tsharkFrames(t, file)
+		for _, w := range wf {
+			nbytes += uint64(w.len)
+		}
+		frames += uint64(len(wf))
+		if got := len(tcpdumpLengths(t, file)); got != len(wf) {
+			t.Errorf("%s: tcpdump reads %d frames, tshark %d", file, got, len(wf))
+		}
+	}
+	if _, err := os.Stat(base + fmt.Sprint(len(files))); err == nil {
+		t.Errorf("%s%d exists but is not reported", base, len(files))
+	}
+	if frames != uint64(n) || nbytes != all {
+		t.Errorf("%s: the files hold %d frames %d bytes, want %d %d", port, frames, nbytes, n, all)
 	}
 }
