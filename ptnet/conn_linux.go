@@ -6,19 +6,20 @@ import (
 	"io"
 	"net"
 
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"golang.org/x/sys/unix"
 )
 
 // maxFDs is the most descriptors a message may carry (a memory table of
 // maxRegions regions).
-const maxFDs = maxRegions
+const maxFDs = vhostuser.MaxRegions
 
 // readMessage reads one message: the header with its descriptors, then
 // exactly the payload the header announces. Descriptors beyond maxFDs or
 // a truncated control message are an error (and the descriptors that did
 // arrive are closed).
 func readMessage(c *net.UnixConn) (*message, error) {
-	hdr := make([]byte, headerSize)
+	hdr := make([]byte, vhostuser.HeaderSize)
 	oob := make([]byte, unix.CmsgSpace(4*(maxFDs+4)))
 	n, oobn, flags, _, err := c.ReadMsgUnix(hdr, oob)
 	fds, ferr := parseFDs(oob[:oobn])
@@ -34,7 +35,7 @@ func readMessage(c *net.UnixConn) (*message, error) {
 		closeFDs(fds)
 		return nil, fmt.Errorf("message with a truncated or malformed descriptor list: %v", ferr)
 	}
-	if n < headerSize {
+	if n < vhostuser.HeaderSize {
 		if _, err := io.ReadFull(c, hdr[n:]); err != nil {
 			closeFDs(fds)
 			return nil, fmt.Errorf("read message header: %w", err)
@@ -48,11 +49,11 @@ func readMessage(c *net.UnixConn) (*message, error) {
 	m := &message{request: request, flags: mflags, fds: fds, payload: make([]byte, size)}
 	if _, err := io.ReadFull(c, m.payload); err != nil {
 		closeFDs(fds)
-		return nil, fmt.Errorf("%s: read payload: %w", requestName(request), err)
+		return nil, fmt.Errorf("%s: read payload: %w", vhostuser.RequestName(request), err)
 	}
 	want, err := m.fdsWanted()
 	if err == nil && want != len(fds) {
-		err = fmt.Errorf("%s: %d descriptors, want %d", requestName(request), len(fds), want)
+		err = fmt.Errorf("%s: %d descriptors, want %d", vhostuser.RequestName(request), len(fds), want)
 	}
 	if err != nil {
 		closeFDs(fds)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -48,22 +49,22 @@ func (p *Port) handle(m *message) ([]byte, error) {
 
 // handlers serves each request the backend takes, by request.
 var handlers = map[uint32]func(p *Port, m *message) ([]byte, error){
-	reqGetFeatures:         func(*Port, *message) ([]byte, error) { return u64Payload(backendFeatures), nil },
-	reqSetFeatures:         (*Port).onSetFeatures,
-	reqGetProtocolFeatures: func(*Port, *message) ([]byte, error) { return u64Payload(backendProtocolFeatures), nil },
-	reqSetProtocolFeatures: (*Port).onSetProtocolFeatures,
-	reqSetOwner:            (*Port).onSetOwner,
-	reqResetOwner:          (*Port).onResetOwner,
-	reqSetMemTable:         (*Port).onSetMemTable,
-	reqSetVringNum:         (*Port).onSetVringNum,
-	reqSetVringAddr:        (*Port).onSetVringAddr,
-	reqSetVringBase:        (*Port).onSetVringBase,
-	reqGetVringBase:        (*Port).onGetVringBase,
-	reqSetVringKick:        (*Port).onSetVringFD,
-	reqSetVringCall:        (*Port).onSetVringFD,
-	reqSetVringErr:         (*Port).onSetVringFD,
-	reqGetQueueNum:         func(p *Port, _ *message) ([]byte, error) { return u64Payload(uint64(len(p.queues) / 2)), nil },
-	reqSetVringEnable:      (*Port).onSetVringEnable,
+	vhostuser.ReqGetFeatures:         func(*Port, *message) ([]byte, error) { return vhostuser.U64(backendFeatures), nil },
+	vhostuser.ReqSetFeatures:         (*Port).onSetFeatures,
+	vhostuser.ReqGetProtocolFeatures: func(*Port, *message) ([]byte, error) { return vhostuser.U64(backendProtocolFeatures), nil },
+	vhostuser.ReqSetProtocolFeatures: (*Port).onSetProtocolFeatures,
+	vhostuser.ReqSetOwner:            (*Port).onSetOwner,
+	vhostuser.ReqResetOwner:          (*Port).onResetOwner,
+	vhostuser.ReqSetMemTable:         (*Port).onSetMemTable,
+	vhostuser.ReqSetVringNum:         (*Port).onSetVringNum,
+	vhostuser.ReqSetVringAddr:        (*Port).onSetVringAddr,
+	vhostuser.ReqSetVringBase:        (*Port).onSetVringBase,
+	vhostuser.ReqGetVringBase:        (*Port).onGetVringBase,
+	vhostuser.ReqSetVringKick:        (*Port).onSetVringFD,
+	vhostuser.ReqSetVringCall:        (*Port).onSetVringFD,
+	vhostuser.ReqSetVringErr:         (*Port).onSetVringFD,
+	vhostuser.ReqGetQueueNum:         func(p *Port, _ *message) ([]byte, error) { return vhostuser.U64(uint64(len(p.queues) / 2)), nil },
+	vhostuser.ReqSetVringEnable:      (*Port).onSetVringEnable,
 }
 
 func (p *Port) onSetFeatures(m *message) ([]byte, error) {
@@ -125,8 +126,8 @@ func (p *Port) onSetVringNum(m *message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.num == 0 || s.num > maxQueueSize || s.num&(s.num-1) != 0 {
-		return nil, fmt.Errorf("virtqueue %d: size %d (a power of two up to %d)", s.index, s.num, maxQueueSize)
+	if s.num == 0 || s.num > vhostuser.MaxQueueSize || s.num&(s.num-1) != 0 {
+		return nil, fmt.Errorf("virtqueue %d: size %d (a power of two up to %d)", s.index, s.num, vhostuser.MaxQueueSize)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -183,7 +184,7 @@ func (p *Port) onGetVringBase(m *message) ([]byte, error) {
 		q.kick = nil
 	}
 	q.wake()
-	return statePayload(vringState{s.index, uint32(base)}), nil
+	return vhostuser.State(s.index, uint32(base)), nil
 }
 
 // onSetVringFD serves SET_VRING_KICK, _CALL and _ERR.
@@ -225,24 +226,24 @@ func (p *Port) onSetVringEnable(m *message) ([]byte, error) {
 }
 
 func (p *Port) setFeatures(v uint64) error {
-	if v&^(backendFeatures|featLogAll) != 0 {
-		return fmt.Errorf("features %#x were not offered", v&^(backendFeatures|featLogAll))
+	if v&^(backendFeatures|vhostuser.FeatLogAll) != 0 {
+		return fmt.Errorf("features %#x were not offered", v&^(backendFeatures|vhostuser.FeatLogAll))
 	}
-	if v&featLogAll != 0 {
+	if v&vhostuser.FeatLogAll != 0 {
 		return errors.New("dirty logging (VHOST_F_LOG_ALL) is not supported")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.features = v
 	hdrLen := 10
-	if v&(featVersion1|featNetMrgRxbuf) != 0 {
+	if v&(vhostuser.FeatVersion1|vhostuser.FeatNetMrgRxbuf) != 0 {
 		hdrLen = 12
 	}
 	var errs []error
 	p.lockQueues()
 	for _, q := range p.queues {
-		q.hdrLen, q.mrg, q.feats = hdrLen, v&featNetMrgRxbuf != 0, v
-		if v&featProtocol == 0 {
+		q.hdrLen, q.mrg, q.feats = hdrLen, v&vhostuser.FeatNetMrgRxbuf != 0, v
+		if v&vhostuser.FeatProtocol == 0 {
 			q.enabled = true // without protocol features, rings start enabled
 		}
 		if q.addrSet {
@@ -255,9 +256,9 @@ func (p *Port) setFeatures(v uint64) error {
 	}
 	p.unlockQueues()
 	p.caps.Store(frame.OffloadCaps{
-		Csum: v&featNetGuestCsum != 0,
-		TSO4: v&featNetGuestTSO4 != 0 && v&featNetGuestCsum != 0,
-		TSO6: v&featNetGuestTSO6 != 0 && v&featNetGuestCsum != 0,
+		Csum: v&vhostuser.FeatNetGuestCsum != 0,
+		TSO4: v&vhostuser.FeatNetGuestTSO4 != 0 && v&vhostuser.FeatNetGuestCsum != 0,
+		TSO6: v&vhostuser.FeatNetGuestTSO6 != 0 && v&vhostuser.FeatNetGuestCsum != 0,
 	})
 	return errors.Join(errs...)
 }
@@ -302,8 +303,8 @@ func (p *Port) mapRing(q *queue) error {
 		q.ready = false
 		return nil
 	}
-	eventIdx := q.feats&featEventIdx != 0
-	ds, as, us := ringSizes(q.num, eventIdx)
+	eventIdx := q.feats&vhostuser.FeatEventIdx != 0
+	ds, as, us := vhostuser.RingSizes(q.num, eventIdx)
 	desc, ok1 := q.mem.user(q.addr.desc, ds)
 	avail, ok2 := padded(q.mem, q.addr.avail, as)
 	used, ok3 := padded(q.mem, q.addr.used, us)
@@ -347,7 +348,7 @@ func (q *queue) attach() (err error) {
 			err = guard.Error(r)
 		}
 	}()
-	q.vq.usedIdx = uint16(load32(q.vq.used, 0) >> 16)
+	q.vq.usedIdx = uint16(vhostuser.Load32(q.vq.used, 0) >> 16)
 	q.vq.usedFlags = 0
 	q.vq.signalledValid = false
 	if !q.tx {
@@ -362,14 +363,14 @@ func (p *Port) setEventFD(q *queue, request uint32, fd int) error {
 	var e *notify.Eventfd
 	if fd >= 0 {
 		var err error
-		if e, err = notify.Adopt(fd, fmt.Sprintf("virtqueue %d %s descriptor", q.index, requestName(request))); err != nil {
+		if e, err = notify.Adopt(fd, fmt.Sprintf("virtqueue %d %s descriptor", q.index, vhostuser.RequestName(request))); err != nil {
 			return err
 		}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch request {
-	case reqSetVringKick:
+	case vhostuser.ReqSetVringKick:
 		if q.kick != nil {
 			q.kick.Close()
 		}
@@ -381,12 +382,12 @@ func (p *Port) setEventFD(q *queue, request uint32, fd int) error {
 		q.broken = nil
 		go relayKicks(e, q.kicked)
 		q.wake()
-	case reqSetVringCall:
+	case vhostuser.ReqSetVringCall:
 		if q.call != nil {
 			q.call.Close()
 		}
 		q.call = e
-	case reqSetVringErr:
+	case vhostuser.ReqSetVringErr:
 		if q.errEv != nil {
 			q.errEv.Close()
 		}

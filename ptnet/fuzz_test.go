@@ -10,6 +10,8 @@ import (
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/testutil"
+	"github.com/valeswitch/vale/ptnet/ptnettest"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -45,7 +47,7 @@ func FuzzVirtq(f *testing.F) {
 		const num = 8
 		mem := &heapMemory{base: 0x1000, b: make([]byte, 16384), unsealed: unsealed}
 		copy(mem.b, ring)
-		ds, as, us := ringSizes(num, true)
+		ds, as, us := vhostuser.RingSizes(num, true)
 		p := &Port{log: newDiscardLogger()}
 		p.caps.Store(frame.OffloadCaps{Csum: true})
 		for _, tx := range []bool{true, false} {
@@ -81,9 +83,9 @@ func FuzzVirtq(f *testing.F) {
 // without one, to a port: it must never panic, and must serve the next
 // frontend afterwards.
 func FuzzMessages(f *testing.F) {
-	f.Add([]byte{reqSetVringNum, 8, 0, 0, 0, 0, 0, 1, 0, 0}, true)
-	f.Add([]byte{reqSetMemTable, 40, 1}, false)
-	f.Add([]byte{reqGetVringBase, 8, 1, 0, 0, 0, 0, 0, 0, 0, reqSetVringKick, 8, 1}, true)
+	f.Add([]byte{vhostuser.ReqSetVringNum, 8, 0, 0, 0, 0, 0, 1, 0, 0}, true)
+	f.Add([]byte{vhostuser.ReqSetMemTable, 40, 1}, false)
+	f.Add([]byte{vhostuser.ReqGetVringBase, 8, 1, 0, 0, 0, 0, 0, 0, 0, vhostuser.ReqSetVringKick, 8, 1}, true)
 	sock := filepath.Join(f.TempDir(), "fuzz.sock")
 	p, err := New(Config{Name: "vale0:fuzz", Socket: sock, Logger: newDiscardLogger()})
 	if err != nil {
@@ -92,26 +94,26 @@ func FuzzMessages(f *testing.F) {
 	defer p.Free()
 	go drain(p, 0)
 	f.Fuzz(func(t *testing.T, msgs []byte, handshake bool) {
-		fe := newFrontend(t, sock)
+		fe := ptnettest.NewFrontend(t, sock)
 		if handshake {
-			fe.handshake(backendFeatures, 2, 16)
+			fe.Handshake(backendFeatures, 2, 16)
 		}
 		for len(msgs) >= 2 {
 			req, n := uint32(msgs[0]), int(msgs[1])
 			msgs = msgs[2:]
 			n = min(n, len(msgs))
 			var fds []int
-			if req == reqSetMemTable || req == reqSetVringKick || req == reqSetVringCall {
+			if req == vhostuser.ReqSetMemTable || req == vhostuser.ReqSetVringKick || req == vhostuser.ReqSetVringCall {
 				fd, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
 				fds = append(fds, fd)
 				defer unix.Close(fd)
 			}
-			if fe.trySend(req, 0, msgs[:n], fds...) != nil {
+			if fe.TrySend(req, 0, msgs[:n], fds...) != nil {
 				break
 			}
 			msgs = msgs[n:]
 		}
-		fe.conn.Close()
+		fe.Conn.Close()
 		waitDisconnected(t, p)
 	})
 }
@@ -142,7 +144,7 @@ func FuzzRingSetup(f *testing.F) {
 		}
 		feats := uint64(backendFeatures)
 		if !eventIdx {
-			feats &^= featEventIdx
+			feats &^= vhostuser.FeatEventIdx
 		}
 		p := &Port{log: newDiscardLogger()}
 		p.caps.Store(frame.OffloadCaps{Csum: true, TSO4: true})
@@ -150,7 +152,7 @@ func FuzzRingSetup(f *testing.F) {
 		for _, tx := range []bool{true, false} {
 			q := &queue{tx: tx, hdrLen: 12, mrg: true, feats: feats, mem: mem, num: num,
 				addr: vringAddr{desc: desc, avail: avail, used: used}, addrSet: true}
-			if num&(num-1) != 0 || num > maxQueueSize || p.mapRing(q) != nil || !q.ready {
+			if num&(num-1) != 0 || num > vhostuser.MaxQueueSize || p.mapRing(q) != nil || !q.ready {
 				continue
 			}
 			q.started, q.enabled = true, true

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/testutil"
+	"github.com/valeswitch/vale/ptnet/ptnettest"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -55,7 +57,7 @@ func recvOne(t *testing.T, p *Port, ring int) []frame.Frame {
 		q := p.queues[2*ring+1]
 		q.mu.Lock()
 		pend, perr := q.vq.pending()
-		st := fmt.Sprintf("live=%v ready=%v started=%v enabled=%v broken=%v lastAvail=%d pending=%d/%v avail=%#x", q.live(), q.ready, q.started, q.enabled, q.broken, q.vq.lastAvail, pend, perr, load32(q.vq.avail, 0))
+		st := fmt.Sprintf("live=%v ready=%v started=%v enabled=%v broken=%v lastAvail=%d pending=%d/%v avail=%#x", q.live(), q.ready, q.started, q.enabled, q.broken, q.vq.lastAvail, pend, perr, vhostuser.Load32(q.vq.avail, 0))
 		q.mu.Unlock()
 		t.Fatalf("Recv returned nothing (%s; %s)", st, p.Describe().State)
 	}
@@ -75,14 +77,14 @@ func testFrame(n int, tag byte) []byte {
 // guest uses, mergeable buffers included.
 func TestTransmitAndReceive(t *testing.T) {
 	p, sock := newTestPort(t, 1)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 2, 256)
-	f.sync()
-	rx, tx := f.queues[0], f.queues[1]
-	hdr := make([]byte, f.hdrLen)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 256)
+	f.Sync()
+	rx, tx := f.Queues[0], f.Queues[1]
+	hdr := make([]byte, f.HdrLen)
 	a, b := testFrame(60, 1), testFrame(1514, 2)
-	tx.sendFrame(hdr, a, false)
-	tx.sendFrame(hdr, b, true)
+	tx.SendFrame(hdr, a, false)
+	tx.SendFrame(hdr, b, true)
 	var got []frame.Frame
 	for len(got) < 2 {
 		got = append(got, recvOne(t, p, 0)...)
@@ -90,12 +92,12 @@ func TestTransmitAndReceive(t *testing.T) {
 	if !bytes.Equal(got[0].Data, a) || !bytes.Equal(got[1].Data, b) {
 		t.Fatalf("the switch got %d frames, not the ones sent", len(got))
 	}
-	if n := len(tx.usedEntries()); n != 2 {
+	if n := len(tx.UsedEntries()); n != 2 {
 		t.Errorf("%d chains returned to the driver, want 2", n)
 	}
 
-	rx.postRx(16, 2048)
-	f.sync()
+	rx.PostRx(16, 2048)
+	f.Sync()
 	big := testFrame(5000, 3) // three 2 KiB buffers
 	batch := frame.NewBatch()
 	batch.Add(a, 0)
@@ -105,12 +107,12 @@ func TestTransmitAndReceive(t *testing.T) {
 	if err != nil || n != 2 || bytes_ != 60+5000 {
 		t.Fatalf("Deliver = %d, %d, %v", n, bytes_, err)
 	}
-	frames, _ := rx.rxFrames()
+	frames, _ := rx.RxFrames()
 	if len(frames) != 2 || !bytes.Equal(frames[0], a) || !bytes.Equal(frames[1], big) {
 		t.Fatalf("the guest got %d frames: %v", len(frames), lens(frames))
 	}
 	var cnt [8]byte
-	if k, _ := unix.Read(rx.call, cnt[:]); k != 8 {
+	if k, _ := unix.Read(rx.Call, cnt[:]); k != 8 {
 		t.Error("the guest was not signalled")
 	}
 	if d := p.Describe(); d.Kind != "vhost-user" || !strings.Contains(d.State, "connected") || !strings.Contains(d.State, "queues=1/1") {
@@ -129,9 +131,9 @@ func lens(fs [][]byte) []int {
 // Without buffers the frames are dropped (counted), never waited for.
 func TestReceiveWithoutBuffers(t *testing.T) {
 	p, sock := newTestPort(t, 1)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 2, 64)
-	f.sync()
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 64)
+	f.Sync()
 	batch := frame.NewBatch()
 	batch.Add(testFrame(60, 0), 0)
 	if n, _, err := p.Deliver(0, batch, []uint16{0}); n != 0 || err != nil {
@@ -146,25 +148,25 @@ func TestReceiveWithoutBuffers(t *testing.T) {
 // not negotiated drops its frame, not the queue.
 func TestOffloadHeaders(t *testing.T) {
 	p, sock := newTestPort(t, 1)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures&^featNetHostTSO6, 2, 64)
-	f.sync()
-	tx := f.queues[1]
-	h := make([]byte, f.hdrLen)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures&^vhostuser.FeatNetHostTSO6, 2, 64)
+	f.Sync()
+	tx := f.Queues[1]
+	h := make([]byte, f.HdrLen)
 	h[0] = vnetNeedsCsum
 	binary.LittleEndian.PutUint16(h[6:], 34)
 	binary.LittleEndian.PutUint16(h[8:], 16)
 	h[1] = frame.GSOTCPv4
 	binary.LittleEndian.PutUint16(h[2:], 54)
 	binary.LittleEndian.PutUint16(h[4:], 1448)
-	tx.sendFrame(h, testFrame(3000, 1), false)
+	tx.SendFrame(h, testFrame(3000, 1), false)
 	h6 := bytes.Clone(h)
 	h6[1] = frame.GSOTCPv6 // not negotiated
-	tx.sendFrame(h6, testFrame(3000, 2), false)
-	tx.sendFrame(make([]byte, f.hdrLen), testFrame(60, 3), false)
+	tx.SendFrame(h6, testFrame(3000, 2), false)
+	tx.SendFrame(make([]byte, f.HdrLen), testFrame(60, 3), false)
 	var got []frame.Frame
 	deadline := time.Now().Add(5 * time.Second)
-	for len(tx.usedEntries()) < 3 || len(got) < 2 {
+	for len(tx.UsedEntries()) < 3 || len(got) < 2 {
 		got = append(got, recvOne(t, p, 0)...)
 		if time.Now().After(deadline) {
 			t.Fatal("frames did not arrive")
@@ -187,42 +189,42 @@ func TestOffloadHeaders(t *testing.T) {
 func TestBrokenChains(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(q *drvQueue)
+		setup func(q *ptnettest.Queue)
 	}{
-		{"loop", func(q *drvQueue) {
-			buf := q.f.alloc(64, 8)
-			q.setDesc(0, buf, 64, descFNext, 1)
-			q.setDesc(1, buf, 64, descFNext, 0)
+		{"loop", func(q *ptnettest.Queue) {
+			buf := q.Frontend().Alloc(64, 8)
+			q.SetDesc(0, buf, 64, vhostuser.DescFNext, 1)
+			q.SetDesc(1, buf, 64, vhostuser.DescFNext, 0)
 		}},
-		{"outside memory", func(q *drvQueue) {
-			q.setDesc(0, uint64(len(q.f.mem))+4096, 64, 0, 0)
+		{"outside memory", func(q *ptnettest.Queue) {
+			q.SetDesc(0, uint64(len(q.Frontend().Mem))+4096, 64, 0, 0)
 		}},
-		{"writable", func(q *drvQueue) {
-			q.setDesc(0, q.f.alloc(64, 8), 64, descFWrite, 0)
+		{"writable", func(q *ptnettest.Queue) {
+			q.SetDesc(0, q.Frontend().Alloc(64, 8), 64, vhostuser.DescFWrite, 0)
 		}},
-		{"next beyond ring", func(q *drvQueue) {
-			q.setDesc(0, q.f.alloc(64, 8), 64, descFNext, 999)
+		{"next beyond ring", func(q *ptnettest.Queue) {
+			q.SetDesc(0, q.Frontend().Alloc(64, 8), 64, vhostuser.DescFNext, 999)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, sock := newTestPort(t, 1)
-			f := newFrontend(t, sock)
-			f.handshake(backendFeatures, 2, 64)
-			tx, rx := f.queues[1], f.queues[0]
+			f := ptnettest.NewFrontend(t, sock)
+			f.Handshake(backendFeatures, 2, 64)
+			tx, rx := f.Queues[1], f.Queues[0]
 			errFD, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-			f.send(reqSetVringErr, u64Payload(1), errFD)
-			f.sync()
+			f.Send(vhostuser.ReqSetVringErr, vhostuser.U64(1), errFD)
+			f.Sync()
 			go drain(p, 0)
 			tc.setup(tx)
-			tx.publish(0)
+			tx.Publish(0)
 			testutil.WaitFor(t, "the queue to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=1") })
 			var b [8]byte
 			if n, _ := unix.Read(errFD, b[:]); n != 8 {
 				t.Error("the error eventfd was not signalled")
 			}
 			unix.Close(errFD)
-			rx.postRx(4, 2048)
-			f.sync()
+			rx.PostRx(4, 2048)
+			f.Sync()
 			batch := frame.NewBatch()
 			batch.Add(testFrame(60, 0), 0)
 			if n, _, _ := p.Deliver(0, batch, []uint16{0}); n != 1 {
@@ -251,65 +253,67 @@ func TestBadMessages(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	for _, tc := range []struct {
 		name string
-		send func(f *frontend) error
+		send func(f *ptnettest.Frontend) error
 	}{
-		{"short payload", func(f *frontend) error { return f.trySend(reqSetFeatures, 0, []byte{1, 2}) }},
-		{"features not offered", func(f *frontend) error { return f.trySend(reqSetFeatures, 0, u64Payload(1<<60)) }},
-		{"queue index", func(f *frontend) error {
-			return f.trySend(reqSetVringNum, 0, statePayload(vringState{7, 256}))
+		{"short payload", func(f *ptnettest.Frontend) error { return f.TrySend(vhostuser.ReqSetFeatures, 0, []byte{1, 2}) }},
+		{"features not offered", func(f *ptnettest.Frontend) error { return f.TrySend(vhostuser.ReqSetFeatures, 0, vhostuser.U64(1<<60)) }},
+		{"queue index", func(f *ptnettest.Frontend) error {
+			return f.TrySend(vhostuser.ReqSetVringNum, 0, vhostuser.State(7, 256))
 		}},
-		{"ring size", func(f *frontend) error { return f.trySend(reqSetVringNum, 0, statePayload(vringState{0, 100})) }},
-		{"too many regions", func(f *frontend) error {
+		{"ring size", func(f *ptnettest.Frontend) error {
+			return f.TrySend(vhostuser.ReqSetVringNum, 0, vhostuser.State(0, 100))
+		}},
+		{"too many regions", func(f *ptnettest.Frontend) error {
 			pl := make([]byte, 8+32*9)
 			binary.LittleEndian.PutUint32(pl, 9)
-			return f.trySend(reqSetMemTable, 0, pl)
+			return f.TrySend(vhostuser.ReqSetMemTable, 0, pl)
 		}},
-		{"fd count", func(f *frontend) error {
+		{"fd count", func(f *ptnettest.Frontend) error {
 			pl := make([]byte, 8+32)
 			binary.LittleEndian.PutUint32(pl, 1)
-			return f.trySend(reqSetMemTable, 0, pl) // no descriptor
+			return f.TrySend(vhostuser.ReqSetMemTable, 0, pl) // no descriptor
 		}},
-		{"region beyond its file", func(f *frontend) error {
+		{"region beyond its file", func(f *ptnettest.Frontend) error {
 			pl := make([]byte, 8+32)
 			binary.LittleEndian.PutUint32(pl, 1)
 			binary.LittleEndian.PutUint64(pl[16:], 1<<40)
-			return f.trySend(reqSetMemTable, 0, pl, f.memfd)
+			return f.TrySend(vhostuser.ReqSetMemTable, 0, pl, f.MemFD)
 		}},
-		{"descriptor on a request without one", func(f *frontend) error {
-			return f.trySend(reqSetOwner, 0, nil, f.memfd)
+		{"descriptor on a request without one", func(f *ptnettest.Frontend) error {
+			return f.TrySend(vhostuser.ReqSetOwner, 0, nil, f.MemFD)
 		}},
-		{"huge size", func(f *frontend) error {
-			b := make([]byte, headerSize)
-			binary.LittleEndian.PutUint32(b, reqSetOwner)
-			binary.LittleEndian.PutUint32(b[4:], flagVersion)
+		{"huge size", func(f *ptnettest.Frontend) error {
+			b := make([]byte, vhostuser.HeaderSize)
+			binary.LittleEndian.PutUint32(b, vhostuser.ReqSetOwner)
+			binary.LittleEndian.PutUint32(b[4:], vhostuser.FlagVersion)
 			binary.LittleEndian.PutUint32(b[8:], 1<<30)
-			_, err := f.conn.Write(b)
+			_, err := f.Conn.Write(b)
 			return err
 		}},
-		{"bad version", func(f *frontend) error {
-			b := make([]byte, headerSize)
-			binary.LittleEndian.PutUint32(b, reqSetOwner)
+		{"bad version", func(f *ptnettest.Frontend) error {
+			b := make([]byte, vhostuser.HeaderSize)
+			binary.LittleEndian.PutUint32(b, vhostuser.ReqSetOwner)
 			binary.LittleEndian.PutUint32(b[4:], 2)
-			_, err := f.conn.Write(b)
+			_, err := f.Conn.Write(b)
 			return err
 		}},
-		{"unknown request", func(f *frontend) error { return f.trySend(999, 0, nil) }},
-		{"ring outside memory", func(f *frontend) error {
-			f.handshake(backendFeatures, 0, 0)
+		{"unknown request", func(f *ptnettest.Frontend) error { return f.TrySend(999, 0, nil) }},
+		{"ring outside memory", func(f *ptnettest.Frontend) error {
+			f.Handshake(backendFeatures, 0, 0)
 			a := make([]byte, 40)
 			binary.LittleEndian.PutUint64(a[8:], 1<<50)
-			f.trySend(reqSetVringNum, 0, statePayload(vringState{0, 64}))
-			return f.trySend(reqSetVringAddr, 0, a)
+			f.TrySend(vhostuser.ReqSetVringNum, 0, vhostuser.State(0, 64))
+			return f.TrySend(vhostuser.ReqSetVringAddr, 0, a)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFrontend(t, sock)
+			f := ptnettest.NewFrontend(t, sock)
 			if err := tc.send(f); err != nil {
 				t.Fatal(err)
 			}
-			f.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			f.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var b [1]byte
-			if _, err := f.conn.Read(b[:]); err == nil {
+			if _, err := f.Conn.Read(b[:]); err == nil {
 				t.Fatal("the backend answered a bad message instead of ending the session")
 			}
 			testutil.WaitFor(t, "the port to listen again", func() bool { return !p.Connected() })
@@ -319,9 +323,9 @@ func TestBadMessages(t *testing.T) {
 		})
 	}
 	// And a good frontend still works.
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 2, 64)
-	f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(100, 9), false)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 64)
+	f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(100, 9), false)
 	if got := recvOne(t, p, 0); len(got) != 1 {
 		t.Fatalf("after bad sessions: %d frames", len(got))
 	}
@@ -330,15 +334,15 @@ func TestBadMessages(t *testing.T) {
 // REPLY_ACK: a request flagged need_reply gets its u64 0.
 func TestReplyAck(t *testing.T) {
 	_, sock := newTestPort(t, 2)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 0, 0)
-	if err := f.trySend(reqSetVringEnable, flagNeedReply, statePayload(vringState{3, 1})); err != nil {
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 0, 0)
+	if err := f.TrySend(vhostuser.ReqSetVringEnable, vhostuser.FlagNeedReply, vhostuser.State(3, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if r := f.reply(reqSetVringEnable); binary.LittleEndian.Uint64(r) != 0 {
+	if r := f.Reply(vhostuser.ReqSetVringEnable); binary.LittleEndian.Uint64(r) != 0 {
 		t.Errorf("ack %x", r)
 	}
-	if n := f.getU64(reqGetQueueNum); n != 2 {
+	if n := f.GetU64(vhostuser.ReqGetQueueNum); n != 2 {
 		t.Errorf("GET_QUEUE_NUM = %d", n)
 	}
 }
@@ -362,32 +366,29 @@ func TestClientReconnect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &frontend{t: t, conn: c, queues: map[int]*drvQueue{}}
-		fd, _ := unix.MemfdCreate("guest", unix.MFD_CLOEXEC)
-		unix.Ftruncate(fd, frontendMem)
-		f.mem, _ = unix.Mmap(fd, 0, frontendMem, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		f.memfd, f.gpa, f.uva, f.next = fd, 0x1000000, 0x7e0000000000, 4096
-		f.handshake(backendFeatures, 2, 64)
-		f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(80, byte(round)), false)
+		f := ptnettest.OnConn(t, c)
+		f.GPA, f.UVA = 0x1000000, 0x7e0000000000
+		f.Handshake(backendFeatures, 2, 64)
+		f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(80, byte(round)), false)
 		if got := recvOne(t, p, 0); len(got) != 1 {
 			t.Fatalf("round %d: %d frames", round, len(got))
 		}
-		f.send(reqGetVringBase, statePayload(vringState{1, 0}))
-		if s := f.reply(reqGetVringBase); binary.LittleEndian.Uint32(s[4:]) != 1 {
+		f.Send(vhostuser.ReqGetVringBase, vhostuser.State(1, 0))
+		if s := f.Reply(vhostuser.ReqGetVringBase); binary.LittleEndian.Uint32(s[4:]) != 1 {
 			t.Errorf("round %d: vring base %d, want 1", round, binary.LittleEndian.Uint32(s[4:]))
 		}
-		f.close()
+		f.Close()
 	}
 }
 
 // The memory table can be set again while the rings run.
 func TestMemTableAgain(t *testing.T) {
 	p, sock := newTestPort(t, 1)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 2, 64)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 64)
 	for i := range 5 {
-		f.setMemTable()
-		f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(70, byte(i)), false)
+		f.SetMemTable()
+		f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(70, byte(i)), false)
 		if got := recvOne(t, p, 0); len(got) != 1 {
 			t.Fatalf("after table %d: %d frames", i, len(got))
 		}
@@ -400,10 +401,10 @@ func TestMemTableAgain(t *testing.T) {
 func TestFrontendVanishes(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	for round := range 3 {
-		f := newFrontend(t, sock)
-		f.handshake(backendFeatures, 2, 64)
-		f.queues[0].postRx(32, 2048)
-		f.sync()
+		f := ptnettest.NewFrontend(t, sock)
+		f.Handshake(backendFeatures, 2, 64)
+		f.Queues[0].PostRx(32, 2048)
+		f.Sync()
 		stop := make(chan struct{})
 		go func() {
 			b := frame.NewBatch()
@@ -418,9 +419,9 @@ func TestFrontendVanishes(t *testing.T) {
 			}
 		}()
 		for i := range 10 {
-			f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(64, byte(i)), false)
+			f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(64, byte(i)), false)
 		}
-		f.close()
+		f.Close()
 		testutil.WaitFor(t, "the port to notice", func() bool { return !p.Connected() })
 		close(stop)
 		if d := p.Describe(); !strings.HasPrefix(d.State, "listening") {
@@ -434,17 +435,17 @@ func TestFrontendVanishes(t *testing.T) {
 // serves the next frontend.
 func TestGuestMemoryShrinks(t *testing.T) {
 	p, sock := newTestPort(t, 1)
-	f := newFrontend(t, sock)
-	f.handshake(backendFeatures, 2, 64)
-	f.queues[0].postRx(8, 2048)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 64)
+	f.Queues[0].PostRx(8, 2048)
 	go drain(p, 0)
-	f.queues[1].sendFrame(make([]byte, f.hdrLen), testFrame(100, 1), false)
-	testutil.WaitFor(t, "the first frame to be taken", func() bool { return len(f.queues[1].usedEntries()) == 1 })
+	f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(100, 1), false)
+	testutil.WaitFor(t, "the first frame to be taken", func() bool { return len(f.Queues[1].UsedEntries()) == 1 })
 	// Shrink the file: every page of the mapping is now beyond its end.
-	if err := unix.Ftruncate(f.memfd, 0); err != nil {
+	if err := unix.Ftruncate(f.MemFD, 0); err != nil {
 		t.Fatal(err)
 	}
-	unix.Write(f.queues[1].kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	unix.Write(f.Queues[1].Kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	b := frame.NewBatch()
 	b.Add(testFrame(60, 2), 0)
 	if n, _, _ := p.Deliver(0, b, []uint16{0}); n != 0 {
@@ -454,12 +455,12 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	if !strings.Contains(p.lastErr(), "fault") {
 		t.Errorf("last error %q", p.lastErr())
 	}
-	f.close()
+	f.Close()
 	testutil.WaitFor(t, "the port to listen again", func() bool { return !p.Connected() })
-	f2 := newFrontend(t, sock)
-	f2.handshake(backendFeatures, 2, 64)
-	f2.queues[1].sendFrame(make([]byte, f2.hdrLen), testFrame(100, 3), false)
-	testutil.WaitFor(t, "a frame from the next frontend", func() bool { return len(f2.queues[1].usedEntries()) == 1 })
+	f2 := ptnettest.NewFrontend(t, sock)
+	f2.Handshake(backendFeatures, 2, 64)
+	f2.Queues[1].SendFrame(make([]byte, f2.HdrLen), testFrame(100, 3), false)
+	testutil.WaitFor(t, "a frame from the next frontend", func() bool { return len(f2.Queues[1].UsedEntries()) == 1 })
 }
 
 // TestShortEventIdxRing is the attack of issue 11: a frontend negotiates
@@ -470,35 +471,35 @@ func TestGuestMemoryShrinks(t *testing.T) {
 func TestShortEventIdxRing(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	go drain(p, 0)
-	f := newFrontend(t, sock)
-	feats := f.getU64(reqGetFeatures)
-	if feats&featEventIdx == 0 {
+	f := ptnettest.NewFrontend(t, sock)
+	feats := f.GetU64(vhostuser.ReqGetFeatures)
+	if feats&vhostuser.FeatEventIdx == 0 {
 		t.Fatal("the event index is not offered")
 	}
-	f.send(reqSetOwner, nil)
-	f.send(reqSetFeatures, u64Payload(feats&^featProtocol))
-	f.setMemTable()
+	f.Send(vhostuser.ReqSetOwner, nil)
+	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats&^vhostuser.FeatProtocol))
+	f.SetMemTable()
 	const num = 8
-	ds, as, _ := ringSizes(num, true)
-	desc, avail := f.alloc(ds, 16), f.alloc(as, 4)
-	used := uint64(len(f.mem)) - (4 + 8*num) // avail_event would be past the end
-	f.send(reqSetVringNum, statePayload(vringState{1, num}))
+	ds, as, _ := vhostuser.RingSizes(num, true)
+	desc, avail := f.Alloc(ds, 16), f.Alloc(as, 4)
+	used := uint64(len(f.Mem)) - (4 + 8*num) // avail_event would be past the end
+	f.Send(vhostuser.ReqSetVringNum, vhostuser.State(1, num))
 	a := make([]byte, 40)
 	le := binary.LittleEndian
 	le.PutUint32(a, 1)
-	le.PutUint64(a[8:], f.uva+desc)
-	le.PutUint64(a[16:], f.uva+used)
-	le.PutUint64(a[24:], f.uva+avail)
-	f.trySend(reqSetVringAddr, 0, a) // the backend may hang up at once
+	le.PutUint64(a[8:], f.UVA+desc)
+	le.PutUint64(a[16:], f.UVA+used)
+	le.PutUint64(a[24:], f.UVA+avail)
+	f.TrySend(vhostuser.ReqSetVringAddr, 0, a) // the backend may hang up at once
 	kick, _ := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	defer unix.Close(kick)
-	f.trySend(reqSetVringKick, 0, u64Payload(1), kick)
+	f.TrySend(vhostuser.ReqSetVringKick, 0, vhostuser.U64(1), kick)
 	waitDisconnected(t, p)
 	if e := p.lastErr(); !strings.Contains(e, "outside the memory table") {
 		t.Fatalf("last error %q, want the ring refused", e)
 	}
-	g := newFrontend(t, sock)
-	g.handshake(backendFeatures, 2, 64)
-	g.queues[1].sendFrame(make([]byte, g.hdrLen), testFrame(60, 1), false)
-	testutil.WaitFor(t, "the frame to be taken", func() bool { return len(g.queues[1].usedEntries()) == 1 })
+	g := ptnettest.NewFrontend(t, sock)
+	g.Handshake(backendFeatures, 2, 64)
+	g.Queues[1].SendFrame(make([]byte, g.HdrLen), testFrame(60, 1), false)
+	testutil.WaitFor(t, "the frame to be taken", func() bool { return len(g.Queues[1].UsedEntries()) == 1 })
 }

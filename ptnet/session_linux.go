@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/valeswitch/vale/internal/notify"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -101,16 +102,16 @@ func (p *Port) handleMessages(c *net.UnixConn) error {
 		}
 		reply, err := p.handleSafely(m)
 		if err != nil {
-			return fmt.Errorf("%s: %w", requestName(m.request), err)
+			return fmt.Errorf("%s: %w", vhostuser.RequestName(m.request), err)
 		}
-		if reply == nil && m.flags&flagNeedReply != 0 && p.protocolAcked(protoReplyAck) {
-			reply = u64Payload(0)
+		if reply == nil && m.flags&vhostuser.FlagNeedReply != 0 && p.protocolAcked(vhostuser.ProtoReplyAck) {
+			reply = vhostuser.U64(0)
 		}
 		if reply != nil {
 			// A frontend that does not read its replies is dropped.
 			c.SetWriteDeadline(time.Now().Add(replyTimeout))
 			if _, err := c.Write(encodeReply(m.request, reply)); err != nil {
-				return fmt.Errorf("reply to %s: %w", requestName(m.request), err)
+				return fmt.Errorf("reply to %s: %w", vhostuser.RequestName(m.request), err)
 			}
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 )
 
 // guestMemory gives access to the frontend's memory by guest physical
@@ -17,18 +19,6 @@ type guestMemory interface {
 // Split virtqueue layout (virtio 1.x, 2.7): descriptor table of 16-byte
 // entries; available ring: flags, idx, ring[num] (u16), used_event; used
 // ring: flags, idx, ring[num] of {id u32, len u32}, avail_event.
-const (
-	descSize = 16
-
-	descFNext     = 1
-	descFWrite    = 2
-	descFIndirect = 4
-
-	availFNoInterrupt = 1 // VRING_AVAIL_F_NO_INTERRUPT
-	usedFNoNotify     = 1 // VRING_USED_F_NO_NOTIFY
-
-	maxQueueSize = 32768
-)
 
 // Ring errors: each stops the queue it happens on.
 var (
@@ -59,33 +49,18 @@ type virtq struct {
 	signalledValid bool
 }
 
-// ringSizes returns the bytes the parts of a ring of num entries take in
-// memory (virtio 1.x, 2.7): the descriptor table, the available ring
-// (flags, idx, ring) and the used ring (flags, idx, ring), each followed by
-// its event field (used_event, avail_event) when the event index was
-// negotiated.
-func ringSizes(num uint16, eventIdx bool) (desc, avail, used uint64) {
-	n := uint64(num)
-	desc, avail, used = descSize*n, 4+2*n, 4+8*n
-	if eventIdx {
-		avail += 2
-		used += 2
-	}
-	return desc, avail, used
-}
-
 // setup checks a ring's geometry and views: each view must hold its part
 // with every field the negotiated features give it.
 func (q *virtq) setup(num uint16, desc, avail, used []byte, eventIdx bool) error {
 	if num == 0 || num&(num-1) != 0 {
 		return fmt.Errorf("ring size %d is not a power of two", num)
 	}
-	d, a, u := ringSizes(num, eventIdx)
+	d, a, u := vhostuser.RingSizes(num, eventIdx)
 	if uint64(len(desc)) < d || uint64(len(avail)) < a || uint64(len(used)) < u {
 		return fmt.Errorf("ring of %d entries does not fit its memory (%d/%d/%d bytes for %d/%d/%d)",
 			num, len(desc), len(avail), len(used), d, a, u)
 	}
-	if !aligned4(avail) || !aligned4(used) {
+	if !vhostuser.Aligned4(avail) || !vhostuser.Aligned4(used) {
 		return errors.New("available or used ring not 4-byte aligned")
 	}
 	q.num, q.desc, q.avail, q.used, q.eventIdx = num, desc, avail, used, eventIdx
@@ -93,10 +68,10 @@ func (q *virtq) setup(num uint16, desc, avail, used []byte, eventIdx bool) error
 }
 
 // availIdx reads the driver's available index.
-func (q *virtq) availIdx() uint16 { return uint16(load32(q.avail, 0) >> 16) }
+func (q *virtq) availIdx() uint16 { return uint16(vhostuser.Load32(q.avail, 0) >> 16) }
 
 // availFlags reads the driver's available-ring flags.
-func (q *virtq) availFlags() uint16 { return uint16(load32(q.avail, 0)) }
+func (q *virtq) availFlags() uint16 { return uint16(vhostuser.Load32(q.avail, 0)) }
 
 // pending returns how many entries the driver has made available.
 func (q *virtq) pending() (uint16, error) {
@@ -128,15 +103,15 @@ func (q *virtq) walk(mem guestMemory, head uint16, writable bool, max int, fn fu
 		if n == q.num {
 			return 0, errChainLoop
 		}
-		d := q.desc[int(i)*descSize : int(i)*descSize+descSize]
+		d := q.desc[int(i)*vhostuser.DescSize : int(i)*vhostuser.DescSize+vhostuser.DescSize]
 		addr := binary.LittleEndian.Uint64(d)
 		length := binary.LittleEndian.Uint32(d[8:])
 		flags := binary.LittleEndian.Uint16(d[12:])
 		next := binary.LittleEndian.Uint16(d[14:])
-		if flags&descFIndirect != 0 {
+		if flags&vhostuser.DescFIndirect != 0 {
 			return 0, errIndirect
 		}
-		if (flags&descFWrite != 0) != writable {
+		if (flags&vhostuser.DescFWrite != 0) != writable {
 			return 0, errDirection
 		}
 		if length > 0 {
@@ -149,7 +124,7 @@ func (q *virtq) walk(mem guestMemory, head uint16, writable bool, max int, fn fu
 			}
 			fn(b)
 		}
-		if flags&descFNext == 0 {
+		if flags&vhostuser.DescFNext == 0 {
 			return total, nil
 		}
 		if next >= q.num {
@@ -168,20 +143,22 @@ func (q *virtq) putUsed(head uint16, length uint32) {
 	q.usedIdx++
 }
 
-func (q *virtq) publishUsed() { store32(q.used, 0, uint32(q.usedFlags)|uint32(q.usedIdx)<<16) }
+func (q *virtq) publishUsed() {
+	vhostuser.Store32(q.used, 0, uint32(q.usedFlags)|uint32(q.usedIdx)<<16)
+}
 
 // needsSignal reports whether the driver wants a call for the entries used
 // since the last one, by its used_event (event index) or its flags.
 func (q *virtq) needsSignal() bool {
 	if !q.eventIdx {
-		return q.availFlags()&availFNoInterrupt == 0
+		return q.availFlags()&vhostuser.AvailFNoInterrupt == 0
 	}
 	old, valid := q.signalled, q.signalledValid
 	q.signalled, q.signalledValid = q.usedIdx, true
 	if !valid {
 		return true
 	}
-	ev := load16(q.avail, 4+2*int(q.num))
+	ev := vhostuser.Load16(q.avail, 4+2*int(q.num))
 	return q.usedIdx-ev-1 < q.usedIdx-old
 }
 
@@ -194,19 +171,19 @@ func (q *virtq) enableKicks() { q.enableKicksAfter(q.lastAvail) }
 // later) available, as enableKicks does for the next one.
 func (q *virtq) enableKicksAfter(idx uint16) {
 	if q.eventIdx {
-		store16(q.used, 4+8*int(q.num), idx)
+		vhostuser.Store16(q.used, 4+8*int(q.num), idx)
 	} else {
-		q.usedFlags &^= usedFNoNotify
+		q.usedFlags &^= vhostuser.UsedFNoNotify
 		q.publishUsed()
 	}
-	fence()
+	vhostuser.Fence()
 }
 
 // disableKicks asks the driver not to kick (without event index; with it,
 // an avail_event left behind does the same).
 func (q *virtq) disableKicks() {
-	if !q.eventIdx && q.usedFlags&usedFNoNotify == 0 {
-		q.usedFlags |= usedFNoNotify
+	if !q.eventIdx && q.usedFlags&vhostuser.UsedFNoNotify == 0 {
+		q.usedFlags |= vhostuser.UsedFNoNotify
 		q.publishUsed()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -23,7 +24,7 @@ func parseVnetHdr(h []byte, features uint64) (frame.Offload, error) {
 	le := binary.LittleEndian
 	flags, gso := h[0], h[1]
 	if flags&vnetNeedsCsum != 0 {
-		if features&featNetCsum == 0 {
+		if features&vhostuser.FeatNetCsum == 0 {
 			return o, fmt.Errorf("partial checksum without VIRTIO_NET_F_CSUM")
 		}
 		o.NeedsCsum, o.CsumStart, o.CsumOffset = true, le.Uint16(h[6:]), le.Uint16(h[8:])
@@ -34,12 +35,12 @@ func parseVnetHdr(h []byte, features uint64) (frame.Offload, error) {
 		o.ECN = false
 		return o, nil
 	case frame.GSOTCPv4:
-		if features&featNetHostTSO4 == 0 {
+		if features&vhostuser.FeatNetHostTSO4 == 0 {
 			return o, fmt.Errorf("TSO over IPv4 without VIRTIO_NET_F_HOST_TSO4")
 		}
 		o.GSO = g
 	case frame.GSOTCPv6:
-		if features&featNetHostTSO6 == 0 {
+		if features&vhostuser.FeatNetHostTSO6 == 0 {
 			return o, fmt.Errorf("TSO over IPv6 without VIRTIO_NET_F_HOST_TSO6")
 		}
 		o.GSO = g

@@ -7,26 +7,16 @@ import (
 	"net"
 	"time"
 
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"golang.org/x/sys/unix"
 )
 
-// vhost-user requests (vhost-user.rst) the fuzzer builds on purpose.
+// The fuzzer's own constants (the protocol's are in package vhostuser).
 const (
-	reqGetFeatures    = 1
-	reqSetFeatures    = 2
-	reqSetOwner       = 3
-	reqSetMemTable    = 5
-	reqSetVringNum    = 8
-	reqSetVringAddr   = 9
-	reqSetVringBase   = 10
-	reqSetVringKick   = 12
-	reqSetVringCall   = 13
-	reqSetVringEnable = 18
-	maxRequest        = 45 // past the last one valed knows
-	version1          = 1  // the header flags of a well-formed request
-	guestMemSize      = 1 << 20
-	guestAddr         = 0x100000000
-	userAddr          = 0x7f0000000000
+	maxRequest   = 45 // past the last one valed knows
+	guestMemSize = 1 << 20
+	guestAddr    = 0x100000000
+	userAddr     = 0x7f0000000000
 )
 
 // fuzzVhost runs sessions against the vhost-user socket until until: each
@@ -160,9 +150,9 @@ func (f *vhostFuzz) setup() int {
 	case 1, 2:
 		feats |= 1 << 29 // the event index: longer rings
 	}
-	f.send(reqGetFeatures, version1, nil)
-	f.send(reqSetOwner, version1, nil)
-	f.send(reqSetFeatures, version1, u64(feats))
+	f.send(vhostuser.ReqGetFeatures, vhostuser.FlagVersion, nil)
+	f.send(vhostuser.ReqSetOwner, vhostuser.FlagVersion, nil)
+	f.send(vhostuser.ReqSetFeatures, vhostuser.FlagVersion, vhostuser.U64(feats))
 	f.memTable()
 	n := 4
 	for q := range 2 {
@@ -182,7 +172,7 @@ func (f *vhostFuzz) memTable() error {
 	le.PutUint64(p[8:], guestAddr)
 	le.PutUint64(p[16:], guestMemSize)
 	le.PutUint64(p[24:], userAddr)
-	return f.send(reqSetMemTable, version1, p, f.memfd)
+	return f.send(vhostuser.ReqSetMemTable, vhostuser.FlagVersion, p, f.memfd)
 }
 
 // ring sets up virtqueue q: mostly a layout that works (each queue in a
@@ -201,23 +191,23 @@ func (f *vhostFuzz) ring(q int) error {
 	// waits for a kick, asking for it in the used ring's avail_event.
 	f.zero(r.avail, 6+2*uint64(r.num))
 	f.zero(r.used, 6+8*uint64(r.num))
-	f.send(reqSetVringNum, version1, state(uint32(q), r.num))
+	f.send(vhostuser.ReqSetVringNum, vhostuser.FlagVersion, vhostuser.State(uint32(q), r.num))
 	a := make([]byte, 40)
 	le := binary.LittleEndian
 	le.PutUint32(a, uint32(q))
 	le.PutUint64(a[8:], userAddr+r.desc)
 	le.PutUint64(a[16:], userAddr+r.used)
 	le.PutUint64(a[24:], userAddr+r.avail)
-	f.send(reqSetVringAddr, version1, a)
-	f.send(reqSetVringBase, version1, state(uint32(q), 0))
+	f.send(vhostuser.ReqSetVringAddr, vhostuser.FlagVersion, a)
+	f.send(vhostuser.ReqSetVringBase, vhostuser.FlagVersion, vhostuser.State(uint32(q), 0))
 	call, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	r.kick, _ = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	f.fds = append(f.fds, call, r.kick)
-	f.send(reqSetVringCall, version1, u64(uint64(q)), call)
-	if err := f.send(reqSetVringKick, version1, u64(uint64(q)), r.kick); err != nil {
+	f.send(vhostuser.ReqSetVringCall, vhostuser.FlagVersion, vhostuser.U64(uint64(q)), call)
+	if err := f.send(vhostuser.ReqSetVringKick, vhostuser.FlagVersion, vhostuser.U64(uint64(q)), r.kick); err != nil {
 		return err
 	}
-	return f.send(reqSetVringEnable, version1, state(uint32(q), 1))
+	return f.send(vhostuser.ReqSetVringEnable, vhostuser.FlagVersion, vhostuser.State(uint32(q), 1))
 }
 
 func (f *vhostFuzz) hostileLayout(r *fuzzRing) {
@@ -313,7 +303,7 @@ func (f *vhostFuzz) kick(q int) error {
 	fd, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	f.fds = append(f.fds, fd)
 	unix.Write(fd, one[:])
-	return f.send(reqSetVringKick, version1, u64(uint64(q)), fd)
+	return f.send(vhostuser.ReqSetVringKick, vhostuser.FlagVersion, vhostuser.U64(uint64(q)), fd)
 }
 
 // random sends an arbitrary message.
@@ -384,14 +374,14 @@ func (f *vhostFuzz) anyFD() int {
 // truncated sends a header announcing more payload than follows, then
 // hangs up.
 func (f *vhostFuzz) truncated(req, flags uint32, p []byte) error {
-	b := header(req, flags, uint32(len(p)+f.rng.IntN(100)+1))
+	b := vhostuser.Header(req, flags, uint32(len(p)+f.rng.IntN(100)+1))
 	f.c.Write(append(b, p...))
 	f.c.CloseWrite()
 	return fmt.Errorf("hung up")
 }
 
 func (f *vhostFuzz) send(req, flags uint32, p []byte, fds ...int) error {
-	b := append(header(req, flags, uint32(len(p))), p...)
+	b := append(vhostuser.Header(req, flags, uint32(len(p))), p...)
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
@@ -399,18 +389,4 @@ func (f *vhostFuzz) send(req, flags uint32, p []byte, fds ...int) error {
 	f.c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _, err := f.c.WriteMsgUnix(b, oob, nil)
 	return err
-}
-
-func header(req, flags, size uint32) []byte {
-	b := make([]byte, 12)
-	binary.LittleEndian.PutUint32(b, req)
-	binary.LittleEndian.PutUint32(b[4:], flags)
-	binary.LittleEndian.PutUint32(b[8:], size)
-	return b
-}
-
-func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
-
-func state(i, n uint32) []byte {
-	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, i), n)
 }

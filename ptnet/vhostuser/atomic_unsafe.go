@@ -1,4 +1,4 @@
-package ptnet
+package vhostuser
 
 import (
 	"encoding/binary"
@@ -6,48 +6,49 @@ import (
 	"unsafe"
 )
 
-// Go has no 16-bit atomics and no standalone fence. The virtqueue's 16-bit
+// Go has no 16-bit atomics and no standalone Fence. The virtqueue's 16-bit
 // indexes are read and written as the aligned 32-bit words that hold them
 // (the caller maps 2 bytes beyond the event fields for this), which on a
 // little-endian machine puts the field at offset 4k in the low half.
 
-func aligned4(b []byte) bool { return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%4 == 0 }
+// Aligned4 reports whether b starts on a 4-byte boundary.
+func Aligned4(b []byte) bool { return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%4 == 0 }
 
 func word(b []byte, off int) *atomic.Uint32 {
 	_ = b[off+3]
 	return (*atomic.Uint32)(unsafe.Pointer(&b[off]))
 }
 
-// load32 atomically reads the aligned word at off.
-func load32(b []byte, off int) uint32 { return word(b, off).Load() }
+// Load32 atomically reads the aligned word at off.
+func Load32(b []byte, off int) uint32 { return word(b, off).Load() }
 
-// store32 atomically writes the aligned word at off.
-func store32(b []byte, off int, v uint32) { word(b, off).Store(v) }
+// Store32 atomically writes the aligned word at off.
+func Store32(b []byte, off int, v uint32) { word(b, off).Store(v) }
 
-// load16 reads the 16-bit field at off (2-aligned) atomically, through the
+// Load16 reads the 16-bit field at off (2-aligned) atomically, through the
 // word that holds it when that word lies in b, else with a plain load
-// after a fence.
-func load16(b []byte, off int) uint16 {
+// after a Fence.
+func Load16(b []byte, off int) uint16 {
 	if off%4 == 0 && off+4 <= len(b) {
-		return uint16(load32(b, off))
+		return uint16(Load32(b, off))
 	}
 	if off%4 == 2 {
-		return uint16(load32(b, off-2) >> 16)
+		return uint16(Load32(b, off-2) >> 16)
 	}
-	fence()
+	Fence()
 	return binary.LittleEndian.Uint16(b[off:])
 }
 
-// store16 writes the 16-bit field at off, keeping the other half of its
+// Store16 writes the 16-bit field at off, keeping the other half of its
 // word, with a compare-and-swap on the word when it lies in b.
-func store16(b []byte, off int, v uint16) {
+func Store16(b []byte, off int, v uint16) {
 	base, shift := off, 0
 	if off%4 == 2 {
 		base, shift = off-2, 16
 	}
 	if off%2 != 0 || base+4 > len(b) {
 		binary.LittleEndian.PutUint16(b[off:], v)
-		fence()
+		Fence()
 		return
 	}
 	w := word(b, base)
@@ -62,6 +63,6 @@ func store16(b []byte, off int, v uint16) {
 
 var fenceWord atomic.Uint32
 
-// fence orders the plain memory accesses before it against those after it
+// Fence orders the plain memory accesses before it against those after it
 // (a locked instruction on amd64).
-func fence() { fenceWord.Add(1) }
+func Fence() { fenceWord.Add(1) }

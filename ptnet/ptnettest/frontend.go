@@ -1,0 +1,366 @@
+// Package ptnettest is a virtio-net driver and vhost-user Frontend for
+// tests: guest memory in a memfd, split rings, buffers, and the messages
+// QEMU sends. It plays the guest against a vhost-user backend (a ptnet
+// port, or valed's) over its socket, and lets a test break any rule on
+// purpose.
+package ptnettest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
+	"golang.org/x/sys/unix"
+)
+
+// Frontend is a virtio-net driver and vhost-user frontend: it plays the
+// guest against a backend. Its fields are there for tests that break the
+// rules on purpose.
+type Frontend struct {
+	T        testing.TB
+	Conn     *net.UnixConn // the session with the backend
+	MemFD    int           // the guest memory's memfd
+	Mem      []byte        // the guest memory
+	GPA      uint64        // guest address of Mem[0]
+	UVA      uint64        // "user" address of Mem[0] (any value the frontend chooses)
+	next     uint64        // bump allocator
+	Features uint64        // negotiated
+	HdrLen   int           // virtio-net header length the features give
+	Queues   map[int]*Queue
+}
+
+// Queue is the driver's side of one virtqueue.
+type Queue struct {
+	f                         *Frontend
+	Index                     int
+	Num                       uint16
+	Desc, Avail, Used         uint64 // offsets in Mem
+	Kick, Call                int    // eventfds
+	availIdx, lastUsed, freed uint16
+	bufs                      []uint64 // offset of each descriptor's buffer
+	bufSize                   uint32
+}
+
+const frontendMem = 8 << 20
+
+// NewFrontend connects to the backend listening on socket, with 8 MiB of
+// guest memory; it closes everything when the test ends.
+func NewFrontend(t testing.TB, socket string) *Frontend {
+	t.Helper()
+	var c *net.UnixConn
+	var err error
+	testutil.Eventually(time.Second, func() bool {
+		c, err = net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+		return err == nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return OnConn(t, c)
+}
+
+// OnConn is a frontend on a session that is already open (a backend in
+// client mode that connected to the test's socket), with 8 MiB of guest
+// memory; it closes everything when the test ends.
+func OnConn(t testing.TB, c *net.UnixConn) *Frontend {
+	t.Helper()
+	fd, err := unix.MemfdCreate("guest", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(fd, frontendMem); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(fd, 0, frontendMem, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Frontend{T: t, Conn: c, MemFD: fd, Mem: mem, GPA: 0x40000000, UVA: 0x7f0000000000, next: 4096, Queues: map[int]*Queue{}}
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Close ends the session and frees the queues' eventfds and the memory.
+func (f *Frontend) Close() {
+	if f.Mem == nil {
+		return
+	}
+	f.Conn.Close()
+	for _, q := range f.Queues {
+		unix.Close(q.Kick)
+		unix.Close(q.Call)
+	}
+	unix.Munmap(f.Mem)
+	unix.Close(f.MemFD)
+	f.Mem, f.Queues = nil, nil
+}
+
+// Alloc returns the offset in Mem of n fresh bytes aligned to align.
+func (f *Frontend) Alloc(n, align uint64) uint64 {
+	f.next = (f.next + align - 1) &^ (align - 1)
+	o := f.next
+	f.next += n
+	if f.next > uint64(len(f.Mem)) {
+		f.T.Fatal("Frontend memory exhausted")
+	}
+	return o
+}
+
+// Send sends a request, failing the test if it cannot.
+func (f *Frontend) Send(req uint32, payload []byte, fds ...int) {
+	f.T.Helper()
+	if err := f.TrySend(req, 0, payload, fds...); err != nil {
+		f.T.Fatalf("send %s: %v", vhostuser.RequestName(req), err)
+	}
+}
+
+// TrySend sends a request with header flags (besides the version) and
+// descriptors, whatever it is.
+func (f *Frontend) TrySend(req, flags uint32, payload []byte, fds ...int) error {
+	b := make([]byte, vhostuser.HeaderSize+len(payload))
+	binary.LittleEndian.PutUint32(b, req)
+	binary.LittleEndian.PutUint32(b[4:], vhostuser.FlagVersion|flags)
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(payload)))
+	copy(b[vhostuser.HeaderSize:], payload)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err := f.Conn.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// Reply reads the reply to req, failing the test if it does not come.
+func (f *Frontend) Reply(req uint32) []byte {
+	f.T.Helper()
+	b, err := f.TryReply(req)
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	return b
+}
+
+// TryReply reads the reply to req, within 5 s.
+func (f *Frontend) TryReply(req uint32) ([]byte, error) {
+	f.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer f.Conn.SetReadDeadline(time.Time{})
+	h := make([]byte, vhostuser.HeaderSize)
+	if _, err := io.ReadFull(f.Conn, h); err != nil {
+		return nil, fmt.Errorf("reply to %s: %w", vhostuser.RequestName(req), err)
+	}
+	if r := binary.LittleEndian.Uint32(h); r != req {
+		return nil, fmt.Errorf("reply to %s came for %s", vhostuser.RequestName(req), vhostuser.RequestName(r))
+	}
+	if binary.LittleEndian.Uint32(h[4:])&vhostuser.FlagReply == 0 {
+		return nil, errors.New("reply without the reply flag")
+	}
+	p := make([]byte, binary.LittleEndian.Uint32(h[8:]))
+	_, err := io.ReadFull(f.Conn, p)
+	return p, err
+}
+
+// GetU64 sends req and returns the u64 it answers.
+func (f *Frontend) GetU64(req uint32) uint64 {
+	f.Send(req, nil)
+	return binary.LittleEndian.Uint64(f.Reply(req))
+}
+
+// Handshake negotiates want (masked with what the backend offers), sets
+// the memory table and sets up queues [0, nq) of num entries, enabled.
+func (f *Frontend) Handshake(want uint64, nq int, num uint16) {
+	f.T.Helper()
+	feats := f.GetU64(vhostuser.ReqGetFeatures) & want
+	f.Features = feats
+	f.HdrLen = 10
+	if feats&(vhostuser.FeatVersion1|vhostuser.FeatNetMrgRxbuf) != 0 {
+		f.HdrLen = 12
+	}
+	if feats&vhostuser.FeatProtocol != 0 {
+		proto := f.GetU64(vhostuser.ReqGetProtocolFeatures)
+		f.Send(vhostuser.ReqSetProtocolFeatures, vhostuser.U64(proto&(vhostuser.ProtoMQ|vhostuser.ProtoReplyAck)))
+	}
+	f.Send(vhostuser.ReqSetOwner, nil)
+	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats))
+	f.SetMemTable()
+	for i := range nq {
+		f.SetupQueue(i, num)
+	}
+	// The backend serves messages in order but answers few: make sure the
+	// rings are enabled before the caller sends (a started ring that is
+	// not enabled yet drops what it is given, as vhost-user.rst says).
+	f.Sync()
+}
+
+// SetMemTable gives the backend the guest memory, one region.
+func (f *Frontend) SetMemTable() {
+	p := make([]byte, 8+32)
+	le := binary.LittleEndian
+	le.PutUint32(p, 1)
+	le.PutUint64(p[8:], f.GPA)
+	le.PutUint64(p[16:], uint64(len(f.Mem)))
+	le.PutUint64(p[24:], f.UVA)
+	le.PutUint64(p[32:], 0)
+	f.Send(vhostuser.ReqSetMemTable, p, f.MemFD)
+}
+
+// SetupQueue lays out queue i with num entries (and the event index
+// fields) in guest memory, gives it to the backend with its eventfds, and
+// enables it.
+func (f *Frontend) SetupQueue(i int, num uint16) *Queue {
+	f.T.Helper()
+	ds, as, us := vhostuser.RingSizes(num, true)
+	q := &Queue{f: f, Index: i, Num: num, Desc: f.Alloc(ds, 16), Avail: f.Alloc(as, 4), Used: f.Alloc(us, 4096)}
+	var err error
+	if q.Kick, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		f.T.Fatal(err)
+	}
+	if q.Call, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		f.T.Fatal(err)
+	}
+	f.Queues[i] = q
+	f.Send(vhostuser.ReqSetVringNum, vhostuser.State(uint32(i), uint32(num)))
+	a := make([]byte, 40)
+	le := binary.LittleEndian
+	le.PutUint32(a, uint32(i))
+	le.PutUint64(a[8:], f.UVA+q.Desc)
+	le.PutUint64(a[16:], f.UVA+q.Used)
+	le.PutUint64(a[24:], f.UVA+q.Avail)
+	f.Send(vhostuser.ReqSetVringAddr, a)
+	f.Send(vhostuser.ReqSetVringBase, vhostuser.State(uint32(i), 0))
+	f.Send(vhostuser.ReqSetVringCall, vhostuser.U64(uint64(i)), q.Call)
+	f.Send(vhostuser.ReqSetVringKick, vhostuser.U64(uint64(i)), q.Kick)
+	if f.Features&vhostuser.FeatProtocol != 0 {
+		f.Send(vhostuser.ReqSetVringEnable, vhostuser.State(uint32(i), 1))
+	}
+	return q
+}
+
+// Sync makes sure the backend has served every message sent so far.
+func (f *Frontend) Sync() {
+	f.T.Helper()
+	f.GetU64(vhostuser.ReqGetQueueNum)
+}
+
+func (q *Queue) le16(off uint64) uint16     { return binary.LittleEndian.Uint16(q.f.Mem[off:]) }
+func (q *Queue) put16(off uint64, v uint16) { binary.LittleEndian.PutUint16(q.f.Mem[off:], v) }
+
+// SetDesc writes descriptor i.
+func (q *Queue) SetDesc(i uint16, bufOff uint64, length uint32, flags, next uint16) {
+	d := q.f.Mem[q.Desc+uint64(i)*16:]
+	le := binary.LittleEndian
+	le.PutUint64(d, q.f.GPA+bufOff)
+	le.PutUint32(d[8:], length)
+	le.PutUint16(d[12:], flags)
+	le.PutUint16(d[14:], next)
+}
+
+// Publish makes head available and kicks unless the device suppressed it.
+func (q *Queue) Publish(heads ...uint16) {
+	old := q.availIdx
+	for _, h := range heads {
+		q.put16(q.Avail+4+2*uint64(q.availIdx%q.Num), h)
+		q.availIdx++
+	}
+	vhostuser.Store32(q.f.Mem, int(q.Avail), uint32(q.availIdx)<<16) // flags 0
+	vhostuser.Fence()
+	kick := true
+	if q.f.Features&vhostuser.FeatEventIdx != 0 {
+		ev := q.le16(q.Used + 4 + 8*uint64(q.Num))
+		kick = q.availIdx-ev-1 < q.availIdx-old
+	} else {
+		kick = q.le16(q.Used)&vhostuser.UsedFNoNotify == 0
+	}
+	if kick {
+		unix.Write(q.Kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+// SendFrame puts a frame with its header on a transmit queue, split over
+// two descriptors (header, data) when split is set.
+func (q *Queue) SendFrame(hdr, data []byte, split bool) {
+	h := q.freed % q.Num
+	q.freed++
+	if !split {
+		buf := q.f.Alloc(uint64(len(hdr)+len(data)), 8)
+		copy(q.f.Mem[buf:], hdr)
+		copy(q.f.Mem[buf+uint64(len(hdr)):], data)
+		q.SetDesc(h, buf, uint32(len(hdr)+len(data)), 0, 0)
+		q.Publish(h)
+		return
+	}
+	h2 := q.freed % q.Num
+	q.freed++
+	b1, b2 := q.f.Alloc(uint64(len(hdr)), 8), q.f.Alloc(uint64(len(data)), 8)
+	copy(q.f.Mem[b1:], hdr)
+	copy(q.f.Mem[b2:], data)
+	q.SetDesc(h, b1, uint32(len(hdr)), vhostuser.DescFNext, h2)
+	q.SetDesc(h2, b2, uint32(len(data)), 0, 0)
+	q.Publish(h)
+}
+
+// UsedEntries returns the used entries the device published since the
+// last call.
+func (q *Queue) UsedEntries() [][2]uint32 {
+	var out [][2]uint32
+	idx := uint16(vhostuser.Load32(q.f.Mem, int(q.Used)) >> 16)
+	for q.lastUsed != idx {
+		e := q.f.Mem[q.Used+4+8*uint64(q.lastUsed%q.Num):]
+		out = append(out, [2]uint32{binary.LittleEndian.Uint32(e), binary.LittleEndian.Uint32(e[4:])})
+		q.lastUsed++
+	}
+	return out
+}
+
+// PostRx makes n receive buffers of size bytes available, one descriptor
+// each.
+func (q *Queue) PostRx(n int, size uint32) {
+	if q.bufs == nil {
+		q.bufs = make([]uint64, q.Num)
+		q.bufSize = size
+		for i := range q.bufs {
+			q.bufs[i] = q.f.Alloc(uint64(size), 64)
+		}
+	}
+	var heads []uint16
+	for range n {
+		h := q.freed % q.Num
+		q.freed++
+		q.SetDesc(h, q.bufs[h], q.bufSize, vhostuser.DescFWrite, 0)
+		heads = append(heads, h)
+	}
+	q.Publish(heads...)
+}
+
+// RxFrames returns the frames the device wrote, merging mergeable buffers,
+// with their headers.
+func (q *Queue) RxFrames() (frames, hdrs [][]byte) {
+	ents := q.UsedEntries()
+	for i := 0; i < len(ents); {
+		e := ents[i]
+		buf := q.f.Mem[q.bufs[e[0]] : q.bufs[e[0]]+uint64(e[1])]
+		hl := q.f.HdrLen
+		hdr := append([]byte(nil), buf[:hl]...)
+		nb := 1
+		if q.f.Features&vhostuser.FeatNetMrgRxbuf != 0 {
+			nb = int(binary.LittleEndian.Uint16(hdr[10:]))
+		}
+		data := append([]byte(nil), buf[hl:]...)
+		for k := 1; k < nb && i+k < len(ents); k++ {
+			e := ents[i+k]
+			data = append(data, q.f.Mem[q.bufs[e[0]]:q.bufs[e[0]]+uint64(e[1])]...)
+		}
+		frames = append(frames, data)
+		hdrs = append(hdrs, hdr)
+		i += nb
+	}
+	return frames, hdrs
+}
+
+// Frontend returns the frontend the queue belongs to.
+func (q *Queue) Frontend() *Frontend { return q.f }
