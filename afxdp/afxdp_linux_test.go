@@ -281,7 +281,7 @@ func TestBurst(t *testing.T) {
 		}
 		sent += k
 		if k < len(which) {
-			time.Sleep(time.Millisecond) // wait for completions
+			p.WaitRoom(0, time.Now().Add(time.Second)) // completions free frames
 		}
 	}
 	seen := map[string]bool{}

@@ -206,7 +206,7 @@ func TestCaptureFormats(t *testing.T) {
 		t.Fatalf("pkt-gen sent %d frames", sentPkts)
 	}
 	for i, c := range cases {
-		out := caps[i].wait(30 * time.Second)
+		out := caps[i].Wait(30 * time.Second)
 		frames, nbytes, files := captured(t, out)
 		file := filepath.Join(dir, c.file)
 		if frames != n || nbytes != sentBytes || len(files) != 1 || files[0] != file {
@@ -255,14 +255,14 @@ func TestCaptureLimits(t *testing.T) {
 	all := uint64(n * size)
 
 	// -c: exactly 300 frames.
-	out := caps[0].p.wait(30 * time.Second)
+	out := caps[0].p.Wait(30 * time.Second)
 	if f, b, _ := captured(t, out); f != 300 || b != 300*size {
 		t.Errorf("-c 300: captured %d frames %d bytes", f, b)
 	}
 	checkFile(t, path("count.pcap"), 300, 300*size, 1<<30, from, time.Now())
 
 	// -G: stops by itself, with everything sent before.
-	out = caps[1].p.wait(30 * time.Second)
+	out = caps[1].p.Wait(30 * time.Second)
 	if f, b, _ := captured(t, out); f != n || b != all {
 		t.Errorf("-G 3s: captured %d frames %d bytes", f, b)
 	}
@@ -272,8 +272,8 @@ func TestCaptureLimits(t *testing.T) {
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		c := caps[4+i]
 		waitCaptured(t, d, c.port, n)
-		c.p.cmd.Process.Signal(sig)
-		out := c.p.wait(30 * time.Second)
+		c.p.Cmd.Process.Signal(sig)
+		out := c.p.Wait(30 * time.Second)
 		f, b, files := captured(t, out)
 		if f != n || b != all {
 			t.Errorf("%v: captured %d frames %d bytes", sig, f, b)
@@ -285,8 +285,8 @@ func TestCaptureLimits(t *testing.T) {
 	// starts once the current one exceeds the limit (10 files or so).
 	for _, c := range caps[2:4] {
 		waitCaptured(t, d, c.port, n)
-		c.p.cmd.Process.Signal(syscall.SIGINT)
-		out := c.p.wait(30 * time.Second)
+		c.p.Cmd.Process.Signal(syscall.SIGINT)
+		out := c.p.Wait(30 * time.Second)
 		f, b, files := captured(t, out)
 		if f != n || b != all {
 			t.Errorf("%s: captured %d frames %d bytes", c.port, f, b)

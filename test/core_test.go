@@ -37,7 +37,7 @@ func TestExactCount(t *testing.T) {
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", fmt.Sprint(million))
 	d.waitPort(t, "vale0:b")
 	txOut := d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(million), "-R", exactRate)
-	rxOut := rx.wait(60 * time.Second)
+	rxOut := rx.Wait(60 * time.Second)
 	if p, b := totals(t, txOut); p != million || b != 60*million {
 		t.Errorf("sender reports %d packets %d bytes", p, b)
 	}
@@ -62,7 +62,7 @@ func TestSequence(t *testing.T) {
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rxseq", "-n", fmt.Sprint(million))
 	d.waitPort(t, "vale0:b")
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "txseq", "-n", fmt.Sprint(million), "-R", exactRate, "-l", "60", "-l", "128")
-	out := rx.wait(60 * time.Second)
+	out := rx.Wait(60 * time.Second)
 	if p, _ := totals(t, out); p != million {
 		t.Errorf("receiver got %d frames", p)
 	}
@@ -210,20 +210,20 @@ func TestKilledSender(t *testing.T) {
 		st := d.portStats(t, "vale0:y")
 		return st != nil && st.Stats.RxPackets != 0
 	})
-	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := victim.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-victim.done
+	<-victim.Done
 	testutil.WaitFor(t, "the killed port to go", func() bool { return d.portStats(t, "vale0:victim") == nil })
-	tx.wait(60 * time.Second)
-	out := rx.wait(60 * time.Second)
+	tx.Wait(60 * time.Second)
+	out := rx.Wait(60 * time.Second)
 	if p, _ := totals(t, out); p != n {
 		t.Errorf("receiver got %d frames, want %d", p, n)
 	}
 	if !strings.Contains(out, "Sequence check: 0 gaps (0 frames missing), 0 out of order") {
 		t.Errorf("sequence broken:\n%s", out)
 	}
-	if d.proc.exited() {
+	if d.proc.Exited() {
 		t.Fatal("valed died")
 	}
 	// The name is free again.
@@ -277,8 +277,8 @@ func TestGarbageClient(t *testing.T) {
 		// Wake the switch: valed looks at the ring when it is kicked.
 		bad.Poll(nmport.PollIn|nmport.PollOut, 10*time.Millisecond)
 	}
-	tx.wait(60 * time.Second)
-	out := rx.wait(60 * time.Second)
+	tx.Wait(60 * time.Second)
+	out := rx.Wait(60 * time.Second)
 	if p, _ := totals(t, out); p != n {
 		t.Errorf("good receiver got %d frames, want %d", p, n)
 	}
@@ -286,10 +286,10 @@ func TestGarbageClient(t *testing.T) {
 	if st == nil || st.Stats.Resets == 0 {
 		t.Errorf("no reset counted for the bad port: %v", st)
 	}
-	if !strings.Contains(d.proc.out.String(), "ring reset after a client violation") {
+	if !strings.Contains(d.proc.Out.String(), "ring reset after a client violation") {
 		t.Error("valed did not log the violation")
 	}
-	if d.proc.exited() {
+	if d.proc.Exited() {
 		t.Fatal("valed died")
 	}
 	// A well-behaved client still gets through.
@@ -381,16 +381,16 @@ func TestManyPorts(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	d := startValed(t)
 	p := d.open(t, "vale0:a")
-	if err := d.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-d.proc.done:
+	case <-d.proc.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("valed did not stop")
 	}
-	if d.proc.err != nil {
-		t.Fatalf("valed exited with %v", d.proc.err)
+	if d.proc.Err != nil {
+		t.Fatalf("valed exited with %v", d.proc.Err)
 	}
 	if _, err := os.Stat(d.sock); !os.IsNotExist(err) {
 		t.Errorf("control socket still there: %v", err)
@@ -508,7 +508,7 @@ func TestMultiRing(t *testing.T) {
 	if !strings.Contains(out, "2 queues, 2 threads") {
 		t.Errorf("sender output:\n%s", out)
 	}
-	if p, _ := totals(t, rx.wait(60*time.Second)); p != n {
+	if p, _ := totals(t, rx.Wait(60*time.Second)); p != n {
 		t.Errorf("receiver got %d frames, want %d", p, n)
 	}
 }

@@ -32,25 +32,17 @@ func testpmd(t testing.TB, sock, mode string, extra ...string) *proc {
 	return p
 }
 
-func tail(s string, lines int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
-}
-
-// stop ends testpmd with SIGINT (it then prints its totals) and returns
+// stopTestpmd ends testpmd with SIGINT (it then prints its totals) and returns
 // its output.
-func (p *proc) stop(t testing.TB) string {
+func stopTestpmd(t testing.TB, p *proc) string {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGINT)
+	p.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("dpdk-testpmd did not stop on SIGINT")
 	}
-	return p.out.String()
+	return p.Out.String()
 }
 
 var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
@@ -72,7 +64,7 @@ func portTotals(t testing.TB, out string) (rx, tx uint64) {
 	t.Helper()
 	m := forwardStatsRE.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("no forward statistics in testpmd's output:\n%s", tail(out, 40))
+		t.Fatalf("no forward statistics in testpmd's output:\n%s", testutil.Tail(out, 40))
 	}
 	rx, _ = strconv.ParseUint(m[1], 10, 64)
 	tx, _ = strconv.ParseUint(m[3], 10, 64)
@@ -97,11 +89,11 @@ func TestVirtioUserToPktgen(t *testing.T) {
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", "200000")
 	d.waitPort(t, "vale0:b")
 	tp := testpmd(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff")
-	rxOut := rx.wait(60 * time.Second)
+	rxOut := rx.Wait(60 * time.Second)
 	if p, b := totals(t, rxOut); p != 200000 || b != 200000*64 {
 		t.Errorf("pkt-gen received %d frames, %d bytes (testpmd sends 64-byte frames)", p, b)
 	}
-	out := tp.stop(t)
+	out := stopTestpmd(t, tp)
 	_, sent := portTotals(t, out)
 	st := d.portStats(t, "vale0:vu")
 	t.Logf("testpmd sent %d frames; vale0:vu took %d", sent, st.Stats.TxPackets)
@@ -117,7 +109,7 @@ func TestPktgenToVirtioUser(t *testing.T) {
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
 	tp := testpmd(t, sock, "rxonly")
 	waitConnected(t, d, "vale0:vu")
-	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.out.String(), "forwards packets on") })
+	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.Out.String(), "forwards packets on") })
 	const n = 100000
 	// Bursts of 64 into a receive ring of 1024: nothing has a reason to drop.
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000", "-b", "64")
@@ -127,8 +119,8 @@ func TestPktgenToVirtioUser(t *testing.T) {
 	})
 	// testpmd prints its port's counters every second: wait for them to
 	// show every frame (or give up and report what arrived).
-	testutil.Eventually(20*time.Second, func() bool { return lastRxPackets(tp.out.String()) >= n })
-	got, _ := portTotals(t, tp.stop(t))
+	testutil.Eventually(20*time.Second, func() bool { return lastRxPackets(tp.Out.String()) >= n })
+	got, _ := portTotals(t, stopTestpmd(t, tp))
 	if got != n {
 		t.Errorf("testpmd received %d frames, want %d; vale0:vu: %v", got, n, d.portStats(t, "vale0:vu"))
 	}
@@ -142,14 +134,14 @@ func TestVirtioUserMultiqueue(t *testing.T) {
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", "100000")
 	d.waitPort(t, "vale0:b")
 	tp := testpmd(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff", "--rxq=2", "--txq=2")
-	if p, _ := totals(t, rx.wait(60*time.Second)); p != 100000 {
+	if p, _ := totals(t, rx.Wait(60*time.Second)); p != 100000 {
 		t.Errorf("pkt-gen received %d frames", p)
 	}
 	st := d.portStats(t, "vale0:vu")
 	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") {
 		t.Errorf("vale0:vu: %v", st)
 	}
-	tp.stop(t)
+	stopTestpmd(t, tp)
 }
 
 // queuesArg gives the virtio-user device as many queue pairs as testpmd's

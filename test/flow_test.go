@@ -30,12 +30,12 @@ func exactSeq(t *testing.T, d *daemon, n int, rate string, rxName string, rxArgs
 		args = append(args, "-R", rate)
 	}
 	tx = d.run(t, 2*time.Minute, "pkt-gen", args...)
-	rx = r.wait(time.Minute)
+	rx = r.Wait(time.Minute)
 	if p, _ := totals(t, rx); p != uint64(n) {
 		t.Errorf("rate %s: received %d of %d frames", rate, p, n)
 	}
 	if !strings.Contains(rx, "Sequence check: 0 gaps (0 frames missing), 0 out of order") {
-		t.Errorf("rate %s: sequence broken:\n%s", rate, tail(rx, 20))
+		t.Errorf("rate %s: sequence broken:\n%s", rate, testutil.Tail(rx, 20))
 	}
 	return tx, rx
 }
@@ -81,10 +81,10 @@ func TestLosslessStuckReceiver(t *testing.T) {
 		st := d.portStats(t, "vale0:b")
 		return st != nil && st.Mode == "lossless"
 	})
-	if err := rx.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := rx.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer rx.cmd.Process.Signal(syscall.SIGCONT)
+	defer rx.Cmd.Process.Signal(syscall.SIGCONT)
 	out := d.run(t, time.Minute, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", "100000", "-R", "200000")
 	if p, _ := totals(t, out); p != 100000 {
 		t.Errorf("the sender to a stopped receiver sent %d frames", p)
@@ -93,7 +93,7 @@ func TestLosslessStuckReceiver(t *testing.T) {
 	if stuck := st.Stats.DropStuck; stuck == 0 || st.Stats.DropFull != 0 {
 		t.Errorf("a stopped lossless receiver: %v", st)
 	}
-	rx.cmd.Process.Signal(syscall.SIGCONT)
+	rx.Cmd.Process.Signal(syscall.SIGCONT)
 	before := st.Stats.RxPackets
 	stuckBefore := st.Stats.DropStuck
 	d.run(t, time.Minute, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", "100000")
@@ -133,10 +133,10 @@ func TestLosslessVhostSource(t *testing.T) {
 	}
 	t.Logf("testpmd sent %d frames in 2 s into a receiver reading 500 Kpps", sent)
 
-	if err := rx.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := rx.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer rx.cmd.Process.Signal(syscall.SIGCONT)
+	defer rx.Cmd.Process.Signal(syscall.SIGCONT)
 	taken := d.portStats(t, "vale0:vu").Stats.TxPackets
 	more := tp.burst(time.Second)
 	testutil.WaitFor(t, "the frames for the stopped receiver to be dropped", func() bool {
@@ -186,15 +186,15 @@ func startTestpmdInteractive(t *testing.T, sock, mode string, extra ...string) *
 	tp := &interactive{t: t, stdin: stdin}
 	tp.p = launch(t, "dpdk-testpmd -i "+mode, cmd, func(p *proc) {
 		stdin.Close()
-		p.cmd.Process.Signal(syscall.SIGINT)
+		p.Cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-p.done:
+		case <-p.Done:
 		case <-time.After(20 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
+			p.Cmd.Process.Kill()
+			<-p.Done
 		}
 	})
-	testutil.WaitFor(t, "testpmd's prompt", func() bool { return strings.Contains(tp.p.out.String(), "testpmd>") })
+	testutil.WaitFor(t, "testpmd's prompt", func() bool { return strings.Contains(tp.p.Out.String(), "testpmd>") })
 	return tp
 }
 
@@ -203,16 +203,16 @@ func startTestpmdInteractive(t *testing.T, sock, mode string, extra ...string) *
 // testpmd prints it before it has read the command.)
 func (tp *interactive) cmd(c, want string) string {
 	tp.t.Helper()
-	before := len(tp.p.out.String())
+	before := len(tp.p.Out.String())
 	fmt.Fprintln(tp.stdin, c)
 	if c == "quit" {
-		tp.p.wait(30 * time.Second)
-		return tp.p.out.String()[before:]
+		tp.p.Wait(30 * time.Second)
+		return tp.p.Out.String()[before:]
 	}
 	testutil.WaitFor(tp.t, "testpmd to answer "+c, func() bool {
-		return strings.Contains(tp.p.out.String()[before:], want)
+		return strings.Contains(tp.p.Out.String()[before:], want)
 	})
-	return tp.p.out.String()[before:]
+	return tp.p.Out.String()[before:]
 }
 
 // grepLine returns the first line of out containing s.

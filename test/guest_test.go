@@ -204,13 +204,13 @@ func (g *guest) waitLineAfter(t testing.TB, re string, from int, timeout time.Du
 	var m []string
 	end := 0
 	testutil.Eventually(timeout, func() bool {
-		m, end = matchAfter(rx, g.out.String(), from)
-		return m != nil || g.exited()
+		m, end = matchAfter(rx, g.Out.String(), from)
+		return m != nil || g.Exited()
 	})
 	switch {
 	case m != nil:
 		return m, end
-	case g.exited():
+	case g.Exited():
 		t.Fatalf("guest %s ended without %q", g.name, re)
 	default:
 		t.Fatalf("guest %s: no %q within %v", g.name, re, timeout)

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,8 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,34 +43,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// proc is a started binary.
-type proc struct {
-	t      testing.TB
-	name   string
-	cmd    *exec.Cmd
-	out    lockedBuffer
-	done   chan struct{}
-	err    error
-	killed bool // the test kills it on purpose
-}
+// proc is a started binary (see testutil.Proc).
+type proc = testutil.Proc
 
 // start runs binary name with args and kills it (if still running) at the
 // end of the test.
@@ -84,61 +55,10 @@ func start(t testing.TB, sock, name string, args ...string) *proc {
 	return launch(t, name+" "+strings.Join(args, " "), cmd, nil)
 }
 
-// launch starts cmd, collecting its output, and at the end of the test
-// stops it (with stop if given, else SIGKILL) and shows its output if the
-// test failed.
+// launch starts cmd for the test (see testutil.Launch).
 func launch(t testing.TB, name string, cmd *exec.Cmd, stop func(*proc)) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, cmd: cmd, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &p.out, &p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			if stop != nil {
-				stop(p)
-			} else {
-				cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, tail(p.out.String(), 200))
-		}
-	})
-	return p
-}
-
-// wait waits for the process to exit and fails the test if it does not
-// within timeout or exits with an error.
-func (p *proc) wait(timeout time.Duration) string {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.cmd.Process.Signal(syscall.SIGQUIT)
-		<-p.done
-		p.t.Fatalf("%s did not finish within %v:\n%s", p.name, timeout, p.out.String())
-	}
-	if p.err != nil {
-		p.t.Fatalf("%s failed: %v\n%s", p.name, p.err, p.out.String())
-	}
-	return p.out.String()
-}
-
-// exited reports whether the process has exited.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return testutil.Launch(t, name, cmd, stop)
 }
 
 // daemon is a valed started for one test, on its own socket.
@@ -155,7 +75,7 @@ func startValed(t testing.TB, args ...string) *daemon {
 // run runs a binary to completion and returns its output.
 func (d *daemon) run(t testing.TB, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
-	return start(t, d.sock, name, args...).wait(timeout)
+	return start(t, d.sock, name, args...).Wait(timeout)
 }
 
 // runFail runs a binary that must fail and returns its output.

@@ -39,10 +39,10 @@ func TestHostileFill(t *testing.T) {
 	h.attack("fill", "-port", "vale0:fill")
 	h.attack("fill", "-port", "vale1:fill")
 	killed := h.attack("fill", "-port", "vale0:killed")
-	killed.killed = true
+	killed.Killed = true
 	h.run(func() {
 		time.Sleep(attackTime / 3)
-		killed.cmd.Process.Kill() // valed must not stay stuck on what it left
+		killed.Cmd.Process.Kill() // valed must not stay stuck on what it left
 	})
 }
 
@@ -63,7 +63,7 @@ func TestHostileScribble(t *testing.T) {
 		// their rings in memory the scribbler writes.
 		h.attack("monchurn", "-port", "vale0:scr1")
 	})
-	if !strings.Contains(h.d.out.String(), "ring reset after a client violation") {
+	if !strings.Contains(h.d.Out.String(), "ring reset after a client violation") {
 		t.Error("valed reset no ring of the scribblers")
 	}
 }
@@ -83,14 +83,14 @@ func TestHostileChurn(t *testing.T) {
 	a := h.attack("churn", "-port", "vale0:ch", "-conns", "300")
 	h.attack("churn", "-port", "vale2:ch", "-conns", "300")
 	h.run(nil)
-	m := regexp.MustCompile(`churn: (\d+) ports opened, (\d+) refused`).FindStringSubmatch(a.out.String())
+	m := regexp.MustCompile(`churn: (\d+) ports opened, (\d+) refused`).FindStringSubmatch(a.Out.String())
 	if m == nil {
-		t.Fatalf("churn reported nothing:\n%s", a.out.String())
+		t.Fatalf("churn reported nothing:\n%s", a.Out.String())
 	}
 	if refused, _ := strconv.Atoi(m[2]); refused == 0 {
 		t.Error("no request of the churning user was refused: its limits do not hold")
 	}
-	if !strings.Contains(h.d.out.String(), "too many control connections") {
+	if !strings.Contains(h.d.Out.String(), "too many control connections") {
 		t.Error("valed never refused a connection past the user's limit")
 	}
 }
@@ -266,7 +266,7 @@ func startHostile(t *testing.T, args ...string) *hostile {
 // usage returns valed's goroutines and open descriptors.
 func (h *hostile) usage() (goroutines, fds int) {
 	g, _ := metric(h.t, scrape(h.t, h.metrics), "go_goroutines")
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", h.d.cmd.Process.Pid))
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", h.d.Cmd.Process.Pid))
 	return int(g), len(ents)
 }
 
@@ -311,26 +311,26 @@ func (h *hostile) run(during func()) {
 	if during != nil {
 		during()
 	}
-	tx.wait(2 * time.Minute)
+	tx.Wait(2 * time.Minute)
 	rx.wait(t, 30*time.Second)
 	for _, p := range h.procs {
 		select {
-		case <-p.done:
-			t.Logf("%s: %s", p.name, tail(strings.TrimSpace(p.out.String()), 1))
-			if p.err != nil && !p.killed {
-				t.Errorf("%s failed: %v\n%s", p.name, p.err, tail(p.out.String(), 20))
+		case <-p.Done:
+			t.Logf("%s: %s", p.Name, testutil.Tail(strings.TrimSpace(p.Out.String()), 1))
+			if p.Err != nil && !p.Killed {
+				t.Errorf("%s failed: %v\n%s", p.Name, p.Err, testutil.Tail(p.Out.String(), 20))
 			}
 		case <-time.After(attackTime + 20*time.Second):
-			t.Errorf("%s did not end", p.name)
-			p.cmd.Process.Kill()
+			t.Errorf("%s did not end", p.Name)
+			p.Cmd.Process.Kill()
 		}
 	}
 	stopWatch()
-	if h.d.exited() {
-		t.Fatalf("valed exited:\n%s", tail(h.d.out.String(), 50))
+	if h.d.Exited() {
+		t.Fatalf("valed exited:\n%s", testutil.Tail(h.d.Out.String(), 50))
 	}
-	if strings.Contains(h.d.out.String(), "panic") || strings.Contains(h.d.out.String(), "internal error") {
-		t.Errorf("valed logged a panic or an internal error:\n%s", tail(h.d.out.String(), 50))
+	if strings.Contains(h.d.Out.String(), "panic") || strings.Contains(h.d.Out.String(), "internal error") {
+		t.Errorf("valed logged a panic or an internal error:\n%s", testutil.Tail(h.d.Out.String(), 50))
 	}
 	rx.close()
 	if !strings.Contains(t.Name(), "Vhost") {

@@ -99,7 +99,7 @@ func TestSlowMonitor(t *testing.T) {
 	d.open(t, "vale0:b/r@conf:slots=64") // never read
 	d.open(t, "vale0:b/r")               // never read either
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", exactRate)
-	if p, _ := totals(t, rx.wait(60*time.Second)); p != n {
+	if p, _ := totals(t, rx.Wait(60*time.Second)); p != n {
 		t.Errorf("monitored port received %d frames, want %d", p, n)
 	}
 	mons := d.listing(t, "").Monitors

@@ -119,25 +119,25 @@ func startValedAt(t testing.TB, ns *netNS, sock string, args ...string) *daemon 
 		where = ns.name
 	}
 	p := launch(t, "valed in "+where, exec.Command(all[0], all[1:]...), func(p *proc) {
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.done:
-			if p.err != nil {
-				t.Errorf("valed exited with %v after SIGTERM", p.err)
+		case <-p.Done:
+			if p.Err != nil {
+				t.Errorf("valed exited with %v after SIGTERM", p.Err)
 			}
 		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
+			p.Cmd.Process.Kill()
+			<-p.Done
 			t.Errorf("valed did not stop on SIGTERM")
 		}
 	})
 	d := &daemon{proc: p, sock: sock}
 	testutil.WaitFor(t, "valed to listen", func() bool {
 		_, err := os.Stat(sock)
-		return err == nil || p.exited()
+		return err == nil || p.Exited()
 	})
-	if p.exited() {
-		t.Fatalf("valed exited at start:\n%s", p.out.String())
+	if p.Exited() {
+		t.Fatalf("valed exited at start:\n%s", p.Out.String())
 	}
 	return d
 }

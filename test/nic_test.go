@@ -69,7 +69,7 @@ func ping(ns *netNS, addr string, count int) bool {
 func iperf3(t testing.TB, server *netNS, addr string, client *netNS) int64 {
 	t.Helper()
 	srv := exec.Command("ip", "netns", "exec", server.name, "iperf3", "-s", "-1", "-B", addr)
-	var srvOut lockedBuffer
+	var srvOut testutil.LockedBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -304,8 +304,8 @@ func TestDetachRestores(t *testing.T) {
 	}
 	// Stopping valed detaches too.
 	d.run(t, 20*time.Second, "vale-ctl", "-a", "vale0:vA")
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	<-d.done
+	d.Cmd.Process.Signal(syscall.SIGTERM)
+	<-d.Done
 	if x, g, p := xdpState(t, sw, "vA"), gro(t, sw, "vA"), promiscuity(t, sw, "vA"); x != "" || g != "on" || p != "0" {
 		t.Errorf("after valed stopped: XDP %q, GRO %s, promiscuity %s", x, g, p)
 	}
@@ -321,8 +321,8 @@ func TestKilledValedCleanup(t *testing.T) {
 	if x := xdpState(t, sw, "vA"); x != "xdpgeneric" {
 		t.Fatalf("attached: XDP state %q", x)
 	}
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
+	d.Cmd.Process.Signal(syscall.SIGKILL)
+	<-d.Done
 	testutil.WaitFor(t, "the XDP program to go", func() bool { return xdpState(t, sw, "vA") == "" })
 	if p := promiscuity(t, sw, "vA"); p != "0" {
 		t.Errorf("after SIGKILL: promiscuity %s", p)
@@ -340,8 +340,8 @@ func TestKilledValedCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2 := startValedAt(t, sw, d.sock, "-c", cfg)
-	if !strings.Contains(d2.out.String(), "restored the settings") {
-		t.Errorf("valed did not log the restore:\n%s", d2.out.String())
+	if !strings.Contains(d2.Out.String(), "restored the settings") {
+		t.Errorf("valed did not log the restore:\n%s", d2.Out.String())
 	}
 	if st := d2.portStats(t, "vale0:vA"); st == nil || !strings.HasPrefix(st.State, "generic/copy") {
 		t.Fatalf("the configured attachment after restart: %v", st)
@@ -469,7 +469,7 @@ func (c *attachCheck) restrictedValed() {
 		sock := filepath.Join(t.TempDir(), "valed.sock")
 		cmd := exec.Command("ip", append(append([]string{"netns", "exec", sw.name}, r.wrap...), filepath.Join(binDir, "valed"), "-sock", sock)...)
 		weak := launch(t, "valed under "+r.wrap[0], cmd, nil)
-		testutil.WaitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.exited() })
+		testutil.WaitFor(t, "the restricted valed", func() bool { _, err := os.Stat(sock); return err == nil || weak.Exited() })
 		out, err := exec.Command(filepath.Join(binDir, "vale-ctl"), "-sock", sock, "-a", "vale0:vA").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), r.want) {
 			t.Errorf("attach by valed under %v: %v %s, want it to name %s", r.wrap, err, out, r.want)
@@ -506,7 +506,7 @@ func TestVXLANScaleOut(t *testing.T) {
 		rx := start(t, dir.to.sock, "pkt-gen", "-i", dir.dst+bigRx, "-f", "rx", "-n", fmt.Sprint(n))
 		dir.to.waitPort(t, dir.dst)
 		txOut := dir.from.run(t, 60*time.Second, "pkt-gen", "-i", dir.src, "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000")
-		rxOut := rx.wait(30 * time.Second)
+		rxOut := rx.Wait(30 * time.Second)
 		if p, b := totals(t, txOut); p != n || b != 60*n {
 			t.Errorf("%s sent %d packets %d bytes", dir.src, p, b)
 		}

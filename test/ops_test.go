@@ -77,9 +77,9 @@ port = "vale0:vcfg0"
 // stopWith signals valed and waits for it to exit.
 func (d *daemon) stopWith(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	d.cmd.Process.Signal(sig)
+	d.Cmd.Process.Signal(sig)
 	select {
-	case <-d.done:
+	case <-d.Done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("valed did not stop")
 	}
@@ -132,7 +132,7 @@ func TestReload(t *testing.T) {
 	client := d.open(t, "vale0:client")
 	before := d.portStats(t, "vale0:vrl0")
 	writeFile(t, path, "[[interface]]\nname = \"vrl0\"\n\n[[attach]]\nport = \"vale0:vrl0\"\n\n[[interface]]\nname = \"vrl1\"\n\n[[attach]]\nport = \"vale0:vrl1\"\n")
-	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
 	d.waitPort(t, "vale0:vrl1")
 	if after := d.portStats(t, "vale0:vrl0"); after.Index != before.Index {
 		t.Errorf("an unchanged attachment was redone: %v -> %v", before, after)
@@ -236,8 +236,8 @@ func TestMetrics(t *testing.T) {
 	if mid > n {
 		t.Errorf("mid-traffic count %v above %d", mid, n)
 	}
-	tx.wait(60 * time.Second)
-	rx.wait(60 * time.Second)
+	tx.Wait(60 * time.Second)
+	rx.Wait(60 * time.Second)
 	text := scrape(t, addr)
 	for _, c := range []struct {
 		name   string

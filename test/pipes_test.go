@@ -20,7 +20,7 @@ func TestPipeExact(t *testing.T) {
 		t.Errorf("vale-ctl -l does not show the pipe lossless: %+v", pipes)
 	}
 	txOut := d.run(t, 60*time.Second, "pkt-gen", "-i", "netmap:p{1", "-f", "txseq", "-n", fmt.Sprint(million), "-l", "60", "-l", "200")
-	out := rx.wait(60 * time.Second)
+	out := rx.Wait(60 * time.Second)
 	tp, tb := totals(t, txOut)
 	rp, rb := totals(t, out)
 	if tp != million || rp != million || tb != rb {
@@ -40,7 +40,7 @@ func TestPipeReopen(t *testing.T) {
 	tx := start(t, d.sock, "pkt-gen", "-i", "vale0:a{3", "-f", "tx", "-n", fmt.Sprint(n))
 	testutil.WaitFor(t, "the master end", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), "vale0:a{3") })
 	time.Sleep(200 * time.Millisecond)
-	if tx.exited() {
+	if tx.Exited() {
 		t.Fatal("the sender finished with nobody reading")
 	}
 	// The slave reads half, goes away, and a new slave reads the rest; in
@@ -50,9 +50,9 @@ func TestPipeReopen(t *testing.T) {
 		t.Errorf("first slave got %d", p)
 	}
 	rest := start(t, d.sock, "pkt-gen", "-i", "vale0:a}3", "-f", "rx", "-n", fmt.Sprint(n/2+n))
-	tx.wait(60 * time.Second)
+	tx.Wait(60 * time.Second)
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a{3", "-f", "tx", "-n", fmt.Sprint(n))
-	if p, _ := totals(t, rest.wait(60*time.Second)); p != n/2+n {
+	if p, _ := totals(t, rest.Wait(60*time.Second)); p != n/2+n {
 		t.Errorf("second slave got %d, want %d", p, n/2+n)
 	}
 	if out := d.run(t, 10*time.Second, "vale-ctl"); strings.Contains(out, "vale0:a{3") {

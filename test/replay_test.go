@@ -128,7 +128,7 @@ func TestReplayFormats(t *testing.T) {
 		if sent, lost, total := replayed(t, out); sent != n || lost != 0 || total != n {
 			t.Errorf("%s: nmreplay sent %d, lost %d of %d", format, sent, lost, total)
 		}
-		c.wait(30 * time.Second)
+		c.Wait(30 * time.Second)
 		got := tsharkFrames(t, file)
 		if len(got) != n {
 			t.Fatalf("%s: %d frames captured, want %d", format, len(got), n)
@@ -277,7 +277,7 @@ func TestReplayRate(t *testing.T) {
 		if sent, _, _ := replayed(t, out); sent != n {
 			t.Fatalf("-B %s: sent %d", c.bw, sent)
 		}
-		capture.wait(30 * time.Second)
+		capture.Wait(30 * time.Second)
 		if st := d.portStats(t, port); st.Stats.DropFull != 0 || st.Stats.RxPackets != uint64(n) {
 			t.Errorf("valed counts for %s: %v", port, st)
 		}
@@ -333,7 +333,7 @@ func TestReplayLoss(t *testing.T) {
 			return d.portStats(t, "vale0:rx").Stats.RxPackets >= sentAll
 		})
 	}
-	out := rx.wait(30 * time.Second)
+	out := rx.Wait(30 * time.Second)
 	m := receivedRE.FindStringSubmatch(out)
 	if m == nil || atoi(t, m[1]) != sentAll {
 		t.Errorf("pkt-gen received %v, nmreplay sent %d:\n%s", m, sentAll, out)
@@ -371,7 +371,7 @@ func TestReplayRealGaps(t *testing.T) {
 		capture := start(t, d.sock, "nm-capture", "-i", "vale0:cap"+bigRx, "-w", file, "-c", fmt.Sprint(n), "-q")
 		d.waitPort(t, "vale0:cap")
 		d.run(t, 30*time.Second, "nmreplay", "-B", fmt.Sprintf("real,%v", speedup), "-f", trace, "-i", "vale0:a")
-		capture.wait(30 * time.Second)
+		capture.Wait(30 * time.Second)
 		got := tsharkFrames(t, file)
 		if len(got) != n {
 			t.Fatalf("real,%v: captured %d frames", speedup, len(got))

@@ -59,7 +59,7 @@ func TestSoak(t *testing.T) {
 	}
 	wg.Go(func() { // a hostile frontend, the whole time
 		p := start(t, s.d.sock, "hostile", "-mode", "vhost", "-vhost", vhostSock, "-d", time.Until(s.stop).String())
-		<-p.done
+		<-p.Done
 	})
 	for w := range 6 {
 		wg.Go(func() { s.churn(w) })
@@ -68,8 +68,8 @@ func TestSoak(t *testing.T) {
 	stopWatch()
 	s.d.run(t, 10*time.Second, "vale-ctl", "-d", "vale0:vu")
 	t.Logf("operations: %v", s.ops)
-	ctrlTx.wait(5 * time.Minute)
-	if p, _ := totals(t, ctrlRx.wait(time.Minute)); p != ctrlN {
+	ctrlTx.Wait(5 * time.Minute)
+	if p, _ := totals(t, ctrlRx.Wait(time.Minute)); p != ctrlN {
 		t.Errorf("the control flow lost frames: %d of %d arrived", p, ctrlN)
 	}
 	s.checkBack(g0, f0, r0)
@@ -90,7 +90,7 @@ func (s *soak) count(k string) { s.mu.Lock(); s.ops[k]++; s.mu.Unlock() }
 
 // sample returns valed's goroutines, open descriptors and resident memory.
 func (s *soak) sample() (gor, fds int, rssKB int) {
-	pid := s.d.cmd.Process.Pid
+	pid := s.d.Cmd.Process.Pid
 	g, _ := metric(s.t, scrape(s.t, s.h.metrics), "go_goroutines")
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -127,7 +127,7 @@ func (s *soak) attackInTurns(w int) {
 	for i := w; time.Now().Add(10 * time.Second).Before(s.stop); i++ {
 		a := soakAttacks[i%len(soakAttacks)]
 		p := s.h.attackFor(10*time.Second, a[0], a[1:]...)
-		<-p.done
+		<-p.Done
 		s.count("attack " + a[0])
 	}
 }
@@ -182,8 +182,8 @@ func (s *soak) killedPktgen(rng *rand.Rand, name string) {
 	fn := []string{"tx", "rx"}[rng.IntN(2)]
 	pg := start(s.t, s.d.sock, "pkt-gen", "-i", name, "-f", fn, "-R", "200000")
 	time.Sleep(time.Duration(50+rng.IntN(300)) * time.Millisecond) // how long it lives
-	pg.cmd.Process.Signal(syscall.SIGKILL)
-	<-pg.done
+	pg.Cmd.Process.Signal(syscall.SIGKILL)
+	<-pg.Done
 	s.count("killed")
 }
 

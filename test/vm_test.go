@@ -146,8 +146,8 @@ while true; do
 	sleep 1
 done`)
 	_, at := g.waitLineAfter(t, `PONG-OK`, 0, 3*time.Minute)
-	d.cmd.Process.Kill()
-	<-d.done
+	d.Cmd.Process.Kill()
+	<-d.Done
 	_, at = g.waitLineAfter(t, `LINK down`, at, time.Minute)
 	serve()
 	_, at = g.waitLineAfter(t, `LINK up`, at, time.Minute)
