@@ -170,6 +170,8 @@ func TestWakeupAfterRebind(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := make(chan nmport.Events, 1)
+		ticket := rx.RxRing(0).Header().AppTicket()
+		before := ticket.Load()
 		go func() {
 			ev, err := rx.Poll(nmport.PollIn, time.Minute)
 			if err != nil {
@@ -180,7 +182,8 @@ func TestWakeupAfterRebind(t *testing.T) {
 			rx.RxSync()
 			done <- ev
 		}()
-		time.Sleep(50 * time.Millisecond) // let it fall asleep
+		// The receiver publishes a new sleep ticket just before it sleeps.
+		testutil.WaitFor(t, "the receiver to go to sleep", func() bool { return ticket.Load() != before })
 		send()
 		select {
 		case ev := <-done:
