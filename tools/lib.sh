@@ -23,6 +23,7 @@ start_valed() {
 	local pre=()
 	[ -n "${VALE_NETNS:-}" ] && pre=(ip netns exec "$VALE_NETNS")
 	[ -n "${VALE_CPU:-}" ] && pre+=(taskset -c "$VALE_CPU")
+	rm -f "$VALE_SOCK" # a socket left over would look like this valed's
 	"${pre[@]}" "$VALE_BIN/valed" -sock "$VALE_SOCK" -log-level warn "$@" 2>"$VALE_TMP/valed.log" &
 	VALE_PIDS+=($!)
 	for _ in $(seq 100); do
@@ -42,12 +43,16 @@ stop_pid() {
 
 # wait_port NAME: wait until valed lists the port.
 wait_port() {
+	local out
 	for _ in $(seq 100); do
-		"$VALE_BIN/vale-ctl" -l "$1" >/dev/null 2>&1 && return 0
+		out=$("$VALE_BIN/vale-ctl" -l "$1" 2>&1) && return 0
 		sleep 0.05
 	done
-	echo "port $1 did not appear; valed's log:" >&2
+	echo "port $1 did not appear (vale-ctl -l $1: $out); valed's log:" >&2
 	cat "$VALE_TMP/valed.log" >&2
+	for f in "$VALE_TMP"/*.out; do
+		[ -f "$f" ] && { echo "$f:"; tail -5 "$f"; } >&2
+	done
 	return 1
 }
 

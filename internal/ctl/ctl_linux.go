@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -332,7 +333,9 @@ func (c *Conn) reply(body any, more bool, fds []int) error {
 
 // Listener accepts control connections.
 type Listener struct {
-	l *sockfile.Listener
+	l         *sockfile.Listener
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen creates the control socket at path with permissions mode (see
@@ -377,7 +380,10 @@ func (l *Listener) Accept() (*Conn, error) {
 }
 
 // Close stops listening and removes the socket file.
-func (l *Listener) Close() error { return l.l.Close() }
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.l.Close() })
+	return l.closeErr
+}
 
 // Path returns the socket path.
 func (l *Listener) Path() string { return l.l.Path() }

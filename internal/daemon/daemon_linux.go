@@ -236,6 +236,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 }
 
 func (d *Daemon) shutdown() {
+	// The socket goes first, and for sure before valed exits: Close may
+	// be running already (the signal's), and returns once it is done.
+	d.ln.Close()
 	d.mu.Lock()
 	d.closing = true
 	for c := range d.conns {

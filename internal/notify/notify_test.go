@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,7 +151,11 @@ func TestWaitClearedNonblock(t *testing.T) {
 		e.Signal()
 		Drain(e.FD())
 	}
-	time.Sleep(20 * time.Millisecond) // let the waiter see the stolen signals
+	// The waiter is parked again after the stolen signals, or won one of
+	// them and returned.
+	testutil.WaitFor(t, "the waiter to park or return", func() bool {
+		return len(waited) > 0 || testutil.Parked("notify.(*Eventfd).Wait")
+	})
 	e.Close()
 	select {
 	case err := <-waited:
@@ -261,13 +266,13 @@ func TestSet(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := s.Wait(time.Time{}); done <- err }()
-	time.Sleep(10 * time.Millisecond)
+	testutil.WaitParked(t, "notify.(*Set).Wait")
 	efs[1].Signal()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	go func() { _, err := s.Wait(time.Time{}); done <- err }()
-	time.Sleep(10 * time.Millisecond)
+	testutil.WaitParked(t, "notify.(*Set).Wait")
 	s.Close()
 	select {
 	case err := <-done:

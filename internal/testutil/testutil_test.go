@@ -46,3 +46,18 @@ func TestWaitForFails(t *testing.T) {
 		t.Fatal("WaitFor failed on a condition that held")
 	}
 }
+
+func parkHere(c chan struct{}) { <-c }
+
+func TestWaitParked(t *testing.T) {
+	if Parked("testutil.parkHere") {
+		t.Fatal("a function nobody called is parked")
+	}
+	c := make(chan struct{})
+	go parkHere(c)
+	WaitParked(t, "testutil.parkHere")
+	close(c)
+	if !Eventually(time.Second, func() bool { return !Parked("testutil.parkHere") }) {
+		t.Fatal("a goroutine that returned is still parked")
+	}
+}

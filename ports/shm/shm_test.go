@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/vale/frame"
@@ -58,7 +59,7 @@ func TestRecvStop(t *testing.T) {
 	defer p.Free()
 	done := make(chan error)
 	go func() { done <- p.Recv(0, frame.NewBatch()) }()
-	time.Sleep(50 * time.Millisecond)
+	testutil.WaitParked(t, "shm.(*Port).Recv")
 	p.Stop()
 	select {
 	case err := <-done:
