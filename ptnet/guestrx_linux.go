@@ -8,6 +8,7 @@ import (
 	"github.com/valeswitch/vale/vale/frame"
 )
 
+// Deliver writes frames into the driver's receive buffers of pair r.
 func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int, err error) {
 	q := p.queues[2*r]
 	old := debug.SetPanicOnFault(true)

@@ -199,5 +199,3 @@ func (p *Port) releaseTx(q *queue, frames int) {
 		signal(q.call)
 	}
 }
-
-// Deliver writes frames into the driver's receive buffers of pair r.

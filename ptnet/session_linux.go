@@ -16,6 +16,11 @@ import (
 	"github.com/valeswitch/vale/vale/frame"
 )
 
+// Frontend connections: valed listens on the port's socket (acceptLoop) or
+// connects to a frontend that listens and reconnects when it goes
+// (dialLoop); either way one session at a time is served.
+
+// acceptLoop serves the frontends that connect to the port's socket.
 func (p *Port) acceptLoop() {
 	defer p.wg.Done()
 	for {
@@ -38,6 +43,8 @@ func (p *Port) acceptLoop() {
 	}
 }
 
+// dialLoop connects to the frontend's socket, and again after each
+// session, until the port stops.
 func (p *Port) dialLoop() {
 	defer p.wg.Done()
 	logged := false
