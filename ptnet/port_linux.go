@@ -12,6 +12,7 @@ import (
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/sockfile"
 	"github.com/valeswitch/vale/ports"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 	"github.com/valeswitch/vale/vale/wire"
 )
@@ -176,7 +177,7 @@ func (p *Port) Describe() wire.Desc {
 	p.mu.Lock()
 	state := []string{p.state}
 	if p.conn != nil {
-		state = append(state, fmt.Sprintf("features=%#x", p.features))
+		state = append(state, vhostuser.FeatureNames(p.features)...)
 		enabled := 0
 		for _, q := range p.queues {
 			q.mu.Lock()

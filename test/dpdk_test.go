@@ -138,7 +138,7 @@ func TestVirtioUserMultiqueue(t *testing.T) {
 		t.Errorf("pkt-gen received %d frames", p)
 	}
 	st := d.portStats(t, "vale0:vu")
-	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") {
+	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") || !strings.Contains(st.State, "connected,split,v1,mrg,") || !strings.Contains(st.State, ",mq,") {
 		t.Errorf("vale0:vu: %v", st)
 	}
 	stopTestpmd(t, tp)

@@ -158,3 +158,27 @@ func MemTable(regions ...Region) []byte {
 	}
 	return b
 }
+
+// featureNames names the feature bits a listing shows, in this order.
+var featureNames = []struct {
+	bit  uint64
+	name string
+}{
+	{FeatVersion1, "v1"}, {FeatNetMrgRxbuf, "mrg"}, {FeatEventIdx, "eventidx"}, {FeatNetMQ, "mq"},
+	{FeatNetCsum, "csum"}, {FeatNetGuestCsum, "guest-csum"}, {FeatNetHostTSO4, "tso4"}, {FeatNetHostTSO6, "tso6"},
+	{FeatNetHostECN, "ecn"}, {FeatNetGuestTSO4, "guest-tso4"}, {FeatNetGuestTSO6, "guest-tso6"},
+	{FeatNetGuestECN, "guest-ecn"}, {FeatLogAll, "log-all"}, {FeatProtocol, "protocol"},
+}
+
+// FeatureNames names the negotiated features: the ring kind first
+// ("split": the only kind offered), then each feature set, short names
+// as "vale-ctl -l" shows them (e.g. split,v1,mrg,eventidx).
+func FeatureNames(features uint64) []string {
+	names := []string{"split"}
+	for _, f := range featureNames {
+		if features&f.bit != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return names
+}

@@ -3,6 +3,7 @@ package vhostuser
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,15 @@ func TestSixteenBitFields(t *testing.T) {
 	Store32(b, 4, 0xdeadbeef)
 	if Load16(b, 4) != 0xbeef || Load16(b, 6) != 0xdead {
 		t.Errorf("halves of % x", b)
+	}
+}
+
+func TestFeatureNames(t *testing.T) {
+	got := strings.Join(FeatureNames(FeatVersion1|FeatNetMrgRxbuf|FeatEventIdx|FeatNetHostTSO4), ",")
+	if got != "split,v1,mrg,eventidx,tso4" {
+		t.Errorf("names %q", got)
+	}
+	if got := FeatureNames(0); len(got) != 1 || got[0] != "split" {
+		t.Errorf("no features: %q", got)
 	}
 }
