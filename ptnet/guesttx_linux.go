@@ -93,17 +93,14 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 	}
 	q.stage = q.stage[:0]
 	for i := range pending {
-		if !inPlace && len(q.stage)+maxTxChainBytes > cap(q.stage) {
-			pending = i // the rest waits for the next round
-			break
-		}
 		head, err := q.vq.head(i)
 		if err != nil {
 			return 0, err
 		}
-		got, added := 0, false
+		got, added, full := 0, false, false
 		var badHdr error
 		var off frame.Offload
+		frames, staged := len(b.Frames), len(q.stage)
 		if _, err := q.vq.walk(q.mem, head, false, maxTxChainBytes, func(buf []byte) {
 			if got < hdrLen {
 				k := copy(q.hdr[got:hdrLen], buf)
@@ -113,10 +110,14 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 					off, badHdr = parseVnetHdr(q.hdr[:hdrLen], q.feats)
 				}
 			}
-			if len(buf) == 0 || badHdr != nil || got < hdrLen {
+			if len(buf) == 0 || badHdr != nil || got < hdrLen || full {
 				return
 			}
 			if !inPlace {
+				if len(q.stage)+len(buf) > cap(q.stage) {
+					full = true // never grow the stage: frames point into it
+					return
+				}
 				start := len(q.stage)
 				q.stage = append(q.stage, buf...)
 				buf = q.stage[start:len(q.stage):len(q.stage)]
@@ -129,6 +130,14 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 			b.AddFragment(buf)
 		}); err != nil {
 			return 0, err
+		}
+		if full {
+			// The stage is full: this chain and the rest wait for the next
+			// round (the first of a round always fits).
+			b.Truncate(frames)
+			q.stage = q.stage[:staged]
+			pending = i
+			break
 		}
 		q.heads = append(q.heads, head)
 		q.framed = append(q.framed, added && badHdr == nil)

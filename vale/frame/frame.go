@@ -140,3 +140,17 @@ func (b *Batch) AddFragment(data []byte) {
 	b.frags = append(b.frags, data)
 	f.More = b.frags[start:len(b.frags):len(b.frags)]
 }
+
+// Truncate drops the frames from the n-th on (a port that took them from
+// its ring gives them back), with their fragments and offload counts.
+func (b *Batch) Truncate(n int) {
+	frags := 0
+	for i := n; i < len(b.Frames); i++ {
+		frags += len(b.Frames[i].More)
+		if !b.Frames[i].Offload.IsZero() {
+			b.Offloads--
+		}
+	}
+	b.Frames = b.Frames[:n]
+	b.frags = b.frags[:len(b.frags)-frags]
+}
