@@ -503,3 +503,54 @@ func TestShortEventIdxRing(t *testing.T) {
 	g.Queues[1].SendFrame(make([]byte, g.HdrLen), testFrame(60, 1), false)
 	testutil.WaitFor(t, "the frame to be taken", func() bool { return len(g.Queues[1].UsedEntries()) == 1 })
 }
+
+// A guest that sends the largest chains from memory that is not sealed
+// (so frames are staged) fills the stage: a round takes what fits, the
+// chain that does not fit waits whole for the next round, and every frame
+// arrives once, intact, in order.
+func TestStageFull(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(backendFeatures, 2, 256)
+	f.Sync()
+	tx := f.Queues[1]
+	hdr := make([]byte, f.HdrLen)
+	const n, size = 40, 64000 // 40 frames of 64 KB do not fit a 2 MiB stage
+	var sent [][]byte
+	mem := f.Mem
+	put := func(b []byte) uint64 {
+		off := f.Alloc(uint64(len(b)), 8)
+		copy(mem[off:], b)
+		return off
+	}
+	for i := range n {
+		// A chain of three: the header, then the frame in two halves, so
+		// that a frame may be half staged when the stage fills.
+		fr := testFrame(size, byte(i))
+		d := uint16(3 * i)
+		tx.SetDesc(d, put(hdr), uint32(len(hdr)), vhostuser.DescFNext, d+1)
+		tx.SetDesc(d+1, put(fr[:size/2]), size/2, vhostuser.DescFNext, d+2)
+		tx.SetDesc(d+2, put(fr[size/2:]), size-size/2, 0, 0)
+		tx.Publish(d)
+		sent = append(sent, fr)
+	}
+	first := recvOne(t, p, 0)
+	if len(first) == 0 || len(first) >= n {
+		t.Fatalf("the first round took %d of %d frames, want some but not all", len(first), n)
+	}
+	got := first
+	for len(got) < n {
+		got = append(got, recvOne(t, p, 0)...)
+	}
+	if len(got) != n {
+		t.Fatalf("%d frames arrived, want %d", len(got), n)
+	}
+	for i, fr := range got {
+		if !bytes.Equal(fr.Data, sent[i]) {
+			t.Fatalf("frame %d differs from the one sent (%d bytes)", i, len(fr.Data))
+		}
+	}
+	if c := p.Counters(); c.TxBadHeader != 0 || c.StoppedQueues != 0 {
+		t.Errorf("counters %+v", c)
+	}
+}
