@@ -218,9 +218,11 @@ func (g *guest) waitLineAfter(t testing.TB, re string, from int, timeout time.Du
 	return nil, 0
 }
 
-// matchAfter matches rx in out after byte offset from, and returns the
-// submatches and where the match ends (nil if none).
+// matchAfter matches rx in the complete lines of out after byte offset
+// from, and returns the submatches and where the match ends (nil if none).
+// A line still being written is not matched: "GOT 4" of "GOT 4194304".
 func matchAfter(rx *regexp.Regexp, out string, from int) ([]string, int) {
+	out = out[:strings.LastIndexByte(out, '\n')+1]
 	from = min(from, len(out))
 	loc := rx.FindStringSubmatchIndex(out[from:])
 	if loc == nil {
