@@ -156,17 +156,49 @@ func (p *Port) onSetVringBase(m *message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.num > 0xffff {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.feats&vhostuser.FeatRingPacked == 0 && s.num > 0xffff {
 		return nil, fmt.Errorf("virtqueue %d: base %d", s.index, s.num)
 	}
-	q.mu.Lock()
-	q.base = uint16(s.num)
-	q.vq.lastAvail = q.base
-	q.mu.Unlock()
+	q.base = s.num
+	if !q.ready {
+		return nil, nil
+	}
+	// A ring mapped already starts from the new base.
+	next, used, err := q.baseCursors()
+	if err != nil {
+		q.ready = false
+		return nil, err
+	}
+	q.vq.setNext(next)
+	if q.vq.packed {
+		q.vq.usedIdx, q.vq.usedWrap = used.idx, used.wrap
+	}
 	return nil, nil
 }
 
-// onGetVringBase stops the queue and answers where it stopped.
+// baseCursors decodes the base the frontend set: the next available entry
+// and the next used one. A packed ring's base holds the available slot
+// and wrap counter in its low 16 bits and, from QEMU, the used ones in its
+// high 16 bits (zero: the same as the available ones). Its lock is held.
+func (q *queue) baseCursors() (next, used cursor, err error) {
+	if q.feats&vhostuser.FeatRingPacked == 0 {
+		return cursor{idx: uint16(q.base)}, cursor{}, nil
+	}
+	decode := func(v uint32) cursor { return cursor{idx: uint16(v & 0x7fff), wrap: v&0x8000 != 0} }
+	next, used = decode(q.base), decode(q.base>>16)
+	if q.base>>16 == 0 {
+		used = next
+	}
+	if next.idx >= q.num || used.idx >= q.num {
+		return next, used, fmt.Errorf("virtqueue %d: base %#x beyond a ring of %d", q.index, q.base, q.num)
+	}
+	return next, used, nil
+}
+
+// onGetVringBase stops the queue and answers where it stopped (a packed
+// ring: the available and the used slots with their wrap counters).
 func (p *Port) onGetVringBase(m *message) ([]byte, error) {
 	s, q, err := p.stateQueue(m)
 	if err != nil {
@@ -174,9 +206,9 @@ func (p *Port) onGetVringBase(m *message) ([]byte, error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	base := q.vq.lastAvail
-	if !q.ready {
-		base = q.base
+	base := q.base
+	if q.ready {
+		base = q.vq.base()
 	}
 	q.started = false
 	if q.kick != nil {
@@ -184,7 +216,7 @@ func (p *Port) onGetVringBase(m *message) ([]byte, error) {
 		q.kick = nil
 	}
 	q.wake()
-	return vhostuser.State(s.index, uint32(base)), nil
+	return vhostuser.State(s.index, base), nil
 }
 
 // onSetVringFD serves SET_VRING_KICK, _CALL and _ERR.
@@ -304,7 +336,8 @@ func (p *Port) mapRing(q *queue) error {
 		return nil
 	}
 	eventIdx := q.feats&vhostuser.FeatEventIdx != 0
-	ds, as, us := vhostuser.RingSizes(q.num, eventIdx)
+	packed := q.feats&vhostuser.FeatRingPacked != 0
+	ds, as, us := ringSizes(q.num, packed, eventIdx)
 	desc, ok1 := q.mem.user(q.addr.desc, ds)
 	avail, ok2 := padded(q.mem, q.addr.avail, as)
 	used, ok3 := padded(q.mem, q.addr.used, us)
@@ -312,16 +345,20 @@ func (p *Port) mapRing(q *queue) error {
 		q.ready = false
 		return fmt.Errorf("virtqueue %d: ring addresses %#x/%#x/%#x outside the memory table", q.index, q.addr.desc, q.addr.avail, q.addr.used)
 	}
-	base := q.vq.lastAvail
-	if !q.ready {
-		base = q.base
+	next, usedAt := q.vq.next, cursor{q.vq.usedIdx, q.vq.usedWrap}
+	if !q.ready || q.vq.packed != packed {
+		var err error
+		if next, usedAt, err = q.baseCursors(); err != nil {
+			q.ready = false
+			return err
+		}
 	}
 	q.ready = false
-	if err := q.vq.setup(q.num, desc, avail, used, eventIdx); err != nil {
+	if err := q.vq.setup(q.num, packed, desc, avail, used, eventIdx); err != nil {
 		return fmt.Errorf("virtqueue %d: %w", q.index, err)
 	}
-	q.vq.lastAvail = base
-	if err := q.attach(); err != nil {
+	q.vq.setNext(next)
+	if err := q.attach(usedAt); err != nil {
 		return fmt.Errorf("virtqueue %d: %w", q.index, err)
 	}
 	q.ready = true
@@ -338,17 +375,22 @@ func padded(m ringMemory, addr, n uint64) ([]byte, bool) {
 	return m.user(addr, n)
 }
 
-// attach takes over a ring just mapped: the used ring says where the
-// device left it (0 for a new ring, the last published index after a
-// reconnection). A fault in guest memory becomes an error, with the
-// caller's locks still held and released by it.
-func (q *queue) attach() (err error) {
+// attach takes over a ring just mapped: a split ring's used ring says
+// where the device left it (0 for a new ring, the last published index
+// after a reconnection), a packed ring's base or its position before the
+// mapping changed (used). A fault in guest memory becomes an error, with
+// the caller's locks still held and released by it.
+func (q *queue) attach(used cursor) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = guard.Error(r)
 		}
 	}()
-	q.vq.usedIdx = uint16(vhostuser.Load32(q.vq.used, 0) >> 16)
+	if q.vq.packed {
+		q.vq.usedIdx, q.vq.usedWrap = used.idx, used.wrap
+	} else {
+		q.vq.usedIdx = uint16(vhostuser.Load32(q.vq.used, 0) >> 16)
+	}
 	q.vq.usedFlags = 0
 	q.vq.signalledValid = false
 	if !q.tx {

@@ -8,9 +8,11 @@
 // feature and protocol-feature negotiation (MQ, REPLY_ACK), owner, memory
 // table (regions mapped from the frontend's descriptors, re-set at run
 // time), and per-ring number, addresses, base, kick, call, error and
-// enable. The device is virtio-net over split virtqueues with
-// VIRTIO_F_VERSION_1, mergeable receive buffers, event-index notification
-// suppression, multiqueue, and the virtio-net header's offloads: frames a
+// enable. The device is virtio-net over split or packed virtqueues
+// (VIRTIO_F_RING_PACKED) with VIRTIO_F_VERSION_1, VIRTIO_F_IN_ORDER (it
+// uses buffers in the order they came, whatever the driver chose),
+// mergeable receive buffers, event-index notification suppression,
+// multiqueue, and the virtio-net header's offloads: frames a
 // guest sends with a partial checksum or as a TCP segment of up to 64 KiB
 // enter the switch as they are (frame.Offload), reach a guest that
 // negotiated the same offloads as they are, and are completed in software

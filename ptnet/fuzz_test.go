@@ -35,30 +35,42 @@ func (h *heapMemory) user(addr, n uint64) ([]byte, bool) { return h.slice(addr, 
 
 func (h *heapMemory) stable() bool { return !h.unsealed }
 
-// FuzzVirtq feeds arbitrary descriptor tables and available rings to the
-// device side of both queue directions: it must never panic, never hand
-// out memory outside the guest's, and never take more than the ring holds.
+// FuzzVirtq feeds arbitrary descriptor tables and available rings, or
+// packed rings, to the device side of both queue directions: it must never
+// panic, never hand out memory outside the guest's, and never take more
+// than the ring holds.
 func FuzzVirtq(f *testing.F) {
 	seed := make([]byte, 4096)
 	binary.LittleEndian.PutUint16(seed[16*8+2:], 3) // avail idx 3
-	f.Add(seed, uint16(0), true, false)
-	f.Add(seed, uint16(65530), false, true)
-	f.Fuzz(func(t *testing.T, ring []byte, base uint16, mrg, unsealed bool) {
+	f.Add(seed, uint16(0), true, false, false)
+	f.Add(seed, uint16(65530), false, true, false)
+	packed := make([]byte, 4096)
+	for i := range 8 { // chains of one and two, available in lap 1
+		binary.LittleEndian.PutUint16(packed[16*i+14:], vhostuser.DescFAvail|uint16(i%2)*vhostuser.DescFNext)
+	}
+	f.Add(packed, uint16(0x8000), true, false, true)
+	f.Add(packed, uint16(0x8006), false, true, true)
+	f.Fuzz(func(t *testing.T, ring []byte, base uint16, mrg, unsealed, packed bool) {
 		const num = 8
 		mem := &heapMemory{base: 0x1000, b: make([]byte, 16384), unsealed: unsealed}
 		copy(mem.b, ring)
-		ds, as, us := vhostuser.RingSizes(num, true)
+		ds, as, us := ringSizes(num, packed, true)
 		p := &Port{log: newDiscardLogger()}
 		p.caps.Store(frame.OffloadCaps{Csum: true})
 		for _, tx := range []bool{true, false} {
 			q := &queue{tx: tx, hdrLen: 12, mrg: mrg, feats: backendFeatures, mem: mem}
 			desc, _ := mem.slice(0x1000, ds)
 			avail, _ := mem.slice(0x1000+ds, as)
-			used, _ := mem.slice(0x1000+ds+as+6, us)
-			if err := q.vq.setup(num, desc, avail, used, true); err != nil {
+			used, _ := mem.slice(0x1000+ds+as+4, us)
+			if err := q.vq.setup(num, packed, desc, avail, used, true); err != nil {
 				t.Skip(err)
 			}
-			q.vq.lastAvail = base
+			next := cursor{idx: base}
+			if packed {
+				next = cursor{idx: base % num, wrap: base&0x8000 != 0}
+				q.vq.usedIdx, q.vq.usedWrap = next.idx, next.wrap
+			}
+			q.vq.setNext(next)
 			q.ready, q.started, q.enabled = true, true, true
 			b := frame.NewBatch()
 			n, err := p.takeTx(q, b)
@@ -70,6 +82,7 @@ func FuzzVirtq(f *testing.F) {
 					t.Fatalf("a frame of %d bytes", fr.Len())
 				}
 			}
+			p.releaseTx(q, n/2)
 			out := frame.NewBatch()
 			out.Add(make([]byte, 3000), 0)
 			out.Add(make([]byte, 60), 0)
@@ -96,7 +109,7 @@ func FuzzMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msgs []byte, handshake bool) {
 		fe := ptnettest.NewFrontend(t, sock)
 		if handshake {
-			fe.Handshake(backendFeatures, 2, 16)
+			fe.Handshake(splitFeatures, 2, 16)
 		}
 		for len(msgs) >= 2 {
 			req, n := uint32(msgs[0]), int(msgs[1])
@@ -132,12 +145,14 @@ func FuzzRingSetup(f *testing.F) {
 	const memSize = 16384
 	// The ring of issue 11: the used ring ends two bytes short of
 	// avail_event, at the end of the region.
-	f.Add(uint16(8), uint64(0x1000), uint64(0x1080), uint64(0x1000+memSize-(4+8*8)), true, []byte{1, 2, 3})
-	f.Add(uint16(8), uint64(0x1000), uint64(0x1080), uint64(0x1000+memSize-(6+8*8)), true, []byte{})
-	f.Add(uint16(256), uint64(0x1000), uint64(0x2000), uint64(0x3000), false, []byte{0xff, 0xff})
-	f.Add(uint16(4), uint64(0x1000), uint64(0x1000), uint64(0x1000), true, []byte{0, 0, 0, 0, 9, 9})
-	f.Add(uint16(2), uint64(0x1000+memSize-32), uint64(0x1000+memSize-6), uint64(0x1000+memSize-20), true, []byte{7})
-	f.Fuzz(func(t *testing.T, num uint16, desc, avail, used uint64, eventIdx bool, content []byte) {
+	f.Add(uint16(8), uint64(0x1000), uint64(0x1080), uint64(0x1000+memSize-(4+8*8)), true, []byte{1, 2, 3}, false)
+	f.Add(uint16(8), uint64(0x1000), uint64(0x1080), uint64(0x1000+memSize-(6+8*8)), true, []byte{}, false)
+	f.Add(uint16(256), uint64(0x1000), uint64(0x2000), uint64(0x3000), false, []byte{0xff, 0xff}, false)
+	f.Add(uint16(4), uint64(0x1000), uint64(0x1000), uint64(0x1000), true, []byte{0, 0, 0, 0, 9, 9}, false)
+	f.Add(uint16(2), uint64(0x1000+memSize-32), uint64(0x1000+memSize-6), uint64(0x1000+memSize-20), true, []byte{7}, false)
+	f.Add(uint16(8), uint64(0x1000), uint64(0x1080), uint64(0x1000+memSize-4), true, []byte{0x80, 0}, true)
+	f.Add(uint16(16), uint64(0x1000+memSize-16*16), uint64(0x1000), uint64(0x1002), false, []byte{1, 0x80, 0, 0x80}, true)
+	f.Fuzz(func(t *testing.T, num uint16, desc, avail, used uint64, eventIdx bool, content []byte, packed bool) {
 		mem := &heapMemory{base: 0x1000, b: make([]byte, memSize)}
 		for i := 0; i < len(mem.b) && len(content) > 0; i += len(content) {
 			copy(mem.b[i:], content)
@@ -145,6 +160,9 @@ func FuzzRingSetup(f *testing.F) {
 		feats := uint64(backendFeatures)
 		if !eventIdx {
 			feats &^= vhostuser.FeatEventIdx
+		}
+		if packed {
+			feats |= vhostuser.FeatRingPacked
 		}
 		p := &Port{log: newDiscardLogger()}
 		p.caps.Store(frame.OffloadCaps{Csum: true, TSO4: true})

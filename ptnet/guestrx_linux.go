@@ -52,12 +52,9 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 // having taken nothing, when the driver has not made room enough
 // available. The queue's lock is held.
 func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
-	pending, err := q.vq.pending()
-	if err != nil {
-		return false, err
-	}
 	// Find the chains: capacities first, nothing written yet.
-	nchains, err := q.chainsFor(q.hdrLen+f.Len(), 0, pending)
+	c := q.vq.next
+	nchains, err := q.chainsFor(q.hdrLen+f.Len(), &c)
 	if nchains == 0 || err != nil {
 		return false, err
 	}
@@ -71,9 +68,9 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	src := append(append(q.src[:0], q.hdr[:q.hdrLen], f.Data), f.More...)
 	q.src = src[:0]
 	si, so := 0, 0
-	for c := range nchains {
+	for _, ch := range q.rxChains[:nchains] {
 		n := 0
-		if _, err := q.vq.walk(q.mem, q.rxHeads[c], true, 1<<30, func(buf []byte) {
+		if _, err := q.vq.walk(q.mem, ch, true, 1<<30, func(buf []byte) {
 			for len(buf) > 0 && si < len(src) {
 				k := copy(buf, src[si][so:])
 				buf = buf[k:]
@@ -85,33 +82,33 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 		}); err != nil {
 			return false, err
 		}
-		q.vq.putUsed(q.rxHeads[c], uint32(n))
+		q.vq.putUsed(ch, uint32(n))
 	}
-	q.vq.lastAvail += uint16(nchains)
+	q.vq.next = c
 	return true, nil
 }
 
-// chainsFor finds the available chains from lastAvail+from on (of pending)
-// that a frame of need bytes with its header takes, notes their heads in
-// q.rxHeads, and returns how many: 0 if the driver has not made room
-// enough available. The queue's lock is held.
-func (q *queue) chainsFor(need int, from, pending uint16) (int, error) {
+// chainsFor finds the available chains from c on that a frame of need
+// bytes with its header takes, notes them in q.rxChains, moves c past them
+// and returns how many: 0 if the driver has not made room enough
+// available. The queue's lock is held.
+func (q *queue) chainsFor(need int, c *cursor) (int, error) {
 	nchains, room := 0, 0
 	for room < need {
-		if from+uint16(nchains) == pending || nchains == maxRxChains || (!q.mrg && nchains == 1) {
+		if nchains == maxRxChains || (!q.mrg && nchains == 1) {
 			return 0, nil
 		}
-		head, err := q.vq.head(from + uint16(nchains))
+		ch, ok, err := q.vq.take(c)
+		if !ok || err != nil {
+			return 0, err
+		}
+		n, err := q.vq.walk(q.mem, ch, true, 1<<30, func([]byte) {})
 		if err != nil {
 			return 0, err
 		}
-		c, err := q.vq.walk(q.mem, head, true, 1<<30, func([]byte) {})
-		if err != nil {
-			return 0, err
-		}
-		q.rxHeads[nchains] = head
+		q.rxChains[nchains] = ch
 		nchains++
-		room += c
+		room += n
 	}
 	return nchains, nil
 }
@@ -136,20 +133,15 @@ func (p *Port) Room(r int, b *frame.Batch, which []uint16) (n int) {
 			n = len(which)
 		}
 	}()
-	pending, err := q.vq.pending()
-	if err != nil {
-		return len(which) // Deliver stops the queue
-	}
-	used := uint16(0)
+	c := q.vq.next
 	for n, fi := range which {
-		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), used, pending)
+		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), &c)
 		if err != nil {
-			return len(which)
+			return len(which) // Deliver stops the queue
 		}
 		if k == 0 {
 			return n
 		}
-		used += uint16(k)
 	}
 	return len(which)
 }
@@ -197,8 +189,21 @@ func (p *Port) armRoom(q *queue, on bool) (more, ok bool) {
 		return false, true
 	}
 	// Kick for buffers beyond those available now (too few for the frame
-	// that waits), then look once more.
-	idx := q.vq.availIdx()
-	q.vq.enableKicksAfter(idx)
-	return q.vq.availIdx() != idx, true
+	// that waits: a packed ring's are found by walking them), then look
+	// once more.
+	c := q.vq.next
+	if !q.vq.packed {
+		c.idx = q.vq.availIdx()
+	}
+	for q.vq.packed {
+		_, ok, err := q.vq.take(&c)
+		if err != nil {
+			return false, false
+		}
+		if !ok {
+			break
+		}
+	}
+	q.vq.enableKicksAt(c)
+	return q.vq.availableAt(c), true
 }

@@ -63,8 +63,7 @@ func (p *Port) sleepy(q *queue) (more bool, err error) {
 		}
 	}()
 	q.vq.enableKicks()
-	n, err := q.vq.pending()
-	return n > 0, err
+	return q.vq.availableAt(q.vq.next), nil
 }
 
 // takeTx takes up to a batch of the driver's frames. The queue's lock is
@@ -75,16 +74,6 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 			n, err = 0, guard.Error(r)
 		}
 	}()
-	pending, err := q.vq.pending()
-	if err != nil {
-		return 0, err
-	}
-	if pending == 0 {
-		return 0, nil
-	}
-	q.vq.disableKicks()
-	pending = min(pending, frame.MaxBatch)
-	hdrLen := q.hdrLen
 	// Frames read in place when the memory cannot shrink; else copied
 	// (here, where a fault is recovered) into the stage.
 	inPlace := q.mem.stable()
@@ -92,43 +81,21 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 		q.stage = make([]byte, 0, stageSize)
 	}
 	q.stage = q.stage[:0]
-	for i := range pending {
-		head, err := q.vq.head(i)
+	c := q.vq.next
+	for n < frame.MaxBatch {
+		ch, ok, err := q.vq.take(&c)
 		if err != nil {
 			return 0, err
 		}
-		got, added, full := 0, false, false
-		var badHdr error
-		var off frame.Offload
+		if !ok {
+			break
+		}
+		if n == 0 {
+			q.vq.disableKicks()
+		}
 		frames, staged := len(b.Frames), len(q.stage)
-		if _, err := q.vq.walk(q.mem, head, false, maxTxChainBytes, func(buf []byte) {
-			if got < hdrLen {
-				k := copy(q.hdr[got:hdrLen], buf)
-				got += k
-				buf = buf[k:]
-				if got == hdrLen {
-					off, badHdr = parseVnetHdr(q.hdr[:hdrLen], q.feats)
-				}
-			}
-			if len(buf) == 0 || badHdr != nil || got < hdrLen || full {
-				return
-			}
-			if !inPlace {
-				if len(q.stage)+len(buf) > cap(q.stage) {
-					full = true // never grow the stage: frames point into it
-					return
-				}
-				start := len(q.stage)
-				q.stage = append(q.stage, buf...)
-				buf = q.stage[start:len(q.stage):len(q.stage)]
-			}
-			if !added {
-				b.AddOffload(buf, off)
-				added = true
-				return
-			}
-			b.AddFragment(buf)
-		}); err != nil {
+		full, framed, err := p.readChain(q, ch, inPlace, b)
+		if err != nil {
 			return 0, err
 		}
 		if full {
@@ -136,20 +103,67 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 			// round (the first of a round always fits).
 			b.Truncate(frames)
 			q.stage = q.stage[:staged]
-			pending = i
+			c = ch.at
 			break
 		}
-		q.heads = append(q.heads, head)
-		q.framed = append(q.framed, added && badHdr == nil)
-		if badHdr != nil {
-			p.txBadHdr.Add(1)
-			if added {
-				drop(b)
+		q.chains = append(q.chains, ch)
+		q.framed = append(q.framed, framed)
+		n++
+	}
+	q.vq.next = c
+	return n, nil
+}
+
+// readChain adds the frame of one chain to b: its virtio-net header
+// parsed, its buffers in place or staged. It reports whether the stage
+// had no room for it, and whether it made a frame (a chain with nothing
+// behind its header, or a header that does not apply, does not).
+func (p *Port) readChain(q *queue, ch chain, inPlace bool, b *frame.Batch) (full, framed bool, err error) {
+	hdrLen := q.hdrLen
+	got, added := 0, false
+	var badHdr error
+	var off frame.Offload
+	if _, err := q.vq.walk(q.mem, ch, false, maxTxChainBytes, func(buf []byte) {
+		if got < hdrLen {
+			k := copy(q.hdr[got:hdrLen], buf)
+			got += k
+			buf = buf[k:]
+			if got == hdrLen {
+				off, badHdr = parseVnetHdr(q.hdr[:hdrLen], q.feats)
 			}
 		}
+		if len(buf) == 0 || badHdr != nil || got < hdrLen || full {
+			return
+		}
+		if !inPlace {
+			if len(q.stage)+len(buf) > cap(q.stage) {
+				full = true // never grow the stage: frames point into it
+				return
+			}
+			start := len(q.stage)
+			q.stage = append(q.stage, buf...)
+			buf = q.stage[start:len(q.stage):len(q.stage)]
+		}
+		if !added {
+			b.AddOffload(buf, off)
+			added = true
+			return
+		}
+		b.AddFragment(buf)
+	}); err != nil {
+		return false, false, err
 	}
-	q.vq.lastAvail += pending
-	return int(pending), nil
+	if full {
+		return true, false, nil
+	}
+	if badHdr != nil {
+		p.txBadHdr.Add(1)
+		if added {
+			drop(b)
+		}
+		return false, false, nil
+	}
+	return false, added, nil
 }
 
 // drop removes the last frame of b.
@@ -172,7 +186,7 @@ func (p *Port) Release(r int, _ *frame.Batch, n int) {
 
 // releaseTx returns the chains taken. The queue's lock is held.
 func (p *Port) releaseTx(q *queue, frames int) {
-	if len(q.heads) == 0 {
+	if len(q.chains) == 0 {
 		return
 	}
 	defer func() {
@@ -180,10 +194,10 @@ func (p *Port) releaseTx(q *queue, frames int) {
 			p.breakQueue(q, guard.Error(r))
 		}
 	}()
-	k := len(q.heads)
+	k := len(q.chains)
 	if frames >= 0 {
 		// The chains up to the one of frame number frames (not included)
-		// are used; the others go back to the available ring.
+		// are used; the others go back to the driver.
 		seen := 0
 		for i, f := range q.framed {
 			if f && seen == frames {
@@ -195,11 +209,13 @@ func (p *Port) releaseTx(q *queue, frames int) {
 			}
 		}
 	}
-	q.vq.lastAvail -= uint16(len(q.heads) - k)
-	for _, h := range q.heads[:k] {
-		q.vq.putUsed(h, 0)
+	if k < len(q.chains) {
+		q.vq.setNext(q.chains[k].at)
 	}
-	q.heads, q.framed = q.heads[:0], q.framed[:0]
+	for _, ch := range q.chains[:k] {
+		q.vq.putUsed(ch, 0)
+	}
+	q.chains, q.framed = q.chains[:0], q.framed[:0]
 	if k == 0 {
 		return
 	}

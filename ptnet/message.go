@@ -10,7 +10,7 @@ import (
 // backendFeatures are the features valed offers.
 const backendFeatures = vhostuser.FeatNetCsum | vhostuser.FeatNetGuestCsum | vhostuser.FeatNetGuestTSO4 | vhostuser.FeatNetGuestTSO6 | vhostuser.FeatNetGuestECN |
 	vhostuser.FeatNetHostTSO4 | vhostuser.FeatNetHostTSO6 | vhostuser.FeatNetHostECN | vhostuser.FeatNetMrgRxbuf | vhostuser.FeatNetMQ |
-	vhostuser.FeatEventIdx | vhostuser.FeatProtocol | vhostuser.FeatVersion1
+	vhostuser.FeatEventIdx | vhostuser.FeatProtocol | vhostuser.FeatVersion1 | vhostuser.FeatRingPacked | vhostuser.FeatInOrder
 
 // backendProtocolFeatures are the protocol features valed offers.
 const backendProtocolFeatures = vhostuser.ProtoMQ | vhostuser.ProtoReplyAck

@@ -97,7 +97,7 @@ type queue struct {
 	num     uint16
 	addr    vringAddr
 	addrSet bool
-	base    uint16
+	base    uint32 // as SET_VRING_BASE gave it
 	mem     ringMemory
 	ready   bool // rings mapped
 	started bool // kick descriptor received, not stopped by GET_VRING_BASE
@@ -112,15 +112,15 @@ type queue struct {
 
 	// Transmit side: the chains the last Recv took, and where frames are
 	// copied to when the guest's memory could shrink under the mapping.
-	heads  []uint16
-	framed []bool // by chain of heads: whether it made a frame of the batch
+	chains []chain
+	framed []bool // by chain: whether it made a frame of the batch
 	stage  []byte
 
-	kicked  chan struct{}
-	changed chan struct{}
-	hdr     [vnetHdrMax]byte
-	rxHeads [maxRxChains]uint16
-	src     [][]byte // the pieces of a frame being written
+	kicked   chan struct{}
+	changed  chan struct{}
+	hdr      [vnetHdrMax]byte
+	rxChains [maxRxChains]chain
+	src      [][]byte // the pieces of a frame being written
 }
 
 // New creates a port and starts listening (or connecting) on its socket.

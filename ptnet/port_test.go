@@ -56,8 +56,7 @@ func recvOne(t *testing.T, p *Port, ring int) []frame.Frame {
 	case <-time.After(5 * time.Second):
 		q := p.queues[2*ring+1]
 		q.mu.Lock()
-		pend, perr := q.vq.pending()
-		st := fmt.Sprintf("live=%v ready=%v started=%v enabled=%v broken=%v lastAvail=%d pending=%d/%v avail=%#x", q.live(), q.ready, q.started, q.enabled, q.broken, q.vq.lastAvail, pend, perr, vhostuser.Load32(q.vq.avail, 0))
+		st := fmt.Sprintf("live=%v ready=%v started=%v enabled=%v broken=%v packed=%v next=%+v available=%v", q.live(), q.ready, q.started, q.enabled, q.broken, q.vq.packed, q.vq.next, q.vq.availableAt(q.vq.next))
 		q.mu.Unlock()
 		t.Fatalf("Recv returned nothing (%s; %s)", st, p.Describe().State)
 	}
@@ -73,12 +72,37 @@ func testFrame(n int, tag byte) []byte {
 	return f
 }
 
+// splitFeatures are the features of a frontend on split rings that uses
+// its buffers out of order: the tests that lay out split rings by hand.
+const splitFeatures = backendFeatures &^ (vhostuser.FeatRingPacked | vhostuser.FeatInOrder)
+
+// ringModes are the virtqueue layouts a frontend may negotiate.
+var ringModes = []struct {
+	name  string
+	feats uint64
+}{
+	{"split", splitFeatures},
+	{"split-inorder", backendFeatures &^ vhostuser.FeatRingPacked},
+	{"packed", backendFeatures &^ vhostuser.FeatInOrder},
+	{"packed-inorder", backendFeatures},
+}
+
+// eachRingMode runs fn as a subtest in each ring mode, with the features
+// to negotiate.
+func eachRingMode(t *testing.T, fn func(t *testing.T, feats uint64)) {
+	for _, m := range ringModes {
+		t.Run(m.name, func(t *testing.T) { fn(t, m.feats) })
+	}
+}
+
 // Frames cross both ways, whole, with the header and chain layouts a Linux
-// guest uses, mergeable buffers included.
-func TestTransmitAndReceive(t *testing.T) {
+// guest uses, mergeable buffers included, in each ring mode.
+func TestTransmitAndReceive(t *testing.T) { eachRingMode(t, testTransmitAndReceive) }
+
+func testTransmitAndReceive(t *testing.T, feats uint64) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 256)
+	f.Handshake(feats, 2, 256)
 	f.Sync()
 	rx, tx := f.Queues[0], f.Queues[1]
 	hdr := make([]byte, f.HdrLen)
@@ -129,10 +153,12 @@ func lens(fs [][]byte) []int {
 }
 
 // Without buffers the frames are dropped (counted), never waited for.
-func TestReceiveWithoutBuffers(t *testing.T) {
+func TestReceiveWithoutBuffers(t *testing.T) { eachRingMode(t, testReceiveWithoutBuffers) }
+
+func testReceiveWithoutBuffers(t *testing.T, feats uint64) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 64)
+	f.Handshake(feats, 2, 64)
 	f.Sync()
 	batch := frame.NewBatch()
 	batch.Add(testFrame(60, 0), 0)
@@ -146,10 +172,12 @@ func TestReceiveWithoutBuffers(t *testing.T) {
 
 // The header's offloads enter the switch; a header asking for what was
 // not negotiated drops its frame, not the queue.
-func TestOffloadHeaders(t *testing.T) {
+func TestOffloadHeaders(t *testing.T) { eachRingMode(t, testOffloadHeaders) }
+
+func testOffloadHeaders(t *testing.T, feats uint64) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures&^vhostuser.FeatNetHostTSO6, 2, 64)
+	f.Handshake(feats&^vhostuser.FeatNetHostTSO6, 2, 64)
 	f.Sync()
 	tx := f.Queues[1]
 	h := make([]byte, f.HdrLen)
@@ -209,7 +237,7 @@ func TestBrokenChains(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, sock := newTestPort(t, 1)
 			f := ptnettest.NewFrontend(t, sock)
-			f.Handshake(backendFeatures, 2, 64)
+			f.Handshake(splitFeatures, 2, 64)
 			tx, rx := f.Queues[1], f.Queues[0]
 			errFD, _ := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 			f.Send(vhostuser.ReqSetVringErr, vhostuser.U64(1), errFD)
@@ -299,7 +327,7 @@ func TestBadMessages(t *testing.T) {
 		}},
 		{"unknown request", func(f *ptnettest.Frontend) error { return f.TrySend(999, 0, nil) }},
 		{"ring outside memory", func(f *ptnettest.Frontend) error {
-			f.Handshake(backendFeatures, 0, 0)
+			f.Handshake(splitFeatures, 0, 0)
 			a := make([]byte, 40)
 			binary.LittleEndian.PutUint64(a[8:], 1<<50)
 			f.TrySend(vhostuser.ReqSetVringNum, 0, vhostuser.State(0, 64))
@@ -324,7 +352,7 @@ func TestBadMessages(t *testing.T) {
 	}
 	// And a good frontend still works.
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 64)
+	f.Handshake(splitFeatures, 2, 64)
 	f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(100, 9), false)
 	if got := recvOne(t, p, 0); len(got) != 1 {
 		t.Fatalf("after bad sessions: %d frames", len(got))
@@ -335,7 +363,7 @@ func TestBadMessages(t *testing.T) {
 func TestReplyAck(t *testing.T) {
 	_, sock := newTestPort(t, 2)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 0, 0)
+	f.Handshake(splitFeatures, 0, 0)
 	if err := f.TrySend(vhostuser.ReqSetVringEnable, vhostuser.FlagNeedReply, vhostuser.State(3, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +396,7 @@ func TestClientReconnect(t *testing.T) {
 		}
 		f := ptnettest.OnConn(t, c)
 		f.GPA, f.UVA = 0x1000000, 0x7e0000000000
-		f.Handshake(backendFeatures, 2, 64)
+		f.Handshake(splitFeatures, 2, 64)
 		f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(80, byte(round)), false)
 		if got := recvOne(t, p, 0); len(got) != 1 {
 			t.Fatalf("round %d: %d frames", round, len(got))
@@ -385,7 +413,7 @@ func TestClientReconnect(t *testing.T) {
 func TestMemTableAgain(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 64)
+	f.Handshake(splitFeatures, 2, 64)
 	for i := range 5 {
 		f.SetMemTable()
 		f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(70, byte(i)), false)
@@ -402,7 +430,7 @@ func TestFrontendVanishes(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	for round := range 3 {
 		f := ptnettest.NewFrontend(t, sock)
-		f.Handshake(backendFeatures, 2, 64)
+		f.Handshake(splitFeatures, 2, 64)
 		f.Queues[0].PostRx(32, 2048)
 		f.Sync()
 		stop := make(chan struct{})
@@ -436,7 +464,7 @@ func TestFrontendVanishes(t *testing.T) {
 func TestGuestMemoryShrinks(t *testing.T) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 64)
+	f.Handshake(splitFeatures, 2, 64)
 	f.Queues[0].PostRx(8, 2048)
 	go drain(p, 0)
 	f.Queues[1].SendFrame(make([]byte, f.HdrLen), testFrame(100, 1), false)
@@ -458,7 +486,7 @@ func TestGuestMemoryShrinks(t *testing.T) {
 	f.Close()
 	testutil.WaitFor(t, "the port to listen again", func() bool { return !p.Connected() })
 	f2 := ptnettest.NewFrontend(t, sock)
-	f2.Handshake(backendFeatures, 2, 64)
+	f2.Handshake(splitFeatures, 2, 64)
 	f2.Queues[1].SendFrame(make([]byte, f2.HdrLen), testFrame(100, 3), false)
 	testutil.WaitFor(t, "a frame from the next frontend", func() bool { return len(f2.Queues[1].UsedEntries()) == 1 })
 }
@@ -477,7 +505,7 @@ func TestShortEventIdxRing(t *testing.T) {
 		t.Fatal("the event index is not offered")
 	}
 	f.Send(vhostuser.ReqSetOwner, nil)
-	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats&^vhostuser.FeatProtocol))
+	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats&^(vhostuser.FeatProtocol|vhostuser.FeatRingPacked)))
 	f.SetMemTable()
 	const num = 8
 	ds, as, _ := vhostuser.RingSizes(num, true)
@@ -499,7 +527,7 @@ func TestShortEventIdxRing(t *testing.T) {
 		t.Fatalf("last error %q, want the ring refused", e)
 	}
 	g := ptnettest.NewFrontend(t, sock)
-	g.Handshake(backendFeatures, 2, 64)
+	g.Handshake(splitFeatures, 2, 64)
 	g.Queues[1].SendFrame(make([]byte, g.HdrLen), testFrame(60, 1), false)
 	testutil.WaitFor(t, "the frame to be taken", func() bool { return len(g.Queues[1].UsedEntries()) == 1 })
 }
@@ -508,10 +536,12 @@ func TestShortEventIdxRing(t *testing.T) {
 // (so frames are staged) fills the stage: a round takes what fits, the
 // chain that does not fit waits whole for the next round, and every frame
 // arrives once, intact, in order.
-func TestStageFull(t *testing.T) {
+func TestStageFull(t *testing.T) { eachRingMode(t, testStageFull) }
+
+func testStageFull(t *testing.T, feats uint64) {
 	p, sock := newTestPort(t, 1)
 	f := ptnettest.NewFrontend(t, sock)
-	f.Handshake(backendFeatures, 2, 256)
+	f.Handshake(feats, 2, 256)
 	f.Sync()
 	tx := f.Queues[1]
 	hdr := make([]byte, f.HdrLen)
@@ -527,11 +557,11 @@ func TestStageFull(t *testing.T) {
 		// A chain of three: the header, then the frame in two halves, so
 		// that a frame may be half staged when the stage fills.
 		fr := testFrame(size, byte(i))
-		d := uint16(3 * i)
-		tx.SetDesc(d, put(hdr), uint32(len(hdr)), vhostuser.DescFNext, d+1)
-		tx.SetDesc(d+1, put(fr[:size/2]), size/2, vhostuser.DescFNext, d+2)
-		tx.SetDesc(d+2, put(fr[size/2:]), size-size/2, 0, 0)
-		tx.Publish(d)
+		tx.PostChains([]ptnettest.Desc{
+			{Buf: put(hdr), Len: uint32(len(hdr)), Flags: vhostuser.DescFNext},
+			{Buf: put(fr[:size/2]), Len: size / 2, Flags: vhostuser.DescFNext},
+			{Buf: put(fr[size/2:]), Len: size - size/2},
+		})
 		sent = append(sent, fr)
 	}
 	first := recvOne(t, p, 0)
@@ -552,5 +582,113 @@ func TestStageFull(t *testing.T) {
 	}
 	if c := p.Counters(); c.TxBadHeader != 0 || c.StoppedQueues != 0 {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// Rings of 8 entries go round many times in both directions, with chains
+// of one and two descriptors (a packed ring's chains then straddle its
+// end, and both wrap counters flip): every frame arrives once, whole, in
+// order, and where the ring stands is what GET_VRING_BASE answers.
+func TestRingWraps(t *testing.T) { eachRingMode(t, testRingWraps) }
+
+func testRingWraps(t *testing.T, feats uint64) {
+	p, sock := newTestPort(t, 1)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(feats, 2, 8)
+	rx, tx := f.Queues[0], f.Queues[1]
+	hdr := make([]byte, f.HdrLen)
+	const rounds = 30
+	for r := range rounds {
+		// Three frames per round: 5 descriptors of the 8.
+		var sent [][]byte
+		for i := range 3 {
+			fr := testFrame(60+r+i, byte(r*3+i))
+			tx.SendFrame(hdr, fr, i != 1)
+			sent = append(sent, fr)
+		}
+		var got []frame.Frame
+		for len(got) < len(sent) {
+			got = append(got, recvOne(t, p, 0)...)
+		}
+		for i := range sent {
+			if i >= len(got) || !bytes.Equal(got[i].Data, sent[i]) {
+				t.Fatalf("round %d: the switch got %d frames, not the ones sent", r, len(got))
+			}
+		}
+		if n := len(tx.UsedEntries()); n != 3 {
+			t.Fatalf("round %d: %d chains used, want 3", r, n)
+		}
+	}
+	// Receive: 5 buffers of 1 KiB per round, a frame of 1500 bytes takes
+	// two of them (mergeable), one of 100 bytes one.
+	rx.PostRx(5, 1024)
+	for r := range rounds {
+		big, small := testFrame(1500, byte(r)), testFrame(100, byte(r+1))
+		b := frame.NewBatch()
+		b.Add(big, 0)
+		b.Add(small, 0)
+		if n, _, err := p.Deliver(0, b, []uint16{0, 1}); n != 2 || err != nil {
+			t.Fatalf("round %d: Deliver = %d, %v", r, n, err)
+		}
+		frames, _ := rx.RxFrames()
+		if len(frames) != 2 || !bytes.Equal(frames[0], big) || !bytes.Equal(frames[1], small) {
+			t.Fatalf("round %d: the guest got %v", r, lens(frames))
+		}
+		rx.PostRx(3, 1024)
+	}
+	// Transmit: 30 rounds of 3 chains (split: available entries), 5
+	// descriptors (packed: slots) in a ring of 8.
+	const txSlots = rounds * 5
+	want := uint32(rounds * 3)
+	if feats&vhostuser.FeatRingPacked != 0 {
+		next := uint32(txSlots % 8)
+		if (txSlots/8)%2 == 0 {
+			next |= 1 << 15 // the wrap counter starts at 1 and flips each lap
+		}
+		want = next | next<<16
+	}
+	f.Send(vhostuser.ReqGetVringBase, vhostuser.State(1, 0))
+	if got := binary.LittleEndian.Uint32(f.Reply(vhostuser.ReqGetVringBase)[4:]); got != want {
+		t.Errorf("GET_VRING_BASE = %#x, want %#x", got, want)
+	}
+}
+
+// In a packed ring, a chain that never ends (every descriptor of the ring
+// chained), one outside the guest's memory and a writable one on the
+// transmit queue each stop the queue; the receive queue works on.
+func TestBrokenPackedChains(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		chain func(f *ptnettest.Frontend) []ptnettest.Desc
+	}{
+		{"endless", func(f *ptnettest.Frontend) []ptnettest.Desc {
+			c := make([]ptnettest.Desc, 8)
+			for i := range c {
+				c[i] = ptnettest.Desc{Buf: f.Alloc(64, 8), Len: 64, Flags: vhostuser.DescFNext}
+			}
+			return c
+		}},
+		{"outside memory", func(f *ptnettest.Frontend) []ptnettest.Desc {
+			return []ptnettest.Desc{{Buf: uint64(len(f.Mem)) + 4096, Len: 64}}
+		}},
+		{"writable", func(f *ptnettest.Frontend) []ptnettest.Desc {
+			return []ptnettest.Desc{{Buf: f.Alloc(64, 8), Len: 64, Flags: vhostuser.DescFWrite}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, sock := newTestPort(t, 1)
+			f := ptnettest.NewFrontend(t, sock)
+			f.Handshake(backendFeatures, 2, 8)
+			go drain(p, 0)
+			f.Queues[1].PostChains(tc.chain(f))
+			testutil.WaitFor(t, "the queue to stop", func() bool { return strings.Contains(p.Describe().State, "stopped-queues=1") })
+			f.Queues[0].PostRx(4, 2048)
+			f.Sync()
+			batch := frame.NewBatch()
+			batch.Add(testFrame(60, 0), 0)
+			if n, _, _ := p.Deliver(0, batch, []uint16{0}); n != 1 {
+				t.Error("the receive queue stopped too")
+			}
+		})
 	}
 }

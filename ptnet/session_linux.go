@@ -192,7 +192,7 @@ func (q *queue) reset() {
 	q.vq = virtq{}
 	q.num, q.addr, q.addrSet, q.base, q.mem = 0, vringAddr{}, false, 0, nil
 	q.ready, q.started, q.enabled, q.broken = false, false, false, nil
-	q.heads = q.heads[:0]
+	q.chains, q.framed = q.chains[:0], q.framed[:0]
 	q.wake()
 }
 

@@ -28,8 +28,7 @@ func testpmd(t testing.TB, sock, mode string, extra ...string) *proc {
 		"--", "--forward-mode=" + mode, "--stats-period", "1", "--nb-cores=1", "--total-num-mbufs=8192",
 		"--rxd=1024", "--txd=1024"}
 	args = append(args, extra...)
-	p := launch(t, "dpdk-testpmd "+mode, exec.Command("dpdk-testpmd", args...), nil)
-	return p
+	return launch(t, "dpdk-testpmd "+mode, exec.Command("dpdk-testpmd", args...), nil)
 }
 
 // stopTestpmd ends testpmd with SIGINT (it then prints its totals) and returns
@@ -82,13 +81,17 @@ func waitConnected(t testing.TB, d *daemon, port string) {
 }
 
 // testpmd txonly -> virtio-user -> vale0 -> pkt-gen -f rx.
-func TestVirtioUserToPktgen(t *testing.T) {
+func TestVirtioUserToPktgen(t *testing.T) { virtioUserToPktgen(t, "") }
+
+// virtioUserToPktgen runs testpmd txonly on a virtio-user device with
+// devargs into pkt-gen -f rx, which must get exactly the frames it waits for.
+func virtioUserToPktgen(t *testing.T, devargs string) {
 	d := startValed(t)
 	sock := filepath.Join(t.TempDir(), "vu.sock")
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
 	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", "200000")
 	d.waitPort(t, "vale0:b")
-	tp := testpmd(t, sock, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff")
+	tp := testpmd(t, sock+devargs, "txonly", "--eth-peer=0,ff:ff:ff:ff:ff:ff")
 	rxOut := rx.Wait(60 * time.Second)
 	if p, b := totals(t, rxOut); p != 200000 || b != 200000*64 {
 		t.Errorf("pkt-gen received %d frames, %d bytes (testpmd sends 64-byte frames)", p, b)
@@ -103,11 +106,15 @@ func TestVirtioUserToPktgen(t *testing.T) {
 }
 
 // pkt-gen -f tx -> vale0 -> virtio-user -> testpmd rxonly: exact count.
-func TestPktgenToVirtioUser(t *testing.T) {
+func TestPktgenToVirtioUser(t *testing.T) { pktgenToVirtioUser(t, "") }
+
+// pktgenToVirtioUser sends frames from pkt-gen to testpmd rxonly on a
+// virtio-user device with devargs, which must get every one.
+func pktgenToVirtioUser(t *testing.T, devargs string) {
 	d := startValed(t)
 	sock := filepath.Join(t.TempDir(), "vu.sock")
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
-	tp := testpmd(t, sock, "rxonly")
+	tp := testpmd(t, sock+devargs, "rxonly")
 	waitConnected(t, d, "vale0:vu")
 	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.Out.String(), "forwards packets on") })
 	const n = 100000
@@ -138,7 +145,7 @@ func TestVirtioUserMultiqueue(t *testing.T) {
 		t.Errorf("pkt-gen received %d frames", p)
 	}
 	st := d.portStats(t, "vale0:vu")
-	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") || !strings.Contains(st.State, "connected,split,v1,mrg,") || !strings.Contains(st.State, ",mq,") {
+	if st.TxRings != 2 || st.RxRings != 2 || !strings.Contains(st.State, "queues=2/2") || !strings.Contains(st.State, "connected,split,v1,inorder,mrg,") || !strings.Contains(st.State, ",mq,") {
 		t.Errorf("vale0:vu: %v", st)
 	}
 	stopTestpmd(t, tp)
@@ -153,4 +160,36 @@ func queuesArg(extra []string) string {
 		}
 	}
 	return ""
+}
+
+// virtioUserModes are the ring layouts of DPDK's virtio-user, by its
+// devargs, and the start of the features valed then lists.
+var virtioUserModes = []struct{ name, devargs, features string }{
+	{"split", ",in_order=0", "connected,split,v1,mrg,"},
+	{"split-inorder", ",in_order=1", "connected,split,v1,inorder,mrg,"},
+	{"packed", ",packed_vq=1,in_order=0", "connected,packed,v1,mrg,"},
+	{"packed-inorder", ",packed_vq=1,in_order=1", "connected,packed,v1,inorder,mrg,"},
+}
+
+// Each ring layout of DPDK's virtio-user, both directions: testpmd's
+// transmit queue into pkt-gen, and pkt-gen into its receive queue, exact
+// counts, with the layout the port then lists.
+func TestVirtioUserRingModes(t *testing.T) {
+	for _, m := range virtioUserModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Run("guest-tx", func(t *testing.T) { virtioUserToPktgen(t, m.devargs) })
+			t.Run("guest-rx", func(t *testing.T) { pktgenToVirtioUser(t, m.devargs) })
+			t.Run("features", func(t *testing.T) {
+				d := startValed(t)
+				sock := filepath.Join(t.TempDir(), "vu.sock")
+				d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
+				tp := testpmd(t, sock+m.devargs, "rxonly")
+				waitConnected(t, d, "vale0:vu")
+				if st := d.portStats(t, "vale0:vu"); !strings.HasPrefix(st.State, m.features) {
+					t.Errorf("vale0:vu negotiated %q, want %q...", st.State, m.features)
+				}
+				stopTestpmd(t, tp)
+			})
+		})
+	}
 }

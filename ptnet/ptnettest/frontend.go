@@ -1,5 +1,6 @@
 // Package ptnettest is a virtio-net driver and vhost-user Frontend for
-// tests: guest memory in a memfd, split rings, buffers, and the messages
+// tests: guest memory in a memfd, split or packed rings (packed when
+// VIRTIO_F_RING_PACKED is negotiated), buffers, and the messages
 // QEMU sends. It plays the guest against a vhost-user backend (a ptnet
 // port, or valed's) over its socket, and lets a test break any rule on
 // purpose.
@@ -35,16 +36,30 @@ type Frontend struct {
 	Queues   map[int]*Queue
 }
 
-// Queue is the driver's side of one virtqueue.
+// Queue is the driver's side of one virtqueue. In a packed ring, Avail
+// is the driver's event area and Used the device's.
 type Queue struct {
 	f                         *Frontend
 	Index                     int
 	Num                       uint16
+	Packed                    bool
 	Desc, Avail, Used         uint64 // offsets in Mem
 	Kick, Call                int    // eventfds
 	availIdx, lastUsed, freed uint16
 	bufs                      []uint64 // offset of each descriptor's buffer
 	bufSize                   uint32
+
+	// Packed: the driver's wrap counters (next available slot: freed), and
+	// the descriptors each buffer id's chain took.
+	availWrap, usedWrap bool
+	chainLen            map[uint16]uint16
+}
+
+// Desc is one descriptor of a chain PostChain makes available.
+type Desc struct {
+	Buf   uint64 // offset in Mem
+	Len   uint32
+	Flags uint16 // DescFNext, DescFWrite, DescFIndirect (a packed ring's AVAIL and USED bits are added)
 }
 
 const frontendMem = 8 << 20
@@ -214,8 +229,17 @@ func (f *Frontend) SetMemTable() {
 // enables it.
 func (f *Frontend) SetupQueue(i int, num uint16) *Queue {
 	f.T.Helper()
-	ds, as, us := vhostuser.RingSizes(num, true)
-	q := &Queue{f: f, Index: i, Num: num, Desc: f.Alloc(ds, 16), Avail: f.Alloc(as, 4), Used: f.Alloc(us, 4096)}
+	q := &Queue{f: f, Index: i, Num: num, Packed: f.Features&vhostuser.FeatRingPacked != 0}
+	base := uint32(0)
+	if q.Packed {
+		ds, as, us := vhostuser.PackedRingSizes(num)
+		q.Desc, q.Avail, q.Used = f.Alloc(ds, 16), f.Alloc(as, 4), f.Alloc(us, 4)
+		q.availWrap, q.usedWrap, q.chainLen = true, true, map[uint16]uint16{}
+		base = 1 << 15 // slot 0, wrap counter 1
+	} else {
+		ds, as, us := vhostuser.RingSizes(num, true)
+		q.Desc, q.Avail, q.Used = f.Alloc(ds, 16), f.Alloc(as, 4), f.Alloc(us, 4096)
+	}
 	var err error
 	if q.Kick, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		f.T.Fatal(err)
@@ -225,14 +249,8 @@ func (f *Frontend) SetupQueue(i int, num uint16) *Queue {
 	}
 	f.Queues[i] = q
 	f.Send(vhostuser.ReqSetVringNum, vhostuser.State(uint32(i), uint32(num)))
-	a := make([]byte, 40)
-	le := binary.LittleEndian
-	le.PutUint32(a, uint32(i))
-	le.PutUint64(a[8:], f.UVA+q.Desc)
-	le.PutUint64(a[16:], f.UVA+q.Used)
-	le.PutUint64(a[24:], f.UVA+q.Avail)
-	f.Send(vhostuser.ReqSetVringAddr, a)
-	f.Send(vhostuser.ReqSetVringBase, vhostuser.State(uint32(i), 0))
+	f.Send(vhostuser.ReqSetVringAddr, vhostuser.Addr(uint32(i), f.UVA+q.Desc, f.UVA+q.Used, f.UVA+q.Avail))
+	f.Send(vhostuser.ReqSetVringBase, vhostuser.State(uint32(i), base))
 	f.Send(vhostuser.ReqSetVringCall, vhostuser.U64(uint64(i)), q.Call)
 	f.Send(vhostuser.ReqSetVringKick, vhostuser.U64(uint64(i)), q.Kick)
 	if f.Features&vhostuser.FeatProtocol != 0 {
@@ -260,7 +278,8 @@ func (q *Queue) SetDesc(i uint16, bufOff uint64, length uint32, flags, next uint
 	le.PutUint16(d[14:], next)
 }
 
-// Publish makes head available and kicks unless the device suppressed it.
+// Publish makes heads available (split) and kicks unless the device
+// suppressed it.
 func (q *Queue) Publish(heads ...uint16) {
 	old := q.availIdx
 	for _, h := range heads {
@@ -277,37 +296,128 @@ func (q *Queue) Publish(heads ...uint16) {
 		kick = q.le16(q.Used)&vhostuser.UsedFNoNotify == 0
 	}
 	if kick {
-		unix.Write(q.Kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		q.kick()
 	}
+}
+
+func (q *Queue) kick() { unix.Write(q.Kick, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }
+
+// PostChains writes chains at the next free descriptors, makes them
+// available and kicks (once) unless the device suppressed it. It returns
+// their ids: the head descriptor (split), the buffer id (packed: the head's
+// slot).
+func (q *Queue) PostChains(chains ...[]Desc) []uint16 {
+	ids := make([]uint16, len(chains))
+	if !q.Packed {
+		for i, c := range chains {
+			ids[i] = q.writeSplit(c)
+		}
+		q.Publish(ids...)
+		return ids
+	}
+	old := q.freed
+	for i, c := range chains {
+		ids[i] = q.writePacked(c)
+	}
+	vhostuser.Fence()
+	w := vhostuser.Load32(q.f.Mem, int(q.Used))
+	offWrap, flags := uint16(w), uint16(w>>16)
+	kick := flags != vhostuser.EventFDisable
+	if flags == vhostuser.EventFDesc {
+		// Slots counted in the driver's lap: one of the previous lap lies
+		// num behind.
+		ev, now, prev := offWrap&0x7fff, q.freed, old
+		if (offWrap>>15 == 1) != q.availWrap {
+			ev -= q.Num
+		}
+		if now < prev {
+			prev -= q.Num
+		}
+		kick = now-ev-1 < now-prev
+	}
+	if kick {
+		q.kick()
+	}
+	return ids
+}
+
+// writeSplit writes a chain at consecutive descriptor indexes.
+func (q *Queue) writeSplit(c []Desc) uint16 {
+	head := q.freed % q.Num
+	for _, d := range c {
+		i := q.freed % q.Num
+		q.freed++
+		q.SetDesc(i, d.Buf, d.Len, d.Flags, (i+1)%q.Num)
+	}
+	return head
+}
+
+// writePacked writes a chain at the next slots, each with the AVAIL and
+// USED bits of its lap, the head's flags last.
+func (q *Queue) writePacked(c []Desc) uint16 {
+	id := q.freed
+	var headFlags uint16
+	for k, d := range c {
+		fl := d.Flags &^ (vhostuser.DescFAvail | vhostuser.DescFUsed)
+		if q.availWrap {
+			fl |= vhostuser.DescFAvail
+		} else {
+			fl |= vhostuser.DescFUsed
+		}
+		e := q.f.Mem[q.Desc+uint64(q.freed)*16:]
+		binary.LittleEndian.PutUint64(e, q.f.GPA+d.Buf)
+		binary.LittleEndian.PutUint32(e[8:], d.Len)
+		binary.LittleEndian.PutUint16(e[12:], id)
+		if k == 0 {
+			headFlags = fl
+		} else {
+			binary.LittleEndian.PutUint16(e[14:], fl)
+		}
+		if q.freed++; q.freed == q.Num {
+			q.freed, q.availWrap = 0, !q.availWrap
+		}
+	}
+	q.chainLen[id] = uint16(len(c))
+	vhostuser.Store32(q.f.Mem, int(q.Desc+uint64(id)*16+12), uint32(id)|uint32(headFlags)<<16)
+	return id
 }
 
 // SendFrame puts a frame with its header on a transmit queue, split over
 // two descriptors (header, data) when split is set.
 func (q *Queue) SendFrame(hdr, data []byte, split bool) {
-	h := q.freed % q.Num
-	q.freed++
 	if !split {
 		buf := q.f.Alloc(uint64(len(hdr)+len(data)), 8)
 		copy(q.f.Mem[buf:], hdr)
 		copy(q.f.Mem[buf+uint64(len(hdr)):], data)
-		q.SetDesc(h, buf, uint32(len(hdr)+len(data)), 0, 0)
-		q.Publish(h)
+		q.PostChains([]Desc{{Buf: buf, Len: uint32(len(hdr) + len(data))}})
 		return
 	}
-	h2 := q.freed % q.Num
-	q.freed++
 	b1, b2 := q.f.Alloc(uint64(len(hdr)), 8), q.f.Alloc(uint64(len(data)), 8)
 	copy(q.f.Mem[b1:], hdr)
 	copy(q.f.Mem[b2:], data)
-	q.SetDesc(h, b1, uint32(len(hdr)), vhostuser.DescFNext, h2)
-	q.SetDesc(h2, b2, uint32(len(data)), 0, 0)
-	q.Publish(h)
+	q.PostChains([]Desc{{Buf: b1, Len: uint32(len(hdr)), Flags: vhostuser.DescFNext}, {Buf: b2, Len: uint32(len(data))}})
 }
 
-// UsedEntries returns the used entries the device published since the
-// last call.
+// UsedEntries returns the used entries (id, length) the device published
+// since the last call.
 func (q *Queue) UsedEntries() [][2]uint32 {
 	var out [][2]uint32
+	if q.Packed {
+		for {
+			w := vhostuser.Load32(q.f.Mem, int(q.Desc+uint64(q.lastUsed)*16+12))
+			flags := uint16(w >> 16)
+			if (flags&vhostuser.DescFAvail != 0) != q.usedWrap || (flags&vhostuser.DescFUsed != 0) != q.usedWrap {
+				return out
+			}
+			id := uint16(w)
+			n := binary.LittleEndian.Uint32(q.f.Mem[q.Desc+uint64(q.lastUsed)*16+8:])
+			out = append(out, [2]uint32{uint32(id), n})
+			if q.lastUsed += q.chainLen[id]; q.lastUsed >= q.Num {
+				q.lastUsed -= q.Num
+				q.usedWrap = !q.usedWrap
+			}
+		}
+	}
 	idx := uint16(vhostuser.Load32(q.f.Mem, int(q.Used)) >> 16)
 	for q.lastUsed != idx {
 		e := q.f.Mem[q.Used+4+8*uint64(q.lastUsed%q.Num):]
@@ -327,14 +437,12 @@ func (q *Queue) PostRx(n int, size uint32) {
 			q.bufs[i] = q.f.Alloc(uint64(size), 64)
 		}
 	}
-	var heads []uint16
-	for range n {
-		h := q.freed % q.Num
-		q.freed++
-		q.SetDesc(h, q.bufs[h], q.bufSize, vhostuser.DescFWrite, 0)
-		heads = append(heads, h)
+	chains := make([][]Desc, n)
+	for i := range chains {
+		// The descriptor at slot s (its id, in either layout) uses buffer s.
+		chains[i] = []Desc{{Buf: q.bufs[(q.freed+uint16(i))%q.Num], Len: q.bufSize, Flags: vhostuser.DescFWrite}}
 	}
-	q.Publish(heads...)
+	q.PostChains(chains...)
 }
 
 // RxFrames returns the frames the device wrote, merging mergeable buffers,

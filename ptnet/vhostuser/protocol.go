@@ -1,5 +1,5 @@
-// Package vhostuser holds the vhost-user protocol and the split virtqueue
-// layout as the specifications give them (vhost-user.rst, virtio 1.x):
+// Package vhostuser holds the vhost-user protocol and the split and
+// packed virtqueue layouts as the specifications give them (vhost-user.rst, virtio 1.x):
 // request numbers, header flags, feature bits, payload encodings, ring
 // sizes and descriptor flags, and the atomic access to 16- and 32-bit
 // ring fields in shared memory that Go lacks. The backend (package ptnet)
@@ -94,6 +94,8 @@ const (
 	FeatEventIdx     = 1 << 29 // VIRTIO_RING_F_EVENT_IDX
 	FeatProtocol     = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
 	FeatVersion1     = 1 << 32 // VIRTIO_F_VERSION_1
+	FeatRingPacked   = 1 << 34 // VIRTIO_F_RING_PACKED
+	FeatInOrder      = 1 << 35 // VIRTIO_F_IN_ORDER
 )
 
 // Protocol feature bits.
@@ -164,17 +166,20 @@ var featureNames = []struct {
 	bit  uint64
 	name string
 }{
-	{FeatVersion1, "v1"}, {FeatNetMrgRxbuf, "mrg"}, {FeatEventIdx, "eventidx"}, {FeatNetMQ, "mq"},
+	{FeatVersion1, "v1"}, {FeatInOrder, "inorder"}, {FeatNetMrgRxbuf, "mrg"}, {FeatEventIdx, "eventidx"}, {FeatNetMQ, "mq"},
 	{FeatNetCsum, "csum"}, {FeatNetGuestCsum, "guest-csum"}, {FeatNetHostTSO4, "tso4"}, {FeatNetHostTSO6, "tso6"},
 	{FeatNetHostECN, "ecn"}, {FeatNetGuestTSO4, "guest-tso4"}, {FeatNetGuestTSO6, "guest-tso6"},
 	{FeatNetGuestECN, "guest-ecn"}, {FeatLogAll, "log-all"}, {FeatProtocol, "protocol"},
 }
 
 // FeatureNames names the negotiated features: the ring kind first
-// ("split": the only kind offered), then each feature set, short names
-// as "vale-ctl -l" shows them (e.g. split,v1,mrg,eventidx).
+// ("split" or "packed"), then each feature set, short names as
+// "vale-ctl -l" shows them (e.g. split,v1,inorder,mrg,eventidx).
 func FeatureNames(features uint64) []string {
 	names := []string{"split"}
+	if features&FeatRingPacked != 0 {
+		names[0] = "packed"
+	}
 	for _, f := range featureNames {
 		if features&f.bit != 0 {
 			names = append(names, f.name)
