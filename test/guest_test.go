@@ -157,18 +157,19 @@ type guest struct {
 
 // bootGuest boots a guest whose NIC is on vhost-user socket sock (QEMU
 // connects; with server set QEMU listens there instead and waits for
-// valed), with IPv4 address addr, running script.
-func bootGuest(t testing.TB, name, sock string, server bool, mac, addr, script string) *guest {
+// valed), with IPv4 address addr, running script. devOpts are more
+// properties of its virtio-net-pci device (e.g. packed=on, csum=off).
+func bootGuest(t testing.TB, name, sock string, server bool, mac, addr, script string, devOpts ...string) *guest {
 	t.Helper()
 	chardev := "socket,id=c0,path=" + sock
 	if server {
 		chardev += ",server=on,wait=off"
 	}
-	return bootGuestChardev(t, name, chardev, mac, addr, script)
+	return bootGuestChardev(t, name, chardev, mac, addr, script, devOpts...)
 }
 
 // bootGuestChardev boots a guest whose vhost-user chardev is chardev.
-func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string) *guest {
+func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string, devOpts ...string) *guest {
 	t.Helper()
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.gz")
@@ -182,7 +183,7 @@ func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string) *gu
 		"-netdev", "vhost-user,id=n0,chardev=c0",
 		// MSI-X under TCG crashes Debian's QEMU 7.2 in vhost_net_start:
 		// vectors=0 avoids it.
-		"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0",
+		"-device", strings.Join(append([]string{"virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0"}, devOpts...), ","),
 	}
 	p := launch(t, "guest "+name, exec.Command("qemu-system-x86_64", args...), nil)
 	return &guest{proc: p, name: name}
