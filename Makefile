@@ -60,7 +60,7 @@ race:
 # vale against its DPDK peers side by side (ROUNDS interleaved rounds,
 # default 5), then the figures with no peer.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./vale/ ./ports/ ./ptnet/
 	tools/bench.sh
 	tools/bench-more.sh
 
