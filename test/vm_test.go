@@ -48,7 +48,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 1
 done
 echo "GOT-MD5 $(md5sum /tmp/data | cut -d' ' -f1) $(wc -c < /tmp/data)"
-cat /sys/class/net/eth0/statistics/tx_packets /sys/class/net/eth0/statistics/rx_packets`, clientOpts...)
+cat /sys/class/net/eth0/statistics/tx_packets /sys/class/net/eth0/statistics/rx_packets
+sleep 600`, clientOpts...)
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vmb", "-vhost-user", sockB, "-vhost-client")
 	sent := server.waitLine(t, `DATA-MD5 ([0-9a-f]{32})`, 3*time.Minute)[1]
 	server.waitLine(t, `SERVER-READY`, time.Minute)
