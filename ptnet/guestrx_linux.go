@@ -55,6 +55,14 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	// Find the chains: capacities first, nothing written yet.
 	c := q.vq.next
 	nchains, err := q.chainsFor(q.hdrLen+f.Len(), &c)
+	if nchains == 0 && err == nil {
+		// Look for buffers the driver added since the last look.
+		if err := q.vq.refresh(); err != nil {
+			return false, err
+		}
+		c = q.vq.next
+		nchains, err = q.chainsFor(q.hdrLen+f.Len(), &c)
+	}
 	if nchains == 0 || err != nil {
 		return false, err
 	}
@@ -133,6 +141,9 @@ func (p *Port) Room(r int, b *frame.Batch, which []uint16) (n int) {
 			n = len(which)
 		}
 	}()
+	if err := q.vq.refresh(); err != nil {
+		return len(which) // Deliver stops the queue
+	}
 	c := q.vq.next
 	for n, fi := range which {
 		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), &c)

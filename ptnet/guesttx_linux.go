@@ -81,6 +81,9 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 		q.stage = make([]byte, 0, stageSize)
 	}
 	q.stage = q.stage[:0]
+	if err := q.vq.refresh(); err != nil {
+		return 0, err
+	}
 	c := q.vq.next
 	for n < frame.MaxBatch {
 		ch, ok, err := q.vq.take(&c)
@@ -128,7 +131,8 @@ func (p *Port) readChain(q *queue, ch chain, inPlace bool, b *frame.Batch) (full
 			k := copy(q.hdr[got:hdrLen], buf)
 			got += k
 			buf = buf[k:]
-			if got == hdrLen {
+			if got == hdrLen && q.hdr[0]|q.hdr[1] != 0 {
+				// Flags and segmentation type 0 (most frames) ask for nothing.
 				off, badHdr = parseVnetHdr(q.hdr[:hdrLen], q.feats)
 			}
 		}

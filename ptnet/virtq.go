@@ -139,20 +139,28 @@ func (q *virtq) availIdx() uint16 { return uint16(vhostuser.Load32(q.avail, 0) >
 // availFlags reads the driver's available-ring flags (split).
 func (q *virtq) availFlags() uint16 { return uint16(vhostuser.Load32(q.avail, 0)) }
 
+// refresh reads how far the driver has made entries available (split; a
+// packed ring's descriptors say it themselves). take sees no more than the
+// last refresh found: a round takes what was there when it started.
+func (q *virtq) refresh() error {
+	if q.packed {
+		return nil
+	}
+	seen := q.availIdx()
+	if seen-q.next.idx > q.num {
+		return errIndexJump
+	}
+	q.availSeen = seen
+	return nil
+}
+
 // take returns the chain available at c, if any, and moves c past it.
 func (q *virtq) take(c *cursor) (chain, bool, error) {
 	if q.packed {
 		return q.takePacked(c)
 	}
 	if c.idx == q.availSeen {
-		// Read the driver's index only when the entries seen are taken.
-		q.availSeen = q.availIdx()
-		if q.availSeen-q.next.idx > q.num {
-			return chain{}, false, errIndexJump
-		}
-		if c.idx == q.availSeen {
-			return chain{}, false, nil
-		}
+		return chain{}, false, nil
 	}
 	off := 4 + 2*int(c.idx&(q.num-1))
 	h := binary.LittleEndian.Uint16(q.avail[off:])
