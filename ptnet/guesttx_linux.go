@@ -85,7 +85,7 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 		return 0, err
 	}
 	c := q.vq.next
-	for n < frame.MaxBatch {
+	for n < txRound {
 		ch, ok, err := q.vq.take(&c)
 		if err != nil {
 			return 0, err
@@ -228,3 +228,12 @@ func (p *Port) releaseTx(q *queue, frames int) {
 		signal(q.call)
 	}
 }
+
+// txRound is the most frames a round takes from a guest's transmit queue.
+// The chains a round takes go back to the driver only when the switch has
+// forwarded all of them: a round of up to a whole ring (1024) left DPDK's
+// virtio-user without free descriptors while valed worked, and the two
+// stopped taking turns. Measured from testpmd txonly into vale0:vu, 4
+// interleaved rounds each (Mpps): 1024 frames 5.4-6.9, 64 10.8-12.0, 128
+// 10.5-12.1, 256 11.7-12.5.
+const txRound = 256
