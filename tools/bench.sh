@@ -15,6 +15,9 @@
 #             pkt-gen -f rx: what valed takes from the guest (ingress, drop
 #             mode) and what the receiver gets, against DPDK's net_vhost
 #             (testpmd rxonly) with the same client
+#   vhost-out pkt-gen -f tx -> vale0 -> vhost-user port -> testpmd
+#             virtio-user rxonly (egress: what the guest receives), against
+#             DPDK's net_vhost txonly feeding the same client
 #   xdp-in    testpmd net_af_xdp txonly on a veth -> AF_XDP -> vale0 ->
 #             pkt-gen -f rx, against testpmd net_af_xdp rxonly on that veth
 #   xdp-out   pkt-gen -f tx -> vale0 -> AF_XDP on a veth -> testpmd rxonly
@@ -32,7 +35,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-5}
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(p2p pipe vhost xdp-in xdp-out)
+[ ${#CASES[@]} -gt 0 ] || CASES=(p2p pipe vhost vhost-out xdp-in xdp-out)
 
 need=()
 command -v dpdk-testpmd >/dev/null || need+=(dpdk-dev)
@@ -111,6 +114,21 @@ vale_vhost() {
 	note vhost-rx/vale $(((r1 - r0) / SECS))
 }
 
+vale_vhost_out() {
+	VALE_CPU=0 start_valed
+	local v=${VALE_PIDS[-1]}
+	"$VALE_BIN/vale-ctl" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock" >/dev/null
+	testpmd "$VALE_TMP/rx.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" rxonly "" --rxd=1024 --txd=1024
+	local r=$TESTPMD
+	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx.out" 2>&1 &
+	local g=$!
+	window "$r"
+	stop_pid "$g"
+	testpmd_stop "$r"
+	stop_pid "$v"
+	note vhost-out/vale "$(testpmd_pps "$VALE_TMP/rx.log" Rx)"
+}
+
 vale_xdp_in() {
 	VALE_NETNS=$SW VALE_CPU=1 start_valed
 	local v=${VALE_PIDS[-1]}
@@ -187,6 +205,19 @@ dpdk_vhost() {
 	note vhost/dpdk "$PAIR"
 }
 
+dpdk_vhost_out() {
+	# net_vhost (the sender) first: its socket exists before the frontend
+	# starts.
+	testpmd "$VALE_TMP/tx.log" 0 "net_vhost0,iface=$VALE_TMP/dpdk.sock,queues=1" txonly "" --rxd=1024 --txd=1024
+	local t=$TESTPMD
+	testpmd "$VALE_TMP/rx.log" 1 "net_virtio_user0,path=$VALE_TMP/dpdk.sock,queue_size=1024" rxonly "" --rxd=1024 --txd=1024
+	local r=$TESTPMD
+	window "$r" "$t"
+	testpmd_stop "$r"
+	testpmd_stop "$t"
+	note vhost-out/dpdk "$(testpmd_pps "$VALE_TMP/rx.log" Rx)"
+}
+
 dpdk_xdp_in() {
 	pair "$VALE_TMP/rx.log" "net_af_xdp0,iface=vX" "$SW" "$VALE_TMP/tx.log" "net_af_xdp0,iface=pX" "$WIRE"
 	note xdp-in/dpdk "$PAIR"
@@ -229,6 +260,7 @@ runs() {
 	p2p) echo "vale_p2p dpdk_memif" ;;
 	pipe) echo "vale_pipe dpdk_memif" ;;
 	vhost) echo "vale_vhost dpdk_vhost" ;;
+	vhost-out) echo "vale_vhost_out dpdk_vhost_out" ;;
 	xdp-in) echo "vale_xdp_in dpdk_xdp_in" ;;
 	xdp-out) echo "vale_xdp_out dpdk_xdp_out" ;;
 	*) echo "unknown case $1" >&2; exit 2 ;;
@@ -285,6 +317,7 @@ for c in "${CASES[@]}"; do
 		row "virtio-user -> vhost-user (taken)" vhost-in/vale vhost/dpdk "net_vhost rxonly"
 		row "  ... -> vale0 -> pkt-gen -f rx" vhost-rx/vale vhost/dpdk "net_vhost rxonly"
 		;;
+	vhost-out) row "pkt-gen -> vale0 -> vhost-user (rx)" vhost-out/vale vhost-out/dpdk "net_vhost txonly" ;;
 	xdp-in) row "veth -> AF_XDP -> vale0 -> pkt-gen" xdp-in/vale xdp-in/dpdk "net_af_xdp rxonly" ;;
 	xdp-out) row "pkt-gen -> vale0 -> AF_XDP -> veth" xdp-out/vale xdp-out/dpdk "net_af_xdp txonly" ;;
 	esac
