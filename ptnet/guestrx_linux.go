@@ -52,6 +52,13 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 // having taken nothing, when the driver has not made room enough
 // available. The queue's lock is held.
 func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
+	o := f.Offload
+	if !o.IsZero() && !p.Offloads().Accepts(o) {
+		o = frame.Offload{}
+	}
+	if done, err := q.putSimple(f, o); done || err != nil {
+		return done, err
+	}
 	// Find the chains: capacities first, nothing written yet.
 	c := q.vq.next
 	nchains, err := q.chainsFor(q.hdrLen+f.Len(), &c)
@@ -68,10 +75,6 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	}
 	// Write the header (what is left to do, and the chain count), then the
 	// frame across the chains.
-	o := f.Offload
-	if !p.Offloads().Accepts(o) {
-		o = frame.Offload{}
-	}
 	putVnetHdr(q.hdr[:q.hdrLen], o, uint16(nchains))
 	src := append(append(q.src[:0], q.hdr[:q.hdrLen], f.Data), f.More...)
 	q.src = src[:0]
@@ -92,6 +95,32 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 		}
 		q.vq.putUsed(ch, uint32(n))
 	}
+	q.vq.next = c
+	return true, nil
+}
+
+// putSimple writes a frame of one fragment into the next available chain
+// when that chain is a single buffer the frame fits in, as receive buffers
+// usually are, without putRx's general walk (capacities first, then the
+// copy). It reports false, having taken nothing, for any other case. The
+// queue's lock is held.
+func (q *queue) putSimple(f *frame.Frame, o frame.Offload) (bool, error) {
+	if f.More != nil {
+		return false, nil
+	}
+	c := q.vq.next
+	ch, ok, err := q.vq.take(&c)
+	if !ok || err != nil {
+		return false, err
+	}
+	buf, ok, err := q.vq.single(q.mem, ch, true)
+	n := q.hdrLen + len(f.Data)
+	if !ok || err != nil || len(buf) < n {
+		return false, err
+	}
+	putVnetHdr(buf[:q.hdrLen], o, 1)
+	copy(buf[q.hdrLen:], f.Data)
+	q.vq.putUsed(ch, uint32(n))
 	q.vq.next = c
 	return true, nil
 }

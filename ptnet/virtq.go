@@ -224,6 +224,24 @@ func (q *virtq) descriptor(ch chain, i, k uint16) (addr uint64, length uint32, f
 	return addr, length, flags, 0
 }
 
+// single returns the buffer of a chain of one descriptor, checked as walk
+// checks it; ok is false for a longer chain.
+func (q *virtq) single(mem guestMemory, ch chain, writable bool) (b []byte, ok bool, err error) {
+	addr, length, flags, _ := q.descriptor(ch, ch.head, 0)
+	switch {
+	case flags&vhostuser.DescFNext != 0:
+		return nil, false, nil
+	case flags&vhostuser.DescFIndirect != 0:
+		return nil, false, errIndirect
+	case (flags&vhostuser.DescFWrite != 0) != writable:
+		return nil, false, errDirection
+	}
+	if b, ok = mem.slice(addr, uint64(length)); !ok {
+		return nil, false, errBadAddr
+	}
+	return b, true, nil
+}
+
 // walk visits the buffers of a chain: readable ones for a transmit queue,
 // writable ones for a receive queue. It stops the walk and returns an
 // error for anything a well-behaved driver does not do. max bounds the
