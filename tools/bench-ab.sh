@@ -16,22 +16,13 @@ taken() { "$VALE_BIN/vale-ctl" -l -json vale0:vu | grep -o '"tx_packets": [0-9]*
 
 run() {
 	VALE_BIN=$1
-	VALE_CPU=0 start_valed
-	local v=${VALE_PIDS[-1]}
-	"$VALE_BIN/vale-ctl" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock" >/dev/null
-	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
-	local rx=$!
-	wait_port vale0:b
-	testpmd "$VALE_TMP/tx.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024${DEVARGS:-}" txonly "" --rxd=1024 --txd=1024
-	local t=$TESTPMD
+	vhost_ingress_start "${DEVARGS:-}"
 	sleep 1
 	local t0 t1
 	t0=$(taken)
 	sleep "$SECS"
 	t1=$(taken)
-	testpmd_stop "$t"
-	stop_pid "$rx"
-	stop_pid "$v"
+	vhost_ingress_stop
 	awk -v n=$((t1 - t0)) -v s="$SECS" -v b="$1" 'BEGIN {printf "%-40s %6.2f Mpps\n", b, n / s / 1e6}'
 }
 

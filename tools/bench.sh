@@ -92,14 +92,7 @@ vale_pipe() {
 }
 
 vale_vhost() {
-	VALE_CPU=0 start_valed
-	local v=${VALE_PIDS[-1]}
-	"$VALE_BIN/vale-ctl" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock" >/dev/null
-	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
-	local rx=$!
-	wait_port vale0:b
-	testpmd "$VALE_TMP/tx.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" txonly "" --rxd=1024 --txd=1024
-	local t=$TESTPMD
+	vhost_ingress_start ""
 	ramp
 	local t0 r0 t1 r1
 	t0=$(counter vale0:vu TX_PKTS)
@@ -107,18 +100,23 @@ vale_vhost() {
 	sleep "$SECS"
 	t1=$(counter vale0:vu TX_PKTS)
 	r1=$(counter vale0:b RX_PKTS)
-	testpmd_stop "$t"
-	stop_pid "$rx"
-	stop_pid "$v"
+	vhost_ingress_stop
 	note vhost-in/vale $(((t1 - t0) / SECS))
 	note vhost-rx/vale $(((r1 - r0) / SECS))
 }
 
-vale_vhost_out() {
-	VALE_CPU=0 start_valed
+# vale_egress KEY NS VDEV WNS ARGS ATTACH...: pkt-gen -f tx -> vale0 (valed
+# in namespace NS if set; both on CPU 0) -> the port vale-ctl ATTACH makes
+# -> testpmd rxonly on VDEV with ARGS (CPU 1, namespace WNS if set); notes
+# testpmd's receive rate as KEY.
+vale_egress() {
+	local key=$1 ns=$2 vdev=$3 wns=$4 args=$5
+	shift 5
+	VALE_NETNS=$ns VALE_CPU=0 start_valed
 	local v=${VALE_PIDS[-1]}
-	"$VALE_BIN/vale-ctl" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock" >/dev/null
-	testpmd "$VALE_TMP/rx.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" rxonly "" --rxd=1024 --txd=1024
+	"$VALE_BIN/vale-ctl" "$@" >/dev/null
+	# shellcheck disable=SC2086 # ARGS are words
+	testpmd "$VALE_TMP/rx.log" 1 "$vdev" rxonly "$wns" $args
 	local r=$TESTPMD
 	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx.out" 2>&1 &
 	local g=$!
@@ -126,7 +124,11 @@ vale_vhost_out() {
 	stop_pid "$g"
 	testpmd_stop "$r"
 	stop_pid "$v"
-	note vhost-out/vale "$(testpmd_pps "$VALE_TMP/rx.log" Rx)"
+	note "$key" "$(testpmd_pps "$VALE_TMP/rx.log" Rx)"
+}
+
+vale_vhost_out() {
+	vale_egress vhost-out/vale "" "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" "" "--rxd=1024 --txd=1024" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock"
 }
 
 vale_xdp_in() {
@@ -150,18 +152,7 @@ vale_xdp_in() {
 }
 
 vale_xdp_out() {
-	VALE_NETNS=$SW VALE_CPU=0 start_valed
-	local v=${VALE_PIDS[-1]}
-	"$VALE_BIN/vale-ctl" -a vale0:vX >/dev/null
-	testpmd "$VALE_TMP/rx.log" 1 "net_af_xdp0,iface=pX" rxonly "$WIRE"
-	local r=$TESTPMD
-	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx.out" 2>&1 &
-	local g=$!
-	window "$r"
-	stop_pid "$g"
-	testpmd_stop "$r"
-	stop_pid "$v"
-	note xdp-out/vale "$(testpmd_pps "$VALE_TMP/rx.log" Rx)"
+	vale_egress xdp-out/vale "$SW" "net_af_xdp0,iface=pX" "$WIRE" "" -a vale0:vX
 }
 
 # --- DPDK runs --------------------------------------------------------------
