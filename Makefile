@@ -68,7 +68,7 @@ bench-afxdp: build
 	tools/bench.sh xdp-in xdp-out
 
 bench-vhost: build
-	tools/bench.sh vhost
+	tools/bench.sh vhost vhost-out
 
 # A few minutes of churn (SOAK, default 3m): valed must not grow.
 SOAK ?= 3m
