@@ -65,6 +65,9 @@ var handlers = map[uint32]func(p *Port, m *message) ([]byte, error){
 	vhostuser.ReqSetVringErr:         (*Port).onSetVringFD,
 	vhostuser.ReqGetQueueNum:         func(p *Port, _ *message) ([]byte, error) { return vhostuser.U64(uint64(len(p.queues) / 2)), nil },
 	vhostuser.ReqSetVringEnable:      (*Port).onSetVringEnable,
+	vhostuser.ReqSetLogBase:          (*Port).onSetLogBase,
+	vhostuser.ReqSetLogFD:            (*Port).onSetLogFD,
+	vhostuser.ReqSendRARP:            (*Port).onSendRARP,
 }
 
 func (p *Port) onSetFeatures(m *message) ([]byte, error) {
@@ -145,9 +148,17 @@ func (p *Port) onSetVringAddr(m *message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.flags&^vhostuser.VringFLog != 0 {
+		return nil, fmt.Errorf("virtqueue %d: address flags %#x", a.index, a.flags)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.addr, q.addrSet, q.ready = a, true, false
+	q.addr, q.addrSet = a, true
+	if !q.started {
+		q.ready = false // a ring being set up starts from its base
+	}
+	// A running ring (QEMU sets the addresses again to turn logging on
+	// for a migration) keeps its position.
 	return nil, p.mapRing(q)
 }
 
@@ -258,11 +269,8 @@ func (p *Port) onSetVringEnable(m *message) ([]byte, error) {
 }
 
 func (p *Port) setFeatures(v uint64) error {
-	if v&^(backendFeatures|vhostuser.FeatLogAll) != 0 {
-		return fmt.Errorf("features %#x were not offered", v&^(backendFeatures|vhostuser.FeatLogAll))
-	}
-	if v&vhostuser.FeatLogAll != 0 {
-		return errors.New("dirty logging (VHOST_F_LOG_ALL) is not supported")
+	if v&^backendFeatures != 0 {
+		return fmt.Errorf("features %#x were not offered", v&^backendFeatures)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -361,8 +369,82 @@ func (p *Port) mapRing(q *queue) error {
 	if err := q.attach(usedAt); err != nil {
 		return fmt.Errorf("virtqueue %d: %w", q.index, err)
 	}
+	q.applyLog()
 	q.ready = true
 	return nil
+}
+
+// applyLog makes a mapped ring log its writes to guest memory when the
+// frontend set a dirty log and VHOST_F_LOG_ALL is on, and stop when not.
+// The ring's parts have guest addresses (the memory table gave them). Its
+// lock is held.
+func (q *queue) applyLog() {
+	q.vq.log = nil
+	if q.dlog == nil || q.feats&vhostuser.FeatLogAll == 0 {
+		return
+	}
+	used, ok1 := q.mem.guestAddr(q.addr.used)
+	desc, ok2 := q.mem.guestAddr(q.addr.desc)
+	if ok1 && ok2 {
+		q.vq.log, q.vq.usedGPA, q.vq.descGPA = q.dlog, used, desc
+	}
+}
+
+// onSetLogBase maps the dirty log the frontend gives before a migration
+// (replacing one it gave before) and answers once it is in use: the
+// frontend then starts reading it.
+func (p *Port) onSetLogBase(m *message) ([]byte, error) {
+	size, offset, err := m.logBase()
+	if err != nil {
+		closeFDs(m.fds)
+		return nil, err
+	}
+	if !p.protocolAcked(vhostuser.ProtoLogShmfd) {
+		closeFDs(m.fds)
+		return nil, errors.New("a dirty log without VHOST_USER_PROTOCOL_F_LOG_SHMFD")
+	}
+	l, err := mapLog(m.fds[0], size, offset)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.lockQueues()
+	old := p.dlog
+	p.dlog = l
+	for _, q := range p.queues {
+		q.dlog = l
+		if q.ready {
+			q.applyLog()
+		}
+	}
+	p.unlockQueues()
+	p.mu.Unlock()
+	old.unmap()
+	p.log.Info("dirty page log set", "bytes", size)
+	return []byte{}, nil
+}
+
+// onSetLogFD takes the descriptor a frontend may give to be told of log
+// updates; the device has nothing to tell it (the frontend reads the log
+// when it syncs), so the descriptor is closed.
+func (p *Port) onSetLogFD(m *message) ([]byte, error) {
+	closeFDs(m.fds)
+	_, err := m.u64()
+	return nil, err
+}
+
+// onSendRARP has the switch learn where a migrated guest now is: the
+// frontend (QEMU, after a migration, for a guest without
+// VIRTIO_NET_F_GUEST_ANNOUNCE) gives the guest's MAC address, and the port
+// sends a RARP from it into the switch, as if the guest had.
+func (p *Port) onSendRARP(m *message) ([]byte, error) {
+	if len(m.payload) != 8 {
+		return nil, m.sizeError(8)
+	}
+	var mac [6]byte
+	copy(mac[:], m.payload)
+	p.announce(mac)
+	return nil, nil
 }
 
 // padded returns the n bytes at frontend address addr, and 2 more when the

@@ -33,6 +33,10 @@ func (h *heapMemory) slice(addr, n uint64) ([]byte, bool) {
 
 func (h *heapMemory) user(addr, n uint64) ([]byte, bool) { return h.slice(addr, n) }
 
+func (h *heapMemory) guestAddr(addr uint64) (uint64, bool) {
+	return addr, addr >= h.base && addr-h.base < uint64(len(h.b))
+}
+
 func (h *heapMemory) stable() bool { return !h.unsealed }
 
 // FuzzVirtq feeds arbitrary descriptor tables and available rings, or

@@ -81,15 +81,18 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	si, so := 0, 0
 	for _, ch := range q.rxChains[:nchains] {
 		n := 0
-		if _, err := q.vq.walk(q.mem, ch, true, 1<<30, func(buf []byte) {
+		if _, err := q.vq.walk(q.mem, ch, true, 1<<30, func(addr uint64, buf []byte) {
+			written := 0
 			for len(buf) > 0 && si < len(src) {
 				k := copy(buf, src[si][so:])
 				buf = buf[k:]
-				n += k
+				written += k
 				if so += k; so == len(src[si]) {
 					si, so = si+1, 0
 				}
 			}
+			q.vq.logWrite(addr, written)
+			n += written
 		}); err != nil {
 			return false, err
 		}
@@ -113,13 +116,14 @@ func (q *queue) putSimple(f *frame.Frame, o frame.Offload) (bool, error) {
 	if !ok || err != nil {
 		return false, err
 	}
-	buf, ok, err := q.vq.single(q.mem, ch, true)
+	addr, buf, ok, err := q.vq.single(q.mem, ch, true)
 	n := q.hdrLen + len(f.Data)
 	if !ok || err != nil || len(buf) < n {
 		return false, err
 	}
 	putVnetHdr(buf[:q.hdrLen], o, 1)
 	copy(buf[q.hdrLen:], f.Data)
+	q.vq.logWrite(addr, n)
 	q.vq.putUsed(ch, uint32(n))
 	q.vq.next = c
 	return true, nil
@@ -139,7 +143,7 @@ func (q *queue) chainsFor(need int, c *cursor) (int, error) {
 		if !ok || err != nil {
 			return 0, err
 		}
-		n, err := q.vq.walk(q.mem, ch, true, 1<<30, func([]byte) {})
+		n, err := q.vq.walk(q.mem, ch, true, 1<<30, func(uint64, []byte) {})
 		if err != nil {
 			return 0, err
 		}

@@ -23,6 +23,9 @@ func (p *Port) Recv(r int, b *frame.Batch) error {
 		q.mu.Lock()
 		if q.live() {
 			n, err := p.takeTx(q, b)
+			if err == nil && r == 0 && q.enabled && p.addAnnouncement(q, b) {
+				n++
+			}
 			switch {
 			case err != nil:
 				b.Reset()
@@ -126,7 +129,7 @@ func (p *Port) readChain(q *queue, ch chain, inPlace bool, b *frame.Batch) (full
 	got, added := 0, false
 	var badHdr error
 	var off frame.Offload
-	if _, err := q.vq.walk(q.mem, ch, false, maxTxChainBytes, func(buf []byte) {
+	if _, err := q.vq.walk(q.mem, ch, false, maxTxChainBytes, func(_ uint64, buf []byte) {
 		if got < hdrLen {
 			k := copy(q.hdr[got:hdrLen], buf)
 			got += k
@@ -170,6 +173,18 @@ func (p *Port) readChain(q *queue, ch chain, inPlace bool, b *frame.Batch) (full
 	return false, added, nil
 }
 
+// addAnnouncement adds the pending RARP, if any, after the frames of the
+// chains taken. The queue's lock is held.
+func (p *Port) addAnnouncement(q *queue, b *frame.Batch) bool {
+	f := p.pending.Swap(nil)
+	if f == nil {
+		return false
+	}
+	b.Add(*f, 0)
+	q.announcing = f
+	return true
+}
+
 // drop removes the last frame of b.
 func drop(b *frame.Batch) {
 	f := b.Frames[len(b.Frames)-1]
@@ -190,6 +205,13 @@ func (p *Port) Release(r int, _ *frame.Batch, n int) {
 
 // releaseTx returns the chains taken. The queue's lock is held.
 func (p *Port) releaseTx(q *queue, frames int) {
+	if f := q.announcing; f != nil {
+		// The RARP comes after the chains' frames: it went only if all did.
+		q.announcing = nil
+		if frames < 0 || frames <= countTrue(q.framed) {
+			p.pending.CompareAndSwap(nil, f)
+		}
+	}
 	if len(q.chains) == 0 {
 		return
 	}
@@ -227,6 +249,16 @@ func (p *Port) releaseTx(q *queue, frames int) {
 	if q.vq.needsSignal() {
 		signal(q.call)
 	}
+}
+
+func countTrue(v []bool) int {
+	n := 0
+	for _, b := range v {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // txRound is the most frames a round takes from a guest's transmit queue.

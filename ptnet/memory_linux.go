@@ -111,6 +111,18 @@ func (t *memTable) user(addr, n uint64) ([]byte, bool) {
 	return nil, false
 }
 
+// guestAddr translates a frontend (user) address to a guest physical one,
+// if one region holds it.
+func (t *memTable) guestAddr(addr uint64) (uint64, bool) {
+	for i := range t.regions {
+		r := &t.regions[i]
+		if addr >= r.userAddr && addr-r.userAddr < r.size {
+			return r.guestAddr + (addr - r.userAddr), true
+		}
+	}
+	return 0, false
+}
+
 // size returns the bytes mapped.
 func (t *memTable) size() uint64 {
 	var n uint64
@@ -128,3 +140,35 @@ func (t *memTable) unmap() {
 }
 
 func (t *memTable) stable() bool { return t.sealed }
+
+// mapLog maps the dirty log SET_LOG_BASE gives: size bytes at offset of fd,
+// a memfd or a tmpfs file as guest memory is. It takes the descriptor.
+func mapLog(fd int, size, offset uint64) (*dirtyLog, error) {
+	defer unix.Close(fd)
+	if size == 0 || size > maxLogBytes || size%4 != 0 || offset%4 != 0 || offset > math.MaxInt64/2 {
+		return nil, fmt.Errorf("dirty log of %d bytes at offset %d (want 4-byte multiples, at most %d bytes)", size, offset, maxLogBytes)
+	}
+	if err := checkMemoryFile(fd); err != nil {
+		return nil, fmt.Errorf("dirty log: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("dirty log: %w", err)
+	}
+	end := offset + size
+	if uint64(st.Size) < end {
+		return nil, fmt.Errorf("dirty log: %d bytes at offset %d of a %d-byte file", size, offset, st.Size)
+	}
+	m, err := unix.Mmap(fd, 0, int(end), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map the dirty log (%d bytes): %w", end, err)
+	}
+	return &dirtyLog{bits: m[offset:end:end], mapping: m}, nil
+}
+
+func (l *dirtyLog) unmap() {
+	if l != nil && l.mapping != nil {
+		unix.Munmap(l.mapping)
+		l.mapping, l.bits = nil, nil
+	}
+}

@@ -10,10 +10,11 @@ import (
 // backendFeatures are the features valed offers.
 const backendFeatures = vhostuser.FeatNetCsum | vhostuser.FeatNetGuestCsum | vhostuser.FeatNetGuestTSO4 | vhostuser.FeatNetGuestTSO6 | vhostuser.FeatNetGuestECN |
 	vhostuser.FeatNetHostTSO4 | vhostuser.FeatNetHostTSO6 | vhostuser.FeatNetHostECN | vhostuser.FeatNetMrgRxbuf | vhostuser.FeatNetMQ |
-	vhostuser.FeatEventIdx | vhostuser.FeatProtocol | vhostuser.FeatVersion1 | vhostuser.FeatRingPacked | vhostuser.FeatInOrder
+	vhostuser.FeatEventIdx | vhostuser.FeatProtocol | vhostuser.FeatVersion1 | vhostuser.FeatRingPacked | vhostuser.FeatInOrder |
+	vhostuser.FeatLogAll
 
 // backendProtocolFeatures are the protocol features valed offers.
-const backendProtocolFeatures = vhostuser.ProtoMQ | vhostuser.ProtoReplyAck
+const backendProtocolFeatures = vhostuser.ProtoMQ | vhostuser.ProtoReplyAck | vhostuser.ProtoLogShmfd | vhostuser.ProtoRARP
 
 // message is one vhost-user message as it came off the socket.
 type message struct {
@@ -85,6 +86,15 @@ func (m *message) memTable() ([]memRegion, error) {
 	return regions, nil
 }
 
+// logBase decodes a SET_LOG_BASE payload: the log's size and its offset
+// in the descriptor.
+func (m *message) logBase() (size, offset uint64, err error) {
+	if len(m.payload) != 16 {
+		return 0, 0, m.sizeError(16)
+	}
+	return binary.LittleEndian.Uint64(m.payload), binary.LittleEndian.Uint64(m.payload[8:]), nil
+}
+
 func (m *message) sizeError(want int) error {
 	return fmt.Errorf("%s: payload of %d bytes, want %d", vhostuser.RequestName(m.request), len(m.payload), want)
 }
@@ -99,6 +109,8 @@ func (m *message) fdsWanted() (int, error) {
 			return 0, m.sizeError(8)
 		}
 		return int(binary.LittleEndian.Uint32(m.payload)), nil
+	case vhostuser.ReqSetLogBase, vhostuser.ReqSetLogFD:
+		return 1, nil
 	case vhostuser.ReqSetVringKick, vhostuser.ReqSetVringCall, vhostuser.ReqSetVringErr:
 		v, err := m.u64()
 		if err != nil {

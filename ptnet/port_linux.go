@@ -62,6 +62,7 @@ type Port struct {
 	features uint64
 	protocol uint64
 	mem      *memTable
+	dlog     *dirtyLog // the dirty log of a migration, once set
 	state    string
 	caps     atomic.Value // frame.OffloadCaps
 
@@ -70,11 +71,16 @@ type Port struct {
 	errMu     sync.Mutex
 	lastError string
 
+	// pending is a RARP for the switch, sent with the next frames of the
+	// first transmit queue (see announce).
+	pending atomic.Pointer[[]byte]
+
 	// Counters shown in the port's state.
 	rxNoBuf  atomic.Uint64 // frames for the guest dropped for lack of buffers
 	txBadHdr atomic.Uint64 // frames from the guest with a header that did not apply
 	breaks   atomic.Uint64 // queues stopped after a driver violation
 	sessions atomic.Uint64 // frontend connections served
+	rarps    atomic.Uint64 // RARPs the frontend asked for (SEND_RARP)
 }
 
 // ringMemory is guest memory by guest and by frontend address (a
@@ -82,6 +88,8 @@ type Port struct {
 type ringMemory interface {
 	guestMemory
 	user(addr, n uint64) ([]byte, bool)
+	// guestAddr translates a frontend address to a guest one.
+	guestAddr(user uint64) (uint64, bool)
 	// stable reports whether the memory cannot shrink under its mapping:
 	// the switch may then read frames in place.
 	stable() bool
@@ -109,12 +117,15 @@ type queue struct {
 	hdrLen  int
 	mrg     bool
 	feats   uint64
+	dlog    *dirtyLog // the frontend's dirty log, used while feats has VHOST_F_LOG_ALL
 
 	// Transmit side: the chains the last Recv took, and where frames are
 	// copied to when the guest's memory could shrink under the mapping.
 	chains []chain
 	framed []bool // by chain: whether it made a frame of the batch
 	stage  []byte
+	// announcing is the RARP the last Recv added after the chains' frames.
+	announcing *[]byte
 
 	kicked   chan struct{}
 	changed  chan struct{}
@@ -199,7 +210,7 @@ func (p *Port) Describe() wire.Desc {
 	for _, c := range []struct {
 		name string
 		v    *atomic.Uint64
-	}{{"rx-nobuf", &p.rxNoBuf}, {"tx-badhdr", &p.txBadHdr}, {"stopped-queues", &p.breaks}} {
+	}{{"rx-nobuf", &p.rxNoBuf}, {"tx-badhdr", &p.txBadHdr}, {"stopped-queues", &p.breaks}, {"rarp", &p.rarps}} {
 		if n := c.v.Load(); n > 0 {
 			state = append(state, fmt.Sprintf("%s=%d", c.name, n))
 		}

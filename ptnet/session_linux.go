@@ -150,6 +150,8 @@ func (p *Port) disconnect() {
 		p.mem.unmap()
 		p.mem = nil
 	}
+	p.dlog.unmap()
+	p.dlog = nil
 	p.unlockQueues()
 	p.owner, p.features, p.protocol = false, 0, 0
 	p.caps.Store(frame.OffloadCaps{})
@@ -190,7 +192,7 @@ func (q *queue) reset() {
 		}
 	}
 	q.vq = virtq{}
-	q.num, q.addr, q.addrSet, q.base, q.mem = 0, vringAddr{}, false, 0, nil
+	q.num, q.addr, q.addrSet, q.base, q.mem, q.dlog = 0, vringAddr{}, false, 0, nil, nil
 	q.ready, q.started, q.enabled, q.broken = false, false, false, nil
 	q.chains, q.framed = q.chains[:0], q.framed[:0]
 	q.wake()

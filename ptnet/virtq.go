@@ -73,6 +73,13 @@ type virtq struct {
 
 	signalled      uint16 // used index at the last call
 	signalledValid bool
+
+	// log, while the frontend logs dirty pages (a live migration), records
+	// the device's writes to the ring: usedGPA and descGPA are the guest
+	// addresses of the parts it writes (the used ring or the device's event
+	// area, and a packed ring's descriptors).
+	log              *dirtyLog
+	usedGPA, descGPA uint64
 }
 
 // setup checks a ring's geometry and views: each view must hold its part
@@ -224,29 +231,29 @@ func (q *virtq) descriptor(ch chain, i, k uint16) (addr uint64, length uint32, f
 	return addr, length, flags, 0
 }
 
-// single returns the buffer of a chain of one descriptor, checked as walk
-// checks it; ok is false for a longer chain.
-func (q *virtq) single(mem guestMemory, ch chain, writable bool) (b []byte, ok bool, err error) {
+// single returns the buffer of a chain of one descriptor and its guest
+// address, checked as walk checks it; ok is false for a longer chain.
+func (q *virtq) single(mem guestMemory, ch chain, writable bool) (addr uint64, b []byte, ok bool, err error) {
 	addr, length, flags, _ := q.descriptor(ch, ch.head, 0)
 	switch {
 	case flags&vhostuser.DescFNext != 0:
-		return nil, false, nil
+		return 0, nil, false, nil
 	case flags&vhostuser.DescFIndirect != 0:
-		return nil, false, errIndirect
+		return 0, nil, false, errIndirect
 	case (flags&vhostuser.DescFWrite != 0) != writable:
-		return nil, false, errDirection
+		return 0, nil, false, errDirection
 	}
 	if b, ok = mem.slice(addr, uint64(length)); !ok {
-		return nil, false, errBadAddr
+		return 0, nil, false, errBadAddr
 	}
-	return b, true, nil
+	return addr, b, true, nil
 }
 
-// walk visits the buffers of a chain: readable ones for a transmit queue,
-// writable ones for a receive queue. It stops the walk and returns an
+// walk visits the buffers of a chain, with their guest addresses: readable
+// ones for a transmit queue, writable ones for a receive queue. It stops the walk and returns an
 // error for anything a well-behaved driver does not do. max bounds the
 // bytes of the chain.
-func (q *virtq) walk(mem guestMemory, ch chain, writable bool, max int, fn func([]byte)) (int, error) {
+func (q *virtq) walk(mem guestMemory, ch chain, writable bool, max int, fn func(addr uint64, buf []byte)) (int, error) {
 	total := 0
 	i := ch.head
 	for k := uint16(0); ; k++ {
@@ -268,7 +275,7 @@ func (q *virtq) walk(mem guestMemory, ch chain, writable bool, max int, fn func(
 			if !ok {
 				return 0, errBadAddr
 			}
-			fn(b)
+			fn(addr, b)
 		}
 		if flags&vhostuser.DescFNext == 0 {
 			return total, nil
@@ -301,6 +308,28 @@ func (q *virtq) putUsed(ch chain, length uint32) {
 func (q *virtq) publishUsed() {
 	if !q.packed {
 		vhostuser.Store32(q.used, 0, uint32(q.usedFlags)|uint32(q.usedIdx)<<16)
+	}
+	q.logRing()
+}
+
+// logRing records, while dirty pages are logged, the device's writes to
+// the ring since the last record: its whole used ring (split) or its
+// descriptors and event area (packed), a few pages at most, once a round.
+func (q *virtq) logRing() {
+	if q.log == nil {
+		return
+	}
+	q.log.mark(q.usedGPA, uint64(len(q.used)))
+	if q.packed {
+		q.log.mark(q.descGPA, uint64(len(q.desc)))
+	}
+}
+
+// logWrite records, while dirty pages are logged, a write of n bytes the
+// device made to the buffer at guest address addr.
+func (q *virtq) logWrite(addr uint64, n int) {
+	if q.log != nil {
+		q.log.mark(addr, uint64(n))
 	}
 }
 
@@ -372,6 +401,7 @@ func (q *virtq) enableKicksAt(c cursor) {
 		q.usedFlags &^= vhostuser.UsedFNoNotify
 		q.publishUsed()
 	}
+	q.logRing()
 	vhostuser.Fence()
 }
 
@@ -385,5 +415,8 @@ func (q *virtq) disableKicks() {
 	case !q.packed && !q.eventIdx && q.usedFlags&vhostuser.UsedFNoNotify == 0:
 		q.usedFlags |= vhostuser.UsedFNoNotify
 		q.publishUsed()
+	default:
+		return // nothing written
 	}
+	q.logRing()
 }

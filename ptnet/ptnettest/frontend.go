@@ -190,7 +190,8 @@ func (f *Frontend) GetU64(req uint32) uint64 {
 // the memory table and sets up queues [0, nq) of num entries, enabled.
 func (f *Frontend) Handshake(want uint64, nq int, num uint16) {
 	f.T.Helper()
-	feats := f.GetU64(vhostuser.ReqGetFeatures) & want
+	// VHOST_F_LOG_ALL is for migrations only (EnableLogging).
+	feats := f.GetU64(vhostuser.ReqGetFeatures) & want &^ vhostuser.FeatLogAll
 	f.Features = feats
 	f.HdrLen = 10
 	if feats&(vhostuser.FeatVersion1|vhostuser.FeatNetMrgRxbuf) != 0 {
@@ -198,7 +199,7 @@ func (f *Frontend) Handshake(want uint64, nq int, num uint16) {
 	}
 	if feats&vhostuser.FeatProtocol != 0 {
 		proto := f.GetU64(vhostuser.ReqGetProtocolFeatures)
-		f.Send(vhostuser.ReqSetProtocolFeatures, vhostuser.U64(proto&(vhostuser.ProtoMQ|vhostuser.ProtoReplyAck)))
+		f.Send(vhostuser.ReqSetProtocolFeatures, vhostuser.U64(proto&(vhostuser.ProtoMQ|vhostuser.ProtoReplyAck|vhostuser.ProtoLogShmfd|vhostuser.ProtoRARP)))
 	}
 	f.Send(vhostuser.ReqSetOwner, nil)
 	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats))
@@ -257,6 +258,61 @@ func (f *Frontend) SetupQueue(i int, num uint16) *Queue {
 		f.Send(vhostuser.ReqSetVringEnable, vhostuser.State(uint32(i), 1))
 	}
 	return q
+}
+
+// EnableLogging does what QEMU does when a live migration starts: it gives
+// the backend a dirty log for all of guest memory, in a memfd
+// (SET_LOG_BASE, waiting for the answer), turns VHOST_F_LOG_ALL on and sets
+// each queue's addresses again, asking for its used ring to be logged. It
+// returns the log (one bit per page of guest physical memory).
+func (f *Frontend) EnableLogging() []byte {
+	f.T.Helper()
+	pages := (f.GPA + uint64(len(f.Mem)) + vhostuser.LogPage - 1) / vhostuser.LogPage
+	size := (pages + 63) / 64 * 8
+	fd, err := unix.MemfdCreate("dirty-log", unix.MFD_CLOEXEC)
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		f.T.Fatal(err)
+	}
+	log, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	f.T.Cleanup(func() { unix.Munmap(log) })
+	f.Send(vhostuser.ReqSetLogBase, vhostuser.Log(size, 0), fd)
+	if b := f.Reply(vhostuser.ReqSetLogBase); len(b) != 0 {
+		f.T.Fatalf("SET_LOG_BASE answered %d bytes, want none", len(b))
+	}
+	f.SetLogging(true)
+	return log
+}
+
+// SetLogging turns VHOST_F_LOG_ALL on or off (a migration starts, or ends
+// or is cancelled) and sets each queue's addresses again, as QEMU does.
+func (f *Frontend) SetLogging(on bool) {
+	f.T.Helper()
+	feats := f.Features &^ vhostuser.FeatLogAll
+	if on {
+		feats |= vhostuser.FeatLogAll
+	}
+	f.Send(vhostuser.ReqSetFeatures, vhostuser.U64(feats))
+	for i, q := range f.Queues {
+		a := vhostuser.Addr(uint32(i), f.UVA+q.Desc, f.UVA+q.Used, f.UVA+q.Avail)
+		if on {
+			a = vhostuser.AddrLogged(uint32(i), f.UVA+q.Desc, f.UVA+q.Used, f.UVA+q.Avail, f.GPA+q.Used)
+		}
+		f.Send(vhostuser.ReqSetVringAddr, a)
+	}
+	f.Sync()
+}
+
+// Dirty reports whether log marks the page that holds Mem[off].
+func (f *Frontend) Dirty(log []byte, off uint64) bool {
+	p := (f.GPA + off) / vhostuser.LogPage
+	return log[p/8]&(1<<(p%8)) != 0
 }
 
 // Sync makes sure the backend has served every message sent so far.
@@ -444,6 +500,10 @@ func (q *Queue) PostRx(n int, size uint32) {
 	}
 	q.PostChains(chains...)
 }
+
+// Buffers returns the offsets in Mem of the receive buffers PostRx made,
+// buffer s for the descriptor at slot s.
+func (q *Queue) Buffers() []uint64 { return q.bufs }
 
 // RxFrames returns the frames the device wrote, merging mergeable buffers,
 // with their headers.

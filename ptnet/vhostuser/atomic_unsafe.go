@@ -61,6 +61,9 @@ func Store16(b []byte, off int, v uint16) {
 	}
 }
 
+// Or32 atomically sets the bits of mask in the aligned word at off.
+func Or32(b []byte, off int, mask uint32) { word(b, off).Or(mask) }
+
 var fenceWord atomic.Uint32
 
 // Fence orders the plain memory accesses before it against those after it

@@ -101,8 +101,18 @@ const (
 // Protocol feature bits.
 const (
 	ProtoMQ       = 1 << 0
+	ProtoLogShmfd = 1 << 1 // VHOST_USER_PROTOCOL_F_LOG_SHMFD: the dirty log is shared memory
+	ProtoRARP     = 1 << 2 // VHOST_USER_PROTOCOL_F_RARP: SEND_RARP after a migration
 	ProtoReplyAck = 1 << 3
 )
+
+// VringFLog in SET_VRING_ADDR's flags asks for writes to the used ring to
+// be logged (VHOST_VRING_F_LOG).
+const VringFLog = 1 << 0
+
+// LogPage is the guest memory one bit of the dirty log stands for
+// (VHOST_LOG_PAGE).
+const LogPage = 4096
 
 // MaxRegions is the most regions SET_MEM_TABLE carries
 // (VHOST_MEMORY_BASELINE_NREGIONS).
@@ -139,6 +149,21 @@ func Addr(index uint32, desc, used, avail uint64) []byte {
 	le.PutUint64(b[16:], used)
 	le.PutUint64(b[24:], avail)
 	return b
+}
+
+// AddrLogged encodes a SET_VRING_ADDR payload that asks for the used ring's
+// writes to be logged at guest address logAddr.
+func AddrLogged(index uint32, desc, used, avail, logAddr uint64) []byte {
+	b := Addr(index, desc, used, avail)
+	binary.LittleEndian.PutUint32(b[4:], VringFLog)
+	binary.LittleEndian.PutUint64(b[32:], logAddr)
+	return b
+}
+
+// Log encodes a SET_LOG_BASE payload: the log's size and its offset in the
+// descriptor that comes with it.
+func Log(size, offset uint64) []byte {
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, size), offset)
 }
 
 // Region is one region of a memory table.
