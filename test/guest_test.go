@@ -171,10 +171,15 @@ func bootGuest(t testing.TB, name, sock string, server bool, mac, addr, script s
 // bootGuestChardev boots a guest whose vhost-user chardev is chardev.
 func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string, devOpts ...string) *guest {
 	t.Helper()
-	dir := t.TempDir()
-	initrd := filepath.Join(dir, "initrd.gz")
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
 	initramfs(t, initrd, addr, script)
-	args := []string{
+	return startGuest(t, name, guestArgs(initrd, chardev, mac, devOpts...))
+}
+
+// guestArgs is the QEMU command line of a guest booting initrd, its NIC on
+// vhost-user chardev chardev.
+func guestArgs(initrd, chardev, mac string, devOpts ...string) []string {
+	return []string{
 		"-machine", "pc,accel=tcg", "-m", "256", "-smp", "1", "-nographic", "-no-reboot",
 		"-kernel", filepath.Join(guestCache, "vmlinuz"), "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=3 quiet",
@@ -185,6 +190,11 @@ func bootGuestChardev(t testing.TB, name, chardev, mac, addr, script string, dev
 		// vectors=0 avoids it.
 		"-device", strings.Join(append([]string{"virtio-net-pci,netdev=n0,mac=" + mac + ",vectors=0"}, devOpts...), ","),
 	}
+}
+
+// startGuest runs QEMU with args.
+func startGuest(t testing.TB, name string, args []string) *guest {
+	t.Helper()
 	p := launch(t, "guest "+name, exec.Command("qemu-system-x86_64", args...), nil)
 	return &guest{proc: p, name: name}
 }
