@@ -339,6 +339,7 @@ func (p *Port) setMemTable(regions []memRegion, fds []int) error {
 // table or the features changed) keeps its position; a new one starts at
 // the base the frontend set. Its lock is held.
 func (p *Port) mapRing(q *queue) error {
+	q.plan = rxPlan{} // its buffers may lie in memory about to be unmapped
 	if q.num == 0 || !q.addrSet || q.mem == nil {
 		q.ready = false
 		return nil

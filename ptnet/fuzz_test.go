@@ -90,8 +90,9 @@ func FuzzVirtq(f *testing.F) {
 			out := frame.NewBatch()
 			out.Add(make([]byte, 3000), 0)
 			out.Add(make([]byte, 60), 0)
-			p.putRx(q, &out.Frames[0])
-			p.putRx(q, &out.Frames[1])
+			q.putBurst(out, []uint16{1, 0, 1}, frame.OffloadCaps{})
+			p.putRx(q, &out.Frames[0], frame.OffloadCaps{})
+			p.putRx(q, &out.Frames[1], frame.OffloadCaps{})
 		}
 	})
 }
@@ -185,7 +186,8 @@ func FuzzRingSetup(f *testing.F) {
 			}
 			out := frame.NewBatch()
 			out.Add(make([]byte, 1500), 0)
-			p.putRx(q, &out.Frames[0])
+			q.putBurst(out, []uint16{0}, frame.OffloadCaps{})
+			p.putRx(q, &out.Frames[0], frame.OffloadCaps{})
 			q.vq.publishUsed()
 			q.vq.needsSignal()
 			q.vq.disableKicks()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/guard"
+	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
 )
 
@@ -24,9 +25,20 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 			frames, bytes = 0, 0
 		}
 	}()
-	for _, fi := range which {
-		f := &b.Frames[fi]
-		ok, err := p.putRx(q, f)
+	caps := p.Offloads()
+	for frames < len(which) {
+		k, n, err := q.putBurst(b, which[frames:], caps)
+		frames, bytes = frames+k, bytes+n
+		if err != nil {
+			p.breakQueue(q, err)
+			break
+		}
+		if frames == len(which) {
+			break
+		}
+		// A frame the burst does not take: the general path.
+		f := &b.Frames[which[frames]]
+		ok, err := p.putRx(q, f, caps)
 		if err != nil {
 			p.breakQueue(q, err)
 			break
@@ -51,13 +63,10 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 // chains as it needs (one without mergeable buffers). It reports false,
 // having taken nothing, when the driver has not made room enough
 // available. The queue's lock is held.
-func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
+func (p *Port) putRx(q *queue, f *frame.Frame, caps frame.OffloadCaps) (bool, error) {
 	o := f.Offload
-	if !o.IsZero() && !p.Offloads().Accepts(o) {
+	if !o.IsZero() && !caps.Accepts(o) {
 		o = frame.Offload{}
-	}
-	if done, err := q.putSimple(f, o); done || err != nil {
-		return done, err
 	}
 	// Find the chains: capacities first, nothing written yet.
 	c := q.vq.next
@@ -102,31 +111,106 @@ func (p *Port) putRx(q *queue, f *frame.Frame) (bool, error) {
 	return true, nil
 }
 
-// putSimple writes a frame of one fragment into the next available chain
-// when that chain is a single buffer the frame fits in, as receive buffers
-// usually are, without putRx's general walk (capacities first, then the
-// copy). It reports false, having taken nothing, for any other case. The
+// rxBurst is the most frames putBurst finds buffers for at once when
+// Room has not found them already.
+const rxBurst = 32
+
+// rxBuf is a receive buffer found for a frame: the single buffer of its
+// chain, with its guest address, and where the chains go on after it.
+type rxBuf struct {
+	addr  uint64
+	buf   []byte
+	ch    chain
+	after cursor
+}
+
+// rxPlan is what Room found for the frames it was asked about, for the
+// Deliver that follows it (the switch holds its lock of the ring from one
+// to the other): the buffers of the first frames that each fit a single
+// buffer, their cache lines already asked for. It holds while the ring
+// stays where it was (start) and the frames are the same.
+type rxPlan struct {
+	batch *frame.Batch
+	first *uint16 // &which[0]
+	start cursor
+	bufs  []rxBuf
+}
+
+// putBurst writes the first frames of which that each fit, with their
+// header, the single buffer of the next available chain (as receive
+// buffers usually are, from Linux and DPDK alike), and stops at the first
+// that does not (more fragments, a chain of several buffers, a small one,
+// no chain available: putRx's general path takes it). The buffers are
+// Room's when it found them, else found here up to rxBurst at a time; the
+// frames are written once all their cache lines were asked for. It returns
+// the frames and bytes written. The queue's lock is held.
+func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps) (frames, bytes int, err error) {
+	bufs := q.takePlan(b, which)
+	if bufs == nil {
+		if bufs, err = q.findBuffers(q.burst[:0], b, which, q.vq.next, rxBurst); err != nil {
+			return 0, 0, err
+		}
+	}
+	bufs = bufs[:min(len(bufs), len(which))]
+	for i, r := range bufs {
+		f := &b.Frames[which[i]]
+		o := f.Offload
+		if !o.IsZero() && !caps.Accepts(o) {
+			o = frame.Offload{}
+		}
+		end := q.hdrLen + len(f.Data)
+		putVnetHdr(r.buf[:q.hdrLen], o, 1)
+		copy(r.buf[q.hdrLen:], f.Data)
+		q.vq.logWrite(r.addr, end)
+		q.vq.putUsed(r.ch, uint32(end))
+		bytes += len(f.Data)
+	}
+	if len(bufs) > 0 {
+		q.vq.next = bufs[len(bufs)-1].after
+	}
+	return len(bufs), bytes, nil
+}
+
+// takePlan returns (and forgets) the buffers Room found, if it found them
+// for these frames at the ring's position now.
+func (q *queue) takePlan(b *frame.Batch, which []uint16) []rxBuf {
+	p := q.plan
+	q.plan.batch = nil
+	if p.batch != b || len(which) == 0 || p.first != &which[0] || p.start != q.vq.next || len(p.bufs) == 0 {
+		return nil
+	}
+	return p.bufs
+}
+
+// findBuffers appends to dst the buffers, from cursor c on, of the first
+// frames of which (up to max) that each fit the single buffer of the next
+// chain, and asks for the cache lines each frame will be written to. The
 // queue's lock is held.
-func (q *queue) putSimple(f *frame.Frame, o frame.Offload) (bool, error) {
-	if f.More != nil {
-		return false, nil
+func (q *queue) findBuffers(dst []rxBuf, b *frame.Batch, which []uint16, c cursor, max int) ([]rxBuf, error) {
+	for len(dst) < len(which) && len(dst) < max {
+		f := &b.Frames[which[len(dst)]]
+		if f.More != nil {
+			break
+		}
+		next := c
+		ch, ok, err := q.vq.take(&next)
+		if err != nil || !ok {
+			return dst, err
+		}
+		addr, buf, ok, err := q.vq.single(q.mem, ch, true)
+		if err != nil {
+			return dst, err
+		}
+		end := q.hdrLen + len(f.Data)
+		if !ok || len(buf) < end {
+			break
+		}
+		vhostuser.PrefetchW(&buf[0], &buf[end-1])
+		q.vq.prefetchUsed(uint16(len(dst)))
+		dst = append(dst, rxBuf{addr: addr, buf: buf, ch: ch, after: next})
+		c = next
 	}
-	c := q.vq.next
-	ch, ok, err := q.vq.take(&c)
-	if !ok || err != nil {
-		return false, err
-	}
-	addr, buf, ok, err := q.vq.single(q.mem, ch, true)
-	n := q.hdrLen + len(f.Data)
-	if !ok || err != nil || len(buf) < n {
-		return false, err
-	}
-	putVnetHdr(buf[:q.hdrLen], o, 1)
-	copy(buf[q.hdrLen:], f.Data)
-	q.vq.logWrite(addr, n)
-	q.vq.putUsed(ch, uint32(n))
-	q.vq.next = c
-	return true, nil
+	return dst, nil
 }
 
 // chainsFor finds the available chains from c on that a frame of need
@@ -174,12 +258,22 @@ func (p *Port) Room(r int, b *frame.Batch, which []uint16) (n int) {
 			n = len(which)
 		}
 	}()
-	if err := q.vq.refresh(); err != nil {
+	if err := q.vq.refresh(); err != nil || len(which) == 0 {
 		return len(which) // Deliver stops the queue
 	}
+	// The frames that fit single buffers (most): found once, for Deliver
+	// too. The others: their chains counted.
+	bufs, err := q.findBuffers(q.plan.bufs[:0], b, which, q.vq.next, len(which))
+	if err != nil {
+		return len(which)
+	}
+	q.plan = rxPlan{batch: b, first: &which[0], start: q.vq.next, bufs: bufs}
 	c := q.vq.next
-	for n, fi := range which {
-		k, err := q.chainsFor(q.hdrLen+b.Frames[fi].Len(), &c)
+	if len(bufs) > 0 {
+		c = bufs[len(bufs)-1].after
+	}
+	for n := len(bufs); n < len(which); n++ {
+		k, err := q.chainsFor(q.hdrLen+b.Frames[which[n]].Len(), &c)
 		if err != nil {
 			return len(which) // Deliver stops the queue
 		}

@@ -131,6 +131,8 @@ type queue struct {
 	changed  chan struct{}
 	hdr      [vnetHdrMax]byte
 	rxChains [maxRxChains]chain
+	burst    [rxBurst]rxBuf
+	plan     rxPlan
 	src      [][]byte // the pieces of a frame being written
 }
 

@@ -702,3 +702,56 @@ func TestBrokenPackedChains(t *testing.T) {
 		})
 	}
 }
+
+// Room finds the receive buffers of the frames it is asked about, and the
+// Deliver that follows writes into them: the frames arrive whole and in
+// order whether Deliver takes all of them, a first part (the rest going
+// to buffers found again), or comes after the memory table changed (the
+// buffers Room found are forgotten). Frames that do not fit a single
+// buffer take the general path between the others.
+func TestRoomThenDeliver(t *testing.T) { eachRingMode(t, testRoomThenDeliver) }
+
+func testRoomThenDeliver(t *testing.T, feats uint64) {
+	p, sock := newTestPort(t, 1)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(feats, 2, 64)
+	rx := f.Queues[0]
+	rx.PostRx(32, 2048)
+	f.Sync()
+	b := frame.NewBatch()
+	var want [][]byte
+	for i, n := range []int{60, 1514, 3000, 60, 200, 4000, 100} {
+		fr := testFrame(n, byte(i))
+		b.Add(fr, 0)
+		want = append(want, fr)
+	}
+	which := []uint16{0, 1, 2, 3, 4, 5, 6}
+	if n := p.Room(0, b, which); n != len(which) {
+		t.Fatalf("Room = %d, want %d", n, len(which))
+	}
+	// Deliver a first part, then the rest.
+	if n, _, err := p.Deliver(0, b, which[:4]); n != 4 || err != nil {
+		t.Fatalf("Deliver = %d, %v", n, err)
+	}
+	if n, _, err := p.Deliver(0, b, which[4:]); n != 3 || err != nil {
+		t.Fatalf("Deliver = %d, %v", n, err)
+	}
+	// Room, then a new memory table, then Deliver.
+	if n := p.Room(0, b, which); n != len(which) {
+		t.Fatalf("Room = %d", n)
+	}
+	f.SetMemTable()
+	f.Sync()
+	if n, _, err := p.Deliver(0, b, which); n != len(which) || err != nil {
+		t.Fatalf("Deliver after a new memory table = %d, %v", n, err)
+	}
+	frames, _ := rx.RxFrames()
+	if len(frames) != 2*len(want) {
+		t.Fatalf("the guest got %d frames, want %d", len(frames), 2*len(want))
+	}
+	for i, fr := range frames {
+		if !bytes.Equal(fr, want[i%len(want)]) {
+			t.Fatalf("frame %d: %d bytes, not the one sent", i, len(fr))
+		}
+	}
+}

@@ -195,6 +195,7 @@ func (q *queue) reset() {
 	q.num, q.addr, q.addrSet, q.base, q.mem, q.dlog = 0, vringAddr{}, false, 0, nil, nil
 	q.ready, q.started, q.enabled, q.broken = false, false, false, nil
 	q.chains, q.framed = q.chains[:0], q.framed[:0]
+	q.plan = rxPlan{}
 	q.wake()
 }
 
