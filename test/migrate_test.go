@@ -38,25 +38,13 @@ func liveMigration(t *testing.T, devOpts ...string) {
 	for _, p := range []string{"peer", "src", "dst"} {
 		d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:"+p, "-vhost-user", sock(p+".sock"))
 	}
-	const chunks = 60 // 64 KiB every 0.25 s: 15 s
-	peer := bootGuest(t, "peer", sock("peer.sock"), false, "52:54:00:00:02:01", "10.88.0.1/24", `
-mkdir -p /www/cgi-bin
-dd if=/dev/urandom of=/www/chunk bs=1024 count=64 2>/dev/null
-printf '#!/bin/sh\necho "Content-Type: application/octet-stream"\necho\nfor i in $(seq `+strconv.Itoa(chunks)+`); do cat /www/chunk; sleep 0.25; done\n' > /www/cgi-bin/slow
-chmod 755 /www/cgi-bin/slow
-echo "DATA-MD5 $(for i in $(seq `+strconv.Itoa(chunks)+`); do cat /www/chunk; done | md5sum | cut -d' ' -f1)"
-httpd -p 80 -h /www
-echo SERVER-READY
-sleep 600`)
-
+	peer := bootGuest(t, "peer", sock("peer.sock"), false, "52:54:00:00:02:01", "10.88.0.1/24", slowServer)
 	initrd := filepath.Join(dir, "initrd.gz")
 	initramfs(t, initrd, "10.88.0.2/24", `
 for i in $(seq 60); do wget -q -O /tmp/probe http://10.88.0.1/chunk && break; sleep 1; done
 ping -i 0.1 10.88.0.1 >/tmp/ping 2>&1 &
 PING=$!
-echo WGET-START
-wget -q -O /tmp/data http://10.88.0.1/cgi-bin/slow
-echo "GOT-MD5 $(md5sum /tmp/data | cut -d' ' -f1)"
+`+slowDownload+`
 kill -INT $PING
 sleep 1
 tail -2 /tmp/ping
@@ -92,7 +80,7 @@ sleep 600`)
 		t.Fatal("the destination is not running after the migration")
 	}
 
-	got := dst.waitLine(t, `GOT-MD5 ([0-9a-f]{32})`, 3*time.Minute)[1]
+	got := dst.waitLine(t, `GOT-MD5 ([0-9a-f]{32}) `, 3*time.Minute)[1]
 	if got != sent {
 		t.Fatalf("the migrated guest downloaded MD5 %s; the peer sent %s", got, sent)
 	}
@@ -121,6 +109,29 @@ sleep 600`)
 	}
 	t.Logf("vale0:dst: %s", st.State)
 }
+
+// slowServer is a guest script that serves, at /cgi-bin/slow, 64 KiB
+// every 0.25 s for 15 s (a TCP connection long enough to span what a test
+// does to the switch meanwhile), prints the MD5 of the whole as DATA-MD5
+// and SERVER-READY once it serves.
+var slowServer = `
+mkdir -p /www/cgi-bin
+dd if=/dev/urandom of=/www/chunk bs=1024 count=64 2>/dev/null
+printf '#!/bin/sh\necho "Content-Type: application/octet-stream"\necho\nfor i in $(seq 60); do cat /www/chunk; sleep 0.25; done\n' > /www/cgi-bin/slow
+chmod 755 /www/cgi-bin/slow
+echo "DATA-MD5 $(for i in $(seq 60); do cat /www/chunk; done | md5sum | cut -d' ' -f1)"
+httpd -p 80 -h /www
+echo SERVER-READY
+sleep 600`
+
+// slowDownload is the part of a guest script that downloads slowServer's
+// data from 10.88.0.1 once it serves (WGET-START when the download
+// starts) and prints its MD5 and size as GOT-MD5.
+const slowDownload = `
+for i in $(seq 60); do wget -q -O /tmp/probe http://10.88.0.1/chunk && break; sleep 1; done
+echo WGET-START
+wget -q -O /tmp/data http://10.88.0.1/cgi-bin/slow
+echo "GOT-MD5 $(md5sum /tmp/data | cut -d' ' -f1) $(wc -c < /tmp/data)"`
 
 // hmp runs a command on a QEMU human monitor socket and returns its
 // output.
