@@ -5,7 +5,8 @@
 # the other CPU), ROUNDS rounds (default 5) of SECS seconds (default 4),
 # printing the Mpps valed took per build and round. For A/B comparisons of
 # a change (build the other side with `go build -o DIR/ ./cmd/...` in a git
-# worktree). DEVARGS adds virtio-user devargs (e.g. ,in_order=0).
+# worktree). DEVARGS adds virtio-user devargs (e.g. ,in_order=0); ALONE=1
+# leaves pkt-gen out (vale0:vu is valed's only port).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-5}
@@ -16,7 +17,7 @@ taken() { "$VALE_BIN/vale-ctl" -l -json vale0:vu | grep -o '"tx_packets": [0-9]*
 
 run() {
 	VALE_BIN=$1
-	vhost_ingress_start "${DEVARGS:-}"
+	vhost_ingress_start "${DEVARGS:-}" ${ALONE:+alone}
 	sleep 1
 	local t0 t1
 	t0=$(taken)

@@ -103,6 +103,15 @@ vale_vhost() {
 	vhost_ingress_stop
 	note vhost-in/vale $(((t1 - t0) / SECS))
 	note vhost-rx/vale $(((r1 - r0) / SECS))
+	# The port alone (the issue's own baseline): valed takes the frames
+	# and has nowhere to send them, as net_vhost rxonly drops them.
+	vhost_ingress_start "" alone
+	ramp
+	t0=$(counter vale0:vu TX_PKTS)
+	sleep "$SECS"
+	t1=$(counter vale0:vu TX_PKTS)
+	vhost_ingress_stop
+	note vhost-alone/vale $(((t1 - t0) / SECS))
 }
 
 # vale_egress KEY NS VDEV WNS ARGS ATTACH...: pkt-gen -f tx -> vale0 (valed
@@ -307,6 +316,7 @@ for c in "${CASES[@]}"; do
 	vhost)
 		row "virtio-user -> vhost-user (taken)" vhost-in/vale vhost/dpdk "net_vhost rxonly"
 		row "  ... -> vale0 -> pkt-gen -f rx" vhost-rx/vale vhost/dpdk "net_vhost rxonly"
+		row "virtio-user -> vhost-user, alone" vhost-alone/vale vhost/dpdk "net_vhost rxonly"
 		;;
 	vhost-out) row "pkt-gen -> vale0 -> vhost-user (rx)" vhost-out/vale vhost-out/dpdk "net_vhost txonly" ;;
 	xdp-in) row "veth -> AF_XDP -> vale0 -> pkt-gen" xdp-in/vale xdp-in/dpdk "net_af_xdp rxonly" ;;

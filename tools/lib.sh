@@ -134,22 +134,27 @@ testpmd_stop() {
 # average when testpmd_show marked its ends).
 testpmd_pps() { grep -ao "$2-pps: *[0-9]*" "$1" | tail -1 | awk '{print $2}'; }
 
-# vhost_ingress_start DEVARGS: valed on CPU 0 with a vhost-user port
-# vale0:vu and pkt-gen -f rx on vale0:b, fed by testpmd virtio-user txonly
-# (with DEVARGS) on CPU 1; vhost_ingress_stop ends them.
+# vhost_ingress_start DEVARGS [alone]: valed on CPU 0 with a vhost-user port
+# vale0:vu and pkt-gen -f rx on vale0:b (not with "alone": the port is
+# valed's only one, and what it takes goes nowhere, as net_vhost rxonly
+# drops it), fed by testpmd virtio-user txonly (with DEVARGS) on CPU 1;
+# vhost_ingress_stop ends them.
 vhost_ingress_start() {
 	VALE_CPU=0 start_valed
 	VI_VALED=${VALE_PIDS[-1]}
 	"$VALE_BIN/vale-ctl" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock" >/dev/null
-	taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
-	VI_RX=$!
-	wait_port vale0:b
+	VI_RX=
+	if [ "${2:-}" != alone ]; then
+		taskset -c 0 "$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
+		VI_RX=$!
+		wait_port vale0:b
+	fi
 	testpmd "$VALE_TMP/tx.log" 1 "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024$1" txonly "" --rxd=1024 --txd=1024
 	VI_TESTPMD=$TESTPMD
 }
 
 vhost_ingress_stop() {
 	testpmd_stop "$VI_TESTPMD"
-	stop_pid "$VI_RX"
+	[ -z "$VI_RX" ] || stop_pid "$VI_RX"
 	stop_pid "$VI_VALED"
 }
