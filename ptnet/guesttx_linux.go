@@ -125,6 +125,9 @@ func (p *Port) takeTx(q *queue, b *frame.Batch) (n int, err error) {
 // had no room for it, and whether it made a frame (a chain with nothing
 // behind its header, or a header that does not apply, does not).
 func (p *Port) readChain(q *queue, ch chain, inPlace bool, b *frame.Batch) (full, framed bool, err error) {
+	if done, full, framed, err := p.readSimple(q, ch, inPlace, b); done || err != nil {
+		return full, framed, err
+	}
 	hdrLen := q.hdrLen
 	got, added := 0, false
 	var badHdr error
@@ -183,6 +186,39 @@ func (p *Port) addAnnouncement(q *queue, b *frame.Batch) bool {
 	b.Add(*f, 0)
 	q.announcing = f
 	return true
+}
+
+// readSimple is readChain for the usual chain, a single buffer holding the
+// header and the frame, without the general walk. done is false, with
+// nothing read, for any other chain.
+func (p *Port) readSimple(q *queue, ch chain, inPlace bool, b *frame.Batch) (done, full, framed bool, err error) {
+	_, buf, ok, err := q.vq.single(q.mem, ch, false)
+	if !ok || err != nil || len(buf) <= q.hdrLen || len(buf) > maxTxChainBytes {
+		return false, false, false, err
+	}
+	var off frame.Offload
+	if buf[0]|buf[1] != 0 {
+		// Flags and segmentation type 0 (most frames) ask for nothing; a
+		// header that asks is parsed from a copy (the guest may change it).
+		h := q.hdr[:q.hdrLen]
+		copy(h, buf)
+		var bad error
+		if off, bad = parseVnetHdr(h, q.feats); bad != nil {
+			p.txBadHdr.Add(1)
+			return true, false, false, nil
+		}
+	}
+	data := buf[q.hdrLen:]
+	if !inPlace {
+		if len(q.stage)+len(data) > cap(q.stage) {
+			return true, true, false, nil
+		}
+		start := len(q.stage)
+		q.stage = append(q.stage, data...)
+		data = q.stage[start:len(q.stage):len(q.stage)]
+	}
+	b.AddOffload(data, off)
+	return true, false, true, nil
 }
 
 // drop removes the last frame of b.
