@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ptnet/ptnettest"
 	"github.com/valeswitch/vale/ptnet/vhostuser"
 	"github.com/valeswitch/vale/vale/frame"
@@ -231,4 +234,72 @@ func memfd(t *testing.T, n int64) int {
 		t.Fatal(err)
 	}
 	return fd
+}
+
+// The frontend replaces the dirty log and turns logging on and off while
+// frames flow both ways: every frame still arrives, exactly once, and
+// valed never writes into a log it has unmapped.
+func TestDirtyLogWhileTraffic(t *testing.T) {
+	p, sock := newTestPort(t, 1)
+	f := ptnettest.NewFrontend(t, sock)
+	f.Handshake(splitFeatures, 2, 256)
+	rx, tx := f.Queues[0], f.Queues[1]
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var taken atomic.Int64
+	go func() { // the switch's side: take and deliver
+		defer close(done)
+		b := frame.NewBatch()
+		out := frame.NewBatch()
+		out.Add(testFrame(100, 7), 0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b.Reset()
+			if err := p.Recv(0, b); err != nil {
+				return
+			}
+			for _, fr := range b.Frames {
+				if len(fr.Data) == 80 {
+					taken.Add(1)
+				}
+			}
+			p.Release(0, b, len(b.Frames))
+			p.Deliver(0, out, []uint16{0})
+		}
+	}()
+	hdr := make([]byte, f.HdrLen)
+	sent, used := 0, 0
+	for round := range 40 {
+		if round%2 == 0 {
+			f.EnableLogging()
+		} else {
+			f.SetLogging(false)
+		}
+		rx.PostRx(4, 2048)
+		for range 4 {
+			tx.SendFrame(hdr, testFrame(80, byte(sent)), false)
+			sent++
+		}
+		testutil.WaitFor(t, "the round's frames to be taken", func() bool {
+			used += len(tx.UsedEntries())
+			return used == sent
+		})
+	}
+	frames, _ := rx.RxFrames()
+	if len(frames) == 0 {
+		t.Error("no frame reached the guest")
+	}
+	close(stop)
+	f.Queues[1].SendFrame(hdr, testFrame(60, 0), false) // wakes the worker to see stop
+	<-done
+	if n := taken.Load(); n != int64(sent) {
+		t.Errorf("the switch took %d frames, the guest sent %d", n, sent)
+	}
+	if st := p.Describe().State; strings.Contains(st, "stopped-queues") || strings.Contains(st, "last-error") {
+		t.Fatalf("port state %s", st)
+	}
 }
