@@ -58,8 +58,14 @@ func parseVnetHdr(h []byte, features uint64) (frame.Offload, error) {
 // do on it (which the driver negotiated), and the number of buffers it
 // takes.
 func putVnetHdr(h []byte, o frame.Offload, numBuffers uint16) {
-	clear(h)
 	le := binary.LittleEndian
+	// Two stores (not clear's call) for the 10 or 12 bytes.
+	le.PutUint64(h, 0)
+	if len(h) >= vnetHdrMax {
+		le.PutUint32(h[8:], uint32(numBuffers)<<16)
+	} else {
+		le.PutUint16(h[8:], 0)
+	}
 	if o.NeedsCsum {
 		h[0] = vnetNeedsCsum
 		le.PutUint16(h[6:], o.CsumStart)
@@ -72,8 +78,5 @@ func putVnetHdr(h []byte, o frame.Offload, numBuffers uint16) {
 		}
 		le.PutUint16(h[2:], o.HdrLen)
 		le.PutUint16(h[4:], o.GSOSize)
-	}
-	if len(h) >= vnetHdrMax {
-		le.PutUint16(h[10:], numBuffers)
 	}
 }
