@@ -127,8 +127,8 @@ type rxBuf struct {
 // rxPlan is what Room found for the frames it was asked about, for the
 // Deliver that follows it (the switch holds its lock of the ring from one
 // to the other): the buffers of the first frames that each fit a single
-// buffer, their cache lines already asked for. It holds while the ring
-// stays where it was (start) and the frames are the same.
+// buffer. It holds while the ring stays where it was (start) and the
+// frames are the same.
 type rxPlan struct {
 	batch *frame.Batch
 	first *uint16 // &which[0]
@@ -141,9 +141,9 @@ type rxPlan struct {
 // buffers usually are, from Linux and DPDK alike), and stops at the first
 // that does not (more fragments, a chain of several buffers, a small one,
 // no chain available: putRx's general path takes it). The buffers are
-// Room's when it found them, else found here up to rxBurst at a time; the
-// frames are written once all their cache lines were asked for. It returns
-// the frames and bytes written. The queue's lock is held.
+// Room's when it found them, else found here up to rxBurst at a time; each
+// frame's cache lines are asked for rxPrefetch frames ahead of its write.
+// It returns the frames and bytes written. The queue's lock is held.
 func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps) (frames, bytes int, err error) {
 	bufs := q.takePlan(b, which)
 	if bufs == nil {
@@ -152,7 +152,13 @@ func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps)
 		}
 	}
 	bufs = bufs[:min(len(bufs), len(which))]
+	for i := range min(len(bufs), rxPrefetch) {
+		q.prefetchBuf(bufs[i], i)
+	}
 	for i, r := range bufs {
+		if k := i + rxPrefetch; k < len(bufs) {
+			q.prefetchBuf(bufs[k], k)
+		}
 		f := &b.Frames[which[i]]
 		o := f.Offload
 		if !o.IsZero() && !caps.Accepts(o) {
@@ -171,6 +177,19 @@ func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps)
 	return len(bufs), bytes, nil
 }
 
+// rxPrefetch is how many frames ahead of the one it writes putBurst asks
+// for cache lines: enough for their fetches to overlap, few enough that
+// the lines stay in the L1 cache until written.
+const rxPrefetch = 16
+
+// prefetchBuf asks for the cache lines frame k of a burst will be written
+// to, its buffer (the header's line and the frame's last) and its used
+// entry, for writing.
+func (q *queue) prefetchBuf(r rxBuf, k int) {
+	vhostuser.PrefetchW(&r.buf[0], &r.buf[len(r.buf)-1])
+	q.vq.prefetchUsed(uint16(k))
+}
+
 // takePlan returns (and forgets) the buffers Room found, if it found them
 // for these frames at the ring's position now.
 func (q *queue) takePlan(b *frame.Batch, which []uint16) []rxBuf {
@@ -184,8 +203,7 @@ func (q *queue) takePlan(b *frame.Batch, which []uint16) []rxBuf {
 
 // findBuffers appends to dst the buffers, from cursor c on, of the first
 // frames of which (up to max) that each fit the single buffer of the next
-// chain, and asks for the cache lines each frame will be written to. The
-// queue's lock is held.
+// chain (each cut to the frame and its header). The queue's lock is held.
 func (q *queue) findBuffers(dst []rxBuf, b *frame.Batch, which []uint16, c cursor, max int) ([]rxBuf, error) {
 	for len(dst) < len(which) && len(dst) < max {
 		f := &b.Frames[which[len(dst)]]
@@ -205,9 +223,7 @@ func (q *queue) findBuffers(dst []rxBuf, b *frame.Batch, which []uint16, c curso
 		if !ok || len(buf) < end {
 			break
 		}
-		vhostuser.PrefetchW(&buf[0], &buf[end-1])
-		q.vq.prefetchUsed(uint16(len(dst)))
-		dst = append(dst, rxBuf{addr: addr, buf: buf, ch: ch, after: next})
+		dst = append(dst, rxBuf{addr: addr, buf: buf[:end], ch: ch, after: next})
 		c = next
 	}
 	return dst, nil
