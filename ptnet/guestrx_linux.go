@@ -157,7 +157,7 @@ func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps)
 	}
 	for i, r := range bufs {
 		if k := i + rxPrefetch; k < len(bufs) {
-			q.prefetchBuf(bufs[k], k)
+			q.prefetchBuf(bufs[k], rxPrefetch) // i entries used since the first
 		}
 		f := &b.Frames[which[i]]
 		o := f.Offload
@@ -182,12 +182,12 @@ func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps)
 // the lines stay in the L1 cache until written.
 const rxPrefetch = 16
 
-// prefetchBuf asks for the cache lines frame k of a burst will be written
-// to, its buffer (the header's line and the frame's last) and its used
-// entry, for writing.
-func (q *queue) prefetchBuf(r rxBuf, k int) {
+// prefetchBuf asks for the cache lines a frame will be written to, for
+// writing: its buffer r (the header's line and the frame's last) and its
+// used entry, ahead entries after the next one to fill.
+func (q *queue) prefetchBuf(r rxBuf, ahead int) {
 	vhostuser.PrefetchW(&r.buf[0], &r.buf[len(r.buf)-1])
-	q.vq.prefetchUsed(uint16(k))
+	q.vq.prefetchUsed(uint16(ahead))
 }
 
 // takePlan returns (and forgets) the buffers Room found, if it found them
