@@ -19,55 +19,67 @@ func BenchmarkTakeTx(b *testing.B) {
 	}
 }
 
-func benchTakeTx(b *testing.B, packed bool) {
-	const num, hdrLen = 256, 12
-	mem := &heapMemory{base: 0x1000, b: make([]byte, 1<<20)}
-	ds, as, us := ringSizes(num, packed, true)
+// benchNum and benchHdrLen are the ring size and header of the benchmarks.
+const benchNum, benchHdrLen = 256, 12
+
+// benchQueue is a started queue of benchNum entries on heap memory for a
+// benchmark (a transmit queue with tx), and publish, which makes every
+// descriptor available (again) for round number round: buffers of bufSize
+// bytes, each with len bytes, writable unless tx.
+func benchQueue(b *testing.B, packed, tx bool, bufSize, length uint32) (q *queue, publish func(round uint16)) {
+	mem := &heapMemory{base: 0x1000, b: make([]byte, 2<<20)}
+	ds, as, us := ringSizes(benchNum, packed, true)
 	desc, _ := mem.slice(0x1000, ds)
 	avail, _ := mem.slice(0x1000+ds, as+2)
 	used, _ := mem.slice(0x1000+(ds+as+4+3)&^3, us+2)
 	bufs := uint64(0x1000 + 64<<10)
-	le := binary.LittleEndian
 	feats := uint64(backendFeatures &^ vhostuser.FeatRingPacked)
 	if packed {
 		feats |= vhostuser.FeatRingPacked
 	}
-	q := &queue{tx: true, hdrLen: hdrLen, feats: feats, mem: mem}
-	if err := q.vq.setup(num, packed, desc, avail[:as], used[:us], true); err != nil {
+	q = &queue{tx: tx, hdrLen: benchHdrLen, mrg: true, feats: feats, mem: mem}
+	if err := q.vq.setup(benchNum, packed, desc, avail[:as], used[:us], true); err != nil {
 		b.Fatal(err)
 	}
 	q.ready, q.started, q.enabled = true, true, true
+	if packed {
+		q.vq.setNext(cursor{wrap: true})
+		q.vq.usedWrap = true
+	}
+	write := uint16(vhostuser.DescFWrite)
+	if tx {
+		write = 0
+	}
+	le := binary.LittleEndian
 	wrap := true
-	// publish makes all num descriptors available (again).
-	publish := func(round uint16) {
-		for i := range uint16(num) {
+	publish = func(round uint16) {
+		for i := range uint16(benchNum) {
 			d := desc[int(i)*16:]
-			le.PutUint64(d, bufs+uint64(i)*128)
-			le.PutUint32(d[8:], hdrLen+64)
+			le.PutUint64(d, bufs+uint64(i)*uint64(bufSize))
+			le.PutUint32(d[8:], length)
 			if packed {
-				fl := uint16(0)
+				fl := write | vhostuser.DescFUsed
 				if wrap {
-					fl = vhostuser.DescFAvail
-				} else {
-					fl = vhostuser.DescFUsed
+					fl = write | vhostuser.DescFAvail
 				}
 				le.PutUint16(d[12:], i)
 				le.PutUint16(d[14:], fl)
 			} else {
-				le.PutUint16(d[12:], 0)
+				le.PutUint16(d[12:], write)
 				le.PutUint16(avail[4+2*int(i):], i)
 			}
 		}
 		if packed {
 			wrap = !wrap
 		} else {
-			vhostuser.Store32(avail, 0, uint32(round+1)*num<<16)
+			vhostuser.Store32(avail, 0, uint32(round+1)*benchNum<<16)
 		}
 	}
-	if packed {
-		q.vq.setNext(cursor{wrap: true})
-		q.vq.usedWrap = true
-	}
+	return q, publish
+}
+
+func benchTakeTx(b *testing.B, packed bool) {
+	q, publish := benchQueue(b, packed, true, 128, benchHdrLen+64)
 	p := &Port{log: newDiscardLogger()}
 	batch := frame.NewBatch()
 	b.ResetTimer()
@@ -75,12 +87,12 @@ func benchTakeTx(b *testing.B, packed bool) {
 		publish(uint16(i))
 		batch.Reset()
 		n, err := p.takeTx(q, batch)
-		if err != nil || n != num {
+		if err != nil || n != benchNum {
 			b.Fatalf("took %d frames, %v", n, err)
 		}
 		p.releaseTx(q, n)
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*num), "ns/frame")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchNum), "ns/frame")
 }
 
 // BenchmarkDeliver measures the device side of a guest's receive queue
@@ -96,57 +108,11 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 func benchDeliver(b *testing.B, packed bool) {
-	const num, hdrLen, bufSize = 256, 12, 2048
-	mem := &heapMemory{base: 0x1000, b: make([]byte, 2<<20)}
-	ds, as, us := ringSizes(num, packed, true)
-	desc, _ := mem.slice(0x1000, ds)
-	avail, _ := mem.slice(0x1000+ds, as+2)
-	used, _ := mem.slice(0x1000+(ds+as+4+3)&^3, us+2)
-	bufs := uint64(0x1000 + 64<<10)
-	le := binary.LittleEndian
-	feats := uint64(backendFeatures &^ vhostuser.FeatRingPacked)
-	if packed {
-		feats |= vhostuser.FeatRingPacked
-	}
-	q := &queue{hdrLen: hdrLen, mrg: true, feats: feats, mem: mem}
-	if err := q.vq.setup(num, packed, desc, avail[:as], used[:us], true); err != nil {
-		b.Fatal(err)
-	}
-	q.ready, q.started, q.enabled = true, true, true
-	wrap := true
-	publish := func(round uint16) {
-		for i := range uint16(num) {
-			d := desc[int(i)*16:]
-			le.PutUint64(d, bufs+uint64(i)*bufSize)
-			le.PutUint32(d[8:], bufSize)
-			if packed {
-				fl := uint16(vhostuser.DescFWrite)
-				if wrap {
-					fl |= vhostuser.DescFAvail
-				} else {
-					fl |= vhostuser.DescFUsed
-				}
-				le.PutUint16(d[12:], i)
-				le.PutUint16(d[14:], fl)
-			} else {
-				le.PutUint16(d[12:], vhostuser.DescFWrite)
-				le.PutUint16(avail[4+2*int(i):], i)
-			}
-		}
-		if packed {
-			wrap = !wrap
-		} else {
-			vhostuser.Store32(avail, 0, uint32(round+1)*num<<16)
-		}
-	}
-	if packed {
-		q.vq.setNext(cursor{wrap: true})
-		q.vq.usedWrap = true
-	}
+	q, publish := benchQueue(b, packed, false, 2048, 2048)
 	p := &Port{log: newDiscardLogger(), queues: []*queue{q}}
 	p.caps.Store(frame.OffloadCaps{})
 	batch := frame.NewBatch()
-	which := make([]uint16, num)
+	which := make([]uint16, benchNum)
 	data := make([]byte, 64)
 	for i := range which {
 		batch.Add(data, 0)
@@ -155,9 +121,9 @@ func benchDeliver(b *testing.B, packed bool) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		publish(uint16(i))
-		if n, _, err := p.Deliver(0, batch, which); err != nil || n != num {
+		if n, _, err := p.Deliver(0, batch, which); err != nil || n != benchNum {
 			b.Fatalf("delivered %d frames, %v", n, err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*num), "ns/frame")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchNum), "ns/frame")
 }
