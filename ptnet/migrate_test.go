@@ -28,7 +28,7 @@ func testDirtyLog(t *testing.T, feats uint64) {
 	f.Handshake(feats, 2, 64)
 	rx, tx := f.Queues[0], f.Queues[1]
 	log := f.EnableLogging()
-	if st := p.Describe().State; !bytes.Contains([]byte(st), []byte("log-all")) {
+	if st := p.Describe().State; !strings.Contains(st, "log-all") {
 		t.Fatalf("logging on, the port shows %s", st)
 	}
 
@@ -134,7 +134,7 @@ func TestSendRARP(t *testing.T) {
 	if got := recvOne(t, p, 0); len(got) != 1 || !bytes.Equal(got[0].Data, testFrame(100, 5)) {
 		t.Fatalf("after the RARP the switch got %d frames", len(got))
 	}
-	if st := p.Describe().State; !bytes.Contains([]byte(st), []byte("rarp=1")) {
+	if st := p.Describe().State; !strings.Contains(st, "rarp=1") {
 		t.Errorf("state %s", st)
 	}
 }
