@@ -2,12 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,44 +19,67 @@ import (
 
 // testpmd starts dpdk-testpmd with a virtio-user port on sock in the given
 // forwarding mode; it runs until stopped with stop.
-func testpmd(t testing.TB, sock, mode string, extra ...string) *proc {
+func testpmd(t testing.TB, sock, mode string, extra ...string) *testpmdProc {
 	t.Helper()
 	needCommands(t, "dpdk-testpmd")
 	args := []string{"-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
 		"--file-prefix", fmt.Sprintf("vale-test-%d", nsSeq.Add(1)),
 		"--vdev", "net_virtio_user0,path=" + sock + ",queue_size=1024" + queuesArg(extra),
-		"--", "--forward-mode=" + mode, "--stats-period", "1", "--nb-cores=1", "--total-num-mbufs=8192",
+		"--", "-i", "--auto-start", "--forward-mode=" + mode, "--nb-cores=1", "--total-num-mbufs=8192",
 		"--rxd=1024", "--txd=1024"}
 	args = append(args, extra...)
-	return launch(t, "dpdk-testpmd "+mode, exec.Command("dpdk-testpmd", args...), nil)
+	// Line-buffered: testpmd's answers must come out as it prints them.
+	cmd := exec.Command("stdbuf", append([]string{"-oL", "dpdk-testpmd"}, args...)...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testpmdProc{proc: launch(t, "dpdk-testpmd "+mode, cmd, nil), in: in}
 }
 
-// stopTestpmd ends testpmd with SIGINT (it then prints its totals) and returns
-// its output.
-func stopTestpmd(t testing.TB, p *proc) string {
+// testpmdProc is a dpdk-testpmd driven interactively, its commands on its
+// standard input: its main lcore waits there, where with --stats-period
+// it would busy-wait between prints on a CPU valed needs.
+type testpmdProc struct {
+	*proc
+	in io.WriteCloser
+}
+
+// rxPackets asks testpmd for port 0's counters and returns its
+// RX-packets once they are printed.
+func (tp *testpmdProc) rxPackets(t testing.TB) uint64 {
 	t.Helper()
-	p.Cmd.Process.Signal(syscall.SIGINT)
+	from := len(tp.Out.String())
+	fmt.Fprintln(tp.in, "show port stats 0")
+	var v uint64
+	testutil.WaitForWithin(t, 10*time.Second, "testpmd's port statistics", func() bool {
+		m := rxPacketsRE.FindStringSubmatch(tp.Out.String()[from:])
+		if m != nil {
+			v, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+		return m != nil
+	})
+	return v
+}
+
+// stopTestpmd stops testpmd's forwarding (it then prints its totals), ends
+// it and returns its output.
+func stopTestpmd(t testing.TB, tp *testpmdProc) string {
+	t.Helper()
+	fmt.Fprintln(tp.in, "stop")
+	fmt.Fprintln(tp.in, "quit")
+	tp.in.Close()
 	select {
-	case <-p.Done:
+	case <-tp.Done:
 	case <-time.After(20 * time.Second):
-		t.Fatal("dpdk-testpmd did not stop on SIGINT")
+		t.Fatal("dpdk-testpmd did not quit")
 	}
-	return p.Out.String()
+	return tp.Out.String()
 }
 
 var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
 
 var rxPacketsRE = regexp.MustCompile(`RX-packets:\s+(\d+)`)
-
-// lastRxPackets reads the last RX-packets count testpmd printed.
-func lastRxPackets(out string) uint64 {
-	m := rxPacketsRE.FindAllStringSubmatch(out, -1)
-	if len(m) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(m[len(m)-1][1], 10, 64)
-	return v
-}
 
 // portTotals reads testpmd's closing forward statistics of port 0.
 func portTotals(t testing.TB, out string) (rx, tx uint64) {
@@ -124,9 +147,9 @@ func pktgenToVirtioUser(t *testing.T, devargs string) {
 		st := d.portStats(t, "vale0:vu")
 		return st.Stats.RxPackets+st.Stats.DropFull >= n
 	})
-	// testpmd prints its port's counters every second: wait for them to
-	// show every frame (or give up and report what arrived).
-	testutil.Eventually(20*time.Second, func() bool { return lastRxPackets(tp.Out.String()) >= n })
+	// Wait for testpmd's counters to show every frame (or give up and
+	// report what arrived).
+	testutil.Eventually(20*time.Second, func() bool { return tp.rxPackets(t) >= n })
 	got, _ := portTotals(t, stopTestpmd(t, tp))
 	if got != n {
 		t.Errorf("testpmd received %d frames, want %d; vale0:vu: %v", got, n, d.portStats(t, "vale0:vu"))
