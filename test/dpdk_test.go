@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -19,62 +17,33 @@ import (
 
 // testpmd starts dpdk-testpmd with a virtio-user port on sock in the given
 // forwarding mode; it runs until stopped with stop.
-func testpmd(t testing.TB, sock, mode string, extra ...string) *testpmdProc {
+func testpmd(t testing.TB, sock, mode string, extra ...string) *interactive {
 	t.Helper()
-	needCommands(t, "dpdk-testpmd")
-	args := []string{"-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+	return startTestpmd(t, mode, append([]string{"-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
 		"--file-prefix", fmt.Sprintf("vale-test-%d", nsSeq.Add(1)),
 		"--vdev", "net_virtio_user0,path=" + sock + ",queue_size=1024" + queuesArg(extra),
 		"--", "-i", "--auto-start", "--forward-mode=" + mode, "--nb-cores=1", "--total-num-mbufs=8192",
-		"--rxd=1024", "--txd=1024"}
-	args = append(args, extra...)
-	// Line-buffered: testpmd's answers must come out as it prints them.
-	cmd := exec.Command("stdbuf", append([]string{"-oL", "dpdk-testpmd"}, args...)...)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testpmdProc{proc: launch(t, "dpdk-testpmd "+mode, cmd, nil), in: in}
-}
-
-// testpmdProc is a dpdk-testpmd driven interactively, its commands on its
-// standard input: its main lcore waits there, where with --stats-period
-// it would busy-wait between prints on a CPU valed needs.
-type testpmdProc struct {
-	*proc
-	in io.WriteCloser
+		"--rxd=1024", "--txd=1024"}, extra...))
 }
 
 // rxPackets asks testpmd for port 0's counters and returns its
-// RX-packets once they are printed.
-func (tp *testpmdProc) rxPackets(t testing.TB) uint64 {
-	t.Helper()
-	from := len(tp.Out.String())
-	fmt.Fprintln(tp.in, "show port stats 0")
-	var v uint64
-	testutil.WaitForWithin(t, 10*time.Second, "testpmd's port statistics", func() bool {
-		m := rxPacketsRE.FindStringSubmatch(tp.Out.String()[from:])
-		if m != nil {
-			v, _ = strconv.ParseUint(m[1], 10, 64)
-		}
-		return m != nil
-	})
+// RX-packets.
+func (tp *interactive) rxPackets() uint64 {
+	m := rxPacketsRE.FindStringSubmatch(tp.cmd("show port stats 0", "TX-packets"))
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(m[1], 10, 64)
 	return v
 }
 
 // stopTestpmd stops testpmd's forwarding (it then prints its totals), ends
 // it and returns its output.
-func stopTestpmd(t testing.TB, tp *testpmdProc) string {
+func stopTestpmd(t testing.TB, tp *interactive) string {
 	t.Helper()
-	fmt.Fprintln(tp.in, "stop")
-	fmt.Fprintln(tp.in, "quit")
-	tp.in.Close()
-	select {
-	case <-tp.Done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("dpdk-testpmd did not quit")
-	}
-	return tp.Out.String()
+	tp.cmd("stop", "Accumulated forward statistics")
+	tp.cmd("quit", "")
+	return tp.p.Out.String()
 }
 
 var forwardStatsRE = regexp.MustCompile(`(?s)Forward statistics for port 0.*?RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+.*?TX-packets: (\d+)`)
@@ -139,7 +108,7 @@ func pktgenToVirtioUser(t *testing.T, devargs string) {
 	d.run(t, 10*time.Second, "vale-ctl", "-a", "vale0:vu", "-vhost-user", sock)
 	tp := testpmd(t, sock+devargs, "rxonly")
 	waitConnected(t, d, "vale0:vu")
-	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.Out.String(), "forwards packets on") })
+	testutil.WaitFor(t, "testpmd to forward", func() bool { return strings.Contains(tp.p.Out.String(), "forwards packets on") })
 	const n = 100000
 	// Bursts of 64 into a receive ring of 1024: nothing has a reason to drop.
 	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", "100000", "-b", "64")
@@ -149,7 +118,7 @@ func pktgenToVirtioUser(t *testing.T, devargs string) {
 	})
 	// Wait for testpmd's counters to show every frame (or give up and
 	// report what arrived).
-	testutil.Eventually(20*time.Second, func() bool { return tp.rxPackets(t) >= n })
+	testutil.Eventually(20*time.Second, func() bool { return tp.rxPackets() >= n })
 	got, _ := portTotals(t, stopTestpmd(t, tp))
 	if got != n {
 		t.Errorf("testpmd received %d frames, want %d; vale0:vu: %v", got, n, d.portStats(t, "vale0:vu"))

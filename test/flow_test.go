@@ -161,7 +161,7 @@ func (tp *interactive) burst(d time.Duration) uint64 {
 
 // interactive is a dpdk-testpmd driven through its command line.
 type interactive struct {
-	t     *testing.T
+	t     testing.TB
 	p     *proc
 	stdin io.WriteCloser
 }
@@ -170,12 +170,20 @@ type interactive struct {
 // sock, waiting for commands (forwarding not started), its lcores on CPU 1.
 func startTestpmdInteractive(t *testing.T, sock, mode string, extra ...string) *interactive {
 	t.Helper()
-	needCommands(t, "dpdk-testpmd")
-	args := append([]string{"--lcores", "0@1,1@1", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
+	return startTestpmd(t, mode, append([]string{"--lcores", "0@1,1@1", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
 		"--file-prefix", fmt.Sprintf("vale-test-%d", nsSeq.Add(1)),
 		"--vdev", "net_virtio_user0,path=" + sock + ",queue_size=1024",
 		"--", "-i", "--forward-mode=" + mode, "--nb-cores=1", "--total-num-mbufs=32768", "--burst=32",
-		"--rxd=1024", "--txd=1024"}, extra...)
+		"--rxd=1024", "--txd=1024"}, extra...))
+}
+
+// startTestpmd runs dpdk-testpmd (forwarding mode, for its name) with args,
+// which make it interactive (-i), and waits for its prompt. It is driven
+// through its standard input: its main lcore waits there, where with
+// --stats-period it would busy-wait between prints on a CPU others need.
+func startTestpmd(t testing.TB, mode string, args []string) *interactive {
+	t.Helper()
+	needCommands(t, "dpdk-testpmd")
 	// Line-buffered: into a pipe, testpmd's answers would wait in stdio's
 	// buffer until it exits.
 	cmd := exec.Command("stdbuf", append([]string{"-oL", "dpdk-testpmd"}, args...)...)
