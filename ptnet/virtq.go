@@ -250,9 +250,9 @@ func (q *virtq) single(mem guestMemory, ch chain, writable bool) (addr uint64, b
 }
 
 // walk visits the buffers of a chain, with their guest addresses: readable
-// ones for a transmit queue, writable ones for a receive queue. It stops the walk and returns an
-// error for anything a well-behaved driver does not do. max bounds the
-// bytes of the chain.
+// ones for a transmit queue, writable ones for a receive queue. It stops
+// the walk and returns an error for anything a well-behaved driver does
+// not do. max bounds the bytes of the chain.
 func (q *virtq) walk(mem guestMemory, ch chain, writable bool, max int, fn func(addr uint64, buf []byte)) (int, error) {
 	total := 0
 	i := ch.head
@@ -428,11 +428,9 @@ func (q *virtq) disableKicks() {
 	case q.packed && q.usedFlags != vhostuser.EventFDisable:
 		q.usedFlags = vhostuser.EventFDisable
 		vhostuser.Store32(q.used, 0, vhostuser.EventFDisable<<16)
+		q.logRing()
 	case !q.packed && !q.eventIdx && q.usedFlags&vhostuser.UsedFNoNotify == 0:
 		q.usedFlags |= vhostuser.UsedFNoNotify
-		q.publishUsed()
-	default:
-		return // nothing written
+		q.publishUsed() // logs the ring
 	}
-	q.logRing()
 }
