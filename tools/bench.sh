@@ -17,7 +17,10 @@
 #             (testpmd rxonly) with the same client
 #   vhost-out pkt-gen -f tx -> vale0 -> vhost-user port -> testpmd
 #             virtio-user rxonly (egress: what the guest receives), against
-#             DPDK's net_vhost txonly feeding the same client
+#             DPDK's net_vhost txonly feeding the same client; valed runs
+#             with -poll 200us, as the sender and valed share a CPU (a
+#             worker that polls before sleeping takes pkt-gen's next batch
+#             without a wake-up; net_vhost busy-polls)
 #   xdp-in    testpmd net_af_xdp txonly on a veth -> AF_XDP -> vale0 ->
 #             pkt-gen -f rx, against testpmd net_af_xdp rxonly on that veth
 #   xdp-out   pkt-gen -f tx -> vale0 -> AF_XDP on a veth -> testpmd rxonly
@@ -121,7 +124,7 @@ vale_vhost() {
 vale_egress() {
 	local key=$1 ns=$2 vdev=$3 wns=$4 args=$5
 	shift 5
-	VALE_NETNS=$ns VALE_CPU=0 start_valed
+	VALE_NETNS=$ns VALE_CPU=0 start_valed ${VALED_POLL:+-poll "$VALED_POLL"}
 	local v=${VALE_PIDS[-1]}
 	"$VALE_BIN/vale-ctl" "$@" >/dev/null
 	# shellcheck disable=SC2086 # ARGS are words
@@ -137,7 +140,7 @@ vale_egress() {
 }
 
 vale_vhost_out() {
-	vale_egress vhost-out/vale "" "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" "" "--rxd=1024 --txd=1024" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock"
+	VALED_POLL=200us vale_egress vhost-out/vale "" "net_virtio_user0,path=$VALE_TMP/vu.sock,queue_size=1024" "" "--rxd=1024 --txd=1024" -a vale0:vu -vhost-user "$VALE_TMP/vu.sock"
 }
 
 vale_xdp_in() {

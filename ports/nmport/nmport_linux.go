@@ -48,8 +48,9 @@ type Options struct {
 	// loses it; polling for a while avoids that without a thread spinning
 	// forever: the window adapts to how soon frames used to arrive and
 	// drops to zero when traffic stops. Zero means DefaultRxPoll, negative
-	// disables polling. Waiting for TX room never polls: a sender that is
-	// late loses nothing.
+	// disables polling. Waiting for TX room polls with the same window
+	// (the poller yields the CPU between looks, so a sender does not keep
+	// valed or a pipe's peer off a CPU they share).
 	RxPoll time.Duration
 }
 
@@ -152,12 +153,12 @@ func Open(name string, opts *Options) (*Port, error) {
 		p.rxPoller.Max = DefaultRxPoll
 	}
 	p.rxPoller.Max = max(p.rxPoller.Max, 0)
-	if reply.Kind == wire.KindPipe {
-		// A pipe's peer is a process that frees slots at the pace it
-		// reads them: polling for room saves both sides a sleep and a
-		// wake-up per batch, and there is no switch to take the CPU from.
-		p.txPoller.Max = p.rxPoller.Max
-	}
+	// Waiting for room polls too, on a switch port as on a pipe: the
+	// poller yields the CPU between looks, so a sender sharing a CPU with
+	// valed hands it over instead of sleeping and being woken once per
+	// switch round (pkt-gen into a vhost-user port, both on one CPU: 7.2
+	// Mpps sleeping, 9.8 polling).
+	p.txPoller.Max = p.rxPoller.Max
 	go p.watch()
 	return p, nil
 }
