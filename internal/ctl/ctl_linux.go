@@ -345,12 +345,8 @@ func Listen(path string, mode os.FileMode, stateDir string) (*Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create control socket directory: %w", err)
 	}
-	l, err := sockfile.Listen("unixpacket", path, stateDir)
+	l, err := sockfile.ListenMode("unixpacket", path, stateDir, mode)
 	if err != nil {
-		return nil, err
-	}
-	if err := l.Chmod(mode); err != nil {
-		l.Close()
 		return nil, err
 	}
 	return &Listener{l: l}, nil

@@ -46,7 +46,17 @@ type record struct {
 // Listen creates the socket at path (network "unix" or "unixpacket") and
 // listens on it. stateDir, if not empty, keeps the record that lets a
 // later valed replace the socket should this one die without removing it.
-func Listen(network, path, stateDir string) (_ *Listener, err error) {
+func Listen(network, path, stateDir string) (*Listener, error) {
+	return ListenMode(network, path, stateDir, 0)
+}
+
+// ListenMode is Listen with the socket's permissions set to mode (unless
+// it is 0) before the socket appears at path. The socket is made under a
+// temporary name, listened on and only then renamed into place, so that
+// whoever sees the file at path can connect: a client that waits for the
+// file never gets "connection refused" from the window between bind and
+// listen.
+func ListenMode(network, path, stateDir string, mode os.FileMode) (_ *Listener, err error) {
 	clean := filepath.Clean(path)
 	dir, name := filepath.Dir(clean), filepath.Base(clean)
 	if name == "/" || name == "." || name == ".." {
@@ -68,12 +78,10 @@ func Listen(network, path, stateDir string) (_ *Listener, err error) {
 	if err := l.clearStale(network); err != nil {
 		return nil, err
 	}
-	at := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name)
-	ul, err := net.ListenUnix(network, &net.UnixAddr{Name: at, Net: network})
+	ul, err := l.listenInPlace(network, mode)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, err
 	}
-	ul.SetUnlinkOnClose(false) // the /proc path says nothing once dirfd is closed: Close unlinks
 	l.UnixListener = ul
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -86,6 +94,34 @@ func Listen(network, path, stateDir string) (_ *Listener, err error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// listenInPlace listens on a socket made under a temporary name in the
+// directory, gives it mode (if not 0) and renames it to the socket's name,
+// failing if something appeared there meanwhile.
+func (l *Listener) listenInPlace(network string, mode os.FileMode) (*net.UnixListener, error) {
+	tmp := fmt.Sprintf(".%s.%d.tmp", l.name, os.Getpid())
+	unix.Unlinkat(l.dirfd, tmp, 0) // left by an earlier process with this pid, if any
+	at := fmt.Sprintf("/proc/self/fd/%d/%s", l.dirfd, tmp)
+	ul, err := net.ListenUnix(network, &net.UnixAddr{Name: at, Net: network})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", l.path, err)
+	}
+	ul.SetUnlinkOnClose(false) // the /proc path says nothing once dirfd is closed: Close unlinks
+	fail := func(err error) (*net.UnixListener, error) {
+		ul.Close()
+		unix.Unlinkat(l.dirfd, tmp, 0)
+		return nil, err
+	}
+	if mode != 0 {
+		if err := unix.Fchmodat(l.dirfd, tmp, uint32(mode.Perm()), 0); err != nil {
+			return fail(fmt.Errorf("mode of %s: %w", l.path, err))
+		}
+	}
+	if err := unix.Renameat2(l.dirfd, tmp, l.dirfd, l.name, unix.RENAME_NOREPLACE); err != nil {
+		return fail(fmt.Errorf("socket %s: %w", l.path, err))
+	}
+	return ul, nil
 }
 
 // openDir opens the directory a socket goes in, refusing one that others

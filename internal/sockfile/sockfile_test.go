@@ -1,9 +1,11 @@
 package sockfile
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -127,5 +129,45 @@ func TestUnsafeDirectories(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(real, "s")); err == nil {
 		t.Error("a socket was made through the link")
+	}
+}
+
+// A client that dials as soon as the file appears is accepted: the socket
+// is listening, with its final mode, before it is at its path, and no
+// temporary file stays behind.
+func TestSocketAppearsListening(t *testing.T) {
+	d := dir(t)
+	path := filepath.Join(d, "s.sock")
+	for i := range 200 {
+		seen := make(chan error, 1)
+		go func() {
+			for {
+				if st, err := os.Lstat(path); err == nil {
+					if st.Mode().Perm() != 0o640 {
+						seen <- fmt.Errorf("socket appeared with mode %o", st.Mode().Perm())
+						return
+					}
+					c, err := net.Dial("unixpacket", path)
+					if err == nil {
+						c.Close()
+					}
+					seen <- err
+					return
+				}
+				runtime.Gosched()
+			}
+		}()
+		l, err := ListenMode("unixpacket", path, "", 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = <-seen
+		l.Close()
+		if err != nil {
+			t.Fatalf("round %d: a client that saw the socket: %v", i, err)
+		}
+	}
+	if ents, _ := os.ReadDir(d); len(ents) != 0 {
+		t.Errorf("left in the directory: %v", ents)
 	}
 }
