@@ -32,11 +32,12 @@
 // All offsets are in bytes, all integers little-endian (the native order of
 // every machine vale runs on), and the region starts page aligned.
 //
-// The interface header sits at offset 0 (netmap's struct netmap_if):
+// The interface header sits at offset 0 (vale's description of the
+// interface; netmap programs get netmap's struct netmap_if from the C shim):
 //
 //	off  size  field          meaning
 //	  0     4  magic          0x454c4156 ("VALE")
-//	  4     4  version        layout version, 1
+//	  4     4  version        layout version, 2
 //	  8     4  flags          NI_PRIV_MEM (1): the region belongs to this port
 //	 12     4  tx_rings       number of TX rings
 //	 16     4  rx_rings       number of RX rings
@@ -47,30 +48,55 @@
 //	 36     4  num_bufs       buffers in the pool, including the reserved 0 and 1
 //	 40     8  buf_ofs        offset of buffer 0 from the start of the region
 //	 48     8  mem_size       size of the region
-//	 56     8  (reserved)
+//	 56     4  kind           port, pipe master or slave, zero-copy monitor level
+//	 60     4  (reserved)
 //	 64    64  name           port name, NUL padded
 //	128   8*n  ring_ofs[n]    offset of each ring from the interface header:
 //	                          TX rings first, then RX rings
+//	  .   8*n  ctl_ofs[n]     offset of each ring's control block from the
+//	                          interface header, in the same order
 //
-// Rings follow, each aligned to 64 bytes. A ring is a 256-byte header made of
-// four cache lines, then num_slots slots of 16 bytes. The application-written
-// and the switch-written indexes live on separate cache lines so that the two
-// sides never write to the same line:
+// Rings follow, each aligned to 128 bytes. At each ring offset lies exactly
+// netmap's struct netmap_ring, a 256-byte header followed by num_slots
+// slots of 16 bytes. It belongs to the application, which writes head, cur
+// and flags with plain stores and may use sem as scratch space; the switch
+// never reads it. The client library copies head and cur from it into the
+// control block, and tail and ts back, at sync time, as netmap's kernel
+// does:
 //
-//	line 0, constant (written by valed before the port is handed out)
 //	  0   8  buf_ofs      offset of buffer 0 from the start of this ring
 //	  8   4  num_slots    slots in the ring (2..4096, any number, not only powers of 2)
 //	 12   4  nr_buf_size  bytes per buffer
 //	 16   2  ringid       ring index within its direction
 //	 18   2  dir          0 = TX, 1 = RX
+//	 20   4  head         first slot owned by the application
+//	 24   4  cur          wake-up point for poll
+//	 28   4  tail         first slot owned by the switch, as of the last sync
+//	 32   4  flags        ring flags (NR_TIMESTAMP 0x2, NR_FORWARD 0x4)
+//	 40  16  ts           struct timeval of the switch's last update, as of the last sync
+//	 56   8  offset_mask  0: per-slot buffer offsets are not supported
+//	 64   8  buf_align    0
+//	128 128  sem          the application's scratch space
+//
+// The control blocks follow the rings, 256 bytes each: the lines the
+// application side (the client library) and the switch side share, outside
+// netmap's view, on separate cache lines so that the two sides never write
+// to the same line (netmap's CSB split is the model):
+//
+//	line 0, constant (written by valed before the port is handed out)
+//	  0   8  buf_ofs      as in the ring
+//	  8   4  num_slots    as in the ring
+//	 12   4  nr_buf_size  as in the ring
+//	 16   2  ringid       as in the ring
+//	 18   2  dir          as in the ring
 //	 20   4  num_bufs     buffers in the pool (valid indexes are 2..num_bufs-1)
-//	 24   8  offset_mask  0: per-slot buffer offsets are not supported
+//	 24   8  offset_mask  0
 //	 32   8  buf_align    0
 //	 40   4  first_buf    buffer slot 0 got at creation (slot j got first_buf+j)
-//	line 1, written only by the application
-//	 64   4  head         first slot owned by the application
-//	 68   4  cur          wake-up point for poll
-//	 72   4  flags        ring flags (NR_TIMESTAMP 0x2, NR_FORWARD 0x4)
+//	line 1, written only by the application side
+//	 64   4  head         head as last published by a sync
+//	 68   4  cur          cur as last published by a sync
+//	 72   4  flags        ring flags
 //	 76   4  app_kick     nonzero while the application sleeps in poll: a ticket
 //	                      the switch answers with one eventfd write
 //	 80   4  reset_ack    last reset_gen the application has acknowledged

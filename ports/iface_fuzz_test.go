@@ -27,6 +27,8 @@ func FuzzOpenIface(f *testing.F) {
 	f.Add(int64(0), put(36, 0xffffffff))         // num_bufs
 	f.Add(int64(0), put(128, 1<<63-8))           // first ring offset
 	f.Add(int64(0), put(128, uint64(1<<64-128))) // a negative ring offset
+	f.Add(int64(0), put(152, 1<<63-8))           // first control block offset (after 3 ring offsets)
+	f.Add(int64(0), put(152, uint64(1<<64-256))) // a negative control block offset
 	f.Add(int64(0), put(12, 0xffffffff00000002)) // ring counts
 	f.Add(int64(1<<63-8), []byte{})              // interface offset
 	f.Add(int64(-8), []byte{})                   // interface offset
@@ -69,7 +71,8 @@ func checkIfaceInside(t *testing.T, fi *Iface, mem []byte) {
 	}
 	for _, d := range []Direction{TX, RX} {
 		for i := range fi.NumRings(d) {
-			inside("ring header", unsafe.Pointer(fi.header(d, i)), ringHeaderSize)
+			inside("control block", unsafe.Pointer(fi.header(d, i)), ctlSize)
+			inside("ring header", unsafe.Pointer(fi.netmapRing(d, i)), ringHeaderSize)
 			s := fi.slots(d, i)
 			inside("slots", unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s))*slotSize)
 		}

@@ -44,7 +44,7 @@ const (
 // Magic and Version identify the layout in the interface header.
 const (
 	Magic   = 0x454c4156 // "VALE"
-	Version = 1
+	Version = 2          // netmap's struct netmap_ring at each ring offset
 )
 
 // Interface flags.
@@ -113,12 +113,14 @@ func (g Geometry) Validate() error {
 	return nil
 }
 
-// Sizes of the fixed parts of the layout.
+// Sizes and alignments of the fixed parts of the layout.
 const (
 	ifHeaderSize   = 128
-	ringHeaderSize = 256
+	ringHeaderSize = 256 // netmap's struct netmap_ring, slots excluded
+	ctlSize        = 256 // a ring's control block
 	slotSize       = 16
 	cacheLine      = 64
+	ringAlign      = 128 // netmap's rings are 128-byte aligned
 	pageSize       = 4096
 )
 
@@ -132,14 +134,15 @@ const (
 	IfaceZeroCopyMonitor = 4 // a zero-copy monitor level of another interface of the region
 )
 
-// IfaceLayout places one interface in a region: its header and its rings,
-// TX rings first, then RX rings.
+// IfaceLayout places one interface in a region: its header, its rings (TX
+// rings first, then RX rings) and their control blocks.
 type IfaceLayout struct {
 	Kind      uint32
 	TxRings   int
 	RxRings   int
 	Ofs       int64    // interface header, from the region start
-	RingOfs   []int64  // each ring, from the region start
+	RingOfs   []int64  // each ring (netmap's struct netmap_ring), from the region start
+	CtlOfs    []int64  // each ring's control block, from the region start
 	Slots     []uint32 // slots of each ring
 	FirstBufs []uint32 // buffer of slot 0 of each ring; slot j starts with FirstBufs+j
 }
@@ -249,8 +252,9 @@ func PipeLayout(g Geometry, zlevels int) (Layout, error) {
 }
 
 // build places the port interfaces in specs, then zlevels zero-copy monitor
-// interfaces for each (one RX ring per ring of the monitored interface),
-// then the buffers.
+// interfaces for each (one RX ring per ring of the monitored interface):
+// their headers, then their rings, then the rings' control blocks, then
+// the buffers.
 func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
 	if zlevels < 0 || zlevels > MaxZLevels {
 		return Layout{}, fmt.Errorf("zero-copy monitor levels %d out of range [0, %d]", zlevels, MaxZLevels)
@@ -266,14 +270,21 @@ func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
 	for _, s := range all {
 		f := IfaceLayout{Kind: s.kind, TxRings: len(s.tx), RxRings: len(s.rx), Ofs: off}
 		f.Slots = append(append([]uint32{}, s.tx...), s.rx...)
-		off = alignUp(off+ifHeaderSize+8*int64(len(f.Slots)), cacheLine)
+		off = alignUp(off+ifHeaderSize+2*8*int64(len(f.Slots)), ringAlign)
 		l.Ifaces = append(l.Ifaces, f)
 	}
 	for i := range l.Ifaces {
 		f := &l.Ifaces[i]
 		for _, n := range f.Slots {
 			f.RingOfs = append(f.RingOfs, off)
-			off = alignUp(off+ringHeaderSize+slotSize*int64(n), cacheLine)
+			off = alignUp(off+ringHeaderSize+slotSize*int64(n), ringAlign)
+		}
+	}
+	for i := range l.Ifaces {
+		f := &l.Ifaces[i]
+		for range f.Slots {
+			f.CtlOfs = append(f.CtlOfs, off)
+			off += ctlSize
 		}
 	}
 	// Buffers: every ring owns one per slot, except RX rings that borrow

@@ -7,15 +7,52 @@ import (
 	"unsafe"
 )
 
+// field is a field's offset next to the one documented.
+type field struct {
+	name string
+	got  uintptr
+	want uintptr
+}
+
+func checkFields(t *testing.T, what string, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		if f.got != f.want {
+			t.Errorf("%s: %s at offset %d, documented at %d", what, f.name, f.got, f.want)
+		}
+	}
+}
+
+// TestNetmapRingLayout pins netmap's struct netmap_ring (sys/net/netmap.h,
+// LP64): C programs compiled against netmap's headers read these offsets.
+func TestNetmapRingLayout(t *testing.T) {
+	var r NetmapRing
+	checkFields(t, "netmap ring", []field{
+		{"buf_ofs", unsafe.Offsetof(r.BufOfs), 0},
+		{"num_slots", unsafe.Offsetof(r.NumSlots), 8},
+		{"nr_buf_size", unsafe.Offsetof(r.BufSize), 12},
+		{"ringid", unsafe.Offsetof(r.RingID), 16},
+		{"dir", unsafe.Offsetof(r.Dir), 18},
+		{"head", unsafe.Offsetof(r.head), 20},
+		{"cur", unsafe.Offsetof(r.cur), 24},
+		{"tail", unsafe.Offsetof(r.tail), 28},
+		{"flags", unsafe.Offsetof(r.flags), 32},
+		{"ts.tv_sec", unsafe.Offsetof(r.tsSec), 40},
+		{"ts.tv_usec", unsafe.Offsetof(r.tsUsec), 48},
+		{"offset_mask", unsafe.Offsetof(r.OffsetMask), 56},
+		{"buf_align", unsafe.Offsetof(r.BufAlign), 64},
+		{"sem", unsafe.Offsetof(r.sem), 128},
+	})
+	if s := unsafe.Sizeof(r); s != ringHeaderSize {
+		t.Errorf("netmap ring header is %d bytes, want %d (slot[] starts there)", s, ringHeaderSize)
+	}
+}
+
 // TestRingHeaderLayout pins the byte offsets the package documentation
 // promises: they are the ABI shared with other processes.
 func TestRingHeaderLayout(t *testing.T) {
 	var h RingHeader
-	fields := []struct {
-		name string
-		got  uintptr
-		want uintptr
-	}{
+	fields := []field{
 		{"buf_ofs", unsafe.Offsetof(h.BufOfs), 0},
 		{"num_slots", unsafe.Offsetof(h.NumSlots), 8},
 		{"nr_buf_size", unsafe.Offsetof(h.BufSize), 12},
@@ -41,13 +78,9 @@ func TestRingHeaderLayout(t *testing.T) {
 		{"hwcur", unsafe.Offsetof(h.hwcur), 164},
 		{"dropped", unsafe.Offsetof(h.dropped), 168},
 	}
-	for _, f := range fields {
-		if f.got != f.want {
-			t.Errorf("%s at offset %d, documented at %d", f.name, f.got, f.want)
-		}
-	}
-	if s := unsafe.Sizeof(h); s != ringHeaderSize {
-		t.Errorf("ring header is %d bytes, want %d", s, ringHeaderSize)
+	checkFields(t, "control block", fields)
+	if s := unsafe.Sizeof(h); s != ctlSize {
+		t.Errorf("control block is %d bytes, want %d", s, ctlSize)
 	}
 	if s := unsafe.Sizeof(Slot{}); s != slotSize {
 		t.Errorf("slot is %d bytes, want %d", s, slotSize)
@@ -105,12 +138,16 @@ func checkLayout(t *testing.T, what string, l Layout) {
 		if f.Ofs%cacheLine != 0 {
 			t.Errorf("%s: interface %d at %d not cache aligned", what, fi, f.Ofs)
 		}
-		spans = append(spans, span{f.Ofs, f.Ofs + ifHeaderSize + 8*int64(f.NumRings())})
+		spans = append(spans, span{f.Ofs, f.Ofs + ifHeaderSize + 2*8*int64(f.NumRings())})
 		for r, off := range f.RingOfs {
-			if off%cacheLine != 0 {
-				t.Errorf("%s: interface %d ring %d at %d not cache aligned", what, fi, r, off)
+			if off%ringAlign != 0 {
+				t.Errorf("%s: interface %d ring %d at %d not 128-byte aligned", what, fi, r, off)
 			}
-			spans = append(spans, span{off, off + ringHeaderSize + slotSize*int64(f.Slots[r])})
+			if f.CtlOfs[r]%cacheLine != 0 {
+				t.Errorf("%s: interface %d control block %d at %d not cache aligned", what, fi, r, f.CtlOfs[r])
+			}
+			spans = append(spans, span{off, off + ringHeaderSize + slotSize*int64(f.Slots[r])},
+				span{f.CtlOfs[r], f.CtlOfs[r] + ctlSize})
 			for j := range f.Slots[r] {
 				owned[f.FirstBufs[r]+j] = true
 			}

@@ -36,14 +36,44 @@ type ifHeader struct {
 	Name        [64]byte
 }
 
-// RingHeader is the 256-byte header of a ring. Its indexes are only read and
-// written through atomic operations. Applications use a [Ring]; this type is
-// for code that implements the other side of a ring or a sync: line 1 is
-// written only by the application side, line 2 only by the switch (or pipe
-// peer) side.
+// NetmapRing is netmap's struct netmap_ring: the 256 bytes at each ring
+// offset, followed by the slots. It is the application's: a netmap program
+// reads and writes it with plain loads and stores (head, cur and flags, and
+// sem as scratch space), and the switch never reads it. The client library
+// copies the indexes between it and the ring's control block ([RingHeader])
+// at sync time, as netmap's kernel copies them between a ring and its
+// kernel ring.
+type NetmapRing struct {
+	BufOfs   int64 // offset of buffer 0 from the start of this ring
+	NumSlots uint32
+	BufSize  uint32
+	RingID   uint16
+	Dir      uint16
+	head     atomic.Uint32
+	cur      atomic.Uint32
+	tail     atomic.Uint32
+	flags    atomic.Uint32
+	_        uint32
+	tsSec    atomic.Int64 // struct timeval: seconds
+	tsUsec   atomic.Int64 // and microseconds
+	// OffsetMask and BufAlign are 0: per-slot buffer offsets are not
+	// supported.
+	OffsetMask uint64
+	BufAlign   uint64
+	_          [56]byte
+	sem        [128]byte // the application's scratch space (netmap's sem)
+}
+
+// RingHeader is the 256-byte control block of a ring: the lines vale's two
+// sides share, outside netmap's view of the ring (netmap's own CSB split is
+// the model). Its indexes are only read and written through atomic
+// operations. Applications use a [Ring]; this type is for code that
+// implements the other side of a ring or a sync: line 1 is written only by
+// the application side (the client library, at sync time), line 2 only by
+// the switch (or pipe peer) side.
 type RingHeader struct {
 	// Line 0: constants.
-	BufOfs     int64
+	BufOfs     int64 // offset of buffer 0 from the start of the netmap ring
 	NumSlots   uint32
 	BufSize    uint32
 	RingID     uint16
@@ -143,29 +173,12 @@ func Init(mem []byte, l Layout, names []string) error {
 		h.BufSize, h.NumBufs = l.BufSize, l.NumBufs
 		h.BufOfs, h.MemSize = l.BufOfs, l.Size
 		copy(h.Name[:], names[fi])
-		ringOfs := int64sAt(mem, f.Ofs+ifHeaderSize, f.NumRings())
-		for r := range f.NumRings() {
-			ringOfs[r] = f.RingOfs[r] - f.Ofs
-			rh := ringHeaderAt(mem, f.RingOfs[r])
-			dir, id := TX, r
-			if r >= f.TxRings {
-				dir, id = RX, r-f.TxRings
-			}
-			rh.BufOfs = l.BufOfs - f.RingOfs[r]
-			rh.NumSlots = f.Slots[r]
-			rh.BufSize = l.BufSize
-			rh.RingID = uint16(id)
-			rh.Dir = uint16(dir)
-			rh.NumBufs = l.NumBufs
-			rh.FirstBuf = f.FirstBufs[r]
-			slots := slotsAt(mem, f.RingOfs[r]+ringHeaderSize, f.Slots[r])
-			for j := range slots {
-				slots[j] = Slot{BufIdx: f.FirstBufs[r] + uint32(j)}
-			}
-			if dir == TX {
-				// The application owns every slot but the one kept empty.
-				rh.tail.Store(f.Slots[r] - 1)
-			}
+		n := f.NumRings()
+		table := int64sAt(mem, f.Ofs+ifHeaderSize, 2*n)
+		for r := range n {
+			table[r] = f.RingOfs[r] - f.Ofs
+			table[n+r] = f.CtlOfs[r] - f.Ofs
+			initRing(mem, &l, f, r)
 		}
 	}
 	// Chain the extra buffers of interface 0 through their first four bytes.
@@ -177,6 +190,34 @@ func Init(mem []byte, l Layout, names []string) error {
 		ifHeaderAt(mem, l.Ifaces[0].Ofs).BufsHead.Store(first)
 	}
 	return nil
+}
+
+// initRing writes ring r of interface f: its netmap header, its control
+// block and its slots.
+func initRing(mem []byte, l *Layout, f *IfaceLayout, r int) {
+	dir, id := TX, r
+	if r >= f.TxRings {
+		dir, id = RX, r-f.TxRings
+	}
+	nm := netmapRingAt(mem, f.RingOfs[r])
+	nm.BufOfs = l.BufOfs - f.RingOfs[r]
+	nm.NumSlots, nm.BufSize = f.Slots[r], l.BufSize
+	nm.RingID, nm.Dir = uint16(id), uint16(dir)
+	rh := ringHeaderAt(mem, f.CtlOfs[r])
+	rh.BufOfs = nm.BufOfs
+	rh.NumSlots, rh.BufSize = nm.NumSlots, nm.BufSize
+	rh.RingID, rh.Dir = nm.RingID, nm.Dir
+	rh.NumBufs = l.NumBufs
+	rh.FirstBuf = f.FirstBufs[r]
+	slots := slotsAt(mem, f.RingOfs[r]+ringHeaderSize, f.Slots[r])
+	for j := range slots {
+		slots[j] = Slot{BufIdx: f.FirstBufs[r] + uint32(j)}
+	}
+	if dir == TX {
+		// The application owns every slot but the one kept empty.
+		rh.tail.Store(f.Slots[r] - 1)
+		nm.tail.Store(f.Slots[r] - 1)
+	}
 }
 
 func putLE32(b []byte, v uint32) {
@@ -193,7 +234,8 @@ type Iface struct {
 	kind     uint32
 	name     string
 	ntx, nrx int
-	ringOfs  []int64  // from the region start
+	ringOfs  []int64  // netmap rings, from the region start
+	ctlOfs   []int64  // control blocks, from the region start
 	nums     []uint32 // slots of each ring, read once
 	first    []uint32 // first buffer of each ring, read once
 	bufs     []byte
@@ -232,43 +274,60 @@ func OpenIface(mem []byte, ofs int64) (*Iface, error) {
 		return nil, errors.New("port memory header does not describe this memory")
 	}
 	n := f.ntx + f.nrx
-	if int64(n)*8 > size-ofs-ifHeaderSize {
+	if int64(n)*2*8 > size-ofs-ifHeaderSize {
 		return nil, errors.New("interface ring table outside port memory")
 	}
 	f.name = cString(h.Name[:])
 	f.bufs, f.bufOfs = mem[bufOfs:bufOfs+int64(f.numBufs)*int64(f.bufSize)], bufOfs
-	rel := int64sAt(mem, ofs+ifHeaderSize, n)
+	rel := int64sAt(mem, ofs+ifHeaderSize, 2*n)
 	for i := range n {
-		ro, err := f.checkRing(ofs, rel[i], bufOfs)
+		ro, co, err := f.checkRing(ofs, rel[i], rel[n+i], bufOfs)
 		if err != nil {
 			return nil, fmt.Errorf("ring %d: %w", i, err)
 		}
 		f.ringOfs = append(f.ringOfs, ro)
+		f.ctlOfs = append(f.ctlOfs, co)
 	}
 	return f, nil
 }
 
-// checkRing reads the header of the ring at relative offset rel from the
-// interface at ofs, once, checks it against the interface and the memory,
-// and records its slot count and first buffer. It returns the ring's
-// offset in the memory.
-func (f *Iface) checkRing(ofs, rel, bufOfs int64) (int64, error) {
-	size := int64(len(f.mem))
-	// ofs is in [0, size], so neither bound overflows.
-	if rel < -ofs || rel > size-ofs-ringHeaderSize || (ofs+rel)%8 != 0 {
-		return 0, errors.New("outside port memory")
+// within checks that the size bytes at relative offset rel from the
+// interface at ofs lie inside the memory, 8-byte aligned, and returns
+// their offset in the memory.
+func (f *Iface) within(ofs, rel, size int64) (int64, bool) {
+	mem := int64(len(f.mem))
+	// ofs is in [0, mem], so neither bound overflows.
+	if rel < -ofs || rel > mem-ofs-size || (ofs+rel)%8 != 0 {
+		return 0, false
 	}
-	ro := ofs + rel
-	rh := ringHeaderAt(f.mem, ro)
+	return ofs + rel, true
+}
+
+// checkRing reads the control block at relative offset crel from the
+// interface at ofs and the netmap header of the ring at relative offset
+// rel, once, checks them against the interface and the memory, and
+// records the ring's slot count and first buffer. It returns the ring's
+// and the control block's offsets in the memory.
+func (f *Iface) checkRing(ofs, rel, crel, bufOfs int64) (ro, co int64, err error) {
+	ro, okRing := f.within(ofs, rel, ringHeaderSize)
+	co, okCtl := f.within(ofs, crel, ctlSize)
+	if !okRing || !okCtl {
+		return 0, 0, errors.New("outside port memory")
+	}
+	rh := ringHeaderAt(f.mem, co)
+	nm := netmapRingAt(f.mem, ro)
 	num, first := rh.NumSlots, rh.FirstBuf
-	if num < MinSlots || num > MaxSlots || slotSize*int64(num) > size-ro-ringHeaderSize ||
+	if num < MinSlots || num > MaxSlots || slotSize*int64(num) > int64(len(f.mem))-ro-ringHeaderSize ||
 		rh.BufOfs != bufOfs-ro || rh.BufSize != f.bufSize || rh.NumBufs != f.numBufs ||
 		first < reservedBufs || uint64(first)+uint64(num) > uint64(f.numBufs) {
-		return 0, errors.New("header does not describe this memory")
+		return 0, 0, errors.New("control block does not describe this memory")
+	}
+	if nm.NumSlots != num || nm.BufOfs != rh.BufOfs || nm.BufSize != rh.BufSize {
+		return 0, 0, errors.New("netmap ring header does not match its control block")
 	}
 	f.nums = append(f.nums, num)
 	f.first = append(f.first, first)
-	return ro, nil
+	return ro, co, nil
 }
 
 // Iface returns a view of interface i of a region laid out as l, built
@@ -281,7 +340,7 @@ func (l *Layout) Iface(mem []byte, i int) (*Iface, error) {
 	fl := &l.Ifaces[i]
 	f := &Iface{
 		mem: mem, hdr: ifHeaderAt(mem, fl.Ofs), kind: fl.Kind, ntx: fl.TxRings, nrx: fl.RxRings,
-		ringOfs: fl.RingOfs, nums: fl.Slots, first: fl.FirstBufs,
+		ringOfs: fl.RingOfs, ctlOfs: fl.CtlOfs, nums: fl.Slots, first: fl.FirstBufs,
 		bufs:   mem[l.BufOfs : l.BufOfs+int64(l.NumBufs)*int64(l.BufSize)],
 		bufOfs: l.BufOfs, bufSize: l.BufSize, numBufs: l.NumBufs,
 	}
@@ -331,7 +390,11 @@ func (f *Iface) ringIndex(d Direction, i int) int {
 }
 
 func (f *Iface) header(d Direction, i int) *RingHeader {
-	return ringHeaderAt(f.mem, f.ringOfs[f.ringIndex(d, i)])
+	return ringHeaderAt(f.mem, f.ctlOfs[f.ringIndex(d, i)])
+}
+
+func (f *Iface) netmapRing(d Direction, i int) *NetmapRing {
+	return netmapRingAt(f.mem, f.ringOfs[f.ringIndex(d, i)])
 }
 
 func (f *Iface) slots(d Direction, i int) []Slot {

@@ -14,7 +14,12 @@ func aligned8(mem []byte) bool { return uintptr(unsafe.Pointer(unsafe.SliceData(
 // ifHeaderAt is the interface header at ofs.
 func ifHeaderAt(mem []byte, ofs int64) *ifHeader { return (*ifHeader)(unsafe.Pointer(&mem[ofs])) }
 
-// ringHeaderAt is the ring header at ofs.
+// netmapRingAt is netmap's ring header at ofs.
+func netmapRingAt(mem []byte, ofs int64) *NetmapRing {
+	return (*NetmapRing)(unsafe.Pointer(&mem[ofs]))
+}
+
+// ringHeaderAt is the ring control block at ofs.
 func ringHeaderAt(mem []byte, ofs int64) *RingHeader {
 	return (*RingHeader)(unsafe.Pointer(&mem[ofs]))
 }

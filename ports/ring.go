@@ -7,9 +7,12 @@ import "fmt"
 // Head and cur are kept in the Ring and published to shared memory by the
 // port's sync operations (package nmport: TxSync, RxSync, Poll); tail is
 // refreshed by the same calls. Between syncs the indexes do not move, as in
-// netmap. A Ring must not be used by several goroutines at once.
+// netmap. The syncs also mirror the indexes into netmap's view of the ring
+// ([NetmapRing]), as netmap's kernel would. A Ring must not be used by
+// several goroutines at once.
 type Ring struct {
 	hdr     *RingHeader
+	nm      *NetmapRing
 	slots   []Slot
 	bufs    []byte
 	num     uint32
@@ -34,6 +37,7 @@ func (f *Iface) Ring(d Direction, i int, port string) *Ring {
 	ri := f.ringIndex(d, i)
 	r := &Ring{
 		hdr:     hdr,
+		nm:      f.netmapRing(d, i),
 		slots:   f.slots(d, i),
 		bufs:    f.bufs,
 		num:     f.nums[ri],
@@ -53,7 +57,15 @@ func (f *Iface) Ring(d Direction, i int, port string) *Ring {
 	}
 	r.pubHead, r.pubCur = r.head, r.cur
 	r.resetAck = hdr.resetGen.Load()
+	r.mirror()
 	return r
+}
+
+// mirror copies the indexes into netmap's view of the ring.
+func (r *Ring) mirror() {
+	r.nm.head.Store(r.head)
+	r.nm.cur.Store(r.cur)
+	r.nm.tail.Store(r.tail)
 }
 
 // clampIndex keeps an index read from shared memory inside the ring.
@@ -153,10 +165,14 @@ func (r *Ring) Packet(i uint32) []byte {
 func (r *Ring) Timestamp() int64 { return r.hdr.ts.Load() }
 
 // Flags returns the ring flags (NR_*).
-func (r *Ring) Flags() uint32 { return r.hdr.flags.Load() }
+func (r *Ring) Flags() uint32 { return r.nm.flags.Load() }
 
-// SetFlags sets the ring flags (NR_*).
-func (r *Ring) SetFlags(f uint32) { r.hdr.flags.Store(f) }
+// SetFlags sets the ring flags (NR_*), in netmap's view of the ring and in
+// the control block.
+func (r *Ring) SetFlags(f uint32) {
+	r.nm.flags.Store(f)
+	r.hdr.flags.Store(f)
+}
 
 // The methods below are for code implementing a sync (packages nmport and
 // pipes), not for applications.
@@ -198,6 +214,7 @@ func (r *Ring) CheckReset() error {
 	r.tail = clampIndex(e.Tail, r.num)
 	r.resetAck = gen
 	r.hdr.resetAck.Store(gen)
+	r.mirror()
 	return e
 }
 
@@ -223,19 +240,28 @@ func (r *Ring) Prologue() error {
 func (r *Ring) Publish() bool {
 	if r.cur != r.pubCur {
 		r.hdr.cur.Store(r.cur)
+		r.nm.cur.Store(r.cur)
 		r.pubCur = r.cur
 	}
 	if r.head == r.pubHead {
 		return false
 	}
 	r.hdr.head.Store(r.head)
+	r.nm.head.Store(r.head)
 	r.pubHead = r.head
 	return true
 }
 
 // UpdateTail sets the tail the application sees, as published by the other
-// side (and checked by the caller).
-func (r *Ring) UpdateTail(t uint32) { r.tail = t }
+// side (and checked by the caller), and mirrors it and the switch's
+// timestamp into netmap's view of the ring.
+func (r *Ring) UpdateTail(t uint32) {
+	r.tail = t
+	r.nm.tail.Store(t)
+	ns := r.hdr.ts.Load()
+	r.nm.tsSec.Store(ns / 1e9)
+	r.nm.tsUsec.Store(ns % 1e9 / 1e3)
+}
 
 // Ready reports whether poll should return for this ring: cur != tail.
 func (r *Ring) Ready() bool { return r.cur != r.tail }

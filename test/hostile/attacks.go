@@ -188,10 +188,14 @@ func scribbleTargets(sock string, p *rawPort) (live, headers []region) {
 		return []region{{0, 4096}}, []region{{0, 128}}
 	}
 	for _, f := range l.Ifaces {
-		headers = append(headers, region{f.Ofs, 128 + 8*int64(len(f.Slots))})
+		headers = append(headers, region{f.Ofs, 128 + 2*8*int64(len(f.Slots))})
 		for r, ro := range f.RingOfs {
-			headers = append(headers, region{ro, 64})
-			live = append(live, region{ro + 64, 192}, region{ro + 256, 16 * int64(f.Slots[r])})
+			// netmap's ring header is the application's to write, all of
+			// it; of the control block, line 0 is written once (constants)
+			// and line 1 as the library syncs.
+			co := f.CtlOfs[r]
+			headers = append(headers, region{co, 64})
+			live = append(live, region{ro, 256}, region{co + 64, 64}, region{ro + 256, 16 * int64(f.Slots[r])})
 		}
 	}
 	return live, headers
