@@ -104,8 +104,13 @@ func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *wire.OpenR
 	fi := l.ZeroCopyMonitor(t.Iface, level)
 	zf := l.Ifaces[fi]
 	rings := zf.RxRings
+	nif, err := t.Nifs.Write(fi, ports.Bound{RxLast: rings}, m.name, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", m.name, err)
+	}
 	efs, err := notify.NewEventfds(rings)
 	if err != nil {
+		t.Nifs.Release(nif)
 		return nil, nil, err
 	}
 	m.level, m.notify = level, efs
@@ -120,13 +125,13 @@ func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *wire.OpenR
 		IfOfs: zf.Ofs, TxBase: txBase, RxBase: rxBase, Rings: rings}
 	m.eventFDs = notify.FDs(efs)
 	*reply = wire.OpenReply{Kind: wire.KindZeroCopyMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
-		MemSize: l.Size, IfOfs: zf.Ofs, RxLast: rings, NotifyLast: rings}
+		MemSize: l.Size, IfOfs: zf.Ofs, NifOfs: nif, MemID: t.Nifs.MemID(), RxLast: rings, NotifyLast: rings}
 	fds := append([]int{t.FD}, m.eventFDs...)
 	m.rings = ringsOf(t.Mem, l, fi, m.name)
 	r.addFed(m)
 	r.AddFeeder(s, ZeroCopyKey(t.Key, level))
 	r.opened(m)
-	return fds, func() { r.Close(m) }, nil
+	return fds, func() { r.Close(m); t.Nifs.Release(nif) }, nil
 }
 
 // opened records an open monitor.

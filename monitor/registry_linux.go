@@ -77,10 +77,11 @@ func ZeroCopyKey(port string, level int) string { return fmt.Sprintf("%s/z%d", p
 type Target struct {
 	Key    string // its name, the key of its feeders
 	Geom   ports.Geometry
-	Layout ports.Layout // its memory, if clients map it
-	Iface  int          // its interface in Layout
-	FD     int          // memfd of its memory, -1 if none
-	Mem    []byte       // its memory as valed maps it
+	Layout ports.Layout     // its memory, if clients map it
+	Iface  int              // its interface in Layout
+	FD     int              // memfd of its memory, -1 if none
+	Mem    []byte           // its memory as valed maps it
+	Nifs   *ports.NetmapIfs // the netmap_if slots of its memory
 	// Switch and Port are set for a port on a switch: the switch feeds its
 	// copy monitors.
 	Switch *vale.Switch

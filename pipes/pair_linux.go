@@ -33,6 +33,7 @@ type Pair struct {
 	geom   [2]ports.Geometry
 	layout ports.Layout
 	region *shmem.Region
+	nifs   *ports.NetmapIfs
 	notify [2][]*notify.Eventfd // by end, by ring pair
 
 	mu     sync.Mutex
@@ -53,6 +54,7 @@ func NewPair(master, slave string, g ports.Geometry, zlevels int) (*Pair, error)
 	}
 	shmem.Populate(region.Mem, l.Hot())
 	p := &Pair{names: [2]string{master, slave}, layout: l, region: region}
+	p.nifs = ports.NewNetmapIfs(region.Mem, &p.layout)
 	p.geom[Master] = g
 	p.geom[Slave] = ports.Geometry{TxRings: g.RxRings, RxRings: g.TxRings, TxSlots: g.RxSlots, RxSlots: g.TxSlots, BufSize: g.BufSize}
 	names := []string{master, slave}
@@ -88,6 +90,9 @@ func (p *Pair) Layout() ports.Layout { return p.layout }
 // Mem returns the pair's memory as valed maps it.
 func (p *Pair) Mem() []byte { return p.region.Mem }
 
+// NetmapIfs returns the netmap_if slots of the pair's memory.
+func (p *Pair) NetmapIfs() *ports.NetmapIfs { return p.nifs }
+
 // RegionFD returns the memfd of the pair's memory.
 func (p *Pair) RegionFD() int { return p.region.FD }
 
@@ -112,6 +117,7 @@ type Binding struct {
 	pair   *Pair
 	end    int
 	sel    portname.Selection
+	nif    int64 // its netmap_if
 	closed bool
 }
 
@@ -122,8 +128,13 @@ func (p *Pair) Bind(end int, sel portname.Selection) (*Binding, error) {
 	if err := p.claims[end].Take(p.names[end], sel); err != nil {
 		return nil, err
 	}
+	nif, err := p.nifs.Write(end, sel.Bound(), p.names[end], 0)
+	if err != nil {
+		p.claims[end].Release(sel)
+		return nil, fmt.Errorf("%s: %w", p.names[end], err)
+	}
 	p.users[end]++
-	return &Binding{pair: p, end: end, sel: sel}, nil
+	return &Binding{pair: p, end: end, sel: sel, nif: nif}, nil
 }
 
 // Reply fills the open reply for the binding and returns its descriptors
@@ -135,6 +146,7 @@ func (b *Binding) Reply(r *wire.OpenReply) []int {
 	*r = wire.OpenReply{
 		Kind: wire.KindPipe, Port: p.names[b.end], Geometry: p.geom[b.end],
 		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[b.end].Ofs, PeerIfOfs: p.layout.Ifaces[1-b.end].Ofs,
+		NifOfs: b.nif, MemID: p.nifs.MemID(),
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}
@@ -156,6 +168,7 @@ func (b *Binding) Close() int {
 	if !b.closed {
 		b.closed = true
 		p.claims[b.end].Release(b.sel)
+		p.nifs.Release(b.nif)
 		p.users[b.end]--
 	}
 	return p.users[0] + p.users[1]

@@ -167,6 +167,7 @@ type Layout struct {
 	NumBufs   uint32 // buffers in the pool, reserved ones included
 	BufOfs    int64  // offset of buffer 0 from the region start
 	Size      int64  // bytes in the region
+	NifOfs    int64  // the netmap_if area: MaxBindings slots, one per binding
 	Ports     int    // port interfaces: 1, or 2 for a pipe pair
 	ZLevels   int    // zero-copy monitor levels per port interface
 	Ifaces    []IfaceLayout
@@ -253,8 +254,8 @@ func PipeLayout(g Geometry, zlevels int) (Layout, error) {
 
 // build places the port interfaces in specs, then zlevels zero-copy monitor
 // interfaces for each (one RX ring per ring of the monitored interface):
-// their headers, then their rings, then the rings' control blocks, then
-// the buffers.
+// their headers, the netmap_if area, their rings, the rings' control
+// blocks, then the buffers.
 func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
 	if zlevels < 0 || zlevels > MaxZLevels {
 		return Layout{}, fmt.Errorf("zero-copy monitor levels %d out of range [0, %d]", zlevels, MaxZLevels)
@@ -273,6 +274,8 @@ func build(g Geometry, specs []ifaceSpec, zlevels int) (Layout, error) {
 		off = alignUp(off+ifHeaderSize+2*8*int64(len(f.Slots)), ringAlign)
 		l.Ifaces = append(l.Ifaces, f)
 	}
+	l.NifOfs = off
+	off += MaxBindings * nifSize
 	for i := range l.Ifaces {
 		f := &l.Ifaces[i]
 		for _, n := range f.Slots {

@@ -14,6 +14,9 @@ func aligned8(mem []byte) bool { return uintptr(unsafe.Pointer(unsafe.SliceData(
 // ifHeaderAt is the interface header at ofs.
 func ifHeaderAt(mem []byte, ofs int64) *ifHeader { return (*ifHeader)(unsafe.Pointer(&mem[ofs])) }
 
+// netmapIfAt is netmap's struct netmap_if at ofs.
+func netmapIfAt(mem []byte, ofs int64) *netmapIf { return (*netmapIf)(unsafe.Pointer(&mem[ofs])) }
+
 // netmapRingAt is netmap's ring header at ofs.
 func netmapRingAt(mem []byte, ofs int64) *NetmapRing {
 	return (*NetmapRing)(unsafe.Pointer(&mem[ofs]))

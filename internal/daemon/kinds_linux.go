@@ -37,6 +37,7 @@ type mappable interface {
 	Layout() ports.Layout
 	RegionFD() int
 	Mem() []byte
+	NetmapIfs() *ports.NetmapIfs
 	MAC() net.HardwareAddr
 }
 

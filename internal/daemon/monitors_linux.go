@@ -18,7 +18,7 @@ func (d *Daemon) findTargetLocked(n *portname.Name) (*monitor.Target, uint32, er
 		if ps := d.pipes[master]; ps != nil {
 			end := pipes.EndOf(n.Pipe)
 			return &monitor.Target{Key: name, Geom: ps.pair.Geometry(end), Layout: ps.pair.Layout(), Iface: end,
-				FD: ps.pair.RegionFD(), Mem: ps.pair.Mem()}, ps.uid, nil
+				FD: ps.pair.RegionFD(), Mem: ps.pair.Mem(), Nifs: ps.pair.NetmapIfs()}, ps.uid, nil
 		}
 	} else if ss := d.switches[n.Switch]; ss != nil {
 		name = switchPortName(n)
@@ -29,7 +29,7 @@ func (d *Daemon) findTargetLocked(n *portname.Name) (*monitor.Target, uint32, er
 				// An attached interface: only the switch sees its frames.
 				return t, 0, nil
 			}
-			t.Layout, t.FD, t.Mem = mp.Layout(), mp.RegionFD(), mp.Mem()
+			t.Layout, t.FD, t.Mem, t.Nifs = mp.Layout(), mp.RegionFD(), mp.Mem(), mp.NetmapIfs()
 			return t, ps.uid, nil
 		}
 	}

@@ -393,6 +393,15 @@ func (p *Port) Mem() []byte { return p.mem }
 // IfaceOffset returns where this binding's interface header lies in Mem.
 func (p *Port) IfaceOffset() int64 { return p.reply.IfOfs }
 
+// NetmapIfOffset returns the offset in Mem of the binding's netmap_if
+// (netmap's nr_offset): netmap's struct netmap_if listing the rings this
+// binding holds, which valed writes for netmap programs.
+func (p *Port) NetmapIfOffset() int64 { return p.reply.NifOfs }
+
+// MemID returns the memory id of the port's region (netmap's nr_mem_id):
+// ports that share memory have the same id.
+func (p *Port) MemID() uint16 { return p.reply.MemID }
+
 // BufsHead returns the first extra buffer (0 if there is none).
 func (p *Port) BufsHead() uint32 { return p.iface.BufsHead() }
 

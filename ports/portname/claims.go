@@ -3,6 +3,8 @@ package portname
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/valeswitch/vale/ports"
 )
 
 // Selection says which rings a binding takes: TX rings [TxFirst, TxLast) and
@@ -31,6 +33,11 @@ func SelectRings(n *Name, ntx, nrx int) (Selection, error) {
 		s.RxFirst, s.RxLast = 0, 0
 	}
 	return s, nil
+}
+
+// Bound returns the selected rings as ports.Bound.
+func (s Selection) Bound() ports.Bound {
+	return ports.Bound{TxFirst: s.TxFirst, TxLast: s.TxLast, RxFirst: s.RxFirst, RxLast: s.RxLast}
 }
 
 // Notify returns the ring pairs whose eventfds the binding sleeps on: the

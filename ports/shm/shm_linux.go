@@ -47,6 +47,8 @@ type Port struct {
 	geom   ports.Geometry
 	layout ports.Layout
 	region *shmem.Region // nil for ports over heap memory (tests)
+	iface  *ports.Iface  // valed's view of the port's interface
+	nifs   *ports.NetmapIfs
 	tx     []*txRing
 	rx     []*rxRing
 	notify []*notify.Eventfd // by ring pair: wakes the clients sleeping on it
@@ -155,6 +157,7 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 	}
 	ntx, nrx := int(g.TxRings), int(g.RxRings)
 	p := &Port{kind: wire.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: portname.NewClaims(ntx, nrx)}
+	p.iface, p.nifs = iface, ports.NewNetmapIfs(mem, &p.layout)
 	kicks, err := notify.NewEventfds(ntx)
 	if err != nil {
 		return nil, err
@@ -209,6 +212,9 @@ func (p *Port) Mem() []byte {
 	}
 	return p.region.Mem
 }
+
+// NetmapIfs returns the netmap_if slots of the port's memory.
+func (p *Port) NetmapIfs() *ports.NetmapIfs { return p.nifs }
 
 // RegionFD returns the memfd of the port's memory (-1 for heap memory).
 func (p *Port) RegionFD() int {
@@ -420,6 +426,7 @@ func (p *Port) Free() error {
 type Binding struct {
 	port   *Port
 	sel    portname.Selection
+	nif    int64 // its netmap_if
 	closed bool
 }
 
@@ -434,8 +441,18 @@ func (p *Port) Bind(sel portname.Selection) (*Binding, error) {
 	if err := p.claims.Take(p.name, sel); err != nil {
 		return nil, err
 	}
+	var extra uint32
+	if p.users == 0 {
+		// The port's extra buffers go to the binding that created it.
+		extra = p.iface.BufsHead()
+	}
+	nif, err := p.nifs.Write(0, sel.Bound(), p.name, extra)
+	if err != nil {
+		p.claims.Release(sel)
+		return nil, fmt.Errorf("%s: %w", p.name, err)
+	}
 	p.users++
-	return &Binding{port: p, sel: sel}, nil
+	return &Binding{port: p, sel: sel, nif: nif}, nil
 }
 
 // Selection returns the rings the binding holds.
@@ -451,7 +468,7 @@ func (b *Binding) Reply(r *wire.OpenReply) ([]int, error) {
 	nf, nl := b.sel.Notify()
 	*r = wire.OpenReply{
 		Kind: p.kind, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
-		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs,
+		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs, NifOfs: b.nif, MemID: p.nifs.MemID(),
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}
@@ -476,6 +493,7 @@ func (b *Binding) Close() int {
 	if !b.closed {
 		b.closed = true
 		p.claims.Release(b.sel)
+		p.nifs.Release(b.nif)
 		p.users--
 	}
 	return p.users

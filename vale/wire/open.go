@@ -49,6 +49,8 @@ type OpenReply struct {
 	Geometry    ports.Geometry `json:"geometry"`
 	MemSize     int64          `json:"mem_size"`
 	IfOfs       int64          `json:"if_ofs"`      // this binding's interface header
+	NifOfs      int64          `json:"nif_ofs"`     // this binding's netmap_if (netmap's nr_offset)
+	MemID       uint16         `json:"mem_id"`      // the region's memory id (netmap's nr_mem_id)
 	PeerIfOfs   int64          `json:"peer_if_ofs"` // KindPipe: the other end's interface header
 	TxFirst     int            `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
 	TxLast      int            `json:"tx_last"`
