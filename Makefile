@@ -1,6 +1,10 @@
 # vale: a userspace netmap/VALE-style software switch.
 #
-#   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/
+#   make          build valed, pkt-gen, vale-ctl, nm-capture and nmreplay into bin/,
+#                 and (with a C compiler) lib/libvale-netmap.so and bin/vale-netmap,
+#                 which run netmap's C programs on vale
+#   make install  install them under PREFIX (default /usr/local), with netmap's
+#                 headers and pkg-config's vale-netmap.pc
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     install what the tests need, lint, then every test (unit, race, end to end)
 #   make bench    forwarding benchmarks; port to port and pipes against DPDK's
@@ -24,12 +28,26 @@ FUZZ        := ./ports/portname:FuzzParseName ./ports:FuzzKRing ./ports:FuzzOpen
                ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \
                ./ptnet:FuzzVirtq ./ptnet:FuzzMessages ./internal/config:FuzzParse
 
-.PHONY: all build demo test deps lint unit race bench bench-afxdp bench-vhost soak fuzz clean
+.PHONY: all build netmap install demo test deps lint unit race bench bench-afxdp bench-vhost soak fuzz clean
+
+PREFIX      ?= /usr/local
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+	@if command -v $${CC:-cc} >/dev/null; then tools/build-netmap.sh; \
+	else echo "no C compiler: lib/libvale-netmap.so not built (apt-get install gcc; make netmap)"; fi
+
+# The netmap C API on vale: lib/libvale-netmap.so, bin/vale-netmap, lib/pkgconfig.
+netmap:
+	tools/build-netmap.sh
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/vale-netmap/net
+	install -m 755 $(BIN)/valed $(BIN)/pkt-gen $(BIN)/vale-ctl $(BIN)/nm-capture $(BIN)/nmreplay $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/net/*.h $(DESTDIR)$(PREFIX)/include/vale-netmap/net/
+	INCLUDEDIR=$(PREFIX)/include/vale-netmap PCPREFIX=$(PREFIX) tools/build-netmap.sh $(DESTDIR)$(PREFIX)
 
 demo: build
 	tools/demo.sh
@@ -83,4 +101,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) lib

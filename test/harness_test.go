@@ -37,6 +37,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the binaries:", err)
 		os.Exit(1)
 	}
+	// netmap's C API: lib/libvale-netmap.so, bin/vale-netmap and the .pc file.
+	shim := exec.Command("tools/build-netmap.sh", filepath.Join(dir, "netmap"))
+	shim.Dir = ".."
+	shim.Stdout, shim.Stderr = os.Stderr, os.Stderr
+	if err := shim.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building libvale-netmap.so (needs gcc):", err)
+		os.Exit(1)
+	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)

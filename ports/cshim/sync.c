@@ -1,0 +1,189 @@
+/*
+ * The syncs: what netmap's NIOCTXSYNC, NIOCRXSYNC and poll do to a ring,
+ * done here against valed's control blocks. The application's netmap
+ * ring is read for head and cur and written with tail and ts, as
+ * netmap's kernel does; valed sees only the control block.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+static inline uint32_t ld(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+
+/* in_range reports whether x lies in the cyclic interval [a, b]. */
+static inline int in_range(uint32_t a, uint32_t x, uint32_t b, uint32_t n)
+{
+	uint32_t dx = x >= a ? x - a : x + n - a;
+	uint32_t db = b >= a ? b - a : b + n - a;
+	return dx <= db;
+}
+
+static void signal_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one)); /* EAGAIN: full, which wakes the reader anyway */
+	(void)n;
+}
+
+/* shim_drain resets an eventfd that fired. */
+void shim_drain(int fd)
+{
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof(v));
+	(void)n;
+}
+
+/* answer wakes the other side if it sleeps on this ring with a ticket not
+ * answered yet: valed's worker on a TX ring, a sender waiting for room on
+ * an RX ring. */
+static void answer(struct shim_ring *r)
+{
+	uint32_t t = ld(&r->ctl->sw_kick);
+	if (t != 0 && t != r->answered) {
+		r->answered = t;
+		if (r->kick_fd >= 0)
+			signal_fd(r->kick_fd);
+	}
+}
+
+static const char *reset_reasons[] = {
+	"no reset", "head out of range", "cur out of range", "buffer index out of range",
+	"slot length larger than the buffer", "unsupported slot flags", "fragment chain too long",
+};
+
+/* check_reset resumes a ring valed reset (it found the ring breaking the
+ * ring contract): head and cur go back where valed says, as netmap's ring
+ * reinit puts them, and the reset is acknowledged. */
+static void check_reset(struct shim_binding *b, struct shim_ring *r)
+{
+	uint32_t gen = ld(&r->ctl->reset_gen), h, t, why;
+
+	if (gen == r->reset_ack)
+		return;
+	h = ld(&r->ctl->reset_head) % r->num;
+	why = ld(&r->ctl->reset_why);
+	if (r->resets_told++ < 5)
+		shim_warn("%s %s ring %d reset by the switch: %s (slot %u, value %u)", b->port, r->tx ? "tx" : "rx", r->id,
+			  why < sizeof(reset_reasons) / sizeof(reset_reasons[0]) ? reset_reasons[why] : "unknown reason",
+			  ld(&r->ctl->reset_slot), ld(&r->ctl->reset_value));
+	r->pub_head = r->pub_cur = h;
+	st(&r->ctl->cur, h);
+	st(&r->ctl->head, h);
+	r->nm->head = r->nm->cur = h;
+	t = ld(&r->ctl->tail);
+	if (t < r->num)
+		r->tail = t;
+	r->reset_ack = gen;
+	st(&r->ctl->reset_ack, gen);
+}
+
+/* shim_sync_ring syncs one ring: the prologue checks of netmap's kernel
+ * on the application's head and cur (a violation puts them back, as
+ * netmap's ring reinit does, silently but for a message), publication to
+ * valed, a wake-up for valed if it sleeps on the ring, and the new tail. */
+void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
+{
+	volatile struct netmap_ring *nm = r->nm;
+	uint32_t head, cur, t;
+
+	check_reset(b, r);
+	head = nm->head;
+	cur = nm->cur;
+	if (head >= r->num || cur >= r->num || !in_range(r->pub_head, head, r->tail, r->num) ||
+	    !in_range(head, cur, r->tail, r->num)) {
+		if (r->resets_told++ < 5)
+			shim_warn("%s %s ring %d: head %u cur %u not in [%u, %u]: ring reinitialised", b->port,
+				  r->tx ? "tx" : "rx", r->id, head, cur, r->pub_head, r->tail);
+		nm->head = nm->cur = r->pub_head;
+		*(volatile uint32_t *)&nm->tail = r->tail;
+		return;
+	}
+	if (cur != r->pub_cur) {
+		st(&r->ctl->cur, cur);
+		r->pub_cur = cur;
+	}
+	if (head != r->pub_head) {
+		st(&r->ctl->head, head);
+		r->pub_head = head;
+		answer(r);
+	}
+	t = ld(&r->ctl->tail);
+	if (t < r->num)
+		r->tail = t;
+	*(volatile uint32_t *)&nm->tail = r->tail; /* restored if the application wrote it */
+	if (!r->tx) {
+		int64_t ns = __atomic_load_n(&r->ctl->ts, __ATOMIC_ACQUIRE);
+		nm->ts.tv_sec = ns / 1000000000;
+		nm->ts.tv_usec = ns % 1000000000 / 1000;
+	}
+}
+
+/* shim_txsync syncs every bound TX ring. */
+void shim_txsync(struct shim_binding *b)
+{
+	for (int i = 0; i < b->ntx; i++)
+		shim_sync_ring(b, &b->tx[i]);
+}
+
+/* shim_rxsync syncs every bound RX ring. */
+void shim_rxsync(struct shim_binding *b)
+{
+	for (int i = 0; i < b->nrx; i++)
+		shim_sync_ring(b, &b->rx[i]);
+}
+
+/* shim_ready returns the poll events that hold: a ring is ready when its
+ * cur differs from its tail. */
+int shim_ready(struct shim_binding *b, short events)
+{
+	int got = 0;
+
+	if (events & (POLLIN | POLLRDNORM))
+		for (int i = 0; i < b->nrx; i++)
+			if (b->rx[i].nm->cur != b->rx[i].tail) {
+				got |= events & (POLLIN | POLLRDNORM);
+				break;
+			}
+	if (events & (POLLOUT | POLLWRNORM))
+		for (int i = 0; i < b->ntx; i++)
+			if (b->tx[i].nm->cur != b->tx[i].tail) {
+				got |= events & (POLLOUT | POLLWRNORM);
+				break;
+			}
+	return got;
+}
+
+/* shim_moved reports whether valed moved a tail, or reset a ring, that a
+ * wait for events depends on. */
+int shim_moved(struct shim_binding *b, short events)
+{
+	if (b->dead)
+		return 1;
+	if (events & (POLLIN | POLLRDNORM))
+		for (int i = 0; i < b->nrx; i++)
+			if (ld(&b->rx[i].ctl->tail) != b->rx[i].tail || ld(&b->rx[i].ctl->reset_gen) != b->rx[i].reset_ack)
+				return 1;
+	if (events & (POLLOUT | POLLWRNORM))
+		for (int i = 0; i < b->ntx; i++)
+			if (ld(&b->tx[i].ctl->tail) != b->tx[i].tail || ld(&b->tx[i].ctl->reset_gen) != b->tx[i].reset_ack)
+				return 1;
+	return 0;
+}
+
+/* shim_arm publishes a sleep ticket (0: none) on the rings a wait for
+ * events depends on: valed answers it with a signal on the ring pair's
+ * eventfd. */
+void shim_arm(struct shim_binding *b, short events, uint32_t ticket)
+{
+	if (events & (POLLIN | POLLRDNORM))
+		for (int i = 0; i < b->nrx; i++)
+			st(&b->rx[i].ctl->app_kick, ticket);
+	if (events & (POLLOUT | POLLWRNORM))
+		for (int i = 0; i < b->ntx; i++)
+			st(&b->tx[i].ctl->app_kick, ticket);
+}

@@ -1,0 +1,210 @@
+/*
+ * nmcheck: netmap API checks that need a C program.
+ *
+ *   nmcheck offsets                 print offsetof of netmap's structures
+ *   nmcheck refuse NAME MODE FLAGS  register NAME with nr_mode MODE and
+ *                                   nr_flags FLAGS; print the errno
+ *   nmcheck option NAME             register with an EXTMEM option; print
+ *                                   the errno and the option's status
+ *   nmcheck reinit NAME             put head out of range, sync, print what
+ *                                   the ring looks like after
+ *   nmcheck fork NAME COUNT         register, fork; the child sends COUNT
+ *                                   frames on the parent's binding, through
+ *                                   a dup of the descriptor
+ *   nmcheck dead NAME               register, then poll until POLLERR (valed
+ *                                   goes away meanwhile)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <net/netmap_user.h>
+
+#define OFF(type, field) printf("%s.%s %zu\n", #type, #field, offsetof(struct type, field))
+
+static void offsets(void)
+{
+	OFF(netmap_slot, buf_idx); OFF(netmap_slot, len); OFF(netmap_slot, flags); OFF(netmap_slot, ptr);
+	OFF(netmap_ring, buf_ofs); OFF(netmap_ring, num_slots); OFF(netmap_ring, nr_buf_size);
+	OFF(netmap_ring, ringid); OFF(netmap_ring, dir); OFF(netmap_ring, head); OFF(netmap_ring, cur);
+	OFF(netmap_ring, tail); OFF(netmap_ring, flags); OFF(netmap_ring, ts); OFF(netmap_ring, offset_mask);
+	OFF(netmap_ring, buf_align); OFF(netmap_ring, sem); OFF(netmap_ring, slot);
+	OFF(netmap_if, ni_name); OFF(netmap_if, ni_version); OFF(netmap_if, ni_flags);
+	OFF(netmap_if, ni_tx_rings); OFF(netmap_if, ni_rx_rings); OFF(netmap_if, ni_bufs_head);
+	OFF(netmap_if, ni_host_tx_rings); OFF(netmap_if, ni_host_rx_rings); OFF(netmap_if, ring_ofs);
+	OFF(nmreq_header, nr_version); OFF(nmreq_header, nr_reqtype); OFF(nmreq_header, nr_name);
+	OFF(nmreq_header, nr_options); OFF(nmreq_header, nr_body);
+	OFF(nmreq_register, nr_offset); OFF(nmreq_register, nr_memsize); OFF(nmreq_register, nr_tx_slots);
+	OFF(nmreq_register, nr_rx_slots); OFF(nmreq_register, nr_tx_rings); OFF(nmreq_register, nr_rx_rings);
+	OFF(nmreq_register, nr_host_tx_rings); OFF(nmreq_register, nr_host_rx_rings);
+	OFF(nmreq_register, nr_mem_id); OFF(nmreq_register, nr_ringid); OFF(nmreq_register, nr_mode);
+	OFF(nmreq_register, nr_extra_bufs); OFF(nmreq_register, nr_flags);
+	OFF(nmreq_option, nro_next); OFF(nmreq_option, nro_reqtype); OFF(nmreq_option, nro_status);
+	OFF(nmreq_option, nro_size);
+	OFF(nmreq, nr_name); OFF(nmreq, nr_version); OFF(nmreq, nr_offset); OFF(nmreq, nr_memsize);
+	OFF(nmreq, nr_tx_slots); OFF(nmreq, nr_rx_slots); OFF(nmreq, nr_tx_rings); OFF(nmreq, nr_rx_rings);
+	OFF(nmreq, nr_ringid); OFF(nmreq, nr_cmd); OFF(nmreq, nr_arg1); OFF(nmreq, nr_arg2);
+	OFF(nmreq, nr_arg3); OFF(nmreq, nr_flags);
+	printf("sizeof.netmap_slot %zu\nsizeof.netmap_ring %zu\nsizeof.netmap_if %zu\n", sizeof(struct netmap_slot),
+	       sizeof(struct netmap_ring), sizeof(struct netmap_if));
+	printf("sizeof.nmreq_header %zu\nsizeof.nmreq_register %zu\nsizeof.nmreq %zu\n", sizeof(struct nmreq_header),
+	       sizeof(struct nmreq_register), sizeof(struct nmreq));
+	printf("ioctl.NIOCCTRL %#lx\nioctl.NIOCREGIF %#lx\nioctl.NIOCGINFO %#lx\nioctl.NIOCTXSYNC %#lx\nioctl.NIOCRXSYNC %#lx\n",
+	       (unsigned long)NIOCCTRL, (unsigned long)NIOCREGIF, (unsigned long)NIOCGINFO,
+	       (unsigned long)NIOCTXSYNC, (unsigned long)NIOCRXSYNC);
+}
+
+/* regist registers name on a new descriptor; it returns the descriptor,
+ * or -1 with errno set. */
+static int regist(const char *name, uint32_t mode, uint64_t flags, struct nmreq_option *opt,
+		  struct nmreq_register *r)
+{
+	struct nmreq_header hdr;
+	int fd = open("/dev/netmap", O_RDWR);
+
+	if (fd < 0)
+		return -1;
+	memset(&hdr, 0, sizeof(hdr));
+	memset(r, 0, sizeof(*r));
+	hdr.nr_version = NETMAP_API;
+	hdr.nr_reqtype = NETMAP_REQ_REGISTER;
+	snprintf(hdr.nr_name, sizeof(hdr.nr_name), "%s", name);
+	hdr.nr_body = (uintptr_t)r;
+	hdr.nr_options = (uintptr_t)opt;
+	r->nr_mode = mode;
+	r->nr_flags = flags;
+	if (ioctl(fd, NIOCCTRL, &hdr) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+static struct netmap_if *map(int fd, struct nmreq_register *r)
+{
+	void *mem = mmap(NULL, r->nr_memsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return NETMAP_IF(mem, r->nr_offset);
+}
+
+static int fork_send(const char *name, int count)
+{
+	struct nmreq_register r;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r), status;
+	struct netmap_if *nifp;
+	pid_t pid;
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	nifp = map(fd, &r);
+	pid = fork();
+	if (pid == 0) {
+		int d = dup(fd);
+		struct netmap_ring *ring = NETMAP_TXRING(nifp, 0);
+		int sent = 0;
+		close(fd);
+		while (sent < count) {
+			struct pollfd p = {.fd = d, .events = POLLOUT};
+			if (poll(&p, 1, 5000) <= 0) {
+				fprintf(stderr, "child: poll timed out\n");
+				_exit(1);
+			}
+			while (sent < count && !nm_ring_empty(ring)) {
+				struct netmap_slot *s = &ring->slot[ring->cur];
+				char *b = NETMAP_BUF(ring, s->buf_idx);
+				memset(b, 0xff, 6);
+				memcpy(b + 6, "\x02\x00\x00\x00\x00\x02", 6);
+				b[12] = (char)0x88, b[13] = (char)0xb5;
+				s->len = 60;
+				ring->head = ring->cur = nm_ring_next(ring, ring->cur);
+				sent++;
+			}
+			ioctl(d, NIOCTXSYNC, NULL);
+		}
+		while (nm_tx_pending(ring)) {
+			ioctl(d, NIOCTXSYNC, NULL);
+			usleep(100);
+		}
+		printf("child sent %d\n", sent);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct nmreq_register r;
+	int fd;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 2 && strcmp(argv[1], "offsets") == 0) {
+		offsets();
+		return 0;
+	}
+	if (argc >= 5 && strcmp(argv[1], "refuse") == 0) {
+		fd = regist(argv[2], strtoul(argv[3], NULL, 0), strtoull(argv[4], NULL, 0), NULL, &r);
+		printf("errno %d\n", fd < 0 ? errno : 0);
+		return 0;
+	}
+	if (argc >= 3 && strcmp(argv[1], "option") == 0) {
+		struct nmreq_option opt = {.nro_reqtype = NETMAP_REQ_OPT_EXTMEM, .nro_size = sizeof(opt)};
+		fd = regist(argv[2], NR_REG_ALL_NIC, 0, &opt, &r);
+		printf("errno %d status %u\n", fd < 0 ? errno : 0, opt.nro_status);
+		return 0;
+	}
+	if (argc >= 3 && strcmp(argv[1], "reinit") == 0) {
+		fd = regist(argv[2], NR_REG_ALL_NIC, 0, NULL, &r);
+		if (fd < 0) {
+			perror("register");
+			return 1;
+		}
+		struct netmap_ring *ring = NETMAP_TXRING(map(fd, &r), 0);
+		ring->head = ring->num_slots + 5;
+		int rc = ioctl(fd, NIOCTXSYNC, NULL);
+		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
+		ring->head = ring->cur = 1; /* fine: one slot (length 0) */
+		ring->slot[0].len = 60;
+		rc = ioctl(fd, NIOCTXSYNC, NULL);
+		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
+		return 0;
+	}
+	if (argc >= 4 && strcmp(argv[1], "fork") == 0)
+		return fork_send(argv[2], atoi(argv[3]));
+	if (argc >= 3 && strcmp(argv[1], "dead") == 0) {
+		fd = regist(argv[2], NR_REG_ALL_NIC, 0, NULL, &r);
+		if (fd < 0) {
+			perror("register");
+			return 1;
+		}
+		printf("registered\n");
+		for (;;) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			int n = poll(&p, 1, 20000);
+			if (n <= 0) {
+				printf("poll %d\n", n);
+				return 1;
+			}
+			if (p.revents & POLLERR) {
+				printf("POLLERR\n");
+				return 0;
+			}
+		}
+	}
+	fprintf(stderr, "usage: see the comment at the top of nmcheck.c\n");
+	return 2;
+}

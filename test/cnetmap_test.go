@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valeswitch/vale/internal/testutil"
+)
+
+// netmapDir holds libvale-netmap.so, vale-netmap and the .pc file built
+// for this run (TestMain).
+func netmapDir() string { return filepath.Join(binDir, "netmap") }
+
+// cProgram compiles test/c/NAME.c with the flags pkg-config gives for
+// vale-netmap and returns the binary; link also links libvale-netmap.so
+// (pkg-config --libs), which then needs no preloading.
+func cProgram(t testing.TB, name string, link bool) string {
+	t.Helper()
+	needCommands(t, "gcc", "pkg-config")
+	args := []string{"--cflags"}
+	if link {
+		args = append(args, "--libs")
+	}
+	pc := exec.Command("pkg-config", append(args, "vale-netmap")...)
+	pc.Env = append(os.Environ(), "PKG_CONFIG_PATH="+filepath.Join(netmapDir(), "lib", "pkgconfig"))
+	flags, err := pc.Output()
+	if err != nil {
+		t.Fatalf("pkg-config vale-netmap: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	src, _ := filepath.Abs(filepath.Join("c", name+".c"))
+	gcc := exec.Command("gcc", append([]string{"-O2", "-Wall", "-Werror", "-o", out, src}, strings.Fields(string(flags))...)...)
+	if b, err := gcc.CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// startC runs a netmap C program against d: through the vale-netmap
+// wrapper, unless it was linked with the library.
+func (d *daemon) startC(t testing.TB, linked bool, prog string, args ...string) *proc {
+	t.Helper()
+	argv := append([]string{prog}, args...)
+	if !linked {
+		argv = append([]string{filepath.Join(netmapDir(), "bin", "vale-netmap")}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "VALE_SOCK="+d.sock)
+	return launch(t, strings.Join(argv, " "), cmd, nil)
+}
+
+// runC runs a netmap C program to completion and returns its output.
+func (d *daemon) runC(t testing.TB, prog string, args ...string) string {
+	t.Helper()
+	return d.startC(t, false, prog, args...).Wait(30 * time.Second)
+}
+
+// C programs written against netmap's API exchange exactly the frames
+// they send through vale0, registered with NIOCCTRL or the legacy
+// NIOCREGIF, waiting with poll or select next to an ordinary descriptor,
+// binding all rings or one, preloaded or linked.
+func TestCNetmapSendReceive(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	linked := cProgram(t, "nmsendrecv", true)
+	const n = "200000"
+	for _, c := range []struct {
+		name     string
+		tx, rx   string
+		args     []string
+		useLinks bool
+	}{
+		{"nmreq-poll", "vale0:a", "vale0:b", nil, false},
+		{"legacy-select", "vale0:a", "vale0:b", []string{"-legacy", "-select"}, false},
+		{"one-ring", "vale0:a2@conf:rings=2", "vale0:b2@conf:rings=2", []string{"-ring", "1"}, false},
+		{"linked", "vale0:a", "vale0:b", nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := startValed(t)
+			p := prog
+			if c.useLinks {
+				p = linked
+			}
+			rx := d.startC(t, c.useLinks, p, append([]string{"rx", c.rx, n}, c.args...)...)
+			d.waitPort(t, strings.Split(c.rx, "@")[0])
+			tx := d.startC(t, c.useLinks, p, append([]string{"tx", c.tx, n}, c.args...)...)
+			if out := tx.Wait(30 * time.Second); !strings.Contains(out, "sent "+n) {
+				t.Errorf("sender: %s", out)
+			}
+			if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+				t.Errorf("receiver: %s", out)
+			}
+		})
+	}
+}
+
+// A C program and the Go pkt-gen on the two ends of a switch, both ways.
+func TestCNetmapWithGoPeer(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "100000"
+	goRx := start(t, d.sock, "pkt-gen", "-i", "vale0:gorx", "-f", "rx", "-n", n)
+	d.waitPort(t, "vale0:gorx")
+	if out := d.runC(t, prog, "tx", "vale0:ctx", n); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C sender: %s", out)
+	}
+	if out := goRx.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("pkt-gen receiver: %s", out)
+	}
+	cRx := d.startC(t, false, prog, "rx", "vale0:crx", n, "-any")
+	d.waitPort(t, "vale0:crx")
+	d.run(t, 30*time.Second, "pkt-gen", "-i", "vale0:gotx", "-f", "tx", "-n", n)
+	if out := cRx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("C receiver: %s", out)
+	}
+}
+
+// netmap's structures and ioctls as the project's headers give them to C,
+// against netmap's ABI (LP64).
+func TestCNetmapHeaders(t *testing.T) {
+	out, err := exec.Command(cProgram(t, "nmcheck", false), "offsets").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"netmap_slot.len": "4", "netmap_slot.flags": "6", "netmap_slot.ptr": "8",
+		"netmap_ring.num_slots": "8", "netmap_ring.nr_buf_size": "12", "netmap_ring.ringid": "16",
+		"netmap_ring.dir": "18", "netmap_ring.head": "20", "netmap_ring.cur": "24", "netmap_ring.tail": "28",
+		"netmap_ring.flags": "32", "netmap_ring.ts": "40", "netmap_ring.offset_mask": "56",
+		"netmap_ring.buf_align": "64", "netmap_ring.sem": "128", "netmap_ring.slot": "256",
+		"netmap_if.ni_version": "16", "netmap_if.ni_flags": "20", "netmap_if.ni_tx_rings": "24",
+		"netmap_if.ni_rx_rings": "28", "netmap_if.ni_bufs_head": "32", "netmap_if.ni_host_tx_rings": "36",
+		"netmap_if.ni_host_rx_rings": "40", "netmap_if.ring_ofs": "56",
+		"nmreq_header.nr_reqtype": "2", "nmreq_header.nr_name": "8", "nmreq_header.nr_options": "72",
+		"nmreq_header.nr_body":      "80",
+		"nmreq_register.nr_memsize": "8", "nmreq_register.nr_tx_slots": "16", "nmreq_register.nr_rx_slots": "20",
+		"nmreq_register.nr_tx_rings": "24", "nmreq_register.nr_rx_rings": "26",
+		"nmreq_register.nr_host_tx_rings": "28", "nmreq_register.nr_host_rx_rings": "30",
+		"nmreq_register.nr_mem_id": "32", "nmreq_register.nr_ringid": "34", "nmreq_register.nr_mode": "36",
+		"nmreq_register.nr_extra_bufs": "40", "nmreq_register.nr_flags": "48",
+		"nmreq_option.nro_reqtype": "8", "nmreq_option.nro_status": "12", "nmreq_option.nro_size": "16",
+		"nmreq.nr_version": "16", "nmreq.nr_offset": "20", "nmreq.nr_memsize": "24", "nmreq.nr_tx_slots": "28",
+		"nmreq.nr_rx_slots": "32", "nmreq.nr_tx_rings": "36", "nmreq.nr_rx_rings": "38", "nmreq.nr_ringid": "40",
+		"nmreq.nr_cmd": "42", "nmreq.nr_arg1": "44", "nmreq.nr_arg2": "46", "nmreq.nr_arg3": "48",
+		"nmreq.nr_flags":     "52",
+		"sizeof.netmap_slot": "16", "sizeof.netmap_ring": "256", "sizeof.netmap_if": "56",
+		"sizeof.nmreq_header": "88", "sizeof.nmreq_register": "56", "sizeof.nmreq": "60",
+		"ioctl.NIOCCTRL": "0xc0586997", "ioctl.NIOCREGIF": "0xc03c6992", "ioctl.NIOCGINFO": "0xc03c6991",
+		"ioctl.NIOCTXSYNC": "0x6994", "ioctl.NIOCRXSYNC": "0x6995",
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok {
+			got[k] = v
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s is %q in include/, netmap's is %s", k, got[k], v)
+		}
+	}
+}
+
+// What vale does not have answers with netmap's error codes and a message;
+// a ring whose head the program broke is put back as netmap's ring reinit
+// does; a child keeps its parent's binding; a poller sees valed go.
+func TestCNetmapEdges(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	recv := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const eopnotsupp = "errno 95"
+	for _, c := range []struct{ args []string }{
+		{[]string{"refuse", "vale0:x", "2", "0"}}, // NR_REG_SW: host rings
+		{[]string{"refuse", "vale0:x", "7", "0"}}, // NR_REG_NULL
+		{[]string{"option", "vale0:x"}},           // NETMAP_REQ_OPT_EXTMEM
+	} {
+		p := d.startC(t, false, check, c.args...)
+		if out := p.Wait(10 * time.Second); !strings.Contains(out, eopnotsupp) || !strings.Contains(out, "vale-netmap: ") {
+			t.Errorf("nmcheck %v: %s; want EOPNOTSUPP and a message", c.args, out)
+		}
+	}
+	out := d.runC(t, check, "reinit", "vale0:y")
+	if !strings.Contains(out, "sync 0 head 0 cur 0 tail 1023") || !strings.Contains(out, "ring reinitialised") ||
+		!strings.Contains(out, "sync 0 head 1 cur 1") {
+		t.Errorf("a head out of range: %s", out)
+	}
+	rx := d.startC(t, false, recv, "rx", "vale0:r", "1000", "-any")
+	d.waitPort(t, "vale0:r")
+	if out := d.runC(t, check, "fork", "vale0:f", "1000"); !strings.Contains(out, "child sent 1000") {
+		t.Errorf("fork: %s", out)
+	}
+	if out := rx.Wait(10 * time.Second); !strings.Contains(out, "received 1000") {
+		t.Errorf("receiver of the child: %s", out)
+	}
+	dead := d.startC(t, false, check, "dead", "vale0:z")
+	testutil.WaitFor(t, "the poller to register", func() bool { return strings.Contains(dead.Out.String(), "registered") })
+	d.stopWith(t, syscall.SIGTERM)
+	if out := dead.Wait(10 * time.Second); !strings.Contains(out, "POLLERR") {
+		t.Errorf("poll after valed went away: %s", out)
+	}
+}
