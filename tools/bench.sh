@@ -25,6 +25,9 @@
 #             pkt-gen -f rx, against testpmd net_af_xdp rxonly on that veth
 #   xdp-out   pkt-gen -f tx -> vale0 -> AF_XDP on a veth -> testpmd rxonly
 #             on its peer, against testpmd net_af_xdp txonly on that veth
+#   cnetmap   netmap's C API: nmgen (pkt-gen's loop in C, test/c/nmgen.c)
+#             tx -> vale0 -> nmgen rx, both through libvale-netmap.so,
+#             against the Go pkt-gen pair (p2p's vale side)
 #
 # Each dpdk-testpmd has one CPU for its main and forwarding lcores, driven
 # interactively (its main lcore sleeps); a sender and a receiver get a CPU
@@ -38,7 +41,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-5}
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(p2p pipe vhost vhost-out xdp-in xdp-out)
+[ ${#CASES[@]} -gt 0 ] || CASES=(p2p pipe vhost vhost-out xdp-in xdp-out cnetmap)
 
 need=()
 command -v dpdk-testpmd >/dev/null || need+=(dpdk-dev)
@@ -63,13 +66,26 @@ counter() { port_stat "$1" "$2"; }
 
 # --- vale runs --------------------------------------------------------------
 
-vale_p2p() {
+vale_p2p() { vale_pair p2p/vale "$VALE_BIN/pkt-gen" -f; }
+
+# The same with netmap's C API: nmgen (pkt-gen's loop, in C) on both ends,
+# through libvale-netmap.so.
+vale_cnetmap() { vale_pair cnetmap/c "$VALE_BIN/vale-netmap" "$NMGEN"; }
+vale_gopair() { vale_pair cnetmap/go "$VALE_BIN/pkt-gen" -f; }
+
+# vale_pair KEY CMD...: CMD rx vale0:b and CMD tx vale0:a (after CMD's
+# arguments: pkt-gen takes -f before the direction, and -i before the
+# port), the rate vale0:b received noted under KEY.
+vale_pair() {
+	local key=$1
+	shift
 	start_valed
-	local v=${VALE_PIDS[-1]}
-	"$VALE_BIN/pkt-gen" -i vale0:b -f rx >"$VALE_TMP/rx.out" 2>&1 &
+	local v=${VALE_PIDS[-1]} i=()
+	[ "$1" = "$VALE_BIN/pkt-gen" ] && i=(-i)
+	"$@" rx "${i[@]}" vale0:b >"$VALE_TMP/rx.out" 2>&1 &
 	local rx=$!
 	wait_port vale0:b
-	"$VALE_BIN/pkt-gen" -i vale0:a -f tx >"$VALE_TMP/tx.out" 2>&1 &
+	"$@" tx "${i[@]}" vale0:a >"$VALE_TMP/tx.out" 2>&1 &
 	local tx=$!
 	ramp
 	local c0 c1
@@ -79,7 +95,7 @@ vale_p2p() {
 	stop_pid "$tx"
 	stop_pid "$rx"
 	stop_pid "$v"
-	note p2p/vale $(((c1 - c0) / SECS))
+	note "$key" $(((c1 - c0) / SECS))
 }
 
 vale_pipe() {
@@ -254,6 +270,12 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 case " ${CASES[*]} " in *" xdp-"*) veth_up ;; esac
+case " ${CASES[*]} " in *" cnetmap "*)
+	[ -x "$VALE_BIN/vale-netmap" ] || { echo "bin/vale-netmap missing: run make (with gcc installed)" >&2; exit 1; }
+	NMGEN=$VALE_TMP/nmgen
+	cc -O2 -I"$VALE_BIN/../include" -o "$NMGEN" "$VALE_BIN/../test/c/nmgen.c"
+	;;
+esac
 
 # --- rounds -----------------------------------------------------------------
 
@@ -266,6 +288,7 @@ runs() {
 	vhost-out) echo "vale_vhost_out dpdk_vhost_out" ;;
 	xdp-in) echo "vale_xdp_in dpdk_xdp_in" ;;
 	xdp-out) echo "vale_xdp_out dpdk_xdp_out" ;;
+	cnetmap) echo "vale_cnetmap vale_gopair" ;;
 	*) echo "unknown case $1" >&2; exit 2 ;;
 	esac
 }
@@ -324,5 +347,6 @@ for c in "${CASES[@]}"; do
 	vhost-out) row "pkt-gen -> vale0 -> vhost-user (rx)" vhost-out/vale vhost-out/dpdk "net_vhost txonly" ;;
 	xdp-in) row "veth -> AF_XDP -> vale0 -> pkt-gen" xdp-in/vale xdp-in/dpdk "net_af_xdp rxonly" ;;
 	xdp-out) row "pkt-gen -> vale0 -> AF_XDP -> veth" xdp-out/vale xdp-out/dpdk "net_af_xdp txonly" ;;
+	cnetmap) row "C nmgen -> vale0 -> C nmgen" cnetmap/c cnetmap/go "(not DPDK) Go pkt-gen" ;;
 	esac
 done
