@@ -1,6 +1,8 @@
 package ports
 
 import (
+	"time"
+
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/vale/frame"
 )
@@ -258,6 +260,33 @@ func (k *KRing) TxRelease(n uint32) (wake bool) {
 // Each ticket is answered once, so a sleeping application gets one eventfd
 // signal however many rounds happen before it wakes.
 func (k *KRing) wantsWake() bool { return k.app.Due(&k.hdr.appKick) }
+
+// DrainedBy waits until the switch has consumed every slot the application
+// had published when it was called, or until deadline, or until stop
+// reports true or the ring is reset (nothing more will be consumed then).
+// It reads only the published indexes and may run beside the switch's
+// worker. It reports false if the deadline passed first.
+func (k *KRing) DrainedBy(deadline time.Time, stop func() bool) bool {
+	h := k.hdr
+	target := h.head.Load()
+	if target >= k.num {
+		return true // a head out of range: the switch resets the ring
+	}
+	gen := h.resetGen.Load()
+	for {
+		t := h.tail.Load()
+		if t >= k.num || next(t, k.num) == target || !inRange(next(t, k.num), target, h.head.Load(), k.num) {
+			return true // consumed up to target (or past it)
+		}
+		if stop() || h.resetGen.Load() != gen {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
 
 // SetSwitchSleeping publishes (or clears) the switch's sleep ticket on a TX
 // ring, so that the application kicks the ring's eventfd after publishing new

@@ -63,7 +63,8 @@ func (d *daemon) runC(t testing.TB, prog string, args ...string) string {
 // C programs written against netmap's API exchange exactly the frames
 // they send through vale0, registered with NIOCCTRL or the legacy
 // NIOCREGIF, waiting with poll or select next to an ordinary descriptor,
-// binding all rings or one, preloaded or linked.
+// binding all rings or one, preloaded or linked; a sender that exits with
+// frames still in its ring has them delivered.
 func TestCNetmapSendReceive(t *testing.T) {
 	prog := cProgram(t, "nmsendrecv", false)
 	linked := cProgram(t, "nmsendrecv", true)
@@ -78,6 +79,7 @@ func TestCNetmapSendReceive(t *testing.T) {
 		{"legacy-select", "vale0:a", "vale0:b", []string{"-legacy", "-select"}, false},
 		{"one-ring", "vale0:a2@conf:rings=2", "vale0:b2@conf:rings=2", []string{"-ring", "1"}, false},
 		{"linked", "vale0:a", "vale0:b", nil, true},
+
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := startValed(t)
@@ -95,6 +97,24 @@ func TestCNetmapSendReceive(t *testing.T) {
 				t.Errorf("receiver: %s", out)
 			}
 		})
+	}
+}
+
+// A sender that exits with frames still in its TX ring has them delivered,
+// as netmap delivers them inside the sync: valed drains a closing
+// binding's rings before it lets the port go. The receiver is slow and in
+// lossless mode, so that the frames wait in the sender's ring.
+func TestCNetmapSendAndExit(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "20000"
+	rx := d.startC(t, false, prog, "rx", "vale0:slow@conf:lossless=1", n, "-slow")
+	d.waitPort(t, "vale0:slow")
+	if out := d.runC(t, prog, "tx", "vale0:quick", n, "-nowait"); !strings.Contains(out, "sent "+n) {
+		t.Errorf("sender: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("receiver: %s", out)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valeswitch/vale/afxdp"
 	"github.com/valeswitch/vale/internal/config"
@@ -279,6 +280,9 @@ type session struct {
 	// runs with d.mu held). Both are empty until an open succeeds.
 	holding string
 	release func()
+	// drain, if set, waits for the switch to take what the binding's TX
+	// rings hold, before release (it runs with no lock held).
+	drain func()
 	// events carries what valed tells the client after the open reply.
 	events *eventQueue
 }
@@ -532,6 +536,7 @@ func (d *Daemon) openValeLocked(s *session, n *portname.Name, g ports.Geometry, 
 			d.destroyPortLocked(ps)
 		}
 	}
+	s.drain = func() { b.Drain(time.Now().Add(closeDrain)) }
 	return fds, nil
 }
 
@@ -617,11 +622,19 @@ func describeGeometry(g ports.Geometry) string {
 	return fmt.Sprintf("%d/%d rings of %d/%d slots (tx/rx), %d extra buffers", g.TxRings, g.RxRings, g.TxSlots, g.RxSlots, g.ExtraBufs)
 }
 
+// closeDrain bounds how long a closing binding's frames may take to leave
+// its TX rings (a lossless destination that takes nothing holds them).
+const closeDrain = time.Second
+
 // releaseSession drops a session's binding, destroying what it held if it
 // was the last binding.
 func (d *Daemon) releaseSession(s *session) {
 	if s.release == nil {
 		return
+	}
+	if s.drain != nil {
+		s.drain()
+		s.drain = nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -455,6 +455,23 @@ func (p *Port) Bind(sel portname.Selection) (*Binding, error) {
 	return &Binding{port: p, sel: sel, nif: nif}, nil
 }
 
+// Drain waits, until deadline at most, for the switch to consume what the
+// binding's TX rings held when it was called: netmap forwards inside
+// TXSYNC, so a program that sends and exits expects its frames delivered,
+// and the switch takes them from the rings after its client is gone. It
+// reads only the control blocks' published indexes (atomics), never the
+// worker's own state, and gives up early on a ring the switch reset or on
+// a port being stopped.
+func (b *Binding) Drain(deadline time.Time) {
+	p := b.port
+	for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
+		if p.tx[i].k.DrainedBy(deadline, p.stopped.Load) {
+			continue
+		}
+		return // deadline passed
+	}
+}
+
 // Selection returns the rings the binding holds.
 func (b *Binding) Selection() portname.Selection { return b.sel }
 

@@ -3,14 +3,17 @@
  * way netmap programs do (open /dev/netmap, register, mmap, walk the rings
  * with netmap_user.h, sync with ioctl and poll), and checks every one.
  *
- *   nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any]
+ *   nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow]
  *
  * tx sends COUNT 60-byte frames numbered 0..COUNT-1 and waits until the
  * switch took them all; rx receives until it has COUNT, checking that they
  * come in order, and fails after 10 s without a frame. Both print one line
  * with their count. -legacy registers with NIOCREGIF instead of NIOCCTRL,
  * -select waits with select instead of poll, -ring N binds ring N only,
- * -any makes rx count frames of any content (another program's).
+ * -any makes rx count frames of any content (another program's), -nowait
+ * makes tx exit as soon as its last sync returns, frames still in the ring
+ * (netmap forwards inside the sync: they must arrive all the same), and
+ * -slow makes rx take a frame every 20 us.
  * Every wait also watches an idle pipe, as programs mixing descriptors do.
  */
 #include <errno.h>
@@ -25,7 +28,7 @@
 
 #include <net/netmap_user.h>
 
-static int legacy, use_select, any, one_ring = -1;
+static int legacy, use_select, any, nowait, slow, one_ring = -1;
 
 static void die(const char *what)
 {
@@ -142,7 +145,7 @@ static void send_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
 		if (ioctl(fd, NIOCTXSYNC, NULL) < 0)
 			die("NIOCTXSYNC");
 	}
-	while (nm_tx_pending(ring)) {
+	while (!nowait && nm_tx_pending(ring)) {
 		if (ioctl(fd, NIOCTXSYNC, NULL) < 0)
 			die("NIOCTXSYNC");
 		usleep(100);
@@ -168,6 +171,10 @@ static void receive_all(int fd, struct netmap_ring *ring, int idle, uint64_t cou
 			}
 			got++;
 			ring->head = ring->cur = nm_ring_next(ring, ring->cur);
+			if (slow) {
+				ioctl(fd, NIOCRXSYNC, NULL);
+				usleep(20);
+			}
 		}
 	}
 	printf("received %llu\n", (unsigned long long)got);
@@ -180,7 +187,7 @@ int main(int argc, char **argv)
 	struct netmap_if *nifp;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any]\n");
+		fprintf(stderr, "usage: nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow]\n");
 		return 2;
 	}
 	for (int i = 4; i < argc; i++) {
@@ -188,6 +195,10 @@ int main(int argc, char **argv)
 			legacy = 1;
 		else if (strcmp(argv[i], "-select") == 0)
 			use_select = 1;
+		else if (strcmp(argv[i], "-slow") == 0)
+			slow = 1;
+		else if (strcmp(argv[i], "-nowait") == 0)
+			nowait = 1;
 		else if (strcmp(argv[i], "-any") == 0)
 			any = 1;
 		else if (strcmp(argv[i], "-ring") == 0 && i + 1 < argc)
