@@ -79,7 +79,6 @@ func TestCNetmapSendReceive(t *testing.T) {
 		{"legacy-select", "vale0:a", "vale0:b", []string{"-legacy", "-select"}, false},
 		{"one-ring", "vale0:a2@conf:rings=2", "vale0:b2@conf:rings=2", []string{"-ring", "1"}, false},
 		{"linked", "vale0:a", "vale0:b", nil, true},
-
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := startValed(t)
