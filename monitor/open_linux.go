@@ -56,7 +56,7 @@ func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf portname.Conf, admit 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", m.name, err)
 	}
-	b, err := mem.Bind(portname.Selection{RxLast: int(rings)})
+	b, err := mem.Bind(portname.Selection{RxLast: int(rings)}, 0)
 	if err != nil {
 		mem.Free()
 		return nil, nil, err

@@ -43,7 +43,7 @@
 //	 16     4  rx_rings       number of RX rings
 //	 20     4  host_tx_rings  0 (VALE ports have no host rings)
 //	 24     4  host_rx_rings  0
-//	 28     4  bufs_head      head of the extra-buffer list (application-owned)
+//	 28     4  bufs_head      0 (each binding's netmap_if holds its own)
 //	 32     4  buf_size       bytes per buffer
 //	 36     4  num_bufs       buffers in the pool, including the reserved 0 and 1
 //	 40     8  buf_ofs        offset of buffer 0 from the start of the region
@@ -125,8 +125,22 @@
 // bytes; buffer i starts at buf_ofs + i*buf_size from the region start (or at
 // ring buf_ofs + i*buf_size from a ring). Buffers 0 and 1 are reserved and
 // never handed out. Slot j of TX ring r initially owns buffer
-// 2 + r*tx_slots + j, RX rings follow the TX rings, and any extra buffers come
-// last, chained through their first four bytes from bufs_head.
+// 2 + r*tx_slots + j, RX rings follow the TX rings, and the extra buffers
+// come last ([ExtraBufs]: valed grants them per binding, chained through
+// their first four bytes from the binding's netmap_if bufs_head, and takes
+// back whatever chain bufs_head holds at close).
+//
+// # netmap_if
+//
+// Between the interface headers and the rings lies the netmap_if area:
+// [MaxBindings] slots of 384 bytes, one per binding, each netmap's struct
+// netmap_if as valed writes it at open (at the open reply's nif_ofs,
+// netmap's nr_offset): the port's name cut to 15 bytes, NETMAP_API, the
+// interface's ring counts, bufs_head, one host ring each way, and ring_ofs[]
+// relative to the netmap_if, TX, host TX, RX, host RX, with 0 for every
+// ring the binding did not bind. valed never reads one back but for
+// bufs_head at close. Every region has a memory id (nr_mem_id) distinct
+// from the others'.
 //
 // # Resets
 //

@@ -181,14 +181,7 @@ func Init(mem []byte, l Layout, names []string) error {
 			initRing(mem, &l, f, r)
 		}
 	}
-	// Chain the extra buffers of interface 0 through their first four bytes.
-	if l.ExtraBufs > 0 {
-		first := l.NumBufs - l.ExtraBufs
-		for i := first; i < l.NumBufs-1; i++ {
-			putLE32(mem[l.BufOfs+int64(i)*int64(l.BufSize):], i+1)
-		}
-		ifHeaderAt(mem, l.Ifaces[0].Ofs).BufsHead.Store(first)
-	}
+	// The extra buffers are handed to bindings one by one (ExtraBufs).
 	return nil
 }
 
@@ -218,11 +211,6 @@ func initRing(mem []byte, l *Layout, f *IfaceLayout, r int) {
 		rh.tail.Store(f.Slots[r] - 1)
 		nm.tail.Store(f.Slots[r] - 1)
 	}
-}
-
-func putLE32(b []byte, v uint32) {
-	_ = b[3]
-	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
 
 // Iface is a view of one interface of a region, built from the headers in
@@ -376,11 +364,15 @@ func (f *Iface) BufSize() int { return int(f.bufSize) }
 // NumBufs returns the number of buffers in the pool, reserved ones included.
 func (f *Iface) NumBufs() uint32 { return f.numBufs }
 
-// BufsHead returns the first extra buffer (0 if there is none).
-func (f *Iface) BufsHead() uint32 { return f.hdr.BufsHead.Load() }
-
-// SetBufsHead sets the first extra buffer.
-func (f *Iface) SetBufsHead(idx uint32) { f.hdr.BufsHead.Store(idx) }
+// BufsHeadAt returns the bufs_head word of the netmap_if at ofs in mem (a
+// binding's, as valed's open reply places it): where the binding's chain
+// of extra buffers starts. It fails for an offset outside mem.
+func BufsHeadAt(mem []byte, ofs int64) (*atomic.Uint32, error) {
+	if ofs < 0 || ofs%8 != 0 || ofs > int64(len(mem))-nifHeaderSize || !aligned8(mem) {
+		return nil, fmt.Errorf("netmap_if offset %d outside port memory of %d bytes", ofs, len(mem))
+	}
+	return &netmapIfAt(mem, ofs).BufsHead, nil
+}
 
 func (f *Iface) ringIndex(d Direction, i int) int {
 	if d == RX {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/valeswitch/vale/internal/testutil"
+	"github.com/valeswitch/vale/ports/nmport"
 )
 
 // netmapDir holds libvale-netmap.so, vale-netmap and the .pc file built
@@ -220,5 +222,53 @@ func TestCNetmapEdges(t *testing.T) {
 	d.stopWith(t, syscall.SIGTERM)
 	if out := dead.Wait(10 * time.Second); !strings.Contains(out, "POLLERR") {
 		t.Errorf("poll after valed went away: %s", out)
+	}
+}
+
+// Extra buffers are granted per binding from the pool the port was made
+// with, chained from the binding's netmap_if, and taken back at close from
+// whatever chain the program left there, swapped buffers included.
+func TestCNetmapExtraBuffers(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	recv := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	creator, err := nmport.Open("vale0:e", &nmport.Options{Socket: d.sock, ExtraBufs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := creator.ExtraBufs(); n != 8 {
+		t.Fatalf("the creator got %d extra buffers, want 8", n)
+	}
+	seen := map[uint32]bool{}
+	r := creator.TxRing(0)
+	for idx := creator.BufsHead(); idx != 0; idx = binary.LittleEndian.Uint32(r.Buf(idx)) {
+		if seen[idx] || idx < 2 || idx >= r.NumBufs() {
+			t.Fatalf("chain reaches buffer %d again or outside the pool", idx)
+		}
+		seen[idx] = true
+	}
+	if len(seen) != 8 {
+		t.Fatalf("the creator's chain has %d buffers, want 8", len(seen))
+	}
+	holder := d.open(t, "vale0:e")
+	defer holder.Close()
+	if out := d.runC(t, check, "extra", "vale0:e", "8"); !strings.Contains(out, "granted 0 chained 0") {
+		t.Errorf("with the pool empty: %s", out)
+	}
+	creator.Close()
+	rx := d.startC(t, false, recv, "rx", "vale0:r", "3", "-any")
+	d.waitPort(t, "vale0:r")
+	testutil.WaitFor(t, "the creator's buffers back in the pool", func() bool {
+		return strings.Contains(d.runC(t, check, "extra", "vale0:e", "8"), "granted 8 chained 8")
+	})
+	// That program swapped an extra buffer into its ring and left the
+	// ring's buffer in the chain: the pool is whole again all the same.
+	for range 2 {
+		if out := d.runC(t, check, "extra", "vale0:e", "8"); !strings.Contains(out, "granted 8 chained 8") || !strings.Contains(out, "sent from extra buffer") {
+			t.Errorf("after a swap: %s", out)
+		}
+	}
+	if out := rx.Wait(10 * time.Second); !strings.Contains(out, "received 3") {
+		t.Errorf("frames sent from extra buffers: %s", out)
 	}
 }

@@ -516,7 +516,7 @@ func (d *Daemon) openValeLocked(s *session, n *portname.Name, g ports.Geometry, 
 	sel, err := portname.SelectRings(n, tx, rx)
 	var b *shm.Binding
 	if err == nil {
-		b, err = mp.Bind(sel)
+		b, err = mp.Bind(sel, g.ExtraBufs) // the extra buffers the open asked for
 	}
 	if err != nil {
 		if created {

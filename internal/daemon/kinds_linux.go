@@ -32,7 +32,7 @@ type port interface {
 // they map, and bindings to its rings.
 type mappable interface {
 	port
-	Bind(sel portname.Selection) (*shm.Binding, error)
+	Bind(sel portname.Selection, extra uint32) (*shm.Binding, error)
 	Rings() (tx, rx int)
 	Layout() ports.Layout
 	RegionFD() int

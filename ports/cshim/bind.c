@@ -218,21 +218,6 @@ static int setup_rings(struct shim_binding *b, int64_t if_ofs, int64_t tx_first,
 	return 0;
 }
 
-/* count_extra counts the extra buffers chained from head, as far as the
- * chain stays inside the pool. */
-static uint32_t count_extra(struct shim_region *reg, int64_t if_ofs, uint32_t head)
-{
-	struct vale_if *vi = (struct vale_if *)(reg->base + if_ofs);
-	uint32_t n = 0;
-
-	while (head >= 2 && head < vi->num_bufs && n < vi->num_bufs &&
-	       within(vi->buf_ofs + (int64_t)head * vi->buf_size, 4, reg->size)) {
-		n++;
-		head = *(uint32_t *)(reg->base + vi->buf_ofs + (int64_t)head * vi->buf_size);
-	}
-	return n;
-}
-
 static void close_all(int *fds, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -314,7 +299,8 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 		b->tx[i].kick_fd = b->extra_fds[i];
 	for (int i = 0; i < b->nrx && b->ntx + i < b->nextra; i++)
 		b->rx[i].kick_fd = b->extra_fds[b->ntx + i];
-	b->extra_bufs = count_extra(b->reg, if_ofs, ((struct netmap_if *)(b->reg->base + nif_ofs))->ni_bufs_head);
+	if (json_int(reply, "granted_bufs", &v) == 0)
+		b->extra_bufs = v;
 	f->b = b;
 	return 0;
 fail:

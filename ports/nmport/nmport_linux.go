@@ -39,8 +39,9 @@ type Options struct {
 	// Conf sets ring and slot counts for a port this open creates, as the
 	// @conf: option of the name does; values in the name win.
 	Conf portname.Conf
-	// ExtraBufs asks for extra buffers, chained from the interface's
-	// bufs_head, for a port this open creates.
+	// ExtraBufs asks for extra buffers, chained from the binding's
+	// bufs_head (see Port.BufsHead); a port this open creates gets a pool
+	// of that many. valed grants what its pool has left (Port.ExtraBufs).
 	ExtraBufs uint32
 	// RxPoll is the longest time Poll watches the RX rings before sleeping
 	// when waiting for frames. The switch never waits for a receiver (a full
@@ -94,7 +95,8 @@ type Port struct {
 	reply    wire.OpenReply
 	mem      []byte
 	iface    *ports.Iface
-	tx, rx   []*ports.Ring // every ring of the port
+	bufsHead *atomic.Uint32 // the binding's netmap_if's ni_bufs_head
+	tx, rx   []*ports.Ring  // every ring of the port
 	txFirst  int
 	rxFirst  int
 	txBound  []*ports.Ring
@@ -221,8 +223,12 @@ func setup(n portname.Name, reply wire.OpenReply, conn *ctl.Conn, mem []byte, fd
 	if len(fds) < nwait {
 		return nil, fmt.Errorf("valed sent %d descriptors, expected at least %d", len(fds), nwait)
 	}
+	bufsHead, err := ports.BufsHeadAt(mem, reply.NifOfs)
+	if err != nil {
+		return nil, err
+	}
 	shmem.Populate(mem, iface.Hot())
-	p := &Port{name: n, reply: reply, mem: mem, iface: iface, conn: conn,
+	p := &Port{name: n, reply: reply, mem: mem, iface: iface, bufsHead: bufsHead, conn: conn,
 		txFirst: reply.TxFirst, rxFirst: reply.RxFirst}
 	p.waitFDs, p.extraFDs = fds[:nwait], fds[nwait:]
 
@@ -402,11 +408,18 @@ func (p *Port) NetmapIfOffset() int64 { return p.reply.NifOfs }
 // ports that share memory have the same id.
 func (p *Port) MemID() uint16 { return p.reply.MemID }
 
-// BufsHead returns the first extra buffer (0 if there is none).
-func (p *Port) BufsHead() uint32 { return p.iface.BufsHead() }
+// BufsHead returns the first of the binding's extra buffers (0 if there
+// is none), from its netmap_if: each buffer's first four bytes hold the
+// next one's index, the last one's 0 (netmap's ni_bufs_head).
+func (p *Port) BufsHead() uint32 { return p.bufsHead.Load() }
 
-// SetBufsHead sets the first extra buffer.
-func (p *Port) SetBufsHead(idx uint32) { p.iface.SetBufsHead(idx) }
+// SetBufsHead sets the first extra buffer: valed takes back the buffers
+// chained from it when the binding closes.
+func (p *Port) SetBufsHead(idx uint32) { p.bufsHead.Store(idx) }
+
+// ExtraBufs returns how many extra buffers valed granted the binding
+// (Options.ExtraBufs asked for them).
+func (p *Port) ExtraBufs() uint32 { return p.reply.GrantedBufs }
 
 func (p *Port) check() error {
 	if p.closed.Load() {

@@ -49,6 +49,7 @@ type Port struct {
 	region *shmem.Region // nil for ports over heap memory (tests)
 	iface  *ports.Iface  // valed's view of the port's interface
 	nifs   *ports.NetmapIfs
+	extra  *ports.ExtraBufs
 	tx     []*txRing
 	rx     []*rxRing
 	notify []*notify.Eventfd // by ring pair: wakes the clients sleeping on it
@@ -157,7 +158,7 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 	}
 	ntx, nrx := int(g.TxRings), int(g.RxRings)
 	p := &Port{kind: wire.KindVale, name: name, mac: DefaultMAC(name), geom: g, layout: l, claims: portname.NewClaims(ntx, nrx)}
-	p.iface, p.nifs = iface, ports.NewNetmapIfs(mem, &p.layout)
+	p.iface, p.nifs, p.extra = iface, ports.NewNetmapIfs(mem, &p.layout), ports.NewExtraBufs(mem, &p.layout)
 	kicks, err := notify.NewEventfds(ntx)
 	if err != nil {
 		return nil, err
@@ -426,13 +427,14 @@ func (p *Port) Free() error {
 type Binding struct {
 	port   *Port
 	sel    portname.Selection
-	nif    int64 // its netmap_if
+	nif    int64  // its netmap_if
+	extra  uint32 // extra buffers granted
 	closed bool
 }
 
-// Bind gives a client the rings sel names; see portname.Claims for exclusive
-// bindings.
-func (p *Port) Bind(sel portname.Selection) (*Binding, error) {
+// Bind gives a client the rings sel names, and up to extra of the port's
+// extra buffers; see portname.Claims for exclusive bindings.
+func (p *Port) Bind(sel portname.Selection, extra uint32) (*Binding, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped.Load() {
@@ -441,18 +443,15 @@ func (p *Port) Bind(sel portname.Selection) (*Binding, error) {
 	if err := p.claims.Take(p.name, sel); err != nil {
 		return nil, err
 	}
-	var extra uint32
-	if p.users == 0 {
-		// The port's extra buffers go to the binding that created it.
-		extra = p.iface.BufsHead()
-	}
-	nif, err := p.nifs.Write(0, sel.Bound(), p.name, extra)
+	head, got := p.extra.Grant(extra)
+	nif, err := p.nifs.Write(0, sel.Bound(), p.name, head)
 	if err != nil {
+		p.extra.Reclaim(head)
 		p.claims.Release(sel)
 		return nil, fmt.Errorf("%s: %w", p.name, err)
 	}
 	p.users++
-	return &Binding{port: p, sel: sel, nif: nif}, nil
+	return &Binding{port: p, sel: sel, nif: nif, extra: got}, nil
 }
 
 // Drain waits, until deadline at most, for the switch to consume what the
@@ -485,7 +484,7 @@ func (b *Binding) Reply(r *wire.OpenReply) ([]int, error) {
 	nf, nl := b.sel.Notify()
 	*r = wire.OpenReply{
 		Kind: p.kind, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
-		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs, NifOfs: b.nif, MemID: p.nifs.MemID(),
+		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs, NifOfs: b.nif, MemID: p.nifs.MemID(), GrantedBufs: b.extra,
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}
@@ -510,7 +509,7 @@ func (b *Binding) Close() int {
 	if !b.closed {
 		b.closed = true
 		p.claims.Release(b.sel)
-		p.nifs.Release(b.nif)
+		p.extra.Reclaim(p.nifs.Release(b.nif))
 		p.users--
 	}
 	return p.users

@@ -20,14 +20,14 @@ func TestBindAndReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Free()
-	b0, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true})
+	b0, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1, RxFirst: 0, RxLast: 1, Exclusive: true}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1}); err == nil {
+	if _, err := p.Bind(portname.Selection{TxFirst: 0, TxLast: 1}, 0); err == nil {
 		t.Error("bound a ring held exclusively")
 	}
-	b1, err := p.Bind(portname.Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2})
+	b1, err := p.Bind(portname.Selection{TxFirst: 1, TxLast: 2, RxFirst: 1, RxLast: 2}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,10 @@
  *                                   a dup of the descriptor
  *   nmcheck dead NAME               register, then poll until POLLERR (valed
  *                                   goes away meanwhile)
+ *   nmcheck extra NAME N            register asking for N extra buffers;
+ *                                   check the chain, send one frame from an
+ *                                   extra buffer swapped into the TX ring
+ *                                   (its buffer takes the chain's head)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +103,65 @@ static struct netmap_if *map(int fd, struct nmreq_register *r)
 	return NETMAP_IF(mem, r->nr_offset);
 }
 
+static int extra(const char *name, uint32_t want)
+{
+	struct nmreq_header hdr;
+	struct nmreq_register r;
+	struct netmap_if *nifp;
+	struct netmap_ring *ring;
+	uint32_t n = 0, idx, seen[4096];
+	int fd = open("/dev/netmap", O_RDWR);
+
+	memset(&hdr, 0, sizeof(hdr));
+	memset(&r, 0, sizeof(r));
+	hdr.nr_version = NETMAP_API;
+	hdr.nr_reqtype = NETMAP_REQ_REGISTER;
+	snprintf(hdr.nr_name, sizeof(hdr.nr_name), "%s", name);
+	hdr.nr_body = (uintptr_t)&r;
+	r.nr_mode = NR_REG_ALL_NIC;
+	r.nr_extra_bufs = want;
+	if (fd < 0 || ioctl(fd, NIOCCTRL, &hdr) < 0) {
+		perror("register");
+		return 1;
+	}
+	nifp = map(fd, &r);
+	ring = NETMAP_TXRING(nifp, 0);
+	for (idx = nifp->ni_bufs_head; idx != 0 && n < 4096; n++) {
+		for (uint32_t j = 0; j < n; j++)
+			if (seen[j] == idx) {
+				printf("buffer %u twice in the chain\n", idx);
+				return 1;
+			}
+		seen[n] = idx;
+		idx = *(uint32_t *)NETMAP_BUF(ring, idx);
+	}
+	printf("granted %u chained %u\n", r.nr_extra_bufs, n);
+	if (n == 0)
+		return 0;
+	/* zero-copy: the first extra buffer goes into the ring, the ring's
+	 * buffer into the chain */
+	uint32_t x = nifp->ni_bufs_head;
+	struct netmap_slot *s = &ring->slot[ring->head];
+	char *b = NETMAP_BUF(ring, x);
+	uint32_t rest = *(uint32_t *)b;
+	memset(b, 0xff, 6);
+	memcpy(b + 6, "\x02\x00\x00\x00\x00\x03", 6);
+	b[12] = (char)0x88, b[13] = (char)0xb5;
+	*(uint32_t *)NETMAP_BUF(ring, s->buf_idx) = rest;
+	nifp->ni_bufs_head = s->buf_idx;
+	s->buf_idx = x;
+	s->len = 60;
+	s->flags = NS_BUF_CHANGED;
+	ring->head = ring->cur = nm_ring_next(ring, ring->head);
+	ioctl(fd, NIOCTXSYNC, NULL);
+	while (nm_tx_pending(ring)) {
+		usleep(100);
+		ioctl(fd, NIOCTXSYNC, NULL);
+	}
+	printf("sent from extra buffer %u\n", x);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -183,6 +246,8 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 4 && strcmp(argv[1], "extra") == 0)
+		return extra(argv[2], strtoul(argv[3], NULL, 0));
 	if (argc >= 4 && strcmp(argv[1], "fork") == 0)
 		return fork_send(argv[2], atoi(argv[3]));
 	if (argc >= 3 && strcmp(argv[1], "dead") == 0) {

@@ -16,7 +16,7 @@ const (
 type OpenRequest struct {
 	Name      string        `json:"name"`
 	Conf      portname.Conf `json:"conf,omitzero"`        // ring and slot counts for a port this open creates
-	ExtraBufs uint32        `json:"extra_bufs,omitempty"` // extra buffers for a port this open creates
+	ExtraBufs uint32        `json:"extra_bufs,omitempty"` // extra buffers for the binding (and the pool of a port this open creates)
 }
 
 // Kinds of binding an open can return.
@@ -51,6 +51,7 @@ type OpenReply struct {
 	IfOfs       int64          `json:"if_ofs"`      // this binding's interface header
 	NifOfs      int64          `json:"nif_ofs"`     // this binding's netmap_if (netmap's nr_offset)
 	MemID       uint16         `json:"mem_id"`      // the region's memory id (netmap's nr_mem_id)
+	GrantedBufs uint32         `json:"granted_bufs"` // extra buffers chained from the netmap_if's bufs_head
 	PeerIfOfs   int64          `json:"peer_if_ofs"` // KindPipe: the other end's interface header
 	TxFirst     int            `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
 	TxLast      int            `json:"tx_last"`
