@@ -56,6 +56,12 @@ func (d *daemon) startC(t testing.TB, linked bool, prog string, args ...string) 
 	return launch(t, strings.Join(argv, " "), cmd, nil)
 }
 
+// waitListed waits until vale-ctl lists name (a pipe end, say).
+func (d *daemon) waitListed(t testing.TB, name string) {
+	t.Helper()
+	testutil.WaitFor(t, name+" to be listed", func() bool { return strings.Contains(d.run(t, 10*time.Second, "vale-ctl"), name) })
+}
+
 // runC runs a netmap C program to completion and returns its output.
 func (d *daemon) runC(t testing.TB, prog string, args ...string) string {
 	t.Helper()
@@ -270,5 +276,47 @@ func TestCNetmapExtraBuffers(t *testing.T) {
 	}
 	if out := rx.Wait(10 * time.Second); !strings.Contains(out, "received 3") {
 		t.Errorf("frames sent from extra buffers: %s", out)
+	}
+}
+
+// Pipes through the C API: frames between two C ends, a C end and the Go
+// pkt-gen both ways, and a reflector that sends every frame back by
+// swapping buffers between its RX and TX slots (zero copy, in order).
+func TestCNetmapPipes(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "100000"
+	rx := d.startC(t, false, prog, "rx", "netmap:cp}1", n)
+	d.waitListed(t, "netmap:cp}1")
+	if out := d.runC(t, prog, "tx", "netmap:cp{1", n); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C master: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("C slave: %s", out)
+	}
+
+	goRx := start(t, d.sock, "pkt-gen", "-i", "netmap:gp}2", "-f", "rx", "-n", n)
+	d.waitListed(t, "netmap:gp}2")
+	if out := d.runC(t, prog, "tx", "netmap:gp{2", n); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C master: %s", out)
+	}
+	if out := goRx.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("pkt-gen slave: %s", out)
+	}
+	cRx := d.startC(t, false, prog, "rx", "netmap:gp}3", n, "-any")
+	d.waitListed(t, "netmap:gp}3")
+	d.run(t, 30*time.Second, "pkt-gen", "-i", "netmap:gp{3", "-f", "tx", "-n", n)
+	if out := cRx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("C slave of pkt-gen: %s", out)
+	}
+
+	refl := d.startC(t, false, check, "reflect", "netmap:zp}4", n)
+	d.waitListed(t, "netmap:zp}4")
+	if out := d.runC(t, check, "pingpong", "netmap:zp{4", n); !strings.Contains(out, "back "+n) {
+		t.Errorf("frames sent back by the reflector: %s", out)
+	}
+	if out := refl.Wait(30 * time.Second); !strings.Contains(out, "reflected "+n) {
+		t.Errorf("reflector: %s", out)
 	}
 }

@@ -171,42 +171,58 @@ static int within(int64_t off, int64_t len, size_t size)
 	return off >= 0 && len >= 0 && (uint64_t)off <= size && (uint64_t)len <= size - (uint64_t)off;
 }
 
+/* vale_iface returns vale's interface header at ofs, checked against the
+ * region, or NULL. */
+static struct vale_if *vale_iface(struct shim_region *reg, int64_t ofs)
+{
+	struct vale_if *vi;
+
+	if (!within(ofs, sizeof(struct vale_if), reg->size) || ofs % 8)
+		return NULL;
+	vi = (struct vale_if *)(reg->base + ofs);
+	if (vi->magic != VALE_MAGIC || vi->version != VALE_VERSION || vi->tx_rings + vi->rx_rings > VALE_MAX_RINGS ||
+	    !within(ofs + 128, 16 * (int64_t)(vi->tx_rings + vi->rx_rings), reg->size))
+		return NULL;
+	return vi;
+}
+
+/* locate finds ring idx (TX rings first) of the interface at ofs: its
+ * netmap ring and its control block, checked against the region. */
+static int locate(struct shim_region *reg, int64_t ofs, struct vale_if *vi, uint32_t idx,
+		  struct netmap_ring **nm, struct vale_ctl **ctl)
+{
+	uint32_t n = vi->tx_rings + vi->rx_rings;
+	int64_t *table = (int64_t *)(reg->base + ofs + 128);
+	int64_t ro = ofs + table[idx], co = ofs + table[n + idx];
+
+	if (idx >= n || !within(ro, 256, reg->size) || !within(co, sizeof(struct vale_ctl), reg->size) || ro % 8 || co % 8)
+		return -1;
+	*nm = (struct netmap_ring *)(reg->base + ro);
+	*ctl = (struct vale_ctl *)(reg->base + co);
+	if ((*ctl)->num_slots < 2 || (*ctl)->num_slots != (*nm)->num_slots ||
+	    !within(ro + 256, 16 * (int64_t)(*ctl)->num_slots, reg->size))
+		return -1;
+	return 0;
+}
+
 /* setup_rings builds the views of the bound rings from vale's interface
  * header at if_ofs, checking every offset against the region. */
 static int setup_rings(struct shim_binding *b, int64_t if_ofs, int64_t tx_first, int64_t rx_first)
 {
-	char *base = b->reg->base;
-	size_t size = b->reg->size;
-	struct vale_if *vi;
-	int64_t *table;
-	uint32_t n;
+	struct vale_if *vi = vale_iface(b->reg, if_ofs);
 
-	if (!within(if_ofs, sizeof(struct vale_if), size) || if_ofs % 8)
+	if (!vi || vi->tx_rings != b->tx_rings || vi->rx_rings != b->rx_rings)
 		return -1;
-	vi = (struct vale_if *)(base + if_ofs);
-	if (vi->magic != VALE_MAGIC || vi->version != VALE_VERSION || vi->tx_rings != b->tx_rings ||
-	    vi->rx_rings != b->rx_rings)
-		return -1;
-	n = vi->tx_rings + vi->rx_rings;
-	if (n > VALE_MAX_RINGS || !within(if_ofs + 128, 16 * (int64_t)n, size))
-		return -1;
-	table = (int64_t *)(base + if_ofs + 128);
 	for (int i = 0; i < b->ntx + b->nrx; i++) {
 		int tx = i < b->ntx;
 		struct shim_ring *r = tx ? &b->tx[i] : &b->rx[i - b->ntx];
 		int id = tx ? tx_first + i : rx_first + (i - b->ntx);
-		int idx = tx ? id : (int)vi->tx_rings + id;
-		int64_t ro = if_ofs + table[idx], co = if_ofs + table[n + idx];
-		if (!within(ro, 256, size) || !within(co, sizeof(struct vale_ctl), size) || ro % 8 || co % 8)
+		if (locate(b->reg, if_ofs, vi, tx ? id : (int)vi->tx_rings + id, &r->nm, &r->ctl) < 0)
 			return -1;
-		r->nm = (struct netmap_ring *)(base + ro);
-		r->ctl = (struct vale_ctl *)(base + co);
 		r->num = r->ctl->num_slots;
-		if (r->num < 2 || r->num != r->nm->num_slots || !within(ro + 256, 16 * (int64_t)r->num, size))
-			return -1;
 		r->tx = tx;
 		r->id = id;
-		r->kick_fd = -1;
+		r->kick_fd = r->peer_fd = -1;
 		r->pub_head = __atomic_load_n(&r->ctl->head, __ATOMIC_ACQUIRE) % r->num;
 		r->pub_cur = __atomic_load_n(&r->ctl->cur, __ATOMIC_ACQUIRE) % r->num;
 		r->tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE) % r->num;
@@ -214,6 +230,34 @@ static int setup_rings(struct shim_binding *b, int64_t if_ofs, int64_t tx_first,
 		r->nm->head = r->pub_head;
 		r->nm->cur = r->pub_cur;
 		*(uint32_t *)&r->nm->tail = r->tail;
+	}
+	return 0;
+}
+
+/* setup_peer joins a pipe end's bound rings with the peer's (at
+ * peer_ofs): TX ring i feeds the peer's RX ring i, RX ring i borrows from
+ * the peer's TX ring i. peer_fds are the peer's eventfds for ring pairs
+ * [nf, nf+nwait). */
+static int setup_peer(struct shim_binding *b, int64_t peer_ofs, int64_t nf, int *peer_fds)
+{
+	struct vale_if *pv = vale_iface(b->reg, peer_ofs);
+
+	if (!pv || pv->rx_rings != b->tx_rings || pv->tx_rings != b->rx_rings)
+		return -1;
+	for (int i = 0; i < b->ntx + b->nrx; i++) {
+		int tx = i < b->ntx;
+		struct shim_ring *r = tx ? &b->tx[i] : &b->rx[i - b->ntx];
+		struct netmap_ring *pnm;
+		uint32_t hw;
+		if (locate(b->reg, peer_ofs, pv, tx ? pv->tx_rings + r->id : (uint32_t)r->id, &pnm, &r->peer_ctl) < 0 ||
+		    r->peer_ctl->num_slots != r->num)
+			return -1;
+		r->pipe = 1;
+		r->peer_slots = pnm->slot;
+		hw = __atomic_load_n(&r->ctl->hwcur, __ATOMIC_ACQUIRE);
+		r->hw = hw < r->num ? hw : r->pub_head; /* resume where an earlier binding stopped */
+		if (r->id - nf >= 0 && r->id - nf < b->nwait)
+			r->peer_fd = peer_fds[r->id - nf];
 	}
 	return 0;
 }
@@ -253,11 +297,6 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 		errno = EPROTO;
 		return -1;
 	}
-	if (strcmp(kind, "pipe") == 0) {
-		shim_warn("netmap pipes are not yet served by libvale-netmap (use the Go client library)");
-		errno = EOPNOTSUPP;
-		return -1;
-	}
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -1;
@@ -278,8 +317,9 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 	b->mem_id = mem_id;
 	b->flags = flags;
 	b->ticket = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
-	if (!b->tx || !b->rx || !b->wait_fds || !b->extra_fds || b->nextra < 0 ||
-	    (strcmp(kind, "zerocopy-monitor") != 0 && b->nextra != b->ntx + b->nrx)) {
+	int pipe = strcmp(kind, "pipe") == 0;
+	int want = pipe ? b->nwait : strcmp(kind, "zerocopy-monitor") == 0 ? b->ntx : b->ntx + b->nrx;
+	if (!b->tx || !b->rx || !b->wait_fds || !b->extra_fds || b->nextra != want) {
 		shim_warn("%s: valed sent %d descriptors for %d TX and %d RX rings", b->port, nfds, b->ntx, b->nrx);
 		errno = EPROTO;
 		goto fail;
@@ -295,10 +335,19 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 	}
 	memcpy(b->wait_fds, fds + 1, b->nwait * sizeof(int));
 	memcpy(b->extra_fds, fds + 1 + b->nwait, b->nextra * sizeof(int));
-	for (int i = 0; i < b->ntx && i < b->nextra; i++)
-		b->tx[i].kick_fd = b->extra_fds[i];
-	for (int i = 0; i < b->nrx && b->ntx + i < b->nextra; i++)
-		b->rx[i].kick_fd = b->extra_fds[b->ntx + i];
+	if (pipe) {
+		int64_t peer_ofs;
+		if (json_int(reply, "peer_if_ofs", &peer_ofs) || setup_peer(b, peer_ofs, nf, b->extra_fds) < 0) {
+			shim_warn("%s: the pipe's memory does not hold the peer valed announced", b->port);
+			errno = EPROTO;
+			goto fail;
+		}
+	} else {
+		for (int i = 0; i < b->ntx && i < b->nextra; i++)
+			b->tx[i].kick_fd = b->extra_fds[i];
+		for (int i = 0; i < b->nrx && b->ntx + i < b->nextra; i++)
+			b->rx[i].kick_fd = b->extra_fds[b->ntx + i];
+	}
 	if (json_int(reply, "granted_bufs", &v) == 0)
 		b->extra_bufs = v;
 	f->b = b;

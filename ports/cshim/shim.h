@@ -85,6 +85,12 @@ struct shim_ring {
 	int id;
 	int kick_fd; /* TX: wakes valed; RX: wakes a sender waiting for room; -1 */
 	int resets_told;
+	/* pipe ends: the peer's ring this one feeds (TX) or borrows from (RX) */
+	int pipe;
+	struct netmap_slot *peer_slots;
+	struct vale_ctl *peer_ctl;
+	uint32_t hw;     /* TX: slots handed to the peer; RX: slots given back */
+	int peer_fd;     /* the peer's eventfd of this ring pair, -1 */
 };
 
 /* A memory region mapped in this process, shared by the bindings with the

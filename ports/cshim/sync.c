@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -82,6 +83,81 @@ static void check_reset(struct shim_binding *b, struct shim_ring *r)
 	st(&r->ctl->reset_ack, gen);
 }
 
+static inline uint32_t nxt(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
+static inline uint32_t prv(uint32_t i, uint32_t n) { return i == 0 ? n - 1 : i - 1; }
+
+static int64_t realtime_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* wake_peer signals the pipe's other end if it sleeps on the ring this one
+ * just fed or gave room to. */
+static void wake_peer(struct shim_ring *r)
+{
+	uint32_t t = ld(&r->peer_ctl->app_kick);
+	if (t != 0 && t != r->answered) {
+		r->answered = t;
+		if (r->peer_fd >= 0)
+			signal_fd(r->peer_fd);
+	}
+}
+
+/* pipe_sync does what a pipe end's sync does (package pipes): a TX ring
+ * copies the slots filled since the last sync into the peer's RX ring
+ * (buffers are shared, slots are copied: zero copy) and exposes the whole
+ * frames there; an RX ring gives released slots back to the peer's TX ring,
+ * with the buffers the application swapped in. Then the tail the peer
+ * left, if it is where it may be. */
+static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head)
+{
+	uint32_t hw = r->hw, t;
+
+	if (hw != head && r->tx) {
+		int64_t ts = realtime_ns();
+		uint32_t complete = hw;
+		for (uint32_t k = hw; k != head;) {
+			struct netmap_slot *s = &r->nm->slot[k], d = *s;
+			if (d.flags & NS_BUF_CHANGED)
+				s->flags &= ~NS_BUF_CHANGED;
+			d.ptr = (uint64_t)ts;
+			r->peer_slots[k] = d;
+			k = nxt(k, r->num);
+			if (!(d.flags & NS_MOREFRAG))
+				complete = k;
+		}
+		r->hw = head;
+		st(&r->ctl->hwcur, head);
+		if (complete != hw) {
+			__atomic_store_n(&r->peer_ctl->ts, ts, __ATOMIC_RELEASE);
+			st(&r->peer_ctl->tail, complete); /* whole frames only */
+			wake_peer(r);
+		}
+	} else if (hw != head) {
+		for (uint32_t k = hw; k != head; k = nxt(k, r->num)) {
+			struct netmap_slot *s = &r->nm->slot[k];
+			if (s->flags & NS_BUF_CHANGED) {
+				r->peer_slots[k] = *s;
+				s->flags &= ~NS_BUF_CHANGED;
+			}
+		}
+		r->hw = head;
+		st(&r->ctl->hwcur, head);
+		st(&r->peer_ctl->tail, prv(head, r->num));
+		wake_peer(r);
+	}
+	t = ld(&r->ctl->tail);
+	if (t >= r->num || !in_range(r->tail, t, prv(head, r->num), r->num)) {
+		if (r->resets_told++ < 5)
+			shim_warn("%s %s ring %d: the pipe's peer set tail %u outside [%u, %u] (ignored)", b->port,
+				  r->tx ? "tx" : "rx", r->id, t, r->tail, prv(head, r->num));
+		return;
+	}
+	r->tail = t;
+}
+
 /* shim_sync_ring syncs one ring: the prologue checks of netmap's kernel
  * on the application's head and cur (a violation puts them back, as
  * netmap's ring reinit does, silently but for a message), publication to
@@ -110,11 +186,16 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 	if (head != r->pub_head) {
 		st(&r->ctl->head, head);
 		r->pub_head = head;
-		answer(r);
+		if (!r->pipe)
+			answer(r);
 	}
-	t = ld(&r->ctl->tail);
-	if (t < r->num)
-		r->tail = t;
+	if (r->pipe) {
+		pipe_sync(b, r, head);
+	} else {
+		t = ld(&r->ctl->tail);
+		if (t < r->num)
+			r->tail = t;
+	}
 	*(volatile uint32_t *)&nm->tail = r->tail; /* restored if the application wrote it */
 	if (!r->tx) {
 		int64_t ns = __atomic_load_n(&r->ctl->ts, __ATOMIC_ACQUIRE);

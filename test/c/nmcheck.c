@@ -13,6 +13,11 @@
  *                                   a dup of the descriptor
  *   nmcheck dead NAME               register, then poll until POLLERR (valed
  *                                   goes away meanwhile)
+ *   nmcheck reflect NAME COUNT      send back each of COUNT frames received
+ *                                   on NAME, swapping the RX slot's buffer
+ *                                   into the TX ring (zero copy)
+ *   nmcheck pingpong NAME COUNT     send COUNT numbered frames and receive
+ *                                   them back, in order (from a reflector)
  *   nmcheck extra NAME N            register asking for N extra buffers;
  *                                   check the chain, send one frame from an
  *                                   extra buffer swapped into the TX ring
@@ -162,6 +167,99 @@ static int extra(const char *name, uint32_t want)
 	return 0;
 }
 
+static int reflect(const char *name, int count)
+{
+	struct nmreq_register r;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r), done = 0;
+	struct netmap_if *nifp;
+	struct netmap_ring *rx, *tx;
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	nifp = map(fd, &r);
+	rx = NETMAP_RXRING(nifp, 0);
+	tx = NETMAP_TXRING(nifp, 0);
+	while (done < count) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (nm_ring_empty(rx) && poll(&p, 1, 10000) <= 0) {
+			fprintf(stderr, "reflect: nothing for 10 s after %d\n", done);
+			return 1;
+		}
+		while (!nm_ring_empty(rx) && !nm_ring_empty(tx)) {
+			struct netmap_slot *rs = &rx->slot[rx->cur], *ts = &tx->slot[tx->cur];
+			uint32_t idx = ts->buf_idx;
+			ts->buf_idx = rs->buf_idx;
+			ts->len = rs->len;
+			ts->flags = NS_BUF_CHANGED;
+			rs->buf_idx = idx;
+			rs->flags = NS_BUF_CHANGED;
+			rx->head = rx->cur = nm_ring_next(rx, rx->cur);
+			tx->head = tx->cur = nm_ring_next(tx, tx->cur);
+			done++;
+		}
+		ioctl(fd, NIOCTXSYNC, NULL);
+		if (nm_ring_empty(tx)) {
+			struct pollfd q = {.fd = fd, .events = POLLOUT};
+			poll(&q, 1, 1000);
+		}
+	}
+	/* a pipe hands the slots over inside the sync: nothing is pending */
+	printf("reflected %d\n", done);
+	return 0;
+}
+
+static int pingpong(const char *name, uint64_t count)
+{
+	struct nmreq_register r;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r);
+	struct netmap_if *nifp;
+	struct netmap_ring *rx, *tx;
+	uint64_t sent = 0, got = 0;
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	nifp = map(fd, &r);
+	rx = NETMAP_RXRING(nifp, 0);
+	tx = NETMAP_TXRING(nifp, 0);
+	while (got < count) {
+		while (sent < count && !nm_ring_empty(tx)) {
+			struct netmap_slot *s = &tx->slot[tx->cur];
+			char *b = NETMAP_BUF(tx, s->buf_idx);
+			memset(b, 0xff, 6);
+			memcpy(b + 6, "\x02\x00\x00\x00\x00\x04", 6);
+			b[12] = (char)0x88, b[13] = (char)0xb5;
+			memcpy(b + 14, &sent, sizeof(sent));
+			s->len = 60;
+			tx->head = tx->cur = nm_ring_next(tx, tx->cur);
+			sent++;
+		}
+		struct pollfd p = {.fd = fd, .events = POLLIN | (sent < count ? POLLOUT : 0)};
+		if (poll(&p, 1, 10000) <= 0) {
+			fprintf(stderr, "pingpong: nothing for 10 s: sent %llu, got %llu back\n",
+				(unsigned long long)sent, (unsigned long long)got);
+			return 1;
+		}
+		while (!nm_ring_empty(rx)) {
+			struct netmap_slot *s = &rx->slot[rx->cur];
+			uint64_t seq;
+			memcpy(&seq, NETMAP_BUF(rx, s->buf_idx) + 14, sizeof(seq));
+			if (seq != got || s->len != 60) {
+				fprintf(stderr, "pingpong: frame %llu came back as %llu, length %u\n",
+					(unsigned long long)got, (unsigned long long)seq, s->len);
+				return 1;
+			}
+			got++;
+			rx->head = rx->cur = nm_ring_next(rx, rx->cur);
+		}
+	}
+	printf("back %llu\n", (unsigned long long)got);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -246,6 +344,10 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 4 && strcmp(argv[1], "pingpong") == 0)
+		return pingpong(argv[2], strtoull(argv[3], NULL, 0));
+	if (argc >= 4 && strcmp(argv[1], "reflect") == 0)
+		return reflect(argv[2], atoi(argv[3]));
 	if (argc >= 4 && strcmp(argv[1], "extra") == 0)
 		return extra(argv[2], strtoul(argv[3], NULL, 0));
 	if (argc >= 4 && strcmp(argv[1], "fork") == 0)

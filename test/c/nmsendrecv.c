@@ -145,7 +145,9 @@ static void send_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
 		if (ioctl(fd, NIOCTXSYNC, NULL) < 0)
 			die("NIOCTXSYNC");
 	}
-	while (!nowait && nm_tx_pending(ring)) {
+	/* Wait for the other side to take everything: a switch always does;
+	 * a pipe's reader gives the slots back at its next sync, if any. */
+	for (int i = 0; !nowait && nm_tx_pending(ring) && i < 50000; i++) {
 		if (ioctl(fd, NIOCTXSYNC, NULL) < 0)
 			die("NIOCTXSYNC");
 		usleep(100);
@@ -177,6 +179,8 @@ static void receive_all(int fd, struct netmap_ring *ring, int idle, uint64_t cou
 			}
 		}
 	}
+	if (ioctl(fd, NIOCRXSYNC, NULL) < 0) /* give the last slots back */
+		die("NIOCRXSYNC");
 	printf("received %llu\n", (unsigned long long)got);
 }
 
