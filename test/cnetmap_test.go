@@ -320,3 +320,27 @@ func TestCNetmapPipes(t *testing.T) {
 		t.Errorf("reflector: %s", out)
 	}
 }
+
+// netmap's VALE control requests from C: a persistent interface made,
+// attached, listed by name and by position, detached and removed; the
+// port header length is 0 and cannot be set.
+func TestCNetmapValeControl(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	ns := newNetNS(t, "cvale")
+	d := startValedAt(t, ns, filepath.Join(t.TempDir(), "valed.sock"))
+	start(t, d.sock, "pkt-gen", "-i", "vale0:zz", "-f", "rx")
+	d.waitPort(t, "vale0:zz")
+	out := d.runC(t, check, "vale", "nmv0")
+	for _, want := range []string{
+		"newif 0", "attach 0 index 1", "list vale0:nmv0 0 bridge 0 port 1",
+		"entry vale0:zz bridge 0 port 0", "entry vale0:nmv0 bridge 0 port 1", "end 2",
+		"hdr get 0 len 0", "hdr set 12: 95", "detach 0 index 1", "delif 0", "list after 2",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if _, err := ns.try("ip", "link", "show", "dev", "nmv0"); err == nil {
+		t.Error("the persistent interface outlived DELIF")
+	}
+}

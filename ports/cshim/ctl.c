@@ -144,6 +144,104 @@ int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, i
 	return 0;
 }
 
+/* ctl_stream sends the request req and calls each with the body of every
+ * reply until the last ("more" not set). It returns -1 with errno set if
+ * valed could not be asked or answered with an error (printed), or what
+ * each returned if not 0. */
+int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char *body, void *arg), void *arg)
+{
+	char *buf;
+	int fds[MAX_FDS], nfds, rc = 0;
+	ssize_t n;
+	char msg[512];
+
+	do
+		n = send(sock, req, reqlen, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		shim_warn("cannot talk to valed: %s", strerror(errno));
+		return -1;
+	}
+	buf = malloc(MAX_REPLY);
+	if (!buf) {
+		errno = ENOMEM;
+		return -1;
+	}
+	for (;;) {
+		n = recv_msg(sock, buf, MAX_REPLY, fds, MAX_FDS, &nfds);
+		close_fds(fds, nfds);
+		if (n <= 0) {
+			if (n == 0)
+				errno = ECONNRESET;
+			shim_warn("valed did not answer: %s", strerror(errno));
+			rc = -1;
+			break;
+		}
+		if (strncmp(buf, "{\"body\":{\"monitor\":", 19) == 0)
+			continue;
+		if (json_str(buf, "error", msg, sizeof(msg)) == 0) {
+			shim_warn("%s", msg);
+			errno = errno_for(msg);
+			rc = -1;
+			break;
+		}
+		if (rc == 0)
+			rc = each(buf, arg);
+		if (!strstr(buf, "\"more\":true"))
+			break;
+	}
+	free(buf);
+	return rc;
+}
+
+/* json_objects calls each with every object of the array value of key
+ * (NUL-terminated copies), until each returns non-zero, which it returns. */
+int json_objects(const char *json, const char *key, int (*each)(const char *obj, void *arg), void *arg)
+{
+	char pat[80];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":[", key);
+	p = strstr(json, pat);
+	if (!p)
+		return 0;
+	p += strlen(pat);
+	while (*p && *p != ']') {
+		const char *start;
+		int depth = 0, in_str = 0, rc;
+		while (*p && *p != '{' && *p != ']')
+			p++;
+		if (*p != '{')
+			break;
+		start = p;
+		for (; *p; p++) {
+			if (in_str) {
+				if (*p == '\\' && p[1])
+					p++;
+				else if (*p == '"')
+					in_str = 0;
+			} else if (*p == '"') {
+				in_str = 1;
+			} else if (*p == '{') {
+				depth++;
+			} else if (*p == '}' && --depth == 0) {
+				break;
+			}
+		}
+		if (!*p)
+			break;
+		p++;
+		char *obj = strndup(start, p - start);
+		if (!obj)
+			return -1;
+		rc = each(obj, arg);
+		free(obj);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* find returns the position just after "key": in json, or NULL. Keys in
  * valed's replies are unique across nesting levels for what the shim
  * reads, and no string value holds a quote, so a search suffices. */

@@ -21,9 +21,6 @@
 
 #include "shim.h"
 
-#define SPIN_MAX_NS 200000 /* longest adaptive poll window before sleeping */
-#define SPIN_MIN_NS 10000
-
 static int is_netmap_path(const char *path) { return path && strcmp(path, "/dev/netmap") == 0; }
 
 /* nm_open connects a new netmap descriptor to valed. */
@@ -160,6 +157,14 @@ static int nm_ctrl(struct shim_fd *f, struct nmreq_header *hdr)
 		}
 		return shim_port_info(f, name, info);
 	}
+	case NETMAP_REQ_VALE_ATTACH:
+	case NETMAP_REQ_VALE_DETACH:
+	case NETMAP_REQ_VALE_LIST:
+	case NETMAP_REQ_VALE_NEWIF:
+	case NETMAP_REQ_VALE_DELIF:
+	case NETMAP_REQ_PORT_HDR_GET:
+	case NETMAP_REQ_PORT_HDR_SET:
+		return shim_vale_ctrl(f, hdr, name);
 	case NETMAP_REQ_SYNC_KLOOP_START:
 	case NETMAP_REQ_SYNC_KLOOP_STOP:
 	case NETMAP_REQ_CSB_ENABLE:

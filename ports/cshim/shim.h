@@ -160,6 +160,8 @@ void shim_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ctl.c: valed's control protocol */
 int ctl_connect(int cloexec);
 int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, int maxfds, int *nfds);
+int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char *body, void *arg), void *arg);
+int json_objects(const char *json, const char *key, int (*each)(const char *obj, void *arg), void *arg);
 int json_int(const char *json, const char *key, int64_t *out);
 int json_str(const char *json, const char *key, char *out, size_t outlen);
 size_t json_quote(char *dst, size_t cap, const char *s);
@@ -173,6 +175,9 @@ int shim_port_info(struct shim_fd *f, const char *name, struct nmreq_port_info_g
 void shim_unbind(struct shim_binding *b);
 void region_put(struct shim_region *r, int app);
 struct shim_region *find_region(void *base);
+
+/* vale.c: the VALE control requests */
+int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name);
 
 /* sync.c */
 void shim_sync_ring(struct shim_binding *b, struct shim_ring *r);

@@ -18,6 +18,9 @@
  *                                   into the TX ring (zero copy)
  *   nmcheck pingpong NAME COUNT     send COUNT numbered frames and receive
  *                                   them back, in order (from a reflector)
+ *   nmcheck vale IF                 VALE control requests: NEWIF IF, ATTACH
+ *                                   vale0:IF, LIST (by name, then all),
+ *                                   PORT_HDR_GET and SET, DETACH, DELIF
  *   nmcheck extra NAME N            register asking for N extra buffers;
  *                                   check the chain, send one frame from an
  *                                   extra buffer swapped into the TX ring
@@ -260,6 +263,71 @@ static int pingpong(const char *name, uint64_t count)
 	return 0;
 }
 
+/* ctrl sends one NIOCCTRL request and returns 0 or errno. */
+static int ctrl(int fd, uint16_t type, const char *name, void *body)
+{
+	struct nmreq_header hdr;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.nr_version = NETMAP_API;
+	hdr.nr_reqtype = type;
+	snprintf(hdr.nr_name, sizeof(hdr.nr_name), "%s", name);
+	hdr.nr_body = (uintptr_t)body;
+	return ioctl(fd, NIOCCTRL, &hdr) < 0 ? errno : 0;
+}
+
+static int vale_ops(const char *ifname)
+{
+	int fd = open("/dev/netmap", O_RDWR), rc;
+	char port[64];
+	struct nmreq_vale_newif nf = {.nr_tx_rings = 1, .nr_rx_rings = 1, .nr_tx_slots = 256, .nr_rx_slots = 256};
+	struct nmreq_vale_attach at;
+	struct nmreq_vale_list l;
+	struct nmreq_vale_detach dt;
+	struct nmreq_port_hdr ph;
+
+	if (fd < 0) {
+		perror("open");
+		return 1;
+	}
+	snprintf(port, sizeof(port), "vale0:%s", ifname);
+	printf("newif %d\n", ctrl(fd, NETMAP_REQ_VALE_NEWIF, ifname, &nf));
+	memset(&at, 0, sizeof(at));
+	at.reg.nr_mode = NR_REG_ALL_NIC;
+	rc = ctrl(fd, NETMAP_REQ_VALE_ATTACH, port, &at);
+	printf("attach %d index %u\n", rc, at.port_index);
+	memset(&l, 0, sizeof(l));
+	rc = ctrl(fd, NETMAP_REQ_VALE_LIST, port, &l);
+	printf("list %s %d bridge %u port %u\n", port, rc, l.nr_bridge_idx, l.nr_port_idx);
+	memset(&l, 0, sizeof(l));
+	for (int i = 0; i < 100; i++) {
+		struct nmreq_header hdr;
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.nr_version = NETMAP_API;
+		hdr.nr_reqtype = NETMAP_REQ_VALE_LIST;
+		hdr.nr_body = (uintptr_t)&l;
+		if (ioctl(fd, NIOCCTRL, &hdr) < 0) {
+			printf("end %d\n", errno);
+			break;
+		}
+		printf("entry %s bridge %u port %u\n", hdr.nr_name, l.nr_bridge_idx, l.nr_port_idx);
+		l.nr_port_idx++;
+	}
+	memset(&ph, 0, sizeof(ph));
+	ph.nr_hdr_len = 99;
+	rc = ctrl(fd, NETMAP_REQ_PORT_HDR_GET, port, &ph);
+	printf("hdr get %d len %u\n", rc, ph.nr_hdr_len);
+	ph.nr_hdr_len = 12;
+	printf("hdr set 12: %d\n", ctrl(fd, NETMAP_REQ_PORT_HDR_SET, port, &ph));
+	memset(&dt, 0, sizeof(dt));
+	rc = ctrl(fd, NETMAP_REQ_VALE_DETACH, port, &dt);
+	printf("detach %d index %u\n", rc, dt.port_index);
+	printf("delif %d\n", ctrl(fd, NETMAP_REQ_VALE_DELIF, ifname, NULL));
+	memset(&l, 0, sizeof(l));
+	printf("list after %d\n", ctrl(fd, NETMAP_REQ_VALE_LIST, port, &l));
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -344,6 +412,8 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 3 && strcmp(argv[1], "vale") == 0)
+		return vale_ops(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "pingpong") == 0)
 		return pingpong(argv[2], strtoull(argv[3], NULL, 0));
 	if (argc >= 4 && strcmp(argv[1], "reflect") == 0)
