@@ -192,6 +192,21 @@ func TestCNetmapHeaders(t *testing.T) {
 	}
 }
 
+// PORT_INFO_GET and the legacy NIOCGINFO describe a port without binding
+// it.
+func TestCNetmapPortInfo(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	d := startValed(t)
+	start(t, d.sock, "pkt-gen", "-i", "vale0:i@conf:rings=2,slots=512", "-f", "rx")
+	d.waitPort(t, "vale0:i")
+	out := d.runC(t, check, "info", "vale0:i")
+	for _, want := range []string{"info 0 rings 2/2 slots 512/512 memsize>0 1", "ginfo 0 rings 2/2 slots 512/512 memsize>0 1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
 // What vale does not have answers with netmap's error codes and a message;
 // a ring whose head the program broke is put back as netmap's ring reinit
 // does; a child keeps its parent's binding; a poller sees valed go.
@@ -342,5 +357,31 @@ func TestCNetmapValeControl(t *testing.T) {
 	}
 	if _, err := ns.try("ip", "link", "show", "dev", "nmv0"); err == nil {
 		t.Error("the persistent interface outlived DELIF")
+	}
+}
+
+// Monitors through the C API: a copy monitor (valed copies what the port
+// sends) and a zero-copy monitor (the sender's syncs swap the sent
+// buffers in) each see every frame.
+func TestCNetmapMonitors(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "20000"
+	start(t, d.sock, "pkt-gen", "-i", "vale0:dst", "-f", "rx")
+	start(t, d.sock, "pkt-gen", "-i", "vale0:src/R", "-f", "rx") // holds the port, RX rings only
+	d.waitPort(t, "vale0:src")
+	copyMon := d.startC(t, false, prog, "rx", "vale0:src/t", n, "-any")
+	zeroMon := d.startC(t, false, prog, "rx", "vale0:src/z", n, "-any")
+	testutil.WaitFor(t, "the monitors", func() bool {
+		out := d.run(t, 10*time.Second, "vale-ctl")
+		return strings.Contains(out, "vale0:src/t") && strings.Contains(out, "vale0:src/z")
+	})
+	// At 20 kpps a monitor that wakes late still has room: monitors lose
+	// what does not fit, as netmap's do.
+	d.run(t, 30*time.Second, "pkt-gen", "-i", "vale0:src/T", "-f", "tx", "-n", n, "-R", "20000")
+	for name, p := range map[string]*proc{"copy": copyMon, "zero-copy": zeroMon} {
+		if out := p.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+			t.Errorf("%s monitor: %s", name, out)
+		}
 	}
 }

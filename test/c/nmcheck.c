@@ -21,6 +21,7 @@
  *   nmcheck vale IF                 VALE control requests: NEWIF IF, ATTACH
  *                                   vale0:IF, LIST (by name, then all),
  *                                   PORT_HDR_GET and SET, DETACH, DELIF
+ *   nmcheck info NAME               PORT_INFO_GET and the legacy NIOCGINFO
  *   nmcheck extra NAME N            register asking for N extra buffers;
  *                                   check the chain, send one frame from an
  *                                   extra buffer swapped into the TX ring
@@ -328,6 +329,29 @@ static int vale_ops(const char *ifname)
 	return 0;
 }
 
+static int info(const char *name)
+{
+	int fd = open("/dev/netmap", O_RDWR);
+	struct nmreq_port_info_get pi;
+	struct nmreq req;
+
+	if (fd < 0) {
+		perror("open");
+		return 1;
+	}
+	memset(&pi, 0, sizeof(pi));
+	int rc = ctrl(fd, NETMAP_REQ_PORT_INFO_GET, name, &pi);
+	printf("info %d rings %u/%u slots %u/%u memsize>0 %d\n", rc, pi.nr_tx_rings, pi.nr_rx_rings, pi.nr_tx_slots,
+	       pi.nr_rx_slots, pi.nr_memsize > 0);
+	memset(&req, 0, sizeof(req));
+	snprintf(req.nr_name, sizeof(req.nr_name), "%s", name);
+	req.nr_version = NETMAP_API;
+	rc = ioctl(fd, NIOCGINFO, &req) < 0 ? errno : 0;
+	printf("ginfo %d rings %u/%u slots %u/%u memsize>0 %d\n", rc, req.nr_tx_rings, req.nr_rx_rings, req.nr_tx_slots,
+	       req.nr_rx_slots, req.nr_memsize > 0);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -412,6 +436,8 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 3 && strcmp(argv[1], "info") == 0)
+		return info(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "vale") == 0)
 		return vale_ops(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "pingpong") == 0)

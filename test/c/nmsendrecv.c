@@ -155,27 +155,40 @@ static void send_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
 	printf("sent %llu\n", (unsigned long long)sent);
 }
 
-static void receive_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
+/* receive_all reads the bound RX rings (those whose ring_ofs is not 0) of
+ * nifp until count frames arrived. */
+static void receive_all(int fd, struct netmap_if *nifp, int idle, uint64_t count)
 {
+	struct netmap_ring *rings[64];
+	unsigned n = 0;
 	uint64_t got = 0;
 
+	for (unsigned i = 0; i < nifp->ni_rx_rings && n < 64; i++)
+		if (nifp->ring_ofs[i + nifp->ni_tx_rings + nifp->ni_host_tx_rings])
+			rings[n++] = NETMAP_RXRING(nifp, i);
 	while (got < count) {
-		if (nm_ring_empty(ring))
+		int empty = 1;
+		for (unsigned i = 0; i < n; i++)
+			empty &= nm_ring_empty(rings[i]);
+		if (empty)
 			wait_for(fd, idle, POLLIN);
-		while (!nm_ring_empty(ring)) {
-			struct netmap_slot *s = &ring->slot[ring->cur];
-			uint64_t seq;
-			memcpy(&seq, NETMAP_BUF(ring, s->buf_idx) + 14, sizeof(seq));
-			if (!any && (s->len != 60 || seq != got)) {
-				fprintf(stderr, "nmsendrecv: frame %llu: length %u, number %llu\n",
-					(unsigned long long)got, s->len, (unsigned long long)seq);
-				exit(1);
-			}
-			got++;
-			ring->head = ring->cur = nm_ring_next(ring, ring->cur);
-			if (slow) {
-				ioctl(fd, NIOCRXSYNC, NULL);
-				usleep(20);
+		for (unsigned i = 0; i < n; i++) {
+			struct netmap_ring *ring = rings[i];
+			while (!nm_ring_empty(ring)) {
+				struct netmap_slot *s = &ring->slot[ring->cur];
+				uint64_t seq;
+				memcpy(&seq, NETMAP_BUF(ring, s->buf_idx) + 14, sizeof(seq));
+				if (!any && (s->len != 60 || seq != got)) {
+					fprintf(stderr, "nmsendrecv: frame %llu: length %u, number %llu\n",
+						(unsigned long long)got, s->len, (unsigned long long)seq);
+					exit(1);
+				}
+				got++;
+				ring->head = ring->cur = nm_ring_next(ring, ring->cur);
+				if (slow) {
+					ioctl(fd, NIOCRXSYNC, NULL);
+					usleep(20);
+				}
 			}
 		}
 	}
@@ -219,7 +232,7 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "tx") == 0)
 		send_all(fd, NETMAP_TXRING(nifp, first), idle[0], strtoull(argv[3], NULL, 0));
 	else
-		receive_all(fd, NETMAP_RXRING(nifp, first), idle[0], strtoull(argv[3], NULL, 0));
+		receive_all(fd, nifp, idle[0], strtoull(argv[3], NULL, 0));
 	close(fd);
 	return 0;
 }
