@@ -192,6 +192,23 @@ func TestCNetmapHeaders(t *testing.T) {
 	}
 }
 
+// A C receiver that waits with epoll, a netmap descriptor next to an
+// ordinary one in the set, gets every frame.
+func TestCNetmapEpoll(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "100000"
+	rx := d.startC(t, false, check, "epoll", "vale0:ep", n)
+	testutil.WaitFor(t, "the receiver's epoll set", func() bool { return strings.Contains(rx.Out.String(), "registered") })
+	if out := d.runC(t, prog, "tx", "vale0:tx", n); !strings.Contains(out, "sent "+n) {
+		t.Errorf("sender: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "epoll received "+n) {
+		t.Errorf("epoll receiver: %s", out)
+	}
+}
+
 // PORT_INFO_GET and the legacy NIOCGINFO describe a port without binding
 // it.
 func TestCNetmapPortInfo(t *testing.T) {

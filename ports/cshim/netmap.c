@@ -326,6 +326,7 @@ int munmap(void *addr, size_t len)
 static void release(int fd, struct shim_fd *f)
 {
 	shim_forget(fd);
+	shim_epoll_forget(fd);
 	if (--f->refs > 0) {
 		if (f->sock == fd)
 			f->sock = -1;

@@ -179,6 +179,9 @@ struct shim_region *find_region(void *base);
 /* vale.c: the VALE control requests */
 int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name);
 
+/* epoll.c */
+void shim_epoll_forget(int fd);
+
 /* sync.c */
 void shim_sync_ring(struct shim_binding *b, struct shim_ring *r);
 void shim_txsync(struct shim_binding *b);

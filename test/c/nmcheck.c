@@ -22,6 +22,8 @@
  *                                   vale0:IF, LIST (by name, then all),
  *                                   PORT_HDR_GET and SET, DETACH, DELIF
  *   nmcheck info NAME               PORT_INFO_GET and the legacy NIOCGINFO
+ *   nmcheck epoll NAME COUNT        receive COUNT frames waiting with epoll,
+ *                                   next to an idle pipe
  *   nmcheck extra NAME N            register asking for N extra buffers;
  *                                   check the chain, send one frame from an
  *                                   extra buffer swapped into the TX ring
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -352,6 +355,45 @@ static int info(const char *name)
 	return 0;
 }
 
+static int epoll_recv(const char *name, uint64_t count)
+{
+	struct nmreq_register r;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r), ep = epoll_create1(0), idle[2];
+	struct netmap_ring *rx;
+	uint64_t got = 0;
+
+	if (fd < 0 || ep < 0 || pipe(idle) < 0) {
+		perror("setup");
+		return 1;
+	}
+	rx = NETMAP_RXRING(map(fd, &r), 0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1}, iev = {.events = EPOLLIN, .data.u64 = 2};
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, idle[0], &iev) < 0) {
+		perror("epoll_ctl");
+		return 1;
+	}
+	printf("registered\n");
+	while (got < count) {
+		struct epoll_event out[4];
+		int n = epoll_wait(ep, out, 4, 10000);
+		if (n <= 0) {
+			fprintf(stderr, "epoll: nothing for 10 s after %llu\n", (unsigned long long)got);
+			return 1;
+		}
+		for (int i = 0; i < n; i++)
+			if (out[i].data.u64 != 1 || !(out[i].events & EPOLLIN)) {
+				fprintf(stderr, "epoll: event %#x for %llu\n", out[i].events, (unsigned long long)out[i].data.u64);
+				return 1;
+			}
+		while (!nm_ring_empty(rx)) {
+			got++;
+			rx->head = rx->cur = nm_ring_next(rx, rx->cur);
+		}
+	}
+	printf("epoll received %llu\n", (unsigned long long)got);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -436,6 +478,8 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 4 && strcmp(argv[1], "epoll") == 0)
+		return epoll_recv(argv[2], strtoull(argv[3], NULL, 0));
 	if (argc >= 3 && strcmp(argv[1], "info") == 0)
 		return info(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "vale") == 0)

@@ -48,12 +48,12 @@ type OpenReply struct {
 	MAC         string         `json:"mac"`    // the port's own MAC address (a default source for senders)
 	Geometry    ports.Geometry `json:"geometry"`
 	MemSize     int64          `json:"mem_size"`
-	IfOfs       int64          `json:"if_ofs"`      // this binding's interface header
-	NifOfs      int64          `json:"nif_ofs"`     // this binding's netmap_if (netmap's nr_offset)
-	MemID       uint16         `json:"mem_id"`      // the region's memory id (netmap's nr_mem_id)
+	IfOfs       int64          `json:"if_ofs"`       // this binding's interface header
+	NifOfs      int64          `json:"nif_ofs"`      // this binding's netmap_if (netmap's nr_offset)
+	MemID       uint16         `json:"mem_id"`       // the region's memory id (netmap's nr_mem_id)
 	GrantedBufs uint32         `json:"granted_bufs"` // extra buffers chained from the netmap_if's bufs_head
-	PeerIfOfs   int64          `json:"peer_if_ofs"` // KindPipe: the other end's interface header
-	TxFirst     int            `json:"tx_first"`    // bound TX rings are [TxFirst, TxLast)
+	PeerIfOfs   int64          `json:"peer_if_ofs"`  // KindPipe: the other end's interface header
+	TxFirst     int            `json:"tx_first"`     // bound TX rings are [TxFirst, TxLast)
 	TxLast      int            `json:"tx_last"`
 	RxFirst     int            `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
 	RxLast      int            `json:"rx_last"`
