@@ -125,7 +125,7 @@ func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *wire.OpenR
 		IfOfs: zf.Ofs, TxBase: txBase, RxBase: rxBase, Rings: rings}
 	m.eventFDs = notify.FDs(efs)
 	*reply = wire.OpenReply{Kind: wire.KindZeroCopyMonitor, Geometry: ports.Geometry{RxRings: uint32(rings), RxSlots: zf.Slots[0], BufSize: l.BufSize},
-		MemSize: l.Size, IfOfs: zf.Ofs, NifOfs: nif, MemID: t.Nifs.MemID(), RxLast: rings, NotifyLast: rings}
+		MemSize: l.Size, IfOfs: zf.Ofs, NifOfs: nif, MemID: t.Nifs.MemID(), Pools: l.Pools(), RxLast: rings, NotifyLast: rings}
 	fds := append([]int{t.FD}, m.eventFDs...)
 	m.rings = ringsOf(t.Mem, l, fi, m.name)
 	r.addFed(m)

@@ -146,7 +146,7 @@ func (b *Binding) Reply(r *wire.OpenReply) []int {
 	*r = wire.OpenReply{
 		Kind: wire.KindPipe, Port: p.names[b.end], Geometry: p.geom[b.end],
 		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[b.end].Ofs, PeerIfOfs: p.layout.Ifaces[1-b.end].Ofs,
-		NifOfs: b.nif, MemID: p.nifs.MemID(),
+		NifOfs: b.nif, MemID: p.nifs.MemID(), Pools: p.layout.Pools(),
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}

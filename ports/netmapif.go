@@ -43,6 +43,37 @@ type Bound struct {
 	RxFirst, RxLast int
 }
 
+// Pools describes a region as netmap's POOLS_INFO_GET does: where its
+// netmap_if slots, its rings and its buffers lie, how many there are and
+// how big each is (rings differ in size in vale: RingSize is the largest).
+type Pools struct {
+	IfOfs     int64  `json:"if_pool_ofs"`
+	IfTotal   uint32 `json:"if_pool_total"`
+	IfSize    uint32 `json:"if_pool_size"`
+	RingOfs   int64  `json:"ring_pool_ofs"`
+	RingTotal uint32 `json:"ring_pool_total"`
+	RingSize  uint32 `json:"ring_pool_size"`
+	BufOfs    int64  `json:"buf_pool_ofs"`
+	BufTotal  uint32 `json:"buf_pool_total"`
+	BufSize   uint32 `json:"buf_pool_size"`
+}
+
+// Pools returns the pools of a region laid out as l.
+func (l *Layout) Pools() Pools {
+	p := Pools{IfOfs: l.NifOfs, IfTotal: MaxBindings, IfSize: nifSize, RingOfs: -1,
+		BufOfs: l.BufOfs, BufTotal: l.NumBufs, BufSize: l.BufSize}
+	for _, f := range l.Ifaces {
+		for r, ofs := range f.RingOfs {
+			if p.RingOfs < 0 || ofs < p.RingOfs {
+				p.RingOfs = ofs
+			}
+			p.RingTotal++
+			p.RingSize = max(p.RingSize, uint32(alignUp(ringHeaderSize+slotSize*int64(f.Slots[r]), ringAlign)))
+		}
+	}
+	return p
+}
+
 // lastMemID numbers regions for netmap's nr_mem_id.
 var lastMemID atomic.Uint32
 

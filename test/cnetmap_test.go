@@ -225,8 +225,10 @@ func TestCNetmapPortInfo(t *testing.T) {
 }
 
 // What vale does not have answers with netmap's error codes and a message;
-// a ring whose head the program broke is put back as netmap's ring reinit
-// does; a child keeps its parent's binding; a poller sees valed go.
+// POOLS_INFO_GET describes what the binding maps; a signal interrupts poll
+// and select with EINTR; a ring whose head the program broke is put back
+// as netmap's ring reinit does; a child keeps its parent's binding; a
+// poller sees valed go.
 func TestCNetmapEdges(t *testing.T) {
 	check := cProgram(t, "nmcheck", false)
 	recv := cProgram(t, "nmsendrecv", false)
@@ -241,6 +243,17 @@ func TestCNetmapEdges(t *testing.T) {
 		if out := p.Wait(10 * time.Second); !strings.Contains(out, eopnotsupp) || !strings.Contains(out, "vale-netmap: ") {
 			t.Errorf("nmcheck %v: %s; want EOPNOTSUPP and a message", c.args, out)
 		}
+	}
+	for _, c := range []struct{ name, want string }{
+		{"vale0:p", "pools 0 memsize 1 mem_id 1 if 1 ring 1 buf 1"},
+		{"netmap:q{1", "pools 0 memsize 1 mem_id 1 if 1 ring 1 buf 1"},
+	} {
+		if out := d.runC(t, check, "pools", c.name); !strings.Contains(out, c.want) {
+			t.Errorf("POOLS_INFO_GET of %s: %s", c.name, out)
+		}
+	}
+	if out := d.runC(t, check, "eintr", "vale0:i"); !strings.Contains(out, "poll -1 errno 4") || !strings.Contains(out, "select -1 errno 4") {
+		t.Errorf("a signal during poll and select: %s", out)
 	}
 	out := d.runC(t, check, "reinit", "vale0:y")
 	if !strings.Contains(out, "sync 0 head 0 cur 0 tail 1023") || !strings.Contains(out, "ring reinitialised") ||

@@ -262,6 +262,27 @@ static int setup_peer(struct shim_binding *b, int64_t peer_ofs, int64_t nf, int 
 	return 0;
 }
 
+/* read_pools fills netmap's pools description from valed's open reply. */
+static void read_pools(const char *reply, struct nmreq_pools_info *p, int64_t mem_size, int64_t mem_id)
+{
+	int64_t v;
+
+	memset(p, 0, sizeof(*p));
+	p->nr_memsize = mem_size;
+	p->nr_mem_id = mem_id;
+#define POOL(field, key) if (json_int(reply, key, &v) == 0) p->field = v
+	POOL(nr_if_pool_offset, "if_pool_ofs");
+	POOL(nr_if_pool_objtotal, "if_pool_total");
+	POOL(nr_if_pool_objsize, "if_pool_size");
+	POOL(nr_ring_pool_offset, "ring_pool_ofs");
+	POOL(nr_ring_pool_objtotal, "ring_pool_total");
+	POOL(nr_ring_pool_objsize, "ring_pool_size");
+	POOL(nr_buf_pool_offset, "buf_pool_ofs");
+	POOL(nr_buf_pool_objtotal, "buf_pool_total");
+	POOL(nr_buf_pool_objsize, "buf_pool_size");
+#undef POOL
+}
+
 static void close_all(int *fds, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -350,6 +371,7 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 	}
 	if (json_int(reply, "granted_bufs", &v) == 0)
 		b->extra_bufs = v;
+	read_pools(reply, &b->pools, mem_size, mem_id);
 	f->b = b;
 	return 0;
 fail:

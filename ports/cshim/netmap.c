@@ -165,6 +165,20 @@ static int nm_ctrl(struct shim_fd *f, struct nmreq_header *hdr)
 	case NETMAP_REQ_PORT_HDR_GET:
 	case NETMAP_REQ_PORT_HDR_SET:
 		return shim_vale_ctrl(f, hdr, name);
+	case NETMAP_REQ_POOLS_INFO_GET: {
+		struct nmreq_pools_info *pi = (struct nmreq_pools_info *)(uintptr_t)hdr->nr_body;
+		if (!pi) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (!f->b || (name[0] && strcmp(name, f->b->port) != 0)) {
+			shim_warn("%s: POOLS_INFO_GET describes the memory of the port this descriptor registered", name);
+			errno = EINVAL;
+			return -1;
+		}
+		*pi = f->b->pools;
+		return 0;
+	}
 	case NETMAP_REQ_SYNC_KLOOP_START:
 	case NETMAP_REQ_SYNC_KLOOP_STOP:
 	case NETMAP_REQ_CSB_ENABLE:

@@ -114,6 +114,7 @@ struct shim_binding {
 	uint32_t tx_slots, rx_slots;
 	uint64_t flags; /* NR_* given at register */
 	uint32_t extra_bufs; /* chained from the netmap_if's ni_bufs_head */
+	struct nmreq_pools_info pools; /* the region's, as valed described them */
 	int ntx, nrx;   /* bound rings */
 	struct shim_ring *tx, *rx;
 	int nwait;

@@ -484,7 +484,7 @@ func (b *Binding) Reply(r *wire.OpenReply) ([]int, error) {
 	nf, nl := b.sel.Notify()
 	*r = wire.OpenReply{
 		Kind: p.kind, Port: p.name, MAC: p.mac.String(), Geometry: p.geom,
-		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs, NifOfs: b.nif, MemID: p.nifs.MemID(), GrantedBufs: b.extra,
+		MemSize: p.layout.Size, IfOfs: p.layout.Ifaces[0].Ofs, NifOfs: b.nif, MemID: p.nifs.MemID(), GrantedBufs: b.extra, Pools: p.layout.Pools(),
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}

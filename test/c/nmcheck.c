@@ -22,6 +22,10 @@
  *                                   vale0:IF, LIST (by name, then all),
  *                                   PORT_HDR_GET and SET, DETACH, DELIF
  *   nmcheck info NAME               PORT_INFO_GET and the legacy NIOCGINFO
+ *   nmcheck pools NAME              register, then check POOLS_INFO_GET
+ *                                   against what the binding maps
+ *   nmcheck eintr NAME              a signal interrupts poll and select:
+ *                                   both return -1 with EINTR
  *   nmcheck epoll NAME COUNT        receive COUNT frames waiting with epoll,
  *                                   next to an idle pipe
  *   nmcheck extra NAME N            register asking for N extra buffers;
@@ -32,12 +36,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -394,6 +400,63 @@ static int epoll_recv(const char *name, uint64_t count)
 	return 0;
 }
 
+static int pools(const char *name)
+{
+	struct nmreq_register r;
+	struct nmreq_pools_info pi;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r);
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	char *mem = (char *)map(fd, &r) - r.nr_offset;
+	struct netmap_if *nifp = NETMAP_IF(mem, r.nr_offset);
+	memset(&pi, 0, sizeof(pi));
+	int rc = ctrl(fd, NETMAP_REQ_POOLS_INFO_GET, name, &pi);
+	uint64_t ring = (uint64_t)((char *)NETMAP_TXRING(nifp, 0) - mem);
+	uint64_t buf = (uint64_t)(NETMAP_BUF(NETMAP_TXRING(nifp, 0), 2) - mem);
+	printf("pools %d memsize %d mem_id %d if %d ring %d buf %d\n", rc, pi.nr_memsize == r.nr_memsize,
+	       pi.nr_mem_id == r.nr_mem_id,
+	       r.nr_offset >= pi.nr_if_pool_offset &&
+		       r.nr_offset < pi.nr_if_pool_offset + (uint64_t)pi.nr_if_pool_objtotal * pi.nr_if_pool_objsize,
+	       ring >= pi.nr_ring_pool_offset &&
+		       ring < pi.nr_ring_pool_offset + (uint64_t)pi.nr_ring_pool_objtotal * pi.nr_ring_pool_objsize,
+	       buf == pi.nr_buf_pool_offset + 2 * (uint64_t)pi.nr_buf_pool_objsize &&
+		       pi.nr_buf_pool_offset + (uint64_t)pi.nr_buf_pool_objtotal * pi.nr_buf_pool_objsize <= pi.nr_memsize);
+	return 0;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+static int eintr(const char *name)
+{
+	struct nmreq_register r;
+	struct sigaction sa;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r);
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	map(fd, &r);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm; /* no SA_RESTART */
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(1);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int rc = poll(&p, 1, 5000);
+	printf("poll %d errno %d\n", rc, rc < 0 ? errno : 0);
+	alarm(1);
+	fd_set set;
+	FD_ZERO(&set);
+	FD_SET(fd, &set);
+	struct timeval tv = {.tv_sec = 5};
+	rc = select(fd + 1, &set, NULL, NULL, &tv);
+	printf("select %d errno %d\n", rc, rc < 0 ? errno : 0);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -478,6 +541,10 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 3 && strcmp(argv[1], "pools") == 0)
+		return pools(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "eintr") == 0)
+		return eintr(argv[2]);
 	if (argc >= 4 && strcmp(argv[1], "epoll") == 0)
 		return epoll_recv(argv[2], strtoull(argv[3], NULL, 0));
 	if (argc >= 3 && strcmp(argv[1], "info") == 0)
