@@ -415,3 +415,37 @@ func TestCNetmapMonitors(t *testing.T) {
 		}
 	}
 }
+
+// A C client feeds the zero-copy monitors of its port and of its pipe end:
+// the buffers of the slots the switch or the peer finished with go to the
+// monitor, which sees every frame.
+func TestCNetmapFeedsZeroCopyMonitors(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "20000"
+	start(t, d.sock, "pkt-gen", "-i", "vale0:zd", "-f", "rx")
+	start(t, d.sock, "pkt-gen", "-i", "vale0:zs/R", "-f", "rx") // holds the port, RX rings only
+	d.waitPort(t, "vale0:zs")
+	mon := start(t, d.sock, "pkt-gen", "-i", "vale0:zs/z", "-f", "rx", "-n", n)
+	d.waitListed(t, "vale0:zs/z")
+	if out := d.runC(t, prog, "tx", "vale0:zs/T", n, "-pace", "20000"); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C sender: %s", out)
+	}
+	if out := mon.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("zero-copy monitor of the C sender's port: %s", out)
+	}
+
+	rx := d.startC(t, false, prog, "rx", "netmap:zp}1", n)
+	d.waitListed(t, "netmap:zp}1")
+	pmon := start(t, d.sock, "pkt-gen", "-i", "netmap:zp}1/z", "-f", "rx", "-n", n)
+	d.waitListed(t, "netmap:zp}1/z")
+	if out := d.runC(t, prog, "tx", "netmap:zp{1", n, "-pace", "20000"); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C pipe sender: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("C pipe receiver: %s", out)
+	}
+	if out := pmon.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("zero-copy monitor of the C receiver's pipe end: %s", out)
+	}
+}

@@ -213,6 +213,7 @@ static int setup_rings(struct shim_binding *b, int64_t if_ofs, int64_t tx_first,
 
 	if (!vi || vi->tx_rings != b->tx_rings || vi->rx_rings != b->rx_rings)
 		return -1;
+	b->num_bufs = vi->num_bufs;
 	for (int i = 0; i < b->ntx + b->nrx; i++) {
 		int tx = i < b->ntx;
 		struct shim_ring *r = tx ? &b->tx[i] : &b->rx[i - b->ntx];
@@ -372,6 +373,7 @@ static int bind_reply(struct shim_fd *f, const char *reply, int *fds, int nfds, 
 	if (json_int(reply, "granted_bufs", &v) == 0)
 		b->extra_bufs = v;
 	read_pools(reply, &b->pools, mem_size, mem_id);
+	b->owner = f;
 	f->b = b;
 	return 0;
 fail:
@@ -447,6 +449,7 @@ int shim_port_info(struct shim_fd *f, const char *name, struct nmreq_port_info_g
  * holds the lock). */
 void shim_unbind(struct shim_binding *b)
 {
+	shim_feeds_free(b);
 	close_all(b->wait_fds, b->nwait);
 	close_all(b->extra_fds, b->nextra);
 	region_put(b->reg, 0);

@@ -91,6 +91,18 @@ static ssize_t recv_msg(int sock, char *buf, size_t cap, int *fds, int maxfds, i
 	return n;
 }
 
+/* monitor_event gives a monitor event that came while waiting for a reply
+ * to the binding of the connection, if any, which may feed the monitor. */
+static void monitor_event(int sock, const char *msg, int *fds, int nfds)
+{
+	struct shim_fd *f = shim_lookup(sock);
+
+	if (f && f->b)
+		shim_feed_event(f->b, msg, fds, nfds);
+	else
+		close_fds(fds, nfds);
+}
+
 /* ctl_call sends the request req and waits for its reply, skipping the
  * monitor events valed may have sent meanwhile. On success it returns 0,
  * *reply (to free) holds the reply's body or error, and fds the
@@ -128,8 +140,7 @@ int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, i
 		}
 		if (strncmp(buf, "{\"body\":{\"monitor\":", 19) != 0)
 			break;
-		/* a monitor event for a feeding client: the shim feeds none */
-		close_fds(fds, *nfds);
+		monitor_event(sock, buf, fds, *nfds);
 		*nfds = 0;
 	}
 	if (json_str(buf, "error", msg, sizeof(msg)) == 0) {
@@ -169,6 +180,10 @@ int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char 
 	}
 	for (;;) {
 		n = recv_msg(sock, buf, MAX_REPLY, fds, MAX_FDS, &nfds);
+		if (n > 0 && strncmp(buf, "{\"body\":{\"monitor\":", 19) == 0) {
+			monitor_event(sock, buf, fds, nfds);
+			continue;
+		}
 		close_fds(fds, nfds);
 		if (n <= 0) {
 			if (n == 0)
@@ -177,8 +192,6 @@ int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char 
 			rc = -1;
 			break;
 		}
-		if (strncmp(buf, "{\"body\":{\"monitor\":", 19) == 0)
-			continue;
 		if (json_str(buf, "error", msg, sizeof(msg)) == 0) {
 			shim_warn("%s", msg);
 			errno = errno_for(msg);

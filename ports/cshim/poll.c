@@ -35,7 +35,10 @@ static int64_t now_ns(void)
 static struct shim_binding *netmap_entry(const struct pollfd *p)
 {
 	struct shim_fd *f = p->fd >= 0 ? shim_lookup(p->fd) : NULL;
-	return f ? f->b : NULL;
+	if (!f)
+		return NULL;
+	f->sock = p->fd; /* a descriptor of the connection that is open now */
+	return f->b;
 }
 
 /* sync_entries syncs the netmap entries and sets their revents; it returns
@@ -59,30 +62,6 @@ static int sync_entries(struct pollfd *fds, nfds_t n)
 			ready++;
 	}
 	return ready;
-}
-
-/* watch_socket reads what valed sent on a binding's connection while it
- * slept: nothing this library uses (monitor events) or the end of the
- * connection, after which the binding is dead. */
-static void watch_socket(struct shim_binding *b, int sock)
-{
-	char buf[4096];
-	char cbuf[CMSG_SPACE(sizeof(int) * 64)];
-	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-
-	if (n == 0) {
-		b->dead = 1;
-		return;
-	}
-	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (int i = 0; i < k; i++)
-			real_close(((int *)CMSG_DATA(c))[i]);
-	}
 }
 
 /* spin polls the netmap entries' rings for the first binding's window,
@@ -210,7 +189,7 @@ static int sleep_once(struct pollfd *fds, nfds_t n, int64_t deadline, const sigs
 			if (rc > 0 && w[k].revents)
 				shim_drain(w[k].fd);
 		if (rc > 0 && w[k].revents)
-			watch_socket(b, w[k].fd);
+			shim_feed_check(b, w[k].fd, 1); /* monitor events, or valed gone */
 		k++;
 	}
 	free(w);

@@ -124,6 +124,9 @@ struct shim_binding {
 	uint32_t ticket;
 	int64_t spin_ns; /* adaptive poll window */
 	int dead;        /* valed went away */
+	uint32_t num_bufs;         /* buffers in the region's pool */
+	struct shim_fd *owner;     /* the netmap descriptor bound */
+	struct shim_feeds *feeds;  /* zero-copy monitors this binding feeds */
 };
 
 /* A netmap descriptor: a connection to valed, possibly bound. Shared by
@@ -179,6 +182,13 @@ struct shim_region *find_region(void *base);
 
 /* vale.c: the VALE control requests */
 int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name);
+
+/* feed.c */
+void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds);
+int shim_feed_check(struct shim_binding *b, int sock, int force);
+void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to);
+int shim_feeding(struct shim_binding *b);
+void shim_feeds_free(struct shim_binding *b);
 
 /* epoll.c */
 void shim_epoll_forget(int fd);

@@ -136,6 +136,8 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 			wake_peer(r);
 		}
 	} else if (hw != head) {
+		if (shim_feeding(b))
+			shim_feed_swap(b, r, hw, head);
 		for (uint32_t k = hw; k != head; k = nxt(k, r->num)) {
 			struct netmap_slot *s = &r->nm->slot[k];
 			if (s->flags & NS_BUF_CHANGED) {
@@ -155,6 +157,8 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 				  r->tx ? "tx" : "rx", r->id, t, r->tail, prv(head, r->num));
 		return;
 	}
+	if (r->tx && t != r->tail && shim_feeding(b))
+		shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
 	r->tail = t;
 }
 
@@ -184,6 +188,8 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 		r->pub_cur = cur;
 	}
 	if (head != r->pub_head) {
+		if (!r->tx && !r->pipe && shim_feeding(b))
+			shim_feed_swap(b, r, r->pub_head, head); /* before the switch may reuse them */
 		st(&r->ctl->head, head);
 		r->pub_head = head;
 		if (!r->pipe)
@@ -193,8 +199,11 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 		pipe_sync(b, r, head);
 	} else {
 		t = ld(&r->ctl->tail);
-		if (t < r->num)
+		if (t < r->num && t != r->tail) {
+			if (r->tx && shim_feeding(b)) /* the slots the switch took: [tail+1, new tail+1) */
+				shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
 			r->tail = t;
+		}
 	}
 	*(volatile uint32_t *)&nm->tail = r->tail; /* restored if the application wrote it */
 	if (!r->tx) {
@@ -204,9 +213,17 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 	}
 }
 
+/* events looks, now and then, for monitor events on the connection. */
+static void events(struct shim_binding *b)
+{
+	if (b->owner && b->owner->sock >= 0)
+		shim_feed_check(b, b->owner->sock, 0);
+}
+
 /* shim_txsync syncs every bound TX ring. */
 void shim_txsync(struct shim_binding *b)
 {
+	events(b);
 	for (int i = 0; i < b->ntx; i++)
 		shim_sync_ring(b, &b->tx[i]);
 }
@@ -214,6 +231,7 @@ void shim_txsync(struct shim_binding *b)
 /* shim_rxsync syncs every bound RX ring. */
 void shim_rxsync(struct shim_binding *b)
 {
+	events(b);
 	for (int i = 0; i < b->nrx; i++)
 		shim_sync_ring(b, &b->rx[i]);
 }

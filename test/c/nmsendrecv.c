@@ -3,7 +3,7 @@
  * way netmap programs do (open /dev/netmap, register, mmap, walk the rings
  * with netmap_user.h, sync with ioctl and poll), and checks every one.
  *
- *   nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow]
+ *   nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow] [-pace N]
  *
  * tx sends COUNT 60-byte frames numbered 0..COUNT-1 and waits until the
  * switch took them all; rx receives until it has COUNT, checking that they
@@ -13,7 +13,8 @@
  * -any makes rx count frames of any content (another program's), -nowait
  * makes tx exit as soon as its last sync returns, frames still in the ring
  * (netmap forwards inside the sync: they must arrive all the same), and
- * -slow makes rx take a frame every 20 us.
+ * -slow makes rx take a frame every 20 us, and -pace N makes tx send N
+ * frames a second.
  * Every wait also watches an idle pipe, as programs mixing descriptors do.
  */
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include <net/netmap_user.h>
 
 static int legacy, use_select, any, nowait, slow, one_ring = -1;
+static long pace; /* frames per second, 0: as fast as the port takes them */
 
 static void die(const char *what)
 {
@@ -129,7 +131,7 @@ static void send_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
 		if (nm_ring_space(ring) == 0)
 			wait_for(fd, idle, POLLOUT);
 		uint32_t head = ring->head;
-		while (sent < count && head != ring->tail) {
+		for (int k = 0; sent < count && head != ring->tail && (!pace || k < 64); k++) {
 			struct netmap_slot *s = &ring->slot[head];
 			unsigned char *b = (unsigned char *)NETMAP_BUF(ring, s->buf_idx);
 			memset(b, 0xff, 6);
@@ -144,6 +146,8 @@ static void send_all(int fd, struct netmap_ring *ring, int idle, uint64_t count)
 		ring->head = ring->cur = head;
 		if (ioctl(fd, NIOCTXSYNC, NULL) < 0)
 			die("NIOCTXSYNC");
+		if (pace)
+			usleep(1000000LL * 64 / pace);
 	}
 	/* Wait for the other side to take everything: a switch always does;
 	 * a pipe's reader gives the slots back at its next sync, if any. */
@@ -204,7 +208,7 @@ int main(int argc, char **argv)
 	struct netmap_if *nifp;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow]\n");
+		fprintf(stderr, "usage: nmsendrecv tx|rx NAME COUNT [-legacy] [-select] [-ring N] [-any] [-nowait] [-slow] [-pace N]\n");
 		return 2;
 	}
 	for (int i = 4; i < argc; i++) {
@@ -212,6 +216,8 @@ int main(int argc, char **argv)
 			legacy = 1;
 		else if (strcmp(argv[i], "-select") == 0)
 			use_select = 1;
+		else if (strcmp(argv[i], "-pace") == 0 && i + 1 < argc)
+			pace = atol(argv[++i]);
 		else if (strcmp(argv[i], "-slow") == 0)
 			slow = 1;
 		else if (strcmp(argv[i], "-nowait") == 0)

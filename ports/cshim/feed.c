@@ -1,0 +1,329 @@
+/*
+ * Zero-copy monitors a binding feeds (package monitor's Feeds, in C). valed
+ * tells a port's clients, on their connection, when a zero-copy monitor of
+ * the port comes and goes; each client's syncs then swap the buffers of
+ * the slots the switch (or the pipe's peer) finished with into the
+ * monitor's rings, as netmap's zero-copy monitors do. The monitor's reader
+ * is another process: every index read from its rings is checked, and a
+ * violation resets the monitor ring the way valed resets a client's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define MAX_FEEDS 8
+#define EVENT_EVERY_NS 1000000 /* how often syncs look for monitor events */
+
+enum { RESET_BAD_HEAD = 1, RESET_BAD_CUR = 2, RESET_BAD_BUFIDX = 3 };
+
+struct feed_ring {
+	struct netmap_slot *slots;
+	struct vale_ctl *ctl;
+	uint32_t num, num_bufs, first_buf, max_len;
+	uint32_t hwcur, hwtail, reset_gen, answered;
+	int in_reset;
+	int kick_fd;
+};
+
+struct feed {
+	uint64_t id;
+	int tx_base, rx_base, nrings;
+	struct feed_ring *rings;
+};
+
+struct shim_feeds {
+	struct feed feeds[MAX_FEEDS];
+	int n;
+	int64_t next_check;
+};
+
+static inline uint32_t ld(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t nxt(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
+static inline uint32_t dist(uint32_t a, uint32_t b, uint32_t n) { return b >= a ? b - a : b + n - a; }
+static inline int in_range(uint32_t a, uint32_t x, uint32_t b, uint32_t n) { return dist(a, x, n) <= dist(a, b, n); }
+
+static int64_t coarse_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void signal_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one));
+	(void)n;
+}
+
+static void drop_feed(struct shim_feeds *fs, int i)
+{
+	struct feed *f = &fs->feeds[i];
+	for (int r = 0; r < f->nrings; r++)
+		real_close(f->rings[r].kick_fd);
+	free(f->rings);
+	fs->feeds[i] = fs->feeds[--fs->n];
+}
+
+/* add_feed builds the feed of a zero-copy monitor whose interface lies at
+ * if_ofs in the binding's region, taking fds (its eventfds, one per ring). */
+static int add_feed(struct shim_binding *b, uint64_t id, int64_t if_ofs, int tx_base, int rx_base, int rings,
+		    int *fds, int nfds)
+{
+	struct shim_feeds *fs = b->feeds;
+	struct vale_if *vi;
+	struct feed *f;
+	char *base = b->reg->base;
+	size_t size = b->reg->size;
+
+	if (fs->n == MAX_FEEDS || rings <= 0 || rings > VALE_MAX_RINGS || nfds != rings || if_ofs < 0 || if_ofs % 8 ||
+	    (uint64_t)if_ofs + sizeof(*vi) + 16 * (uint64_t)rings > size)
+		return -1;
+	vi = (struct vale_if *)(base + if_ofs);
+	if (vi->magic != VALE_MAGIC || vi->version != VALE_VERSION || vi->tx_rings != 0 || vi->rx_rings != (uint32_t)rings)
+		return -1;
+	f = &fs->feeds[fs->n];
+	f->rings = calloc(rings, sizeof(*f->rings));
+	if (!f->rings)
+		return -1;
+	int64_t *table = (int64_t *)(base + if_ofs + 128);
+	for (int i = 0; i < rings; i++) {
+		struct feed_ring *k = &f->rings[i];
+		int64_t ro = if_ofs + table[i], co = if_ofs + table[rings + i];
+		if (ro < 0 || co < 0 || ro % 8 || co % 8 || (uint64_t)co + sizeof(struct vale_ctl) > size ||
+		    (uint64_t)ro + 256 > size) {
+			free(f->rings);
+			return -1;
+		}
+		k->ctl = (struct vale_ctl *)(base + co);
+		k->num = k->ctl->num_slots;
+		k->num_bufs = k->ctl->num_bufs < b->num_bufs ? k->ctl->num_bufs : b->num_bufs;
+		k->first_buf = k->ctl->first_buf;
+		k->max_len = k->ctl->buf_size < 0xffff ? k->ctl->buf_size : 0xffff;
+		if (k->num < 2 || (uint64_t)ro + 256 + 16 * (uint64_t)k->num > size) {
+			free(f->rings);
+			return -1;
+		}
+		k->slots = (struct netmap_slot *)(base + ro + 256);
+		k->hwcur = ld(&k->ctl->head) % k->num;
+		k->hwtail = ld(&k->ctl->tail) % k->num;
+		k->reset_gen = ld(&k->ctl->reset_gen);
+		k->kick_fd = fds[i];
+	}
+	f->id = id;
+	f->tx_base = tx_base;
+	f->rx_base = rx_base;
+	f->nrings = rings;
+	fs->n++;
+	return 0;
+}
+
+/* shim_feed_event handles one message valed sent on the binding's
+ * connection after the open reply: a monitor added or removed. It takes
+ * fds. */
+void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds)
+{
+	char op[16], kind[32];
+	int64_t id, if_ofs, tx_base, rx_base, rings;
+
+	if (!b->feeds)
+		b->feeds = calloc(1, sizeof(*b->feeds));
+	if (b->feeds && strncmp(msg, "{\"body\":{\"monitor\":", 19) == 0 && json_str(msg, "op", op, sizeof(op)) == 0 &&
+	    json_int(msg, "id", &id) == 0) {
+		if (strcmp(op, "remove") == 0) {
+			for (int i = 0; i < b->feeds->n; i++)
+				if (b->feeds->feeds[i].id == (uint64_t)id)
+					drop_feed(b->feeds, i);
+		} else if (strcmp(op, "add") == 0 && json_str(msg, "kind", kind, sizeof(kind)) == 0 &&
+			   strcmp(kind, "zerocopy-monitor") == 0 && json_int(msg, "if_ofs", &if_ofs) == 0 &&
+			   json_int(msg, "tx_base", &tx_base) == 0 && json_int(msg, "rx_base", &rx_base) == 0 &&
+			   json_int(msg, "rings", &rings) == 0 &&
+			   add_feed(b, id, if_ofs, tx_base, rx_base, rings, fds, nfds) == 0) {
+			return; /* the feed keeps the descriptors */
+		} else if (strcmp(op, "add") == 0) {
+			shim_warn("%s: monitor %lld not fed by this client (copy monitors of pipe ends and levels "
+				  "beyond the first are not served by libvale-netmap)", b->port, (long long)id);
+		}
+	}
+	for (int i = 0; i < nfds; i++)
+		real_close(fds[i]);
+}
+
+/* shim_feed_check reads the events waiting on the binding's connection,
+ * at most once a millisecond. It reports 0 when valed closed it. */
+int shim_feed_check(struct shim_binding *b, int sock, int force)
+{
+	int64_t now = coarse_ns();
+	char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 64)];
+
+	if (!b->feeds)
+		b->feeds = calloc(1, sizeof(*b->feeds));
+	if (!b->feeds || sock < 0 || (!force && now < b->feeds->next_check))
+		return 1;
+	b->feeds->next_check = now + EVENT_EVERY_NS;
+	for (;;) {
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+		ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		int fds[64], nfds = 0;
+		if (n == 0) {
+			b->dead = 1;
+			return 0;
+		}
+		if (n < 0)
+			return 1;
+		buf[n] = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (int i = 0; i < k; i++)
+				if (nfds < 64)
+					fds[nfds++] = ((int *)CMSG_DATA(c))[i];
+				else
+					real_close(((int *)CMSG_DATA(c))[i]);
+		}
+		shim_feed_event(b, buf, fds, nfds);
+	}
+}
+
+/* reset puts a monitor ring whose reader broke it back in order (what
+ * valed does to a client's ring) and tells the reader. */
+static void reset(struct feed_ring *k, uint32_t why, uint32_t slot, uint32_t value)
+{
+	for (uint32_t j = 0; j < k->num; j++) {
+		struct netmap_slot *s = &k->slots[j];
+		if (s->buf_idx < 2 || s->buf_idx >= k->num_bufs) {
+			s->buf_idx = k->first_buf + j;
+			s->len = 0;
+			s->flags = 0;
+		} else if (s->len > k->max_len) {
+			s->len = 0;
+		}
+	}
+	st(&k->ctl->reset_head, k->hwcur);
+	st(&k->ctl->reset_why, why);
+	st(&k->ctl->reset_slot, slot);
+	st(&k->ctl->reset_value, value);
+	st(&k->ctl->reset_gen, ++k->reset_gen);
+	k->in_reset = 1;
+	signal_fd(k->kick_fd);
+}
+
+/* room returns how many slots the monitor's reader left free, after
+ * checking its head and cur; -1 if the ring is reset or waits for the
+ * reader to acknowledge one. */
+static int room(struct feed_ring *k)
+{
+	uint32_t head, cur;
+
+	if (k->in_reset) {
+		if (ld(&k->ctl->reset_ack) != k->reset_gen)
+			return -1;
+		k->in_reset = 0;
+	}
+	head = ld(&k->ctl->head);
+	if (head >= k->num || !in_range(k->hwcur, head, k->hwtail, k->num)) {
+		reset(k, RESET_BAD_HEAD, 0, head);
+		return -1;
+	}
+	cur = ld(&k->ctl->cur);
+	if (cur >= k->num || !in_range(head, cur, k->hwtail, k->num)) {
+		reset(k, RESET_BAD_CUR, 0, cur);
+		return -1;
+	}
+	k->hwcur = head;
+	return k->num - 1 - dist(head, k->hwtail, k->num);
+}
+
+/* swap_in gives monitor ring k the buffers of slots [from, to) of r, and r
+ * the monitor's free buffers in exchange (NS_BUF_CHANGED). */
+static void swap_in(struct feed_ring *k, struct shim_ring *r, uint32_t from, uint32_t to, uint16_t flags,
+		    int64_t ts)
+{
+	int space = room(k);
+	uint32_t t = k->hwtail, total = dist(from, to, r->num), n = 0;
+
+	for (uint32_t i = from; space > 0 && i != to; i = nxt(i, r->num)) {
+		struct netmap_slot *s = &r->nm->slot[i];
+		uint32_t idx = s->buf_idx, zidx;
+		n++;
+		if (idx < 2 || idx >= k->num_bufs)
+			continue;
+		struct netmap_slot *z = &k->slots[t];
+		zidx = z->buf_idx;
+		if (zidx < 2 || zidx >= k->num_bufs) {
+			reset(k, RESET_BAD_BUFIDX, t, zidx);
+			n = 0;
+			break;
+		}
+		z->buf_idx = idx;
+		z->len = s->len < k->max_len ? s->len : k->max_len;
+		z->flags = (s->flags & (NS_MOREFRAG | NS_TXMON)) | flags;
+		z->ptr = (uint64_t)ts;
+		s->buf_idx = zidx;
+		s->flags |= NS_BUF_CHANGED;
+		t = nxt(t, k->num);
+		space--;
+	}
+	if (total > n)
+		__atomic_add_fetch(&k->ctl->dropped, total - n, __ATOMIC_RELAXED);
+	if (t == k->hwtail)
+		return;
+	k->hwtail = t;
+	__atomic_store_n(&k->ctl->ts, ts, __ATOMIC_RELEASE);
+	st(&k->ctl->tail, t);
+	uint32_t ticket = ld(&k->ctl->app_kick);
+	if (ticket != 0 && ticket != k->answered) {
+		k->answered = ticket;
+		signal_fd(k->kick_fd);
+	}
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* shim_feed_swap hands the slots [from, to) of ring r to every zero-copy
+ * monitor of its direction: TX slots the other side finished with, RX slots
+ * the application released. */
+void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to)
+{
+	struct shim_feeds *fs = b->feeds;
+	int64_t ts;
+
+	if (!fs || fs->n == 0 || from == to)
+		return;
+	ts = realtime_ns();
+	for (int i = 0; i < fs->n; i++) {
+		struct feed *f = &fs->feeds[i];
+		int base = r->tx ? f->tx_base : f->rx_base;
+		if (base < 0 || base + r->id >= f->nrings)
+			continue;
+		swap_in(&f->rings[base + r->id], r, from, to, r->tx ? NS_TXMON : 0, ts);
+	}
+}
+
+/* shim_feeding reports whether the binding feeds a monitor. */
+int shim_feeding(struct shim_binding *b) { return b->feeds && b->feeds->n > 0; }
+
+/* shim_feeds_free releases the binding's feeds. */
+void shim_feeds_free(struct shim_binding *b)
+{
+	if (!b->feeds)
+		return;
+	while (b->feeds->n > 0)
+		drop_feed(b->feeds, 0);
+	free(b->feeds);
+	b->feeds = NULL;
+}
