@@ -449,3 +449,29 @@ func TestCNetmapFeedsZeroCopyMonitors(t *testing.T) {
 		t.Errorf("zero-copy monitor of the C receiver's pipe end: %s", out)
 	}
 }
+
+// A hostile zero-copy monitor reader gives back garbage buffer indexes and
+// breaks its head: the C client that feeds it never takes a bad index into
+// its own ring (it would write out of its memory), its frames reach their
+// destination exactly, and the monitor's ring is reset.
+func TestCNetmapHostileMonitorReader(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "40000"
+	rx := d.startC(t, false, prog, "rx", "vale0:hd", n)
+	start(t, d.sock, "pkt-gen", "-i", "vale0:hs/R", "-f", "rx")
+	d.waitPort(t, "vale0:hs")
+	d.waitPort(t, "vale0:hd")
+	bad := d.startC(t, false, check, "badmon", "vale0:hs/z", "4")
+	d.waitListed(t, "vale0:hs/z")
+	if out := d.runC(t, prog, "tx", "vale0:hs/T", n, "-pace", "20000"); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C sender feeding the hostile monitor: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("receiver: %s", out)
+	}
+	if out := bad.Wait(30 * time.Second); !strings.Contains(out, "badmon gave back") || !strings.Contains(out, "reset by the switch") {
+		t.Errorf("hostile monitor reader: %s", out)
+	}
+}

@@ -21,6 +21,10 @@
  *   nmcheck vale IF                 VALE control requests: NEWIF IF, ATTACH
  *                                   vale0:IF, LIST (by name, then all),
  *                                   PORT_HDR_GET and SET, DETACH, DELIF
+ *   nmcheck badmon NAME SECS        a hostile monitor reader: for SECS
+ *                                   seconds, give back every slot with a
+ *                                   garbage buffer index, and now and then a
+ *                                   head out of range
  *   nmcheck info NAME               PORT_INFO_GET and the legacy NIOCGINFO
  *   nmcheck pools NAME              register, then check POOLS_INFO_GET
  *                                   against what the binding maps
@@ -45,6 +49,7 @@
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <net/netmap_user.h>
@@ -457,6 +462,38 @@ static int eintr(const char *name)
 	return 0;
 }
 
+static int badmon(const char *name, int secs)
+{
+	struct nmreq_register r;
+	int fd = regist(name, NR_REG_ALL_NIC, 0, NULL, &r);
+	time_t end = time(NULL) + secs;
+	unsigned long given = 0, broken = 0;
+
+	if (fd < 0) {
+		perror("register");
+		return 1;
+	}
+	struct netmap_if *nifp = map(fd, &r);
+	while (time(NULL) < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		poll(&p, 1, 100);
+		for (unsigned i = 0; i < nifp->ni_rx_rings; i++) {
+			struct netmap_ring *ring = NETMAP_RXRING(nifp, i);
+			while (!nm_ring_empty(ring)) {
+				ring->slot[ring->cur].buf_idx = 0xdeadbeef - given;
+				ring->head = ring->cur = nm_ring_next(ring, ring->cur);
+				given++;
+			}
+			if (given % 7 == 3) {
+				ring->head = ring->num_slots + 5; /* the library puts it back */
+				broken++;
+			}
+		}
+	}
+	printf("badmon gave back %lu garbage buffers, broke head %lu times\n", given, broken);
+	return 0;
+}
+
 static int fork_send(const char *name, int count)
 {
 	struct nmreq_register r;
@@ -541,6 +578,8 @@ int main(int argc, char **argv)
 		printf("sync %d head %u cur %u tail %u\n", rc, ring->head, ring->cur, ring->tail);
 		return 0;
 	}
+	if (argc >= 4 && strcmp(argv[1], "badmon") == 0)
+		return badmon(argv[2], atoi(argv[3]));
 	if (argc >= 3 && strcmp(argv[1], "pools") == 0)
 		return pools(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "eintr") == 0)
