@@ -129,7 +129,7 @@ func (r *Registry[S]) OpenZeroCopy(s S, m *Monitor, t *Target, reply *wire.OpenR
 	fds := append([]int{t.FD}, m.eventFDs...)
 	m.rings = ringsOf(t.Mem, l, fi, m.name)
 	r.addFed(m)
-	r.AddFeeder(s, ZeroCopyKey(t.Key, level))
+	reply.Feeds = r.AddFeeder(s, ZeroCopyKey(t.Key, level))
 	r.opened(m)
 	return fds, func() { r.Close(m); t.Nifs.Release(nif) }, nil
 }

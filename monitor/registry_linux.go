@@ -125,7 +125,11 @@ func (r *Registry[S]) New(target, dirs string) *Monitor {
 // AddFeeder records s as a client whose syncs feed the monitors of key
 // (in place of what it fed before), and sends it the monitors already
 // there.
-func (r *Registry[S]) AddFeeder(s S, key string) {
+//
+// It returns how many monitor events it sent s: an open reply counts them
+// (wire.OpenReply.Feeds), so that the client sets its feeds up before its
+// first sync.
+func (r *Registry[S]) AddFeeder(s S, key string) int {
 	r.RemoveFeeder(s)
 	set := r.feeders[key]
 	if set == nil {
@@ -137,6 +141,7 @@ func (r *Registry[S]) AddFeeder(s S, key string) {
 	for _, m := range r.fed[key] {
 		r.send(s, wire.Event{Monitor: &m.event}, m.eventFDs)
 	}
+	return len(r.fed[key])
 }
 
 // RemoveFeeder forgets s as a feeder.

@@ -109,6 +109,7 @@ func (p *Pair) Free() error {
 	for end := range 2 {
 		notify.CloseAll(p.notify[end])
 	}
+	p.nifs.Close() // a zero-copy monitor may outlive the pair
 	return p.region.Close()
 }
 

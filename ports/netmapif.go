@@ -87,7 +87,7 @@ func NewMemID() uint16 { return uint16((lastMemID.Add(1)-1)%0xffff + 1) }
 // rewrite them, and valed never reads one back except its bufs_head.
 type NetmapIfs struct {
 	mu    sync.Mutex
-	mem   []byte
+	mem   []byte // nil once the region is gone (Close)
 	l     *Layout
 	memID uint16
 	used  [MaxBindings]bool
@@ -120,6 +120,10 @@ func (n *NetmapIfs) Write(iface int, b Bound, name string, bufsHead uint32) (int
 		return 0, fmt.Errorf("rings tx [%d, %d) rx [%d, %d) not in the interface", b.TxFirst, b.TxLast, b.RxFirst, b.RxLast)
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mem == nil {
+		return 0, errors.New("the port's memory is gone")
+	}
 	slot := -1
 	for i, used := range n.used {
 		if !used {
@@ -128,7 +132,6 @@ func (n *NetmapIfs) Write(iface int, b Bound, name string, bufsHead uint32) (int
 			break
 		}
 	}
-	n.mu.Unlock()
 	if slot < 0 {
 		return 0, errNoNetmapIf
 	}
@@ -153,15 +156,27 @@ func (n *NetmapIfs) Write(iface int, b Bound, name string, bufsHead uint32) (int
 
 // Release frees the slot of the netmap_if at ofs, as returned by Write,
 // and returns the first extra buffer its bufs_head held, read once (the
-// application may have written anything there).
+// application may have written anything there); 0 once the region is
+// gone. A binding may outlive its region's port: a zero-copy monitor
+// stays, orphaned, after the port it watched.
 func (n *NetmapIfs) Release(ofs int64) uint32 {
 	slot := (ofs - n.l.NifOfs) / nifSize
 	if slot < 0 || slot >= MaxBindings || n.l.NifOfs+slot*nifSize != ofs {
 		return 0
 	}
-	head := netmapIfAt(n.mem, ofs).BufsHead.Load()
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mem == nil {
+		return 0
+	}
 	n.used[slot] = false
+	return netmapIfAt(n.mem, ofs).BufsHead.Load()
+}
+
+// Close forgets the region, before its owner unmaps it: later Writes fail
+// and Releases read nothing.
+func (n *NetmapIfs) Close() {
+	n.mu.Lock()
+	n.mem = nil
 	n.mu.Unlock()
-	return head
 }

@@ -126,4 +126,13 @@ func TestNetmapIfWrite(t *testing.T) {
 	if _, err := nifs.Write(0, Bound{TxLast: 4}, "x", 0); err == nil {
 		t.Error("a binding to a ring the interface lacks was written")
 	}
+	// The region goes (its port is destroyed) before a binding to it does
+	// (an orphaned zero-copy monitor): nothing is read or written any more.
+	nifs.Close()
+	if head := nifs.Release(all[6]); head != 0 {
+		t.Errorf("release after close read bufs_head %d", head)
+	}
+	if _, err := nifs.Write(0, Bound{TxLast: 3, RxLast: 2}, "x", 0); err == nil {
+		t.Error("a netmap_if was written after close")
+	}
 }

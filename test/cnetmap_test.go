@@ -475,3 +475,28 @@ func TestCNetmapHostileMonitorReader(t *testing.T) {
 		t.Errorf("hostile monitor reader: %s", out)
 	}
 }
+
+// C pipe ends feed the copy monitors of their pipe: what the master sends
+// (/t) and what the slave receives (/r), every frame.
+func TestCNetmapFeedsPipeCopyMonitors(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "20000"
+	rx := d.startC(t, false, prog, "rx", "netmap:cm}1", n)
+	d.waitListed(t, "netmap:cm}1")
+	rmon := start(t, d.sock, "pkt-gen", "-i", "netmap:cm}1/r", "-f", "rx", "-n", n)
+	tmon := start(t, d.sock, "pkt-gen", "-i", "netmap:cm{1/t", "-f", "rx", "-n", n)
+	d.waitListed(t, "netmap:cm}1/r")
+	d.waitListed(t, "netmap:cm{1/t")
+	if out := d.runC(t, prog, "tx", "netmap:cm{1", n, "-pace", "20000"); !strings.Contains(out, "sent "+n) {
+		t.Errorf("C master: %s", out)
+	}
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("C slave: %s", out)
+	}
+	for name, p := range map[string]*proc{"/r of the slave": rmon, "/t of the master": tmon} {
+		if out := p.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+			t.Errorf("copy monitor %s: %s", name, out)
+		}
+	}
+}

@@ -530,7 +530,7 @@ func (d *Daemon) openValeLocked(s *session, n *portname.Name, g ports.Geometry, 
 		return nil, err
 	}
 	reply.Switch, reply.Index = n.Switch, ps.idx
-	d.monitors.AddFeeder(s, reply.Port)
+	reply.Feeds = d.monitors.AddFeeder(s, reply.Port)
 	s.release = func() {
 		if b.Close() == 0 {
 			d.destroyPortLocked(ps)

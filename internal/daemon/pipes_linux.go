@@ -69,7 +69,7 @@ func (d *Daemon) openPipeLocked(s *session, n *portname.Name, g ports.Geometry, 
 		return nil, err
 	}
 	fds := b.Reply(reply)
-	d.monitors.AddFeeder(s, reply.Port)
+	reply.Feeds = d.monitors.AddFeeder(s, reply.Port)
 	s.release = func() {
 		if b.Close() == 0 {
 			d.destroyPipeLocked(master)

@@ -213,7 +213,12 @@ static int setup_rings(struct shim_binding *b, int64_t if_ofs, int64_t tx_first,
 
 	if (!vi || vi->tx_rings != b->tx_rings || vi->rx_rings != b->rx_rings)
 		return -1;
+	if (vi->buf_size == 0 || vi->buf_ofs < 0 || (uint64_t)vi->buf_ofs > b->reg->size ||
+	    (uint64_t)vi->num_bufs * vi->buf_size > b->reg->size - (uint64_t)vi->buf_ofs)
+		return -1;
 	b->num_bufs = vi->num_bufs;
+	b->bufs = b->reg->base + vi->buf_ofs;
+	b->buf_size = vi->buf_size;
 	for (int i = 0; i < b->ntx + b->nrx; i++) {
 		int tx = i < b->ntx;
 		struct shim_ring *r = tx ? &b->tx[i] : &b->rx[i - b->ntx];
@@ -411,6 +416,9 @@ int shim_register(struct shim_fd *f, const char *name, uint32_t mode, uint32_t r
 		errno = saved;
 		return -1;
 	}
+	int64_t feeds = 0;
+	if (json_int(reply, "feeds", &feeds) == 0 && feeds > 0)
+		shim_feed_wait(f->b, f->sock, feeds); /* the monitors to feed from the first sync on */
 	free(reply);
 	return 0;
 }

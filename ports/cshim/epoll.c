@@ -318,3 +318,24 @@ int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, cons
 		return real_epoll_pwait(epfd, events, max, timeout, mask);
 	return nm_epoll_wait(epfd, events, max, timeout, mask);
 }
+
+/* epoll_pwait2 takes a timespec; netmap descriptors are waited for with
+ * millisecond resolution (rounded up). */
+int epoll_pwait2(int epfd, struct epoll_event *events, int max, const struct timespec *ts, const sigset_t *mask)
+{
+	static int (*real_fn)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+	int timeout = -1;
+
+	if (!has_regs(epfd)) {
+		if (!real_fn)
+			real_fn = dlsym(RTLD_NEXT, "epoll_pwait2");
+		if (!real_fn) {
+			errno = ENOSYS;
+			return -1;
+		}
+		return real_fn(epfd, events, max, ts, mask);
+	}
+	if (ts)
+		timeout = (int)(ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000);
+	return nm_epoll_wait(epfd, events, max, timeout, mask);
+}

@@ -1,16 +1,21 @@
 /*
- * Zero-copy monitors a binding feeds (package monitor's Feeds, in C). valed
- * tells a port's clients, on their connection, when a zero-copy monitor of
- * the port comes and goes; each client's syncs then swap the buffers of
- * the slots the switch (or the pipe's peer) finished with into the
- * monitor's rings, as netmap's zero-copy monitors do. The monitor's reader
- * is another process: every index read from its rings is checked, and a
- * violation resets the monitor ring the way valed resets a client's.
+ * The monitors a binding feeds (package monitor's Feeds, in C). valed tells
+ * a port's clients, on their connection, when a monitor they must feed
+ * comes and goes: the first zero-copy level of a VALE port or pipe end, and
+ * the copy monitors of a pipe end (valed copies frames for the copy
+ * monitors of VALE ports itself). Each client's syncs then swap the buffers
+ * of the slots the switch (or the pipe's peer) finished with into a
+ * zero-copy monitor's rings, or copy the frames a pipe end sends and
+ * receives into a copy monitor's, as netmap's monitors do. The monitor's
+ * reader is another process: every index read from its rings is checked,
+ * and a violation resets the monitor ring the way valed resets a client's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +29,8 @@ enum { RESET_BAD_HEAD = 1, RESET_BAD_CUR = 2, RESET_BAD_BUFIDX = 3 };
 
 struct feed_ring {
 	struct netmap_slot *slots;
+	char *bufs;       /* copy monitors: the monitor memory's buffer 0 */
+	uint32_t buf_size;
 	struct vale_ctl *ctl;
 	uint32_t num, num_bufs, first_buf, max_len;
 	uint32_t hwcur, hwtail, reset_gen, answered;
@@ -33,6 +40,9 @@ struct feed_ring {
 
 struct feed {
 	uint64_t id;
+	int copies; /* a copy monitor, in memory of its own */
+	char *mem;  /* that memory, mapped here */
+	size_t mem_size;
 	int tx_base, rx_base, nrings;
 	struct feed_ring *rings;
 };
@@ -69,25 +79,29 @@ static void drop_feed(struct shim_feeds *fs, int i)
 	for (int r = 0; r < f->nrings; r++)
 		real_close(f->rings[r].kick_fd);
 	free(f->rings);
+	if (f->mem)
+		real_munmap(f->mem, f->mem_size);
 	fs->feeds[i] = fs->feeds[--fs->n];
 }
 
-/* add_feed builds the feed of a zero-copy monitor whose interface lies at
- * if_ofs in the binding's region, taking fds (its eventfds, one per ring). */
-static int add_feed(struct shim_binding *b, uint64_t id, int64_t if_ofs, int tx_base, int rx_base, int rings,
-		    int *fds, int nfds)
+/* add_feed builds the feed of a monitor whose interface lies at if_ofs in
+ * base (size bytes: the binding's region, or a copy monitor's own memory),
+ * taking fds (its eventfds, one per ring). num_bufs bounds the buffer
+ * indexes a zero-copy monitor may hand back. */
+static int add_feed(struct shim_binding *b, uint64_t id, char *base, size_t size, uint32_t num_bufs, int64_t if_ofs,
+		    int tx_base, int rx_base, int rings, int *fds, int nfds)
 {
 	struct shim_feeds *fs = b->feeds;
 	struct vale_if *vi;
 	struct feed *f;
-	char *base = b->reg->base;
-	size_t size = b->reg->size;
 
 	if (fs->n == MAX_FEEDS || rings <= 0 || rings > VALE_MAX_RINGS || nfds != rings || if_ofs < 0 || if_ofs % 8 ||
 	    (uint64_t)if_ofs + sizeof(*vi) + 16 * (uint64_t)rings > size)
 		return -1;
 	vi = (struct vale_if *)(base + if_ofs);
-	if (vi->magic != VALE_MAGIC || vi->version != VALE_VERSION || vi->tx_rings != 0 || vi->rx_rings != (uint32_t)rings)
+	if (vi->magic != VALE_MAGIC || vi->version != VALE_VERSION || vi->tx_rings != 0 || vi->rx_rings != (uint32_t)rings ||
+	    vi->buf_size == 0 || vi->buf_ofs < 0 || (uint64_t)vi->buf_ofs > size ||
+	    (uint64_t)vi->num_bufs * vi->buf_size > size - (uint64_t)vi->buf_ofs)
 		return -1;
 	f = &fs->feeds[fs->n];
 	f->rings = calloc(rings, sizeof(*f->rings));
@@ -104,9 +118,11 @@ static int add_feed(struct shim_binding *b, uint64_t id, int64_t if_ofs, int tx_
 		}
 		k->ctl = (struct vale_ctl *)(base + co);
 		k->num = k->ctl->num_slots;
-		k->num_bufs = k->ctl->num_bufs < b->num_bufs ? k->ctl->num_bufs : b->num_bufs;
+		k->num_bufs = vi->num_bufs < num_bufs ? vi->num_bufs : num_bufs;
 		k->first_buf = k->ctl->first_buf;
-		k->max_len = k->ctl->buf_size < 0xffff ? k->ctl->buf_size : 0xffff;
+		k->buf_size = vi->buf_size;
+		k->bufs = base + vi->buf_ofs;
+		k->max_len = vi->buf_size < 0xffff ? vi->buf_size : 0xffff;
 		if (k->num < 2 || (uint64_t)ro + 256 + 16 * (uint64_t)k->num > size) {
 			free(f->rings);
 			return -1;
@@ -122,6 +138,31 @@ static int add_feed(struct shim_binding *b, uint64_t id, int64_t if_ofs, int tx_
 	f->rx_base = rx_base;
 	f->nrings = rings;
 	fs->n++;
+	return 0;
+}
+
+/* add_copy_feed maps a copy monitor's memory (fds[0], the message's
+ * mem_size bytes) and builds its feed. */
+static int add_copy_feed(struct shim_binding *b, uint64_t id, const char *msg, int64_t if_ofs, int tx_base,
+			 int rx_base, int rings, int *fds, int nfds)
+{
+	int64_t mem_size;
+	char *mem;
+
+	if (nfds < 1 || json_int(msg, "mem_size", &mem_size) || mem_size <= 0)
+		return -1;
+	mem = real_mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (mem == MAP_FAILED)
+		return -1;
+	if (add_feed(b, id, mem, mem_size, UINT32_MAX, if_ofs, tx_base, rx_base, rings, fds + 1, nfds - 1) < 0) {
+		real_munmap(mem, mem_size);
+		return -1;
+	}
+	struct feed *f = &b->feeds->feeds[b->feeds->n - 1];
+	f->copies = 1;
+	f->mem = mem;
+	f->mem_size = mem_size;
+	real_close(fds[0]);
 	return 0;
 }
 
@@ -142,14 +183,16 @@ void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds
 				if (b->feeds->feeds[i].id == (uint64_t)id)
 					drop_feed(b->feeds, i);
 		} else if (strcmp(op, "add") == 0 && json_str(msg, "kind", kind, sizeof(kind)) == 0 &&
-			   strcmp(kind, "zerocopy-monitor") == 0 && json_int(msg, "if_ofs", &if_ofs) == 0 &&
-			   json_int(msg, "tx_base", &tx_base) == 0 && json_int(msg, "rx_base", &rx_base) == 0 &&
-			   json_int(msg, "rings", &rings) == 0 &&
-			   add_feed(b, id, if_ofs, tx_base, rx_base, rings, fds, nfds) == 0) {
-			return; /* the feed keeps the descriptors */
-		} else if (strcmp(op, "add") == 0) {
-			shim_warn("%s: monitor %lld not fed by this client (copy monitors of pipe ends and levels "
-				  "beyond the first are not served by libvale-netmap)", b->port, (long long)id);
+			   json_int(msg, "if_ofs", &if_ofs) == 0 && json_int(msg, "tx_base", &tx_base) == 0 &&
+			   json_int(msg, "rx_base", &rx_base) == 0 && json_int(msg, "rings", &rings) == 0) {
+			if (strcmp(kind, "zerocopy-monitor") == 0 &&
+			    add_feed(b, id, b->reg->base, b->reg->size, b->num_bufs, if_ofs, tx_base, rx_base, rings, fds,
+				     nfds) == 0)
+				return; /* the feed keeps the descriptors */
+			if (strcmp(kind, "monitor") == 0 && add_copy_feed(b, id, msg, if_ofs, tx_base, rx_base, rings, fds,
+									   nfds) == 0)
+				return;
+			shim_warn("%s: monitor %lld cannot be fed by this client", b->port, (long long)id);
 		}
 	}
 	for (int i = 0; i < nfds; i++)
@@ -189,6 +232,40 @@ int shim_feed_check(struct shim_binding *b, int sock, int force)
 					fds[nfds++] = ((int *)CMSG_DATA(c))[i];
 				else
 					real_close(((int *)CMSG_DATA(c))[i]);
+		}
+		shim_feed_event(b, buf, fds, nfds);
+	}
+}
+
+/* shim_feed_wait takes the count monitor events valed sends right after
+ * an open reply (the monitors to feed from the first sync on), waiting up
+ * to a second for each. */
+void shim_feed_wait(struct shim_binding *b, int sock, int64_t count)
+{
+	char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 64)];
+
+	if (!b->feeds)
+		b->feeds = calloc(1, sizeof(*b->feeds));
+	for (int64_t i = 0; b->feeds && i < count; i++) {
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		if (real_poll(&p, 1, 1000) != 1)
+			return;
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+		ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		int fds[64], nfds = 0;
+		if (n <= 0)
+			return;
+		buf[n] = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (int j = 0; j < k; j++)
+				if (nfds < 64)
+					fds[nfds++] = ((int *)CMSG_DATA(c))[j];
+				else
+					real_close(((int *)CMSG_DATA(c))[j]);
 		}
 		shim_feed_event(b, buf, fds, nfds);
 	}
@@ -294,6 +371,77 @@ static int64_t realtime_ns(void)
 	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* copy_in copies the frames in slots [from, to) of r into copy monitor
+ * ring k, a slot for a slot; a chain of fragments that does not fit is
+ * dropped whole. */
+static void copy_in(struct feed_ring *k, struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to,
+		    int64_t ts)
+{
+	int space = room(k);
+	uint32_t t = k->hwtail, lost = 0;
+
+	for (uint32_t i = from; i != to;) {
+		uint32_t n = 1, j = i;
+		while ((r->nm->slot[j].flags & NS_MOREFRAG) && nxt(j, r->num) != to && n < NETMAP_MAX_FRAGS) {
+			j = nxt(j, r->num);
+			n++;
+		}
+		if (space < (int)n) {
+			lost++;
+			i = nxt(j, r->num);
+			continue;
+		}
+		for (uint32_t m = 0; m < n; m++, i = nxt(i, r->num)) {
+			struct netmap_slot *s = &r->nm->slot[i], *z = &k->slots[t];
+			uint32_t len = s->len < k->max_len ? s->len : k->max_len, zidx = z->buf_idx;
+			if (zidx < 2 || zidx >= k->num_bufs) {
+				reset(k, RESET_BAD_BUFIDX, t, zidx); /* the reader broke its ring */
+				return;
+			}
+			if (s->buf_idx < 2 || s->buf_idx >= b->num_bufs || len > b->buf_size)
+				len = 0;
+			else
+				memcpy(k->bufs + (uint64_t)zidx * k->buf_size, b->bufs + (uint64_t)s->buf_idx * b->buf_size, len);
+			z->len = len;
+			z->flags = (s->flags & NS_MOREFRAG) && m + 1 < n ? NS_MOREFRAG : 0;
+			z->ptr = (uint64_t)ts;
+			t = nxt(t, k->num);
+			space--;
+		}
+	}
+	if (lost)
+		__atomic_add_fetch(&k->ctl->dropped, lost, __ATOMIC_RELAXED);
+	if (t == k->hwtail)
+		return;
+	k->hwtail = t;
+	__atomic_store_n(&k->ctl->ts, ts, __ATOMIC_RELEASE);
+	st(&k->ctl->tail, t);
+	uint32_t ticket = ld(&k->ctl->app_kick);
+	if (ticket != 0 && ticket != k->answered) {
+		k->answered = ticket;
+		signal_fd(k->kick_fd);
+	}
+}
+
+/* shim_feed_copy copies the frames in slots [from, to) of ring r into
+ * every copy monitor of its direction: what a pipe end sent or received. */
+void shim_feed_copy(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to)
+{
+	struct shim_feeds *fs = b->feeds;
+	int64_t ts;
+
+	if (!fs || fs->n == 0 || from == to)
+		return;
+	ts = realtime_ns();
+	for (int i = 0; i < fs->n; i++) {
+		struct feed *f = &fs->feeds[i];
+		int base = r->tx ? f->tx_base : f->rx_base;
+		if (!f->copies || base < 0 || base + r->id >= f->nrings)
+			continue;
+		copy_in(&f->rings[base + r->id], b, r, from, to, ts);
+	}
+}
+
 /* shim_feed_swap hands the slots [from, to) of ring r to every zero-copy
  * monitor of its direction: TX slots the other side finished with, RX slots
  * the application released. */
@@ -308,7 +456,7 @@ void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, 
 	for (int i = 0; i < fs->n; i++) {
 		struct feed *f = &fs->feeds[i];
 		int base = r->tx ? f->tx_base : f->rx_base;
-		if (base < 0 || base + r->id >= f->nrings)
+		if (f->copies || base < 0 || base + r->id >= f->nrings)
 			continue;
 		swap_in(&f->rings[base + r->id], r, from, to, r->tx ? NS_TXMON : 0, ts);
 	}

@@ -125,6 +125,8 @@ struct shim_binding {
 	int64_t spin_ns; /* adaptive poll window */
 	int dead;        /* valed went away */
 	uint32_t num_bufs;         /* buffers in the region's pool */
+	char *bufs;                /* buffer 0, as valed laid the region out */
+	uint32_t buf_size;
 	struct shim_fd *owner;     /* the netmap descriptor bound */
 	struct shim_feeds *feeds;  /* zero-copy monitors this binding feeds */
 };
@@ -186,7 +188,9 @@ int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name
 /* feed.c */
 void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds);
 int shim_feed_check(struct shim_binding *b, int sock, int force);
+void shim_feed_wait(struct shim_binding *b, int sock, int64_t count);
 void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to);
+void shim_feed_copy(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to);
 int shim_feeding(struct shim_binding *b);
 void shim_feeds_free(struct shim_binding *b);
 

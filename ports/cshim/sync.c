@@ -118,6 +118,8 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 	if (hw != head && r->tx) {
 		int64_t ts = realtime_ns();
 		uint32_t complete = hw;
+		if (shim_feeding(b))
+			shim_feed_copy(b, r, hw, head); /* what the end sends */
 		for (uint32_t k = hw; k != head;) {
 			struct netmap_slot *s = &r->nm->slot[k], d = *s;
 			if (d.flags & NS_BUF_CHANGED)
@@ -157,8 +159,12 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 				  r->tx ? "tx" : "rx", r->id, t, r->tail, prv(head, r->num));
 		return;
 	}
-	if (r->tx && t != r->tail && shim_feeding(b))
-		shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
+	if (t != r->tail && shim_feeding(b)) {
+		if (r->tx)
+			shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
+		else
+			shim_feed_copy(b, r, r->tail, t); /* what the end received */
+	}
 	r->tail = t;
 }
 

@@ -161,6 +161,13 @@ func Open(name string, opts *Options) (*Port, error) {
 	// switch round (pkt-gen into a vhost-user port, both on one CPU: 7.2
 	// Mpps sleeping, 9.8 polling).
 	p.txPoller.Max = p.rxPoller.Max
+	// The monitors to feed from the first sync on come right after the
+	// reply: take them now, before the application sends anything.
+	for range reply.Feeds {
+		if !p.event() {
+			break
+		}
+	}
 	go p.watch()
 	return p, nil
 }
@@ -283,29 +290,7 @@ func setup(n portname.Name, reply wire.OpenReply, conn *ctl.Conn, mem []byte, fd
 // the connection ends. valed only closes it when it goes away, and then
 // every sleeper must wake up with an error.
 func (p *Port) watch() {
-	for {
-		var msg ctl.Reply
-		fds, err := p.conn.Recv(&msg)
-		if err != nil {
-			ctl.CloseFDs(fds)
-			break
-		}
-		var ev wire.Event
-		if msg.Body == nil || json.Unmarshal(msg.Body, &ev) != nil || ev.Monitor == nil {
-			ctl.CloseFDs(fds)
-			continue
-		}
-		switch m := ev.Monitor; m.Op {
-		case wire.MonitorAdd:
-			if f, err := monitor.NewFeed(m, p.mem, fds, p.reply.Port); err == nil {
-				p.feeds.Add(f)
-			}
-		case wire.MonitorRemove:
-			ctl.CloseFDs(fds)
-			p.feeds.Remove(m.ID)
-		default:
-			ctl.CloseFDs(fds)
-		}
+	for p.event() {
 	}
 	if !p.closed.Load() {
 		p.dead.Store(true)
@@ -313,6 +298,35 @@ func (p *Port) watch() {
 			notify.Signal(p.waitFDs[0])
 		}
 	}
+}
+
+// event reads one message valed sent after the open reply and applies it
+// (a monitor to feed, or one gone). It reports false once the connection
+// ended.
+func (p *Port) event() bool {
+	var msg ctl.Reply
+	fds, err := p.conn.Recv(&msg)
+	if err != nil {
+		ctl.CloseFDs(fds)
+		return false
+	}
+	var ev wire.Event
+	if msg.Body == nil || json.Unmarshal(msg.Body, &ev) != nil || ev.Monitor == nil {
+		ctl.CloseFDs(fds)
+		return true
+	}
+	switch m := ev.Monitor; m.Op {
+	case wire.MonitorAdd:
+		if f, err := monitor.NewFeed(m, p.mem, fds, p.reply.Port); err == nil {
+			p.feeds.Add(f)
+		}
+	case wire.MonitorRemove:
+		ctl.CloseFDs(fds)
+		p.feeds.Remove(m.ID)
+	default:
+		ctl.CloseFDs(fds)
+	}
+	return true
 }
 
 // Reopen closes p and opens the same name with the same options again,

@@ -417,6 +417,7 @@ func (p *Port) Free() error {
 		x.room.Close()
 	}
 	notify.CloseAll(p.notify)
+	p.nifs.Close() // a zero-copy monitor may outlive the port
 	if p.region != nil {
 		return p.region.Close()
 	}

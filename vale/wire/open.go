@@ -52,14 +52,17 @@ type OpenReply struct {
 	NifOfs      int64          `json:"nif_ofs"`      // this binding's netmap_if (netmap's nr_offset)
 	MemID       uint16         `json:"mem_id"`       // the region's memory id (netmap's nr_mem_id)
 	GrantedBufs uint32         `json:"granted_bufs"` // extra buffers chained from the netmap_if's bufs_head
-	Pools       ports.Pools    `json:"pools"`        // the region's pools (netmap's POOLS_INFO_GET)
-	PeerIfOfs   int64          `json:"peer_if_ofs"`  // KindPipe: the other end's interface header
-	TxFirst     int            `json:"tx_first"`     // bound TX rings are [TxFirst, TxLast)
-	TxLast      int            `json:"tx_last"`
-	RxFirst     int            `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
-	RxLast      int            `json:"rx_last"`
-	NotifyFirst int            `json:"notify_first"`
-	NotifyLast  int            `json:"notify_last"`
+	Pools       ports.Pools    `json:"pools"`
+	// Feeds is how many monitor events follow the reply at once: the
+	// monitors the client must feed from its first sync on.
+	Feeds       int   `json:"feeds,omitempty"` // the region's pools (netmap's POOLS_INFO_GET)
+	PeerIfOfs   int64 `json:"peer_if_ofs"`     // KindPipe: the other end's interface header
+	TxFirst     int   `json:"tx_first"`        // bound TX rings are [TxFirst, TxLast)
+	TxLast      int   `json:"tx_last"`
+	RxFirst     int   `json:"rx_first"` // bound RX rings are [RxFirst, RxLast)
+	RxLast      int   `json:"rx_last"`
+	NotifyFirst int   `json:"notify_first"`
+	NotifyLast  int   `json:"notify_last"`
 }
 
 // InfoRequest asks for the geometry of a port (netmap's PORT_INFO_GET).
