@@ -53,10 +53,11 @@ static void close_fds(int *fds, int n)
 		real_close(fds[i]);
 }
 
-/* recv_msg receives one message into buf (NUL terminated) and up to maxfds
- * descriptors. It returns the length, 0 when valed closed the connection,
+/* ctl_recv receives one message into buf (NUL terminated) and up to maxfds
+ * descriptors (the rest are closed), waiting for it unless flags has
+ * MSG_DONTWAIT. It returns the length, 0 when valed closed the connection,
  * or -1. */
-static ssize_t recv_msg(int sock, char *buf, size_t cap, int *fds, int maxfds, int *nfds)
+ssize_t ctl_recv(int sock, char *buf, size_t cap, int *fds, int maxfds, int *nfds, int flags)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
 	struct iovec iov = {.iov_base = buf, .iov_len = cap - 1};
@@ -65,7 +66,7 @@ static ssize_t recv_msg(int sock, char *buf, size_t cap, int *fds, int maxfds, i
 
 	*nfds = 0;
 	do
-		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -1;
@@ -130,7 +131,7 @@ int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, i
 		return -1;
 	}
 	for (;;) {
-		n = recv_msg(sock, buf, MAX_REPLY, fds, maxfds, nfds);
+		n = ctl_recv(sock, buf, MAX_REPLY, fds, maxfds, nfds, 0);
 		if (n <= 0) {
 			if (n == 0)
 				errno = ECONNRESET;
@@ -179,7 +180,7 @@ int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char 
 		return -1;
 	}
 	for (;;) {
-		n = recv_msg(sock, buf, MAX_REPLY, fds, MAX_FDS, &nfds);
+		n = ctl_recv(sock, buf, MAX_REPLY, fds, MAX_FDS, &nfds, 0);
 		if (n > 0 && strncmp(buf, "{\"body\":{\"monitor\":", 19) == 0) {
 			monitor_event(sock, buf, fds, nfds);
 			continue;

@@ -157,16 +157,12 @@ static int collect(int epfd, struct epoll_event *out, int max)
 		uint32_t got = 0;
 		if (r->epfd != epfd || !b)
 			continue;
-		if (!(b->flags & NR_NO_TX_POLL))
-			shim_txsync(b);
-		if ((r->events & EPOLLIN) || (b->flags & NR_DO_RX_POLL))
-			shim_rxsync(b);
-		short rev = shim_ready(b, poll_events(r->events));
+		short rev = shim_poll_binding(b, poll_events(r->events));
 		if (rev & POLLIN)
 			got |= EPOLLIN;
 		if (rev & POLLOUT)
 			got |= EPOLLOUT;
-		if (b->dead)
+		if (rev & (POLLERR | POLLHUP))
 			got |= EPOLLERR | EPOLLHUP;
 		if (got)
 			out[n++] = (struct epoll_event){.events = got, .data = r->data};
@@ -182,17 +178,8 @@ static int arm(int epfd, int on)
 
 	for (int i = 0; i < nregs; i++) {
 		struct shim_binding *b = regs[i].f->b;
-		if (regs[i].epfd != epfd || !b)
-			continue;
-		short ev = poll_events(regs[i].events) | POLLOUT;
-		if (on) {
-			if (++b->ticket == 0)
-				b->ticket = 1;
-			shim_arm(b, ev, b->ticket);
-			moved |= shim_moved(b, ev);
-		} else {
-			shim_arm(b, ev, 0);
-		}
+		if (regs[i].epfd == epfd && b)
+			moved |= shim_ticket(b, poll_events(regs[i].events), on);
 	}
 	return moved;
 }

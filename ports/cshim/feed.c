@@ -53,24 +53,12 @@ struct shim_feeds {
 	int64_t next_check;
 };
 
-static inline uint32_t ld(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-static inline uint32_t nxt(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
-static inline uint32_t dist(uint32_t a, uint32_t b, uint32_t n) { return b >= a ? b - a : b + n - a; }
-static inline int in_range(uint32_t a, uint32_t x, uint32_t b, uint32_t n) { return dist(a, x, n) <= dist(a, b, n); }
 
 static int64_t coarse_ns(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
 	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static void signal_fd(int fd)
-{
-	uint64_t one = 1;
-	ssize_t n = write(fd, &one, sizeof(one));
-	(void)n;
 }
 
 static void drop_feed(struct shim_feeds *fs, int i)
@@ -199,42 +187,37 @@ void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds
 		real_close(fds[i]);
 }
 
+/* take_event reads one message from the connection (waiting for it unless
+ * dontwait) and applies it. It returns what ctl_recv returned. */
+static ssize_t take_event(struct shim_binding *b, int sock, int dontwait)
+{
+	char buf[4096];
+	int fds[64], nfds;
+	ssize_t n = ctl_recv(sock, buf, sizeof(buf), fds, 64, &nfds, dontwait ? MSG_DONTWAIT : 0);
+
+	if (n > 0)
+		shim_feed_event(b, buf, fds, nfds);
+	return n;
+}
+
 /* shim_feed_check reads the events waiting on the binding's connection,
- * at most once a millisecond. It reports 0 when valed closed it. */
+ * at most once a millisecond unless forced. It reports 0 when valed
+ * closed it. */
 int shim_feed_check(struct shim_binding *b, int sock, int force)
 {
 	int64_t now = coarse_ns();
-	char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 64)];
+	ssize_t n;
 
 	if (!b->feeds)
 		b->feeds = calloc(1, sizeof(*b->feeds));
 	if (!b->feeds || sock < 0 || (!force && now < b->feeds->next_check))
 		return 1;
 	b->feeds->next_check = now + EVENT_EVERY_NS;
-	for (;;) {
-		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-		ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		int fds[64], nfds = 0;
-		if (n == 0) {
-			b->dead = 1;
-			return 0;
-		}
-		if (n < 0)
-			return 1;
-		buf[n] = 0;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (int i = 0; i < k; i++)
-				if (nfds < 64)
-					fds[nfds++] = ((int *)CMSG_DATA(c))[i];
-				else
-					real_close(((int *)CMSG_DATA(c))[i]);
-		}
-		shim_feed_event(b, buf, fds, nfds);
-	}
+	while ((n = take_event(b, sock, 1)) > 0)
+		;
+	if (n == 0)
+		b->dead = 1;
+	return n != 0;
 }
 
 /* shim_feed_wait takes the count monitor events valed sends right after
@@ -242,32 +225,10 @@ int shim_feed_check(struct shim_binding *b, int sock, int force)
  * to a second for each. */
 void shim_feed_wait(struct shim_binding *b, int sock, int64_t count)
 {
-	char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 64)];
-
-	if (!b->feeds)
-		b->feeds = calloc(1, sizeof(*b->feeds));
-	for (int64_t i = 0; b->feeds && i < count; i++) {
+	for (int64_t i = 0; i < count; i++) {
 		struct pollfd p = {.fd = sock, .events = POLLIN};
-		if (real_poll(&p, 1, 1000) != 1)
+		if (real_poll(&p, 1, 1000) != 1 || take_event(b, sock, 1) <= 0)
 			return;
-		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-		ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		int fds[64], nfds = 0;
-		if (n <= 0)
-			return;
-		buf[n] = 0;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (int j = 0; j < k; j++)
-				if (nfds < 64)
-					fds[nfds++] = ((int *)CMSG_DATA(c))[j];
-				else
-					real_close(((int *)CMSG_DATA(c))[j]);
-		}
-		shim_feed_event(b, buf, fds, nfds);
 	}
 }
 
@@ -362,13 +323,6 @@ static void swap_in(struct feed_ring *k, struct shim_ring *r, uint32_t from, uin
 		k->answered = ticket;
 		signal_fd(k->kick_fd);
 	}
-}
-
-static int64_t realtime_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* copy_in copies the frames in slots [from, to) of r into copy monitor

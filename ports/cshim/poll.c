@@ -51,13 +51,7 @@ static int sync_entries(struct pollfd *fds, nfds_t n)
 		struct shim_binding *b = netmap_entry(&fds[i]);
 		if (!b)
 			continue;
-		if (!(b->flags & NR_NO_TX_POLL))
-			shim_txsync(b);
-		if ((fds[i].events & (POLLIN | POLLRDNORM)) || (b->flags & NR_DO_RX_POLL))
-			shim_rxsync(b);
-		fds[i].revents = shim_ready(b, fds[i].events);
-		if (b->dead)
-			fds[i].revents |= POLLERR | POLLHUP;
+		fds[i].revents = shim_poll_binding(b, fds[i].events);
 		if (fds[i].revents)
 			ready++;
 	}
@@ -119,17 +113,8 @@ static int arm_all(struct pollfd *fds, nfds_t n, int on)
 
 	for (nfds_t i = 0; i < n; i++) {
 		struct shim_binding *b = netmap_entry(&fds[i]);
-		if (!b)
-			continue;
-		short ev = fds[i].events | POLLOUT; /* TX completion moves tails too */
-		if (on) {
-			if (++b->ticket == 0)
-				b->ticket = 1;
-			shim_arm(b, ev, b->ticket);
-			moved |= shim_moved(b, ev);
-		} else {
-			shim_arm(b, ev, 0);
-		}
+		if (b)
+			moved |= shim_ticket(b, fds[i].events, on);
 	}
 	return moved;
 }

@@ -10,6 +10,8 @@
 #include <sys/select.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <net/netmap.h>
 
@@ -139,6 +141,31 @@ struct shim_fd {
 	struct shim_binding *b;
 };
 
+/* Ring arithmetic and the shared words, as both sides use them. */
+static inline uint32_t ld(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t nxt(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
+static inline uint32_t prv(uint32_t i, uint32_t n) { return i == 0 ? n - 1 : i - 1; }
+static inline uint32_t dist(uint32_t a, uint32_t b, uint32_t n) { return b >= a ? b - a : b + n - a; }
+/* in_range reports whether x lies in the cyclic interval [a, b]. */
+static inline int in_range(uint32_t a, uint32_t x, uint32_t b, uint32_t n) { return dist(a, x, n) <= dist(a, b, n); }
+
+/* signal_fd adds one to an eventfd (EAGAIN: it is full, which wakes its
+ * reader anyway). */
+static inline void signal_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one));
+	(void)n;
+}
+
+static inline int64_t realtime_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 /* real.c: the functions the shim wraps, as libc has them. */
 int real_open(const char *path, int flags, mode_t mode);
 int real_openat(int dirfd, const char *path, int flags, mode_t mode);
@@ -165,6 +192,7 @@ void shim_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ctl.c: valed's control protocol */
 int ctl_connect(int cloexec);
+ssize_t ctl_recv(int sock, char *buf, size_t cap, int *fds, int maxfds, int *nfds, int flags);
 int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, int maxfds, int *nfds);
 int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char *body, void *arg), void *arg);
 int json_objects(const char *json, const char *key, int (*each)(const char *obj, void *arg), void *arg);
@@ -204,6 +232,8 @@ void shim_rxsync(struct shim_binding *b);
 int shim_ready(struct shim_binding *b, short events);
 int shim_moved(struct shim_binding *b, short events);
 void shim_arm(struct shim_binding *b, short events, uint32_t ticket);
+short shim_poll_binding(struct shim_binding *b, short events);
+int shim_ticket(struct shim_binding *b, short events, int on);
 void shim_drain(int fd);
 
 #endif

@@ -13,23 +13,6 @@
 
 #include "shim.h"
 
-static inline uint32_t ld(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void st(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-
-/* in_range reports whether x lies in the cyclic interval [a, b]. */
-static inline int in_range(uint32_t a, uint32_t x, uint32_t b, uint32_t n)
-{
-	uint32_t dx = x >= a ? x - a : x + n - a;
-	uint32_t db = b >= a ? b - a : b + n - a;
-	return dx <= db;
-}
-
-static void signal_fd(int fd)
-{
-	uint64_t one = 1;
-	ssize_t n = write(fd, &one, sizeof(one)); /* EAGAIN: full, which wakes the reader anyway */
-	(void)n;
-}
 
 /* shim_drain resets an eventfd that fired. */
 void shim_drain(int fd)
@@ -83,15 +66,6 @@ static void check_reset(struct shim_binding *b, struct shim_ring *r)
 	st(&r->ctl->reset_ack, gen);
 }
 
-static inline uint32_t nxt(uint32_t i, uint32_t n) { return i + 1 == n ? 0 : i + 1; }
-static inline uint32_t prv(uint32_t i, uint32_t n) { return i == 0 ? n - 1 : i - 1; }
-
-static int64_t realtime_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 /* wake_peer signals the pipe's other end if it sleeps on the ring this one
  * just fed or gave room to. */
@@ -278,6 +252,40 @@ int shim_moved(struct shim_binding *b, short events)
 			if (ld(&b->tx[i].ctl->tail) != b->tx[i].tail || ld(&b->tx[i].ctl->reset_gen) != b->tx[i].reset_ack)
 				return 1;
 	return 0;
+}
+
+/* shim_poll_binding syncs a binding as poll does for events (TX rings
+ * unless NR_NO_TX_POLL, RX rings for POLLIN or with NR_DO_RX_POLL) and
+ * returns the events that hold, POLLERR and POLLHUP once valed is gone. */
+short shim_poll_binding(struct shim_binding *b, short events)
+{
+	short rev;
+
+	if (!(b->flags & NR_NO_TX_POLL))
+		shim_txsync(b);
+	if ((events & (POLLIN | POLLRDNORM)) || (b->flags & NR_DO_RX_POLL))
+		shim_rxsync(b);
+	rev = shim_ready(b, events);
+	if (b->dead)
+		rev |= POLLERR | POLLHUP;
+	return rev;
+}
+
+/* shim_ticket publishes a fresh sleep ticket (on) on the rings a wait for
+ * events depends on (TX completions count too), or clears it; it reports
+ * whether a ring moved meanwhile, when the wait must not start. */
+int shim_ticket(struct shim_binding *b, short events, int on)
+{
+	short ev = events | POLLOUT;
+
+	if (!on) {
+		shim_arm(b, ev, 0);
+		return 0;
+	}
+	if (++b->ticket == 0)
+		b->ticket = 1;
+	shim_arm(b, ev, b->ticket);
+	return shim_moved(b, ev);
 }
 
 /* shim_arm publishes a sleep ticket (0: none) on the rings a wait for
