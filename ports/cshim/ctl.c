@@ -104,6 +104,26 @@ static void monitor_event(int sock, const char *msg, int *fds, int nfds)
 		close_fds(fds, nfds);
 }
 
+/* send_request sends the request req and returns a buffer for the replies
+ * (to free), or NULL with errno set. */
+static char *send_request(int sock, const char *req, size_t reqlen)
+{
+	char *buf;
+	ssize_t n;
+
+	do
+		n = send(sock, req, reqlen, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		shim_warn("cannot talk to valed: %s", strerror(errno));
+		return NULL;
+	}
+	buf = malloc(MAX_REPLY);
+	if (!buf)
+		errno = ENOMEM;
+	return buf;
+}
+
 /* ctl_call sends the request req and waits for its reply, skipping the
  * monitor events valed may have sent meanwhile. On success it returns 0,
  * *reply (to free) holds the reply's body or error, and fds the
@@ -118,18 +138,8 @@ int ctl_call(int sock, const char *req, size_t reqlen, char **reply, int *fds, i
 
 	*reply = NULL;
 	*nfds = 0;
-	do
-		n = send(sock, req, reqlen, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		shim_warn("cannot talk to valed: %s", strerror(errno));
+	if (!(buf = send_request(sock, req, reqlen)))
 		return -1;
-	}
-	buf = malloc(MAX_REPLY);
-	if (!buf) {
-		errno = ENOMEM;
-		return -1;
-	}
 	for (;;) {
 		n = ctl_recv(sock, buf, MAX_REPLY, fds, maxfds, nfds, 0);
 		if (n <= 0) {
@@ -167,18 +177,8 @@ int ctl_stream(int sock, const char *req, size_t reqlen, int (*each)(const char 
 	ssize_t n;
 	char msg[512];
 
-	do
-		n = send(sock, req, reqlen, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		shim_warn("cannot talk to valed: %s", strerror(errno));
+	if (!(buf = send_request(sock, req, reqlen)))
 		return -1;
-	}
-	buf = malloc(MAX_REPLY);
-	if (!buf) {
-		errno = ENOMEM;
-		return -1;
-	}
 	for (;;) {
 		n = ctl_recv(sock, buf, MAX_REPLY, fds, MAX_FDS, &nfds, 0);
 		if (n > 0 && strncmp(buf, "{\"body\":{\"monitor\":", 19) == 0) {

@@ -377,9 +377,12 @@ static void copy_in(struct feed_ring *k, struct shim_binding *b, struct shim_rin
 	}
 }
 
-/* shim_feed_copy copies the frames in slots [from, to) of ring r into
- * every copy monitor of its direction: what a pipe end sent or received. */
-void shim_feed_copy(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to)
+/* shim_feed gives the slots [from, to) of ring r to the monitors of its
+ * direction of one kind: copies (copy monitors) of the frames a pipe end
+ * sent or received, or else the buffers (zero-copy monitors) of the TX
+ * slots the other side finished with and of the RX slots the application
+ * released. */
+void shim_feed(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to, int copies)
 {
 	struct shim_feeds *fs = b->feeds;
 	int64_t ts;
@@ -390,29 +393,12 @@ void shim_feed_copy(struct shim_binding *b, struct shim_ring *r, uint32_t from, 
 	for (int i = 0; i < fs->n; i++) {
 		struct feed *f = &fs->feeds[i];
 		int base = r->tx ? f->tx_base : f->rx_base;
-		if (!f->copies || base < 0 || base + r->id >= f->nrings)
+		if (f->copies != copies || base < 0 || base + r->id >= f->nrings)
 			continue;
-		copy_in(&f->rings[base + r->id], b, r, from, to, ts);
-	}
-}
-
-/* shim_feed_swap hands the slots [from, to) of ring r to every zero-copy
- * monitor of its direction: TX slots the other side finished with, RX slots
- * the application released. */
-void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to)
-{
-	struct shim_feeds *fs = b->feeds;
-	int64_t ts;
-
-	if (!fs || fs->n == 0 || from == to)
-		return;
-	ts = realtime_ns();
-	for (int i = 0; i < fs->n; i++) {
-		struct feed *f = &fs->feeds[i];
-		int base = r->tx ? f->tx_base : f->rx_base;
-		if (f->copies || base < 0 || base + r->id >= f->nrings)
-			continue;
-		swap_in(&f->rings[base + r->id], r, from, to, r->tx ? NS_TXMON : 0, ts);
+		if (copies)
+			copy_in(&f->rings[base + r->id], b, r, from, to, ts);
+		else
+			swap_in(&f->rings[base + r->id], r, from, to, r->tx ? NS_TXMON : 0, ts);
 	}
 }
 

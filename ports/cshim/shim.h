@@ -217,8 +217,7 @@ int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name
 void shim_feed_event(struct shim_binding *b, const char *msg, int *fds, int nfds);
 int shim_feed_check(struct shim_binding *b, int sock, int force);
 void shim_feed_wait(struct shim_binding *b, int sock, int64_t count);
-void shim_feed_swap(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to);
-void shim_feed_copy(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to);
+void shim_feed(struct shim_binding *b, struct shim_ring *r, uint32_t from, uint32_t to, int copies);
 int shim_feeding(struct shim_binding *b);
 void shim_feeds_free(struct shim_binding *b);
 

@@ -93,7 +93,7 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 		int64_t ts = realtime_ns();
 		uint32_t complete = hw;
 		if (shim_feeding(b))
-			shim_feed_copy(b, r, hw, head); /* what the end sends */
+			shim_feed(b, r, hw, head, 1); /* what the end sends */
 		for (uint32_t k = hw; k != head;) {
 			struct netmap_slot *s = &r->nm->slot[k], d = *s;
 			if (d.flags & NS_BUF_CHANGED)
@@ -113,7 +113,7 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 		}
 	} else if (hw != head) {
 		if (shim_feeding(b))
-			shim_feed_swap(b, r, hw, head);
+			shim_feed(b, r, hw, head, 0);
 		for (uint32_t k = hw; k != head; k = nxt(k, r->num)) {
 			struct netmap_slot *s = &r->nm->slot[k];
 			if (s->flags & NS_BUF_CHANGED) {
@@ -135,9 +135,9 @@ static void pipe_sync(struct shim_binding *b, struct shim_ring *r, uint32_t head
 	}
 	if (t != r->tail && shim_feeding(b)) {
 		if (r->tx)
-			shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
+			shim_feed(b, r, nxt(r->tail, r->num), nxt(t, r->num), 0);
 		else
-			shim_feed_copy(b, r, r->tail, t); /* what the end received */
+			shim_feed(b, r, r->tail, t, 1); /* what the end received */
 	}
 	r->tail = t;
 }
@@ -169,7 +169,7 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 	}
 	if (head != r->pub_head) {
 		if (!r->tx && !r->pipe && shim_feeding(b))
-			shim_feed_swap(b, r, r->pub_head, head); /* before the switch may reuse them */
+			shim_feed(b, r, r->pub_head, head, 0); /* before the switch may reuse them */
 		st(&r->ctl->head, head);
 		r->pub_head = head;
 		if (!r->pipe)
@@ -181,7 +181,7 @@ void shim_sync_ring(struct shim_binding *b, struct shim_ring *r)
 		t = ld(&r->ctl->tail);
 		if (t < r->num && t != r->tail) {
 			if (r->tx && shim_feeding(b)) /* the slots the switch took: [tail+1, new tail+1) */
-				shim_feed_swap(b, r, nxt(r->tail, r->num), nxt(t, r->num));
+				shim_feed(b, r, nxt(r->tail, r->num), nxt(t, r->num), 0);
 			r->tail = t;
 		}
 	}
