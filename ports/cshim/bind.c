@@ -20,6 +20,17 @@
 
 static struct shim_region *regions[MAX_REGIONS];
 
+/* mode_suffix is the name suffix of each register mode (netmap's name
+ * grammar), and whether the ring number follows it. */
+static const struct {
+	const char *suffix;
+	int ring;
+} mode_suffix[] = {
+	[NR_REG_DEFAULT] = {"", 0},  [NR_REG_ALL_NIC] = {"", 0},     [NR_REG_SW] = {"^", 0},
+	[NR_REG_NIC_SW] = {"*", 0},  [NR_REG_ONE_NIC] = {"-", 1},    [NR_REG_PIPE_MASTER] = {"{", 1},
+	[NR_REG_PIPE_SLAVE] = {"}", 1}, [NR_REG_NULL] = {"", 0},     [NR_REG_ONE_SW] = {"^", 1},
+};
+
 /* compose_name writes the vale port name that netmap's request asks for:
  * the port, a ring or pipe suffix from the mode, the flags, and @conf for
  * a geometry. It returns -1 (errno set, message printed) for what vale
@@ -33,37 +44,19 @@ static int compose_name(char *out, size_t cap, const char *name, uint32_t mode, 
 	const char *at = strchr(name, '@'); /* options in the name follow the suffixes */
 
 	n = snprintf(out, cap, "%.*s", at ? (int)(at - name) : (int)strlen(name), name);
-	switch (mode) {
-	case NR_REG_DEFAULT:
-	case NR_REG_ALL_NIC:
-		break;
-	case NR_REG_ONE_NIC:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "-%u", ringid);
-		break;
-	case NR_REG_SW:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "^");
-		break;
-	case NR_REG_ONE_SW:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "^%u", ringid);
-		break;
-	case NR_REG_NIC_SW:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "*");
-		break;
-	case NR_REG_PIPE_MASTER:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "{%u", ringid);
-		break;
-	case NR_REG_PIPE_SLAVE:
-		n += snprintf(out + n, cap > n ? cap - n : 0, "}%u", ringid);
-		break;
-	case NR_REG_NULL:
+	if (mode == NR_REG_NULL) {
 		shim_warn("%s: NR_REG_NULL ports do not exist in vale", name);
 		errno = EOPNOTSUPP;
 		return -1;
-	default:
+	}
+	if (mode >= sizeof(mode_suffix) / sizeof(mode_suffix[0])) {
 		shim_warn("%s: unknown register mode %u", name, mode);
 		errno = EINVAL;
 		return -1;
 	}
+	n += snprintf(out + n, cap > n ? cap - n : 0, "%s", mode_suffix[mode].suffix);
+	if (mode_suffix[mode].ring)
+		n += snprintf(out + n, cap > n ? cap - n : 0, "%u", ringid);
 	if (flags & (NR_EXCLUSIVE | NR_ZCOPY_MON | NR_MONITOR_TX | NR_MONITOR_RX | NR_RX_RINGS_ONLY | NR_TX_RINGS_ONLY)) {
 		n += snprintf(out + n, cap > n ? cap - n : 0, "/%s%s%s%s%s%s",
 			      flags & NR_EXCLUSIVE ? "x" : "", flags & NR_ZCOPY_MON ? "z" : "",

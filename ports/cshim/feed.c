@@ -255,6 +255,24 @@ static void reset(struct feed_ring *k, uint32_t why, uint32_t slot, uint32_t val
 	signal_fd(k->kick_fd);
 }
 
+/* publish exposes the monitor ring's slots up to t to its reader, and
+ * wakes the reader if it sleeps with a ticket not answered yet. */
+static void publish(struct feed_ring *k, uint32_t t, int64_t ts)
+{
+	uint32_t ticket;
+
+	if (t == k->hwtail)
+		return;
+	k->hwtail = t;
+	__atomic_store_n(&k->ctl->ts, ts, __ATOMIC_RELEASE);
+	st(&k->ctl->tail, t);
+	ticket = ld(&k->ctl->app_kick);
+	if (ticket != 0 && ticket != k->answered) {
+		k->answered = ticket;
+		signal_fd(k->kick_fd);
+	}
+}
+
 /* room returns how many slots the monitor's reader left free, after
  * checking its head and cur; -1 if the ring is reset or waits for the
  * reader to acknowledge one. */
@@ -313,16 +331,7 @@ static void swap_in(struct feed_ring *k, struct shim_ring *r, uint32_t from, uin
 	}
 	if (total > n)
 		__atomic_add_fetch(&k->ctl->dropped, total - n, __ATOMIC_RELAXED);
-	if (t == k->hwtail)
-		return;
-	k->hwtail = t;
-	__atomic_store_n(&k->ctl->ts, ts, __ATOMIC_RELEASE);
-	st(&k->ctl->tail, t);
-	uint32_t ticket = ld(&k->ctl->app_kick);
-	if (ticket != 0 && ticket != k->answered) {
-		k->answered = ticket;
-		signal_fd(k->kick_fd);
-	}
+	publish(k, t, ts);
 }
 
 /* copy_in copies the frames in slots [from, to) of r into copy monitor
@@ -365,16 +374,7 @@ static void copy_in(struct feed_ring *k, struct shim_binding *b, struct shim_rin
 	}
 	if (lost)
 		__atomic_add_fetch(&k->ctl->dropped, lost, __ATOMIC_RELAXED);
-	if (t == k->hwtail)
-		return;
-	k->hwtail = t;
-	__atomic_store_n(&k->ctl->ts, ts, __ATOMIC_RELEASE);
-	st(&k->ctl->tail, t);
-	uint32_t ticket = ld(&k->ctl->app_kick);
-	if (ticket != 0 && ticket != k->answered) {
-		k->answered = ticket;
-		signal_fd(k->kick_fd);
-	}
+	publish(k, t, ts);
 }
 
 /* shim_feed gives the slots [from, to) of ring r to the monitors of its

@@ -55,21 +55,6 @@ static mode_t mode_arg(int flags, va_list ap)
 	return (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-
-	va_start(ap, flags);
-	mode = mode_arg(flags, ap);
-	va_end(ap);
-	if (is_netmap_path(path))
-		return nm_open(flags);
-	return real_open(path, flags, mode);
-}
-
-int open64(const char *path, int flags, ...) __attribute__((alias("open")));
-
 int openat(int dirfd, const char *path, int flags, ...)
 {
 	va_list ap;
@@ -84,6 +69,20 @@ int openat(int dirfd, const char *path, int flags, ...)
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
+
+/* open is openat from the working directory. */
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = mode_arg(flags, ap);
+	va_end(ap);
+	return openat(AT_FDCWD, path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 int __open_2(const char *path, int flags) { return open(path, flags); }
 int __open64_2(const char *path, int flags) { return open(path, flags); }

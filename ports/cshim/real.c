@@ -26,7 +26,6 @@
 		return real_##name##_fn;                        \
 	}
 
-REAL(open, int (*)(const char *, int, ...))
 REAL(openat, int (*)(int, const char *, int, ...))
 REAL(ioctl, int (*)(int, unsigned long, ...))
 REAL(mmap, void *(*)(void *, size_t, int, int, int, off_t))
@@ -41,7 +40,6 @@ REAL(fcntl, int (*)(int, int, ...))
 REAL(select, int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *))
 REAL(pselect, int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))
 
-int real_open(const char *path, int flags, mode_t mode) { return get_open()(path, flags, mode); }
 int real_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	return get_openat()(dirfd, path, flags, mode);

@@ -167,7 +167,6 @@ static inline int64_t realtime_ns(void)
 }
 
 /* real.c: the functions the shim wraps, as libc has them. */
-int real_open(const char *path, int flags, mode_t mode);
 int real_openat(int dirfd, const char *path, int flags, mode_t mode);
 int real_ioctl(int fd, unsigned long req, void *arg);
 void *real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
