@@ -79,7 +79,7 @@ func (r *Registry[S]) OpenCopy(m *Monitor, t *Target, conf portname.Conf, admit 
 		m.feedKey = t.Key
 		m.event = wire.MonitorEvent{Op: wire.MonitorAdd, ID: m.id, Kind: wire.KindMonitor,
 			MemSize: mem.Layout().Size, IfOfs: mem.Layout().Ifaces[0].Ofs, TxBase: txBase, RxBase: rxBase, Rings: int(rings)}
-		m.eventFDs = append([]int{mem.RegionFD()}, mem.NotifyFDs()...)
+		m.eventFDs = append([]int{mem.RegionFD()}, b.NotifyFDs()...)
 		m.rings = ringsOf(mem.Mem(), mem.Layout(), 0, m.name)
 		r.addFed(m)
 	}

@@ -33,4 +33,12 @@
 // Wake-ups use the same sleep tickets as VALE ports: an end going to sleep
 // publishes a ticket on the rings it waits for, and the peer writes the
 // end's eventfd once per ticket after moving slots.
+//
+// An end has one eventfd per ring pair, shared by all its bindings. Two
+// clients that split one end's ring pair (one binds {1/T, the other {1/R)
+// can therefore take each other's wake-ups, and one of them then sleeps
+// until the next; switch ports give each binding eventfds of its own
+// (shm.Binding.NotifyFDs), but a pipe's peer signals directly, so an end's
+// eventfds cannot follow its bindings without a message from valed to the
+// peer. Bind the whole end, or one ring pair per client (-N).
 package pipes

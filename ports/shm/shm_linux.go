@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +53,15 @@ type Port struct {
 	extra  *ports.ExtraBufs
 	tx     []*txRing
 	rx     []*rxRing
-	notify []*notify.Eventfd // by ring pair: wakes the clients sleeping on it
+
+	// The eventfds clients sleep on: each binding has its own, one per ring
+	// pair it holds, taken from spare and given back at close, so that two
+	// bindings splitting a ring pair (/T and /R) never take each other's
+	// wake-ups. They are closed only by Free: the switch may still signal
+	// one a binding just gave back, and a closed descriptor's number could
+	// be reused.
+	spare   []*notify.Eventfd
+	eventfd []*notify.Eventfd // every one made
 
 	stopped atomic.Bool
 
@@ -67,6 +76,7 @@ type txRing struct {
 	slots   uint32          // slots taken by the last Recv, released by Release
 	tickets notify.Tickets  // the switch's sleep tickets
 	poller  spin.Poller
+	wake    wakers // the bindings holding the ring
 }
 
 type rxRing struct {
@@ -81,6 +91,38 @@ type rxRing struct {
 	tickets notify.Tickets
 	waiting sync.Mutex
 	seen    uint32 // the free slots Room last saw (x.mu)
+	wake    wakers // the bindings holding the ring
+}
+
+// wakers are the eventfds of the bindings that hold a ring, all signalled
+// when the switch answers a sleep ticket on it (bindings sharing a ring share
+// its ticket word). Bindings change the list under Port.mu; the switch reads
+// it without a lock.
+type wakers struct{ list atomic.Pointer[[]*notify.Eventfd] }
+
+func (w *wakers) signal() {
+	if l := w.list.Load(); l != nil {
+		for _, e := range *l {
+			e.Signal()
+		}
+	}
+}
+
+func (w *wakers) get() []*notify.Eventfd {
+	if l := w.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+func (w *wakers) add(e *notify.Eventfd) {
+	l := append(slices.Clone(w.get()), e)
+	w.list.Store(&l)
+}
+
+func (w *wakers) remove(e *notify.Eventfd) {
+	l := slices.DeleteFunc(slices.Clone(w.get()), func(x *notify.Eventfd) bool { return x == e })
+	w.list.Store(&l)
 }
 
 // New creates a port named name with geometry g in a fresh memfd.
@@ -163,14 +205,9 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 	if err != nil {
 		return nil, err
 	}
-	if p.notify, err = notify.NewEventfds(max(ntx, nrx)); err != nil {
-		notify.CloseAll(kicks)
-		return nil, err
-	}
 	rooms, err := notify.NewEventfds(nrx)
 	if err != nil {
 		notify.CloseAll(kicks)
-		notify.CloseAll(p.notify)
 		return nil, err
 	}
 	for i := range ntx {
@@ -225,10 +262,6 @@ func (p *Port) RegionFD() int {
 	return p.region.FD
 }
 
-// NotifyFDs returns the eventfds that wake the clients sleeping on each ring
-// pair.
-func (p *Port) NotifyFDs() []int { return notify.FDs(p.notify) }
-
 // Rings returns the number of TX and RX rings.
 func (p *Port) Rings() (tx, rx int) { return len(p.tx), len(p.rx) }
 
@@ -267,7 +300,7 @@ func (p *Port) Recv(r int, b *frame.Batch) error {
 		}
 		n, err := t.take(b)
 		if err != nil {
-			p.notify[r].Signal()
+			t.wake.signal()
 			return err
 		}
 		if n > 0 {
@@ -324,7 +357,7 @@ func (p *Port) Release(r int, b *frame.Batch, n int) {
 		}
 	}
 	if t.k.TxRelease(slots) {
-		p.notify[r].Signal()
+		t.wake.signal()
 	}
 	t.slots = 0
 }
@@ -375,7 +408,7 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 	frames, bytes, wake, err := x.deliver(b, which)
 	x.mu.Unlock()
 	if wake || err != nil {
-		p.notify[r].Signal()
+		x.wake.signal()
 	}
 	return frames, bytes, err
 }
@@ -416,7 +449,7 @@ func (p *Port) Free() error {
 	for _, x := range p.rx {
 		x.room.Close()
 	}
-	notify.CloseAll(p.notify)
+	notify.CloseAll(p.eventfd)
 	p.nifs.Close() // a zero-copy monitor may outlive the port
 	if p.region != nil {
 		return p.region.Close()
@@ -428,8 +461,9 @@ func (p *Port) Free() error {
 type Binding struct {
 	port   *Port
 	sel    portname.Selection
-	nif    int64  // its netmap_if
-	extra  uint32 // extra buffers granted
+	nif    int64              // its netmap_if
+	extra  uint32             // extra buffers granted
+	wake   []*notify.Eventfd // by ring pair of sel.Notify: what it sleeps on
 	closed bool
 }
 
@@ -444,15 +478,46 @@ func (p *Port) Bind(sel portname.Selection, extra uint32) (*Binding, error) {
 	if err := p.claims.Take(p.name, sel); err != nil {
 		return nil, err
 	}
+	nf, nl := sel.Notify()
+	wake, err := p.takeEventfds(nl - nf)
+	if err != nil {
+		p.claims.Release(sel)
+		return nil, fmt.Errorf("%s: %w", p.name, err)
+	}
 	head, got := p.extra.Grant(extra)
 	nif, err := p.nifs.Write(0, sel.Bound(), p.name, head)
 	if err != nil {
 		p.extra.Reclaim(head)
 		p.claims.Release(sel)
+		p.spare = append(p.spare, wake...)
 		return nil, fmt.Errorf("%s: %w", p.name, err)
 	}
+	for i := sel.TxFirst; i < sel.TxLast; i++ {
+		p.tx[i].wake.add(wake[i-nf])
+	}
+	for i := sel.RxFirst; i < sel.RxLast; i++ {
+		p.rx[i].wake.add(wake[i-nf])
+	}
 	p.users++
-	return &Binding{port: p, sel: sel, nif: nif, extra: got}, nil
+	return &Binding{port: p, sel: sel, nif: nif, extra: got, wake: wake}, nil
+}
+
+// takeEventfds returns n eventfds for a binding, spare ones first. p.mu is
+// held.
+func (p *Port) takeEventfds(n int) ([]*notify.Eventfd, error) {
+	reuse := min(n, len(p.spare))
+	efs := slices.Clone(p.spare[len(p.spare)-reuse:])
+	p.spare = p.spare[:len(p.spare)-reuse]
+	for _, e := range efs {
+		e.Drain() // a wake-up for the binding before
+	}
+	fresh, err := notify.NewEventfds(n - reuse)
+	if err != nil {
+		p.spare = append(p.spare, efs...)
+		return nil, err
+	}
+	p.eventfd = append(p.eventfd, fresh...)
+	return append(efs, fresh...), nil
 }
 
 // Drain waits, until deadline at most, for the switch to consume what the
@@ -472,6 +537,10 @@ func (b *Binding) Drain(deadline time.Time) {
 	}
 }
 
+// NotifyFDs returns the eventfds the binding's client sleeps on, one per
+// ring pair of its selection's Notify range; they live as long as the port.
+func (b *Binding) NotifyFDs() []int { return notify.FDs(b.wake) }
+
 // Selection returns the rings the binding holds.
 func (b *Binding) Selection() portname.Selection { return b.sel }
 
@@ -489,10 +558,7 @@ func (b *Binding) Reply(r *wire.OpenReply) ([]int, error) {
 		TxFirst: b.sel.TxFirst, TxLast: b.sel.TxLast, RxFirst: b.sel.RxFirst, RxLast: b.sel.RxLast,
 		NotifyFirst: nf, NotifyLast: nl,
 	}
-	fds := []int{p.region.FD}
-	for i := nf; i < nl; i++ {
-		fds = append(fds, p.notify[i].FD())
-	}
+	fds := append([]int{p.region.FD}, b.NotifyFDs()...)
 	for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
 		fds = append(fds, p.tx[i].kick.FD())
 	}
@@ -511,6 +577,14 @@ func (b *Binding) Close() int {
 		b.closed = true
 		p.claims.Release(b.sel)
 		p.extra.Reclaim(p.nifs.Release(b.nif))
+		nf, _ := b.sel.Notify()
+		for i := b.sel.TxFirst; i < b.sel.TxLast; i++ {
+			p.tx[i].wake.remove(b.wake[i-nf])
+		}
+		for i := b.sel.RxFirst; i < b.sel.RxLast; i++ {
+			p.rx[i].wake.remove(b.wake[i-nf])
+		}
+		p.spare = append(p.spare, b.wake...)
 		p.users--
 	}
 	return p.users

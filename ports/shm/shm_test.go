@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/internal/testutil"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/portname"
@@ -78,5 +79,62 @@ func TestDefaultMAC(t *testing.T) {
 	a, b := DefaultMAC("vale0:a"), DefaultMAC("vale0:b")
 	if a.String() == b.String() || a[0] != 0x02 || DefaultMAC("vale0:a").String() != a.String() {
 		t.Errorf("MACs %s %s", a, b)
+	}
+}
+
+// TestSplitBindingsWakeSeparately checks that two bindings splitting a ring
+// pair (/T in one client, /R in another) sleep on eventfds of their own, and
+// that the switch wakes only the one whose ticket it answers: with one
+// eventfd per ring pair, the receiver could take the sender's wake-up and
+// the sender would sleep forever.
+func TestSplitBindingsWakeSeparately(t *testing.T) {
+	g := ports.DefaultGeometry()
+	g.TxRings, g.RxRings = 1, 1
+	p, err := New("vale0:s", g, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	tx, err := p.Bind(portname.Selection{TxLast: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := p.Bind(portname.Selection{RxLast: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txFD, rxFD := tx.NotifyFDs(), rx.NotifyFDs()
+	if len(txFD) != 1 || len(rxFD) != 1 || txFD[0] == rxFD[0] {
+		t.Fatalf("eventfds %v and %v", txFD, rxFD)
+	}
+
+	// The receiving client sleeps: a delivery wakes it, not the sender.
+	l := p.Layout()
+	iface, err := l.Iface(p.Mem(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iface.Ring(ports.RX, 0, "vale0:s").Header().AppTicket().Store(7)
+	b := frame.NewBatch()
+	b.Add(make([]byte, 60), 0)
+	if n, _, err := p.Deliver(0, b, []uint16{0}); n != 1 || err != nil {
+		t.Fatalf("delivered %d, %v", n, err)
+	}
+	if notify.Drain(txFD[0]) || !notify.Drain(rxFD[0]) {
+		t.Error("a delivery did not wake the receiver alone")
+	}
+
+	// A binding given back leaves the wake lists: its eventfd is reused,
+	// drained, by the next binding, and the receiver's is not signalled.
+	rx.Close()
+	rx2, err := p.Bind(portname.Selection{RxLast: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fds := rx2.NotifyFDs(); len(fds) != 1 || fds[0] != rxFD[0] {
+		t.Errorf("a new binding got %v, not the spare %v", fds, rxFD)
+	}
+	if got := len(p.rx[0].wake.get()); got != 1 {
+		t.Errorf("%d bindings wake on rx ring 0", got)
 	}
 }
