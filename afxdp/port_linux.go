@@ -15,6 +15,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/netdev"
 	"github.com/valeswitch/vale/internal/offload"
+	"github.com/valeswitch/vale/internal/spin"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/vale/frame"
 	"github.com/valeswitch/vale/vale/wire"
@@ -98,6 +99,7 @@ type Port struct {
 	state    *stateFile
 	log      *slog.Logger
 	stopped  atomic.Bool
+	polling  *spin.Mode    // vale-ctl -p: busy-poll the RX rings
 	oversize atomic.Uint64 // frames from the switch too long for a UMEM frame
 	// fixCsum completes partial checksums in received frames: a veth's
 	// peer hands over frames whose checksum it left to offload.
@@ -120,6 +122,9 @@ type queue struct {
 	// queue at once.
 	mu     sync.Mutex
 	txFree []uint64
+
+	worker *spin.Worker // how the worker waits (Port.polling)
+	ready  func() bool  // what ends its busy polling
 }
 
 // keptFrame is a received frame not taken by the switch yet.
@@ -143,7 +148,7 @@ func Attach(name, ifname string, opts Options) (_ *Port, err error) {
 	} else if removed {
 		opts.Logger.Warn("removed a stale vale XDP program", "interface", ifname)
 	}
-	p := &Port{name: name, ifname: ifname, ifindex: a.Index, mac: a.HardwareAddr, opts: opts, log: opts.Logger,
+	p := &Port{name: name, ifname: ifname, ifindex: a.Index, mac: a.HardwareAddr, opts: opts, log: opts.Logger, polling: spin.NewMode(spin.Polling{}),
 		fixCsum: netdev.LocalSenders(ifname)}
 	defer func() {
 		if err != nil {
@@ -241,7 +246,9 @@ func (p *Port) openSockets() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
-		p.queues = append(p.queues, &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, frame.MaxBatch)})
+		q := &queue{s: s, txFree: s.txFrameAddrs(), taken: make([]uint64, 0, frame.MaxBatch), worker: spin.NewWorker(len(p.queues))}
+		q.ready = func() bool { return s.rx.available(1) > 0 || p.stopped.Load() || q.worker.Changed(p.polling) }
+		p.queues = append(p.queues, q)
 		if err := p.prog.register(s); err != nil {
 			return fmt.Errorf("%s: %w", p.ifname, err)
 		}
@@ -268,6 +275,23 @@ func (p *Port) Name() string { return p.name }
 // Interface returns the name of the attached interface.
 func (p *Port) Interface() string { return p.ifname }
 
+// SetPolling makes the port's workers busy-poll its queues' RX rings, or
+// sleep again (vale-ctl -p, -P; netmap's VALE_POLLING_ENABLE). The
+// adaptive window does not apply: a worker polls or it sleeps.
+func (p *Port) SetPolling(pol spin.Polling) error {
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	p.polling.Set(pol)
+	for _, q := range p.queues {
+		q.s.interrupt()
+	}
+	return nil
+}
+
+// Polling returns how the port's workers wait.
+func (p *Port) Polling() spin.Polling { return p.polling.Get() }
+
 // MAC returns the interface's MAC address.
 func (p *Port) MAC() net.HardwareAddr { return p.mac }
 
@@ -289,8 +313,9 @@ func (p *Port) Describe() wire.Desc {
 		Kind:    "nic",
 		TxRings: len(p.queues), RxRings: len(p.queues),
 		TxSlots: p.opts.RingSize, RxSlots: p.opts.RingSize,
-		MAC:   p.mac.String(),
-		State: strings.Join(state, ","),
+		MAC:     p.mac.String(),
+		State:   strings.Join(state, ","),
+		Polling: p.polling.Get().Describe(),
 	}
 }
 
@@ -349,9 +374,17 @@ func (p *Port) Recv(r int, b *frame.Batch) error {
 			continue
 		}
 		s.kickFill()
+		if q.worker.Apply(p.polling) {
+			spin.Busy(q.ready)
+			continue
+		}
 		err := s.waitRx(p.stopped.Load)
 		if p.stopped.Load() {
 			return ports.ErrStopped
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.resume() // SetPolling interrupted the wait: apply it
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("%s: wait for queue %d: %w", p.name, s.queue, err)

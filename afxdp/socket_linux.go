@@ -189,6 +189,9 @@ func (s *socket) waitRx(done func() bool) error {
 // interrupt makes a waitRx in progress return (with a deadline error).
 func (s *socket) interrupt() { s.file.SetReadDeadline(time.Unix(1, 0)) }
 
+// resume undoes interrupt.
+func (s *socket) resume() { s.file.SetReadDeadline(time.Time{}) }
+
 // stats returns the kernel's counters for the socket.
 func (s *socket) stats() (unix.XDPStatistics, error) { return statistics(s.fd) }
 

@@ -385,8 +385,21 @@ func TestCNetmapValeControl(t *testing.T) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}
 	}
-	if _, err := ns.try("ip", "link", "show", "dev", "nmv0"); err == nil {
-		t.Error("the persistent interface outlived DELIF")
+	// The same through the legacy nr_cmd of NIOCREGIF and NIOCGINFO.
+	out = d.runC(t, check, "legacy", "nmv1")
+	for _, want := range []string{
+		"newif 0", "attach 0", "list vale0:nmv1 0 bridge 0 port 1",
+		"entry vale0:zz bridge 0 port 0", "entry vale0:nmv1 bridge 0 port 1", "end 2",
+		"hdr get 0 len 0", "regops 95", "detach 0", "delif 0", "list after 2",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("legacy: no %q in:\n%s", want, out)
+		}
+	}
+	for _, dev := range []string{"nmv0", "nmv1"} {
+		if _, err := ns.try("ip", "link", "show", "dev", dev); err == nil {
+			t.Errorf("the persistent interface %s outlived DELIF", dev)
+		}
 	}
 }
 
@@ -450,6 +463,31 @@ func TestCNetmapFeedsZeroCopyMonitors(t *testing.T) {
 	}
 }
 
+// A C reader of a port's first zero-copy monitor feeds the second: the
+// buffers it gives back go to the next level, as netmap chains zero-copy
+// monitors, and both levels see every frame the port sends.
+func TestCNetmapFeedsNextZeroCopyLevel(t *testing.T) {
+	prog := cProgram(t, "nmsendrecv", false)
+	d := startValed(t)
+	const n = "20000"
+	start(t, d.sock, "pkt-gen", "-i", "vale0:cd", "-f", "rx")
+	start(t, d.sock, "pkt-gen", "-i", "vale0:cs/R", "-f", "rx") // holds the port, RX rings only
+	d.waitPort(t, "vale0:cs")
+	level1 := d.startC(t, false, prog, "rx", "vale0:cs/z", n, "-any")
+	d.waitListed(t, "vale0:cs/z")
+	level2 := start(t, d.sock, "pkt-gen", "-i", "vale0:cs/z", "-f", "rx", "-n", n)
+	testutil.WaitFor(t, "the second level", func() bool {
+		return strings.Count(d.run(t, 10*time.Second, "vale-ctl"), "vale0:cs/z") >= 2
+	})
+	d.run(t, 30*time.Second, "pkt-gen", "-i", "vale0:cs/T", "-f", "tx", "-n", n, "-R", "20000")
+	if out := level1.Wait(30 * time.Second); !strings.Contains(out, "received "+n) {
+		t.Errorf("level 1 (C): %s", out)
+	}
+	if out := level2.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("level 2, fed by the C reader: %s", out)
+	}
+}
+
 // A hostile zero-copy monitor reader gives back garbage buffer indexes and
 // breaks its head: the C client that feeds it never takes a bad index into
 // its own ring (it would write out of its memory), its frames reach their
@@ -498,5 +536,58 @@ func TestCNetmapFeedsPipeCopyMonitors(t *testing.T) {
 		if out := p.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
 			t.Errorf("copy monitor %s: %s", name, out)
 		}
+	}
+}
+
+// Polling (vale-ctl -p/-P, netmap's VALE_POLLING_ENABLE/DISABLE by NIOCCTRL
+// and by the legacy nr_cmd): valed lists the port as busy-polled on the
+// CPUs asked, frames keep flowing exactly from the port while its workers
+// spin, and disabling gives the port valed's default back.
+func TestCNetmapPolling(t *testing.T) {
+	check := cProgram(t, "nmcheck", false)
+	d := startValed(t)
+	const n = "200000"
+	start(t, d.sock, "pkt-gen", "-i", "vale0:pp/R", "-f", "rx") // holds the port, RX rings only
+	d.waitPort(t, "vale0:pp")
+	polling := func() string { return d.portStats(t, "vale0:pp").Polling }
+	initial := polling()
+
+	d.run(t, 10*time.Second, "vale-ctl", "-p", "vale0:pp", "-C", "1,0,2")
+	if got := polling(); got != "busy cpus 0,1" {
+		t.Errorf("after vale-ctl -p -C 1,0,2: polling %q", got)
+	}
+	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:pq", "-f", "rx", "-n", n)
+	d.waitPort(t, "vale0:pq")
+	d.run(t, 30*time.Second, "pkt-gen", "-i", "vale0:pp/T", "-f", "tx", "-n", n)
+	if out := rx.Wait(30 * time.Second); !strings.Contains(out, "Received "+n+" packets") {
+		t.Errorf("receiver of a busy-polled port: %s", out)
+	}
+	d.run(t, 10*time.Second, "vale-ctl", "-P", "vale0:pp")
+	if got := polling(); got != initial {
+		t.Errorf("after vale-ctl -P: polling %q, want %q", got, initial)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"on", "1", "1", "1"}, "busy cpus 1"},             // SINGLE_CPU on core 1
+		{[]string{"off"}, initial},                                 // DISABLE
+		{[]string{"on", "2", "0", "2", "legacy"}, "busy cpus 0,1"}, // NETMAP_BDG_POLLING_ON, NR_REG_ONE_NIC: MULTI_CPU
+		{[]string{"off", "legacy"}, initial},
+	} {
+		out := d.runC(t, check, append([]string{"polling", "vale0:pp"}, c.args...)...)
+		if !strings.Contains(out, "polling "+c.args[0]+" 0\n") {
+			t.Errorf("polling %v: %s", c.args, out)
+		}
+		if got := polling(); got != c.want {
+			t.Errorf("after polling %v: %q, want %q", c.args, got, c.want)
+		}
+	}
+	if out := d.runC(t, check, "polling", "vale0:pp", "on", "2", "4096", "1"); !strings.Contains(out, "polling on 22\n") { // EINVAL
+		t.Errorf("polling on a CPU valed does not have: %s", out)
+	}
+	if out := d.runC(t, check, "polling", "vale0:nosuch", "on"); !strings.Contains(out, "polling on 6\n") { // ENXIO, as netmap
+		t.Errorf("polling a port that does not exist: %s", out)
 	}
 }

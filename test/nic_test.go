@@ -171,6 +171,26 @@ func TestNICForwarding(t *testing.T) {
 			if st.Stats.TxPackets == 0 || st.Stats.RxPackets == 0 {
 				t.Errorf("no traffic counted: %v", st)
 			}
+			// vale-ctl -p: the switch busy-polls vB's queue (netmap's
+			// polling of a NIC) and traffic flows; -P puts it back to
+			// sleeping.
+			d.run(t, 10*time.Second, "vale-ctl", "-p", "vale0:vB")
+			if p := d.portStats(t, "vale0:vB").Polling; p != "busy" {
+				t.Errorf("after vale-ctl -p: polling %q", p)
+			}
+			if !ping(a, "10.77.0.2", 3) {
+				t.Error("ping through a busy-polled NIC port failed")
+			}
+			d.run(t, 10*time.Second, "vale-ctl", "-P", "vale0:vB")
+			if p := d.portStats(t, "vale0:vB").Polling; p != "" {
+				t.Errorf("after vale-ctl -P: polling %q", p)
+			}
+			if !ping(a, "10.77.0.2", 3) {
+				t.Error("ping after vale-ctl -P failed")
+			}
+			if out := d.runFail(t, "vale-ctl", "-p", "vale0:vB", "-window", "50us"); !strings.Contains(out, "no poll window") {
+				t.Errorf("vale-ctl -p -window on a NIC: %s", out)
+			}
 		})
 	}
 }

@@ -280,6 +280,11 @@ func TestAccessControl(t *testing.T) {
 	d := startValedAt(t, nil, sock, "-sock-mode", "0666")
 	root := d.open(t, "vale0:root")
 	_ = root
+	// The C checker goes next to the binaries, where nobody can run it.
+	nmcheck := filepath.Join(bin, "nmcheck-nobody")
+	if b, err := os.ReadFile(cProgram(t, "nmcheck", false)); err != nil || os.WriteFile(nmcheck, b, 0o755) != nil {
+		t.Fatalf("copy nmcheck: %v", err)
+	}
 	asNobody := func(name string, args ...string) (string, error) {
 		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", filepath.Join(bin, name)}, args...)...)
 		cmd.Env = append(os.Environ(), "VALE_SOCK="+sock)
@@ -300,6 +305,7 @@ func TestAccessControl(t *testing.T) {
 		{[]string{"vale-ctl", "-a", "vale0:lo"}, "permission denied"},
 		{[]string{"vale-ctl", "-d", "vale0:root"}, "permission denied"},
 		{[]string{"vale-ctl", "-save"}, "permission denied"},
+		{[]string{"vale-ctl", "-p", "vale0:nobody"}, "permission denied"}, // busy polling burns a CPU
 		{[]string{"pkt-gen", "-i", "vale0:root", "-f", "rx", "-n", "1"}, "vale0:root: permission denied: it belongs to uid 0"},
 		{[]string{"pkt-gen", "-i", "vale0:root/rt", "-f", "rx", "-n", "1"}, "permission denied"},
 		{[]string{"pkt-gen", "-i", "vale0:root/z", "-f", "rx", "-n", "1"}, "permission denied"},
@@ -308,6 +314,9 @@ func TestAccessControl(t *testing.T) {
 		if err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("nobody %v: %v, %q; want %q", c.args, err, strings.TrimSpace(out), c.want)
 		}
+	}
+	if out, _ := asNobody("netmap/bin/vale-netmap", nmcheck, "polling", "vale0:root", "on"); !strings.Contains(out, "polling on 1\n") { // EPERM
+		t.Errorf("nobody enabled polling through the C API: %s", out)
 	}
 	// Root may use anyone's ports.
 	p := d.open(t, "vale0:nobody2")

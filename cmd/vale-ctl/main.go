@@ -15,13 +15,21 @@
 //	vale-ctl -d vale0:IFNAME     detach an interface (and its host port)
 //	vale-ctl -n NAME             create a persistent interface (a TAP device valed holds)
 //	vale-ctl -r NAME             remove a persistent interface
+//	vale-ctl -p vale0:PORT [-C mode,core[,ncores]]
+//	                             busy-poll a port's rings (netmap's VALE_POLLING_ENABLE)
+//	vale-ctl -p vale0:PORT -window 200us
+//	                             poll a port's rings for an adaptive window before sleeping
+//	vale-ctl -P vale0:PORT       back to valed's default (-poll) for the port
 //
 // -save writes the persistent interfaces and attachments into valed's
 // configuration file (valed -c), so that a restart recreates them; -reload
 // makes valed apply what changed in that file.
 //
 // -C tx_slots[,rx_slots[,tx_rings[,rx_rings]]] sets slots and rings with -a,
-// -h and -n, as netmap's does. -mode, -force-copy, -zerocopy, -queues,
+// -h and -n, as netmap's does. With -p, -C mode,core[,ncores] pins the
+// polling workers as netmap's does: mode 0 puts every ring's worker on
+// core, mode 1 ring i's on core+i%ncores (ncores defaults to 1); without
+// -C they are not pinned. -mode, -force-copy, -zerocopy, -queues,
 // -start-queue and -frame-size choose how an interface is attached over
 // AF_XDP (the names of QEMU's af-xdp options). -v adds switch details
 // (learning table, forwarding rounds); -sock selects the control socket
@@ -38,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/valeswitch/vale/internal/ctl"
 	"github.com/valeswitch/vale/ports"
@@ -69,17 +78,9 @@ func parseC(s string) (geometry, error) {
 	if s == "" {
 		return g, nil
 	}
-	parts := strings.Split(s, ",")
-	if len(parts) > 4 {
-		return g, fmt.Errorf("-C %s: at most tx_slots,rx_slots,tx_rings,rx_rings", s)
-	}
-	var v []int
-	for _, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return g, fmt.Errorf("-C %s: %q is not a count", s, p)
-		}
-		v = append(v, n)
+	v, err := counts(s, 4)
+	if err != nil {
+		return g, fmt.Errorf("%w (tx_slots,rx_slots,tx_rings,rx_rings)", err)
 	}
 	g.txSlots = v[0]
 	g.rxSlots = v[0]
@@ -95,11 +96,62 @@ func parseC(s string) (geometry, error) {
 	return g, nil
 }
 
+// pollingRequest turns -p and -P, with -C mode,core[,ncores] or -window,
+// into valed's request.
+func pollingRequest(a action, o *options) (wire.PollingRequest, error) {
+	req := wire.PollingRequest{Name: a.arg}
+	if a.name == "P" {
+		return req, nil
+	}
+	if o.window > 0 {
+		req.WindowNs = int64(o.window)
+		return req, nil
+	}
+	req.Busy = true
+	if o.conf == "" {
+		return req, nil
+	}
+	v, err := counts(o.conf, 3)
+	if err != nil || len(v) < 2 || v[0] > 1 {
+		return req, fmt.Errorf("-C %s: with -p, mode,core[,ncores] (mode 0: one core for every ring, 1: a core per ring)", o.conf)
+	}
+	mode, core, ncores := v[0], v[1], 1
+	if len(v) > 2 {
+		ncores = v[2]
+	}
+	if mode == 0 || ncores < 1 {
+		ncores = 1
+	}
+	for c := range ncores {
+		req.CPUs = append(req.CPUs, core+c)
+	}
+	return req, nil
+}
+
+// counts reads up to most comma-separated non-negative numbers.
+func counts(s string, most int) ([]int, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > most {
+		return nil, fmt.Errorf("-C %s: at most %d numbers", s, most)
+	}
+	var v []int
+	for _, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("-C %s: %q is not a count", s, p)
+		}
+		v = append(v, n)
+	}
+	return v, nil
+}
+
 // options are vale-ctl's flags.
 type options struct {
 	list, forceCopy, zeroCopy, vhostCli, lossless, drop, save, reload, verbose, json bool
 	geom, attach, host, detach, newIf, delIf, conf, mode, vhostUser, sock            string
+	pollOn, pollOff                                                                  string
 	queues, startQueue, frameSize                                                    int
+	window                                                                           time.Duration
 }
 
 // newFlagSet defines vale-ctl's flags into o.
@@ -126,6 +178,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.drop, "drop", false, "with -a, -h: drop what the port has no room for, on a lossless switch too")
 	fs.BoolVar(&o.save, "save", false, "save the persistent interfaces and attachments into valed's configuration file")
 	fs.BoolVar(&o.reload, "reload", false, "make valed apply what changed in its configuration file (as SIGHUP)")
+	fs.StringVar(&o.pollOn, "p", "", "make the switch busy-poll the rings of `port` (netmap's VALE_POLLING_ENABLE); with -C mode,core[,ncores]: on those cores")
+	fs.StringVar(&o.pollOff, "P", "", "give `port` valed's default polling back (netmap's VALE_POLLING_DISABLE)")
+	fs.DurationVar(&o.window, "window", 0, "with -p: poll for an adaptive window of at most this long before sleeping, instead of busy polling")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: show switch details")
 	fs.StringVar(&o.sock, "sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
 	fs.Usage = func() {
@@ -149,7 +204,7 @@ func parseArgs(args []string) (action, *options, error) {
 		return action{}, nil, err
 	}
 	var acts []action
-	for _, a := range []action{{"g", o.geom}, {"a", o.attach}, {"h", o.host}, {"d", o.detach}, {"n", o.newIf}, {"r", o.delIf}} {
+	for _, a := range []action{{"g", o.geom}, {"a", o.attach}, {"h", o.host}, {"d", o.detach}, {"n", o.newIf}, {"r", o.delIf}, {"p", o.pollOn}, {"P", o.pollOff}} {
 		if a.arg != "" {
 			acts = append(acts, a)
 		}
@@ -169,7 +224,7 @@ func parseArgs(args []string) (action, *options, error) {
 		return action{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if len(acts) > 1 {
-		return action{}, nil, errors.New("give one of -l, -g, -a, -h, -d, -n, -r, -save and -reload")
+		return action{}, nil, errors.New("give one of -l, -g, -a, -h, -d, -n, -r, -p, -P, -save and -reload")
 	}
 	return acts[0], o, o.check(acts[0])
 }
@@ -185,8 +240,10 @@ func (o *options) check(a action) error {
 		return errors.New("-vhost-user and -vhost-client go with -a")
 	case xdpOpts && !attaching:
 		return errors.New("-mode, -force-copy, -zerocopy, -queues, -start-queue and -frame-size go with -a and -h")
-	case o.conf != "" && !attaching && a.name != "n":
-		return errors.New("-C goes with -a, -h and -n")
+	case o.conf != "" && !attaching && a.name != "n" && a.name != "p":
+		return errors.New("-C goes with -a, -h, -n and -p")
+	case o.window != 0 && (a.name != "p" || o.conf != "" || o.window < 0):
+		return errors.New("-window goes with -p, without -C, and is positive")
 	case (o.lossless || o.drop) && !attaching:
 		return errors.New("-lossless and -drop go with -a and -h")
 	case o.lossless && o.drop:
@@ -205,9 +262,11 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g, err := parseC(o.conf)
-	if err != nil {
-		return err
+	var g geometry
+	if a.name != "p" {
+		if g, err = parseC(o.conf); err != nil {
+			return err
+		}
 	}
 	conn, err := ctl.Dial(ctl.SocketPath(o.sock))
 	if err != nil {
@@ -230,6 +289,13 @@ func run(args []string, out io.Writer) error {
 		return err
 	case "r":
 		_, err := conn.Call(wire.OpDelIf, wire.DelIfRequest{Name: a.arg}, nil)
+		return err
+	case "p", "P":
+		req, err := pollingRequest(a, o)
+		if err != nil {
+			return err
+		}
+		_, err = conn.Call(wire.OpPolling, req, nil)
 		return err
 	case "save":
 		_, err := conn.Call(wire.OpSave, struct{}{}, nil)
@@ -340,11 +406,15 @@ func printList(all *wire.ListReply, name string, verbose bool, out io.Writer) er
 	}
 	if len(all.Switches) > 0 {
 		start()
-		fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tMODE\tSTATE\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_STUCK\tDROP_INVAL\tDROP_NOROUTE\tWAITS\tRESETS")
+		fmt.Fprintln(w, "PORT\tSWITCH\tIDX\tKIND\tMODE\tSTATE\tPOLLING\tRINGS\tSLOTS\tCLIENTS\tTX_PKTS\tTX_BYTES\tRX_PKTS\tRX_BYTES\tDROP_FULL\tDROP_STUCK\tDROP_INVAL\tDROP_NOROUTE\tWAITS\tRESETS")
 		for _, p := range all.Ports {
 			st := p.Stats
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
-				p.Name, p.Switch, p.Index, p.Kind, p.Mode, p.State, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
+			polling := p.Polling
+			if polling == "" {
+				polling = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
+				p.Name, p.Switch, p.Index, p.Kind, p.Mode, p.State, polling, p.TxRings, p.RxRings, p.TxSlots, p.RxSlots, p.Clients,
 				st.TxPackets, st.TxBytes, st.RxPackets, st.RxBytes, st.DropFull, st.DropStuck, st.DropInvalid, st.DropNoRoute, st.Waits, st.Resets)
 		}
 	}

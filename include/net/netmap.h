@@ -277,7 +277,8 @@ struct nmreq {
 #define NETMAP_BDG_POLLING_ON 10
 #define NETMAP_BDG_POLLING_OFF 11
 #define NETMAP_VNET_HDR_GET 12
-	uint16_t nr_arg1; /* extra buffers, pipe id */
+	uint16_t nr_arg1; /* extra buffers, pipe id; NETMAP_BDG_HOST with NETMAP_BDG_ATTACH */
+#define NETMAP_BDG_HOST 1
 	uint16_t nr_arg2; /* mem_id */
 	uint32_t nr_arg3; /* extra buffers wanted / granted */
 	uint32_t nr_flags; /* NR_REG_* mode in the low bits, then NR_* flags */

@@ -71,6 +71,14 @@ func (d *Daemon) handleAdmin(s *session, req ctl.Request) error {
 		if err := d.Reload(); err != nil {
 			return err
 		}
+	case wire.OpPolling:
+		var r wire.PollingRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		if err := d.setPolling(r); err != nil {
+			return err
+		}
 	}
 	return s.conn.ReplyOK(struct{}{})
 }

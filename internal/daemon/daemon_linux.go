@@ -380,7 +380,7 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return d.list(s.conn, r)
-	case wire.OpAttach, wire.OpDetach, wire.OpNewIf, wire.OpDelIf, wire.OpSave, wire.OpReload:
+	case wire.OpAttach, wire.OpDetach, wire.OpNewIf, wire.OpDelIf, wire.OpSave, wire.OpReload, wire.OpPolling:
 		if !s.cred.Admin {
 			return fmt.Errorf("%s: permission denied: changing what is attached to a switch needs root or CAP_NET_ADMIN", req.Op)
 		}

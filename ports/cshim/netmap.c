@@ -163,6 +163,8 @@ static int nm_ctrl(struct shim_fd *f, struct nmreq_header *hdr)
 	case NETMAP_REQ_VALE_DELIF:
 	case NETMAP_REQ_PORT_HDR_GET:
 	case NETMAP_REQ_PORT_HDR_SET:
+	case NETMAP_REQ_VALE_POLLING_ENABLE:
+	case NETMAP_REQ_VALE_POLLING_DISABLE:
 		return shim_vale_ctrl(f, hdr, name);
 	case NETMAP_REQ_POOLS_INFO_GET: {
 		struct nmreq_pools_info *pi = (struct nmreq_pools_info *)(uintptr_t)hdr->nr_body;
@@ -212,6 +214,107 @@ static void legacy_mode(const struct nmreq *req, uint32_t *mode, uint32_t *ringi
 		*flags |= NR_DO_RX_POLL;
 }
 
+/* legacy_body is the body of any VALE request a legacy command becomes. */
+union legacy_body {
+	struct nmreq_vale_attach attach;
+	struct nmreq_vale_detach detach;
+	struct nmreq_vale_list list;
+	struct nmreq_vale_newif newif;
+	struct nmreq_vale_polling polling;
+	struct nmreq_port_hdr port_hdr;
+};
+
+/* legacy_request turns a legacy VALE command (nr_cmd of NIOCREGIF, or
+ * NETMAP_BDG_LIST with NIOCGINFO) into its NIOCCTRL request, as netmap's
+ * kernel does. It returns -1 with errno set for a command vale lacks. */
+static int legacy_request(unsigned long cmd, const struct nmreq *req, struct nmreq_header *hdr, union legacy_body *b,
+			  const char *name)
+{
+	if (cmd == NIOCGINFO) {
+		hdr->nr_reqtype = NETMAP_REQ_VALE_LIST;
+		b->list.nr_bridge_idx = req->nr_arg1;
+		b->list.nr_port_idx = req->nr_arg2;
+		return 0;
+	}
+	switch (req->nr_cmd) {
+	case NETMAP_BDG_ATTACH:
+		hdr->nr_reqtype = NETMAP_REQ_VALE_ATTACH;
+		b->attach.reg.nr_mode = (req->nr_arg1 & NETMAP_BDG_HOST) ? NR_REG_NIC_SW : NR_REG_ALL_NIC;
+		return 0;
+	case NETMAP_BDG_DETACH:
+		hdr->nr_reqtype = NETMAP_REQ_VALE_DETACH;
+		return 0;
+	case NETMAP_BDG_VNET_HDR:
+	case NETMAP_VNET_HDR_GET:
+		hdr->nr_reqtype = req->nr_cmd == NETMAP_BDG_VNET_HDR ? NETMAP_REQ_PORT_HDR_SET : NETMAP_REQ_PORT_HDR_GET;
+		b->port_hdr.nr_hdr_len = req->nr_arg1;
+		return 0;
+	case NETMAP_BDG_NEWIF:
+		hdr->nr_reqtype = NETMAP_REQ_VALE_NEWIF;
+		b->newif.nr_tx_slots = req->nr_tx_slots;
+		b->newif.nr_rx_slots = req->nr_rx_slots;
+		b->newif.nr_tx_rings = req->nr_tx_rings;
+		b->newif.nr_rx_rings = req->nr_rx_rings;
+		return 0;
+	case NETMAP_BDG_DELIF:
+		hdr->nr_reqtype = NETMAP_REQ_VALE_DELIF;
+		return 0;
+	case NETMAP_BDG_POLLING_ON:
+	case NETMAP_BDG_POLLING_OFF:
+		hdr->nr_reqtype = req->nr_cmd == NETMAP_BDG_POLLING_ON ? NETMAP_REQ_VALE_POLLING_ENABLE
+								       : NETMAP_REQ_VALE_POLLING_DISABLE;
+		switch (req->nr_flags & NR_REG_MASK) {
+		case NR_REG_ONE_NIC:
+			b->polling.nr_mode = NETMAP_POLLING_MODE_MULTI_CPU;
+			break;
+		case NR_REG_ALL_NIC:
+			b->polling.nr_mode = NETMAP_POLLING_MODE_SINGLE_CPU;
+			break;
+		}
+		b->polling.nr_first_cpu_id = req->nr_ringid & NETMAP_RING_MASK;
+		b->polling.nr_num_polling_cpus = req->nr_arg1;
+		return 0;
+	}
+	shim_warn("%s: legacy command %u (%s) is not served by vale", name, req->nr_cmd,
+		  req->nr_cmd == NETMAP_BDG_REGOPS ? "in-kernel lookup functions" : "ptnetmap host ports");
+	errno = EOPNOTSUPP;
+	return -1;
+}
+
+/* legacy_vale serves a legacy VALE command through its NIOCCTRL request,
+ * and writes back what netmap's kernel writes back. */
+static int legacy_vale(struct shim_fd *f, unsigned long cmd, struct nmreq *req, const char *name)
+{
+	struct nmreq_header hdr;
+	union legacy_body b;
+
+	memset(&hdr, 0, sizeof(hdr));
+	memset(&b, 0, sizeof(b));
+	hdr.nr_version = NETMAP_API;
+	memcpy(hdr.nr_name, name, strlen(name)); /* at most IFNAMSIZ: nm_legacy cut it */
+	hdr.nr_body = (uintptr_t)&b;
+	if (legacy_request(cmd, req, &hdr, &b, name) < 0)
+		return -1;
+	if (shim_vale_ctrl(f, &hdr, name) < 0)
+		return -1;
+	switch (hdr.nr_reqtype) {
+	case NETMAP_REQ_VALE_LIST:
+		{ /* truncated to the legacy IFNAMSIZ, as netmap's kernel does */
+			size_t l = strnlen(hdr.nr_name, sizeof(req->nr_name) - 1);
+			memcpy(req->nr_name, hdr.nr_name, l);
+			req->nr_name[l] = 0;
+		}
+		req->nr_arg1 = (uint16_t)b.list.nr_bridge_idx;
+		req->nr_arg2 = (uint16_t)b.list.nr_port_idx;
+		break;
+	case NETMAP_REQ_PORT_HDR_SET:
+	case NETMAP_REQ_PORT_HDR_GET:
+		req->nr_arg1 = (uint16_t)b.port_hdr.nr_hdr_len;
+		break;
+	}
+	return 0;
+}
+
 /* nm_regif serves the legacy NIOCREGIF and NIOCGINFO. */
 static int nm_legacy(struct shim_fd *f, unsigned long cmd, struct nmreq *req)
 {
@@ -226,6 +329,8 @@ static int nm_legacy(struct shim_fd *f, unsigned long cmd, struct nmreq *req)
 	}
 	memcpy(name, req->nr_name, sizeof(req->nr_name));
 	name[sizeof(req->nr_name)] = 0;
+	if (req->nr_cmd != 0 && (cmd == NIOCREGIF || req->nr_cmd == NETMAP_BDG_LIST))
+		return legacy_vale(f, cmd, req, name);
 	if (cmd == NIOCGINFO) {
 		struct nmreq_port_info_get info;
 		if (shim_port_info(f, name, &info) < 0)
@@ -237,11 +342,6 @@ static int nm_legacy(struct shim_fd *f, unsigned long cmd, struct nmreq *req)
 		req->nr_rx_rings = info.nr_rx_rings;
 		req->nr_arg2 = info.nr_mem_id;
 		return 0;
-	}
-	if (req->nr_cmd != 0) {
-		shim_warn("%s: legacy VALE command %u is not served by this libvale-netmap", name, req->nr_cmd);
-		errno = EOPNOTSUPP;
-		return -1;
 	}
 	legacy_mode(req, &mode, &ringid, &flags);
 	shim_lock();

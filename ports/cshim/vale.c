@@ -148,6 +148,31 @@ static int port_index(struct shim_fd *f, const char *name, uint32_t *idx)
 	return 0;
 }
 
+/* polling_body writes valed's polling request for VALE_POLLING_ENABLE:
+ * busy polling, every ring's worker on nr_first_cpu_id (SINGLE_CPU) or
+ * ring i's on the i-th of nr_num_polling_cpus cores from it (MULTI_CPU). */
+static int polling_body(char *body, size_t cap, const char *qname, const struct nmreq_vale_polling *p)
+{
+	uint32_t ncpus = p->nr_mode == NETMAP_POLLING_MODE_SINGLE_CPU ? 1 : p->nr_num_polling_cpus;
+	size_t n;
+
+	if ((p->nr_mode != NETMAP_POLLING_MODE_SINGLE_CPU && p->nr_mode != NETMAP_POLLING_MODE_MULTI_CPU) ||
+	    p->nr_num_polling_cpus == 0 || ncpus > 64 || p->nr_first_cpu_id > 4096) {
+		errno = EINVAL;
+		return -1;
+	}
+	n = (size_t)snprintf(body, cap, "{\"name\":%s,\"busy\":true,\"cpus\":[", qname);
+	for (uint32_t i = 0; i < ncpus && n < cap; i++)
+		n += (size_t)snprintf(body + n, cap - n, "%s%u", i ? "," : "", p->nr_first_cpu_id + i);
+	if (n < cap)
+		n += (size_t)snprintf(body + n, cap - n, "]}");
+	if (n >= cap) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
 /* shim_vale_ctrl serves the NIOCCTRL requests about switches and ports
  * rather than bindings. It returns -1 with errno EOPNOTSUPP for a request
  * it does not know. */
@@ -203,6 +228,19 @@ int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name
 	case NETMAP_REQ_VALE_DELIF:
 		snprintf(body, sizeof(body), "{\"name\":%s}", qname);
 		if (!(reply = call(f, "delif", body)))
+			return -1;
+		free(reply);
+		return 0;
+	case NETMAP_REQ_VALE_POLLING_ENABLE:
+		if (polling_body(body, sizeof(body), qname, arg) < 0)
+			return -1;
+		if (!(reply = call(f, "polling", body)))
+			return -1;
+		free(reply);
+		return 0;
+	case NETMAP_REQ_VALE_POLLING_DISABLE:
+		snprintf(body, sizeof(body), "{\"name\":%s}", qname);
+		if (!(reply = call(f, "polling", body)))
 			return -1;
 		free(reply);
 		return 0;

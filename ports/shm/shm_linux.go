@@ -64,6 +64,7 @@ type Port struct {
 	eventfd []*notify.Eventfd // every one made
 
 	stopped atomic.Bool
+	polling *spin.Mode
 
 	mu     sync.Mutex // bindings and claims
 	users  int
@@ -75,8 +76,9 @@ type txRing struct {
 	kick    *notify.Eventfd // the application signals it after publishing slots
 	slots   uint32          // slots taken by the last Recv, released by Release
 	tickets notify.Tickets  // the switch's sleep tickets
-	poller  spin.Poller
-	wake    wakers // the bindings holding the ring
+	worker  *spin.Worker    // how the switch's worker polls before sleeping
+	ready   func() bool     // what ends its polling
+	wake    wakers          // the bindings holding the ring
 }
 
 type rxRing struct {
@@ -98,7 +100,9 @@ type rxRing struct {
 // when the switch answers a sleep ticket on it (bindings sharing a ring share
 // its ticket word). Bindings change the list under Port.mu; the switch reads
 // it without a lock.
-type wakers struct{ list atomic.Pointer[[]*notify.Eventfd] }
+type wakers struct {
+	list atomic.Pointer[[]*notify.Eventfd]
+}
 
 func (w *wakers) signal() {
 	if l := w.list.Load(); l != nil {
@@ -210,9 +214,10 @@ func newPort(name string, g ports.Geometry, l ports.Layout, mem []byte, cfg Conf
 		notify.CloseAll(kicks)
 		return nil, err
 	}
+	p.polling = spin.NewMode(spin.Polling{Window: max(cfg.Poll, 0)})
 	for i := range ntx {
-		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i], tickets: notify.NewTickets()}
-		t.poller.Max = max(cfg.Poll, 0)
+		t := &txRing{k: iface.KRing(ports.TX, i, name), kick: kicks[i], tickets: notify.NewTickets(), worker: spin.NewWorker(i)}
+		t.ready = func() bool { return t.k.Pending() || p.stopped.Load() || t.worker.Changed(p.polling) }
 		p.tx = append(p.tx, t)
 	}
 	for i := range nrx {
@@ -285,6 +290,7 @@ func (p *Port) Describe() wire.Desc {
 		MAC:     p.mac.String(),
 		State:   state,
 		Clients: p.Users(),
+		Polling: p.polling.Get().Describe(),
 	}
 }
 
@@ -309,19 +315,23 @@ func (p *Port) Recv(r int, b *frame.Batch) error {
 		}
 		// Nothing to do. With polling configured, look for a while before
 		// sleeping: a busy sender publishes again within microseconds.
-		if t.poller.Poll(func() bool { return t.k.Pending() || p.stopped.Load() }, time.Time{}) {
+		if t.worker.Apply(p.polling) {
+			spin.Busy(t.ready)
+			continue
+		}
+		if t.worker.Poll(t.ready, time.Time{}) {
 			continue
 		}
 		// Publish a sleep ticket, look once more, sleep.
 		t.k.SetSwitchSleeping(t.tickets.Next())
-		if t.k.Pending() || p.stopped.Load() {
+		if t.ready() {
 			t.k.SetSwitchSleeping(0)
 			continue
 		}
 		slept := time.Now()
 		werr := t.kick.Wait()
 		t.k.SetSwitchSleeping(0)
-		t.poller.Slept(time.Since(slept))
+		t.worker.Slept(time.Since(slept))
 		if werr != nil {
 			if errors.Is(werr, notify.ErrClosed) {
 				return ports.ErrStopped
@@ -429,6 +439,22 @@ func (x *rxRing) deliver(b *frame.Batch, which []uint16) (frames, bytes int, wak
 	return x.k.RxFrames(b, which, b.Time)
 }
 
+// SetPolling changes how the switch's workers wait for the port's TX rings
+// (vale-ctl -p, -P); they apply it at once.
+func (p *Port) SetPolling(pol spin.Polling) error {
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	p.polling.Set(pol)
+	for _, t := range p.tx {
+		t.kick.Signal()
+	}
+	return nil
+}
+
+// Polling returns how the switch's workers wait for the port's TX rings.
+func (p *Port) Polling() spin.Polling { return p.polling.Get() }
+
 // Stop makes Recv return ports.ErrStopped, now and from now on.
 func (p *Port) Stop() {
 	p.stopped.Store(true)
@@ -461,8 +487,8 @@ func (p *Port) Free() error {
 type Binding struct {
 	port   *Port
 	sel    portname.Selection
-	nif    int64              // its netmap_if
-	extra  uint32             // extra buffers granted
+	nif    int64             // its netmap_if
+	extra  uint32            // extra buffers granted
 	wake   []*notify.Eventfd // by ring pair of sel.Notify: what it sleeps on
 	closed bool
 }

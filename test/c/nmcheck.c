@@ -21,6 +21,13 @@
  *   nmcheck vale IF                 VALE control requests: NEWIF IF, ATTACH
  *                                   vale0:IF, LIST (by name, then all),
  *                                   PORT_HDR_GET and SET, DETACH, DELIF
+ *   nmcheck legacy IF               the same through the legacy nr_cmd of
+ *                                   NIOCREGIF and NIOCGINFO (NEWIF, ATTACH,
+ *                                   LIST, VNET_HDR_GET, DETACH, DELIF)
+ *   nmcheck polling PORT on|off [MODE FIRST NUM] [legacy]
+ *                                   VALE_POLLING_ENABLE (nr_mode MODE, CPUs
+ *                                   from FIRST, NUM of them) or _DISABLE,
+ *                                   by NIOCCTRL or the legacy nr_cmd
  *   nmcheck badmon NAME SECS        a hostile monitor reader: for SECS
  *                                   seconds, give back every slot with a
  *                                   garbage buffer index, and now and then a
@@ -343,6 +350,86 @@ static int vale_ops(const char *ifname)
 	return 0;
 }
 
+/* legacy issues a legacy VALE command; it returns 0 or the errno. */
+static int legacy(int fd, unsigned long ioc, struct nmreq *req, const char *name, uint16_t cmd)
+{
+	req->nr_version = NETMAP_API;
+	req->nr_cmd = cmd;
+	snprintf(req->nr_name, sizeof(req->nr_name), "%s", name);
+	return ioctl(fd, ioc, req) < 0 ? errno : 0;
+}
+
+static int legacy_ops(const char *ifname)
+{
+	int fd = open("/dev/netmap", O_RDWR), rc;
+	char port[32];
+	struct nmreq req;
+
+	if (fd < 0) {
+		perror("open");
+		return 1;
+	}
+	snprintf(port, sizeof(port), "vale0:%s", ifname);
+	memset(&req, 0, sizeof(req));
+	req.nr_tx_rings = req.nr_rx_rings = 1;
+	req.nr_tx_slots = req.nr_rx_slots = 256;
+	printf("newif %d\n", legacy(fd, NIOCREGIF, &req, ifname, NETMAP_BDG_NEWIF));
+	memset(&req, 0, sizeof(req));
+	printf("attach %d\n", legacy(fd, NIOCREGIF, &req, port, NETMAP_BDG_ATTACH));
+	memset(&req, 0, sizeof(req));
+	rc = legacy(fd, NIOCGINFO, &req, port, NETMAP_BDG_LIST);
+	printf("list %s %d bridge %u port %u\n", port, rc, req.nr_arg1, req.nr_arg2);
+	memset(&req, 0, sizeof(req));
+	for (int i = 0; i < 100; i++) { /* as netmap's vale-ctl lists */
+		req.nr_name[0] = 0;
+		if ((rc = legacy(fd, NIOCGINFO, &req, "", NETMAP_BDG_LIST)) != 0) {
+			printf("end %d\n", rc);
+			break;
+		}
+		printf("entry %s bridge %u port %u\n", req.nr_name, req.nr_arg1, req.nr_arg2);
+		req.nr_arg2++;
+	}
+	memset(&req, 0, sizeof(req));
+	req.nr_arg1 = 99;
+	rc = legacy(fd, NIOCREGIF, &req, port, NETMAP_VNET_HDR_GET);
+	printf("hdr get %d len %u\n", rc, req.nr_arg1);
+	memset(&req, 0, sizeof(req));
+	printf("regops %d\n", legacy(fd, NIOCREGIF, &req, port, NETMAP_BDG_REGOPS));
+	memset(&req, 0, sizeof(req));
+	printf("detach %d\n", legacy(fd, NIOCREGIF, &req, port, NETMAP_BDG_DETACH));
+	memset(&req, 0, sizeof(req));
+	printf("delif %d\n", legacy(fd, NIOCREGIF, &req, ifname, NETMAP_BDG_DELIF));
+	memset(&req, 0, sizeof(req));
+	printf("list after %d\n", legacy(fd, NIOCGINFO, &req, port, NETMAP_BDG_LIST));
+	return 0;
+}
+
+static int polling(int argc, char **argv)
+{
+	int fd = open("/dev/netmap", O_RDWR), on = strcmp(argv[3], "on") == 0, rc;
+	int old = argc > 0 && strcmp(argv[argc - 1], "legacy") == 0;
+	uint32_t mode = argc > 4 ? strtoul(argv[4], NULL, 0) : NETMAP_POLLING_MODE_SINGLE_CPU;
+	uint32_t first = argc > 5 ? strtoul(argv[5], NULL, 0) : 0, num = argc > 6 ? strtoul(argv[6], NULL, 0) : 1;
+
+	if (fd < 0) {
+		perror("open");
+		return 1;
+	}
+	if (old) {
+		struct nmreq req;
+		memset(&req, 0, sizeof(req));
+		req.nr_flags = mode == NETMAP_POLLING_MODE_MULTI_CPU ? NR_REG_ONE_NIC : NR_REG_ALL_NIC;
+		req.nr_ringid = first;
+		req.nr_arg1 = num;
+		rc = legacy(fd, NIOCREGIF, &req, argv[2], on ? NETMAP_BDG_POLLING_ON : NETMAP_BDG_POLLING_OFF);
+	} else {
+		struct nmreq_vale_polling p = {.nr_mode = mode, .nr_first_cpu_id = first, .nr_num_polling_cpus = num};
+		rc = ctrl(fd, on ? NETMAP_REQ_VALE_POLLING_ENABLE : NETMAP_REQ_VALE_POLLING_DISABLE, argv[2], &p);
+	}
+	printf("polling %s %d\n", argv[3], rc);
+	return 0;
+}
+
 static int info(const char *name)
 {
 	int fd = open("/dev/netmap", O_RDWR);
@@ -590,6 +677,10 @@ int main(int argc, char **argv)
 		return info(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "vale") == 0)
 		return vale_ops(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "legacy") == 0)
+		return legacy_ops(argv[2]);
+	if (argc >= 4 && strcmp(argv[1], "polling") == 0)
+		return polling(argc, argv);
 	if (argc >= 4 && strcmp(argv[1], "pingpong") == 0)
 		return pingpong(argv[2], strtoull(argv[3], NULL, 0));
 	if (argc >= 4 && strcmp(argv[1], "reflect") == 0)

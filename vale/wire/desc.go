@@ -10,4 +10,5 @@ type Desc struct {
 	MAC     string `json:"mac,omitempty"`     // the port's own address, if it has one
 	State   string `json:"state,omitempty"`   // kind-specific state
 	Clients int    `json:"clients,omitempty"` // processes bound to the port
+	Polling string `json:"polling,omitempty"` // how the switch waits for its frames: "busy", "busy cpus 0,1", a window ("200µs")
 }

@@ -56,7 +56,24 @@ const (
 	OpDelIf  = "delif"  // DelIfRequest -> nothing
 	OpSave   = "save"   // nothing -> nothing: write the attachments into valed's configuration file
 	OpReload = "reload" // nothing -> nothing: apply the configuration file's changes (as SIGHUP)
+	// OpPolling changes how the switch's workers wait for a port's frames
+	// (vale-ctl -p, -P; netmap's VALE_POLLING_ENABLE and _DISABLE):
+	// PollingRequest -> nothing.
+	OpPolling = "polling"
 )
+
+// PollingRequest sets how the switch's workers wait for the frames of port
+// Name: busy polling (Busy, optionally each ring's worker on a CPU of
+// CPUs), an adaptive poll window of at most WindowNs before sleeping, or,
+// with neither, valed's default for the port's kind. Ports applications
+// open and interfaces attached over AF_XDP have polling; interfaces have
+// no adaptive window.
+type PollingRequest struct {
+	Name     string `json:"name"`
+	Busy     bool   `json:"busy,omitempty"`
+	CPUs     []int  `json:"cpus,omitempty"`
+	WindowNs int64  `json:"window_ns,omitempty"`
+}
 
 // AttachRequest attaches a network interface (over AF_XDP), a persistent
 // interface (vale-ctl -n) or a vhost-user port to a switch. It is the one
