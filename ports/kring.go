@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/valeswitch/vale/internal/notify"
@@ -37,6 +38,42 @@ type KRing struct {
 	resetGen uint32
 	inReset  bool
 	app      notify.Answer // the application's sleep tickets
+
+	// vnetHdr is the length of the virtio-net header before each frame in
+	// the ring's slots (netmap's PORT_HDR_SET): 0, or frame.VnetHdrLen or
+	// frame.VnetHdrLenMrg. It may change while the ring is in use.
+	vnetHdr atomic.Uint32
+}
+
+// SetVnetHdrLen sets the length of the virtio-net header before each frame
+// (0, frame.VnetHdrLen or frame.VnetHdrLenMrg; the caller checks).
+func (k *KRing) SetVnetHdrLen(n int) { k.vnetHdr.Store(uint32(n)) }
+
+// allOffloads is what a ring with a virtio-net header takes: everything its
+// header can say (the application does the rest, as a virtio driver's host
+// would).
+var allOffloads = frame.OffloadCaps{Csum: true, TSO4: true, TSO6: true}
+
+// takeVnetHdr strips the virtio-net header of h bytes from the last frame
+// of b and records what it says is pending. The header is read once; a
+// frame too short for it or with a header that means nothing is emptied,
+// which the switch drops as invalid.
+func takeVnetHdr(b *frame.Batch, h int) {
+	last := len(b.Frames) - 1
+	f := &b.Frames[last]
+	if len(f.Data) < h {
+		f.Data = f.Data[:0]
+		return
+	}
+	var hdr [frame.VnetHdrLenMrg]byte
+	copy(hdr[:], f.Data[:h])
+	f.Data = f.Data[h:]
+	o, err := frame.ParseVnetHdr(hdr[:], allOffloads)
+	if err != nil {
+		f.Data = f.Data[:0]
+		return
+	}
+	b.SetOffload(last, o)
 }
 
 // KRing returns the switch-side view of ring i of direction d; port names
@@ -193,6 +230,7 @@ func (k *KRing) TxFrames(b *frame.Batch) (slots uint32, err error) {
 	}
 	limit := min(avail, MaxBatch+MaxFrags)
 	frames := len(b.Frames)
+	vnetHdr := int(k.vnetHdr.Load())
 	var (
 		i        = k.hwcur
 		done     uint32 // slots making up complete frames
@@ -224,6 +262,9 @@ func (k *KRing) TxFrames(b *frame.Batch) (slots uint32, err error) {
 		if s.Flags&NS_MOREFRAG == 0 {
 			done = n
 			inChain = false
+			if vnetHdr > 0 {
+				takeVnetHdr(b, vnetHdr)
+			}
 			if n >= MaxBatch {
 				break
 			}
@@ -316,11 +357,12 @@ func (k *KRing) Room(b *frame.Batch, which []uint16) int {
 	if err != nil || !k.resumed() {
 		return len(which)
 	}
+	h := k.vnetHdr.Load()
 	for n, fi := range which {
 		f := &b.Frames[fi]
 		need := uint32(1)
-		if len(f.More) > 0 || uint32(len(f.Data)) > k.maxLen {
-			need = k.slotsFor(f)
+		if len(f.More) > 0 || h+uint32(len(f.Data)) > k.maxLen {
+			need = k.slotsFor(f, h)
 		}
 		if need > space || need > MaxFrags {
 			return n
@@ -336,10 +378,11 @@ func (k *KRing) Room(b *frame.Batch, which []uint16) int {
 // once more, and only then sleeps.
 func (k *KRing) ArmRoom(ticket uint32) { k.hdr.swKick.Store(ticket) }
 
-// slotsFor returns how many RX slots frame f needs in this ring.
-func (k *KRing) slotsFor(f *frame.Frame) uint32 {
+// slotsFor returns how many RX slots frame f needs in this ring, behind a
+// virtio-net header of h bytes.
+func (k *KRing) slotsFor(f *frame.Frame, h uint32) uint32 {
 	need := uint32(1)
-	if l := uint32(len(f.Data)); l > k.maxLen {
+	if l := h + uint32(len(f.Data)); l > k.maxLen {
 		need = (l + k.maxLen - 1) / k.maxLen
 	}
 	for _, m := range f.More {
@@ -366,9 +409,10 @@ func (k *KRing) RxFrames(b *frame.Batch, which []uint16, ts int64) (n, bytes int
 		return 0, 0, false, err
 	}
 	t := k.hwtail
+	h := k.vnetHdr.Load()
 	for _, fi := range which {
 		f := &b.Frames[fi]
-		if len(f.More) == 0 && uint32(len(f.Data)) <= k.maxLen {
+		if len(f.More) == 0 && h+uint32(len(f.Data)) <= k.maxLen {
 			// Fast path: one fragment into one slot.
 			if space == 0 {
 				break
@@ -378,8 +422,12 @@ func (k *KRing) RxFrames(b *frame.Batch, which []uint16, ts int64) (n, bytes int
 			if idx < reservedBufs || idx >= k.numBufs {
 				return 0, 0, false, k.reset(ResetBadBufIdx, t, idx)
 			}
-			copy(k.buf(idx, uint32(len(f.Data))), f.Data)
-			s.Len = uint16(len(f.Data))
+			buf := k.buf(idx, h+uint32(len(f.Data)))
+			if h > 0 {
+				frame.PutVnetHdr(buf[:h], f.Offload, 1)
+			}
+			copy(buf[h:], f.Data)
+			s.Len = uint16(len(buf))
 			s.Flags = 0
 			s.Ptr = uint64(ts)
 			t = next(t, k.num)
@@ -388,12 +436,12 @@ func (k *KRing) RxFrames(b *frame.Batch, which []uint16, ts int64) (n, bytes int
 			bytes += len(f.Data)
 			continue
 		}
-		need := k.slotsFor(f)
+		need := k.slotsFor(f, h)
 		if need > space || need > MaxFrags {
 			break
 		}
 		var rerr *RingError
-		if t, rerr = k.rxChain(f, t, need, ts); rerr != nil {
+		if t, rerr = k.rxChain(f, t, need, ts, h); rerr != nil {
 			return 0, 0, false, rerr
 		}
 		space -= need
@@ -413,8 +461,9 @@ func (k *KRing) RxFrames(b *frame.Batch, which []uint16, ts int64) (n, bytes int
 // larger than a buffer, and returns the slot after it. need is the number of
 // slots it takes (at most MaxFrags): the last one ends the chain, the others
 // carry NS_MOREFRAG and, in the upper 8 bits of flags, the number of
-// fragments still to come, as netmap's VALE does.
-func (k *KRing) rxChain(f *frame.Frame, t, need uint32, ts int64) (uint32, *RingError) {
+// fragments still to come, as netmap's VALE does. A virtio-net header of h
+// bytes starts the first slot.
+func (k *KRing) rxChain(f *frame.Frame, t, need uint32, ts int64, h uint32) (uint32, *RingError) {
 	left := need
 	put := func(p []byte) *RingError {
 		for {
@@ -423,10 +472,15 @@ func (k *KRing) rxChain(f *frame.Frame, t, need uint32, ts int64) (uint32, *Ring
 			if idx < reservedBufs || idx >= k.numBufs {
 				return k.reset(ResetBadBufIdx, t, idx)
 			}
-			chunk := p[:min(uint32(len(p)), k.maxLen)]
-			copy(k.buf(idx, uint32(len(chunk))), chunk)
+			chunk := p[:min(uint32(len(p)), k.maxLen-h)]
+			buf := k.buf(idx, h+uint32(len(chunk)))
+			if h > 0 {
+				frame.PutVnetHdr(buf[:h], f.Offload, uint16(need))
+				h = 0
+			}
+			copy(buf[len(buf)-len(chunk):], chunk)
 			left--
-			s.Len = uint16(len(chunk))
+			s.Len = uint16(len(buf))
 			s.Flags = 0
 			if left > 0 {
 				s.Flags = NS_MOREFRAG | uint16(left)<<8

@@ -84,7 +84,7 @@ func (p *Port) putRx(q *queue, f *frame.Frame, caps frame.OffloadCaps) (bool, er
 	}
 	// Write the header (what is left to do, and the chain count), then the
 	// frame across the chains.
-	putVnetHdr(q.hdr[:q.hdrLen], o, uint16(nchains))
+	frame.PutVnetHdr(q.hdr[:q.hdrLen], o, uint16(nchains))
 	src := append(append(q.src[:0], q.hdr[:q.hdrLen], f.Data), f.More...)
 	q.src = src[:0]
 	si, so := 0, 0
@@ -165,7 +165,7 @@ func (q *queue) putBurst(b *frame.Batch, which []uint16, caps frame.OffloadCaps)
 			o = frame.Offload{}
 		}
 		end := q.hdrLen + len(f.Data)
-		putVnetHdr(r.buf[:q.hdrLen], o, 1)
+		frame.PutVnetHdr(r.buf[:q.hdrLen], o, 1)
 		copy(r.buf[q.hdrLen:], f.Data)
 		q.vq.logWrite(r.addr, end)
 		q.vq.putUsed(r.ch, uint32(end))

@@ -184,7 +184,7 @@ func testOffloadHeaders(t *testing.T, feats uint64) {
 	f.Sync()
 	tx := f.Queues[1]
 	h := make([]byte, f.HdrLen)
-	h[0] = vnetNeedsCsum
+	h[0] = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
 	binary.LittleEndian.PutUint16(h[6:], 34)
 	binary.LittleEndian.PutUint16(h[8:], 16)
 	h[1] = frame.GSOTCPv4

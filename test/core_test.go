@@ -430,6 +430,10 @@ func TestValeCtl(t *testing.T) {
 		t.Errorf("vale-ctl stats:\n%s", stats)
 	}
 	out := d.run(t, 10*time.Second, "vale-ctl", "-l", "-v")
+	// netmap's lines first, for scripts written for netmap's vale-ctl.
+	if !strings.HasPrefix(out, "vale0:a bridge_idx 0 port_idx 0\nvale1:b bridge_idx 1 port_idx 0\n\n") {
+		t.Errorf("vale-ctl -l does not start with netmap's lines:\n%s", out)
+	}
 	for _, want := range []string{"vale0:a  vale0", "vale1:b  vale1", "2/2    256/256", "MACS", "AVG_BATCH"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("vale-ctl -l -v lacks %q:\n%s", want, out)
@@ -455,6 +459,8 @@ func TestValeCtl(t *testing.T) {
 		{[]string{"-g", "vale0:a^"}, "vale0:a^: no such host port"},
 		{[]string{"-g", "vale0:a*"}, `host rings on a VALE port ("*") not supported`},
 		{[]string{"-l", "bogus name"}, "neither a switch, a port nor a persistent interface"},
+		{[]string{"-n", "vx", "-m", "1"}, "no netmap memory region"},
+		{[]string{"-p", "vale0:a", "-window", "-1s"}, "-window goes with -p"},
 	} {
 		if out := d.runFail(t, "vale-ctl", tt.args...); !strings.Contains(out, tt.want) {
 			t.Errorf("vale-ctl %v: %s, want %q", tt.args, out, tt.want)

@@ -61,7 +61,7 @@ wait_port() {
 port_stat() {
 	local list
 	if [ -n "${3:-}" ]; then list=$(cat "$3"); else list=$("$VALE_BIN/vale-ctl" -l "$1"); fi
-	printf '%s\n' "$list" | awk -v p="$1" -v c="$2" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == c) k = i} $1 == p && k {print $k}'
+	printf '%s\n' "$list" | awk -v p="$1" -v c="$2" '$1 == "PORT" {for (i = 1; i <= NF; i++) if ($i == c) k = i; next} $1 == p && k {print $k}'
 }
 
 # rate FILE: the "Speed:" line of a pkt-gen output, without the label.

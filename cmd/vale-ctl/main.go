@@ -149,7 +149,7 @@ func counts(s string, most int) ([]int, error) {
 type options struct {
 	list, forceCopy, zeroCopy, vhostCli, lossless, drop, save, reload, verbose, json bool
 	geom, attach, host, detach, newIf, delIf, conf, mode, vhostUser, sock            string
-	pollOn, pollOff                                                                  string
+	pollOn, pollOff, memID                                                           string
 	queues, startQueue, frameSize                                                    int
 	window                                                                           time.Duration
 }
@@ -181,6 +181,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.pollOn, "p", "", "make the switch busy-poll the rings of `port` (netmap's VALE_POLLING_ENABLE); with -C mode,core[,ncores]: on those cores")
 	fs.StringVar(&o.pollOff, "P", "", "give `port` valed's default polling back (netmap's VALE_POLLING_DISABLE)")
 	fs.DurationVar(&o.window, "window", 0, "with -p: poll for an adaptive window of at most this long before sleeping, instead of busy polling")
+	fs.StringVar(&o.memID, "m", "", "with -n: netmap's memory region of the new interface (`memid`); vale's persistent interfaces are TAP devices without one, so it is refused")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: show switch details")
 	fs.StringVar(&o.sock, "sock", "", "control socket (default $VALE_SOCK or "+ctl.DefaultSocket+")")
 	fs.Usage = func() {
@@ -248,6 +249,10 @@ func (o *options) check(a action) error {
 		return errors.New("-lossless and -drop go with -a and -h")
 	case o.lossless && o.drop:
 		return errors.New("-lossless and -drop exclude each other")
+	case o.memID != "" && a.name != "n":
+		return errors.New("-m goes with -n")
+	case o.memID != "":
+		return fmt.Errorf("-m %s: vale's persistent interfaces are TAP devices with no netmap memory region to choose; ports share memory only within a pipe (netmap:a{1 and netmap:a}1)", o.memID)
 	case o.json && a.name != "l":
 		return errors.New("-json goes with -l")
 	}
@@ -383,9 +388,10 @@ func printList(all *wire.ListReply, name string, verbose bool, out io.Writer) er
 		fmt.Fprintln(out, "no switches")
 		return nil
 	}
+	printNetmapLines(all, out)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	defer w.Flush()
-	section := false
+	section := len(all.Ports) > 0
 	start := func() {
 		if section {
 			fmt.Fprintln(w)
@@ -448,6 +454,20 @@ func printList(all *wire.ListReply, name string, verbose bool, out io.Writer) er
 		}
 	}
 	return nil
+}
+
+// printNetmapLines prints one line per switch port as netmap's vale-ctl
+// lists them, "vale0:a bridge_idx 0 port_idx 1", for scripts written for
+// netmap; the bridge index is the switch's position in the listing, as
+// VALE_LIST numbers it.
+func printNetmapLines(all *wire.ListReply, out io.Writer) {
+	bridge := map[string]int{}
+	for i, s := range all.Switches {
+		bridge[s.Name] = i
+	}
+	for _, p := range all.Ports {
+		fmt.Fprintf(out, "%s bridge_idx %d port_idx %d\n", p.Name, bridge[p.Switch], p.Index)
+	}
 }
 
 func printGeometry(conn *ctl.Conn, name string, out io.Writer) error {

@@ -374,6 +374,16 @@ func (d *Daemon) handle(s *session, req ctl.Request) error {
 			return err
 		}
 		return s.conn.ReplyOK(info)
+	case wire.OpPortHdr:
+		var r wire.PortHdrRequest
+		if err := decode(req, &r); err != nil {
+			return err
+		}
+		reply, err := d.portHdr(s, r)
+		if err != nil {
+			return err
+		}
+		return s.conn.ReplyOK(reply)
 	case wire.OpList:
 		var r wire.ListRequest
 		if err := decode(req, &r); err != nil {

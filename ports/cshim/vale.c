@@ -245,16 +245,20 @@ int shim_vale_ctrl(struct shim_fd *f, struct nmreq_header *hdr, const char *name
 		free(reply);
 		return 0;
 	case NETMAP_REQ_PORT_HDR_GET:
-		/* vale's ports carry no virtio-net header */
-		((struct nmreq_port_hdr *)arg)->nr_hdr_len = 0;
+	case NETMAP_REQ_PORT_HDR_SET: {
+		struct nmreq_port_hdr *ph = arg;
+		int64_t len;
+		if (hdr->nr_reqtype == NETMAP_REQ_PORT_HDR_SET)
+			snprintf(body, sizeof(body), "{\"name\":%s,\"set\":true,\"len\":%u}", qname, ph->nr_hdr_len);
+		else
+			snprintf(body, sizeof(body), "{\"name\":%s}", qname);
+		if (!(reply = call(f, "port_hdr", body)))
+			return -1;
+		if (json_int(reply, "len", &len) == 0)
+			ph->nr_hdr_len = (uint32_t)len;
+		free(reply);
 		return 0;
-	case NETMAP_REQ_PORT_HDR_SET:
-		if (((struct nmreq_port_hdr *)arg)->nr_hdr_len == 0)
-			return 0;
-		shim_warn("%s: vale's ports carry no virtio-net header (length %u asked)", name,
-			  ((struct nmreq_port_hdr *)arg)->nr_hdr_len);
-		errno = EOPNOTSUPP;
-		return -1;
+	}
 	default:
 		errno = EOPNOTSUPP;
 		return -1;

@@ -431,6 +431,34 @@ func (p *Port) BufsHead() uint32 { return p.bufsHead.Load() }
 // chained from it when the binding closes.
 func (p *Port) SetBufsHead(idx uint32) { p.bufsHead.Store(idx) }
 
+// SetVnetHdrLen sets the length of the virtio-net header before each frame
+// in the port's slots, both ways (netmap's PORT_HDR_SET): 0, 10 or 12.
+// With a header, frames go out with the offloads it describes left
+// pending, and come in with the header valed wrote.
+func (p *Port) SetVnetHdrLen(n int) error {
+	_, err := p.portHdr(true, n)
+	return err
+}
+
+// VnetHdrLen returns the length of the virtio-net header before each frame
+// (netmap's PORT_HDR_GET).
+func (p *Port) VnetHdrLen() (int, error) { return p.portHdr(false, 0) }
+
+// portHdr asks valed, on a connection of its own (p.conn carries events),
+// for the port's header length, setting it first if set.
+func (p *Port) portHdr(set bool, n int) (int, error) {
+	conn, err := ctl.Dial(ctl.SocketPath(p.opts.Socket))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	var r wire.PortHdrReply
+	if _, err := conn.Call(wire.OpPortHdr, wire.PortHdrRequest{Name: p.reply.Port, Set: set, Len: n}, &r); err != nil {
+		return 0, fmt.Errorf("%s: virtio-net header: %w", p.reply.Port, err)
+	}
+	return r.Len, nil
+}
+
 // ExtraBufs returns how many extra buffers valed granted the binding
 // (Options.ExtraBufs asked for them).
 func (p *Port) ExtraBufs() uint32 { return p.reply.GrantedBufs }

@@ -65,6 +65,7 @@ type Port struct {
 
 	stopped atomic.Bool
 	polling *spin.Mode
+	vnetHdr atomic.Int32 // virtio-net header length (SetVnetHdrLen)
 
 	mu     sync.Mutex // bindings and claims
 	users  int
@@ -283,6 +284,9 @@ func (p *Port) Describe() wire.Desc {
 	if p.stopped.Load() {
 		state = "stopping"
 	}
+	if h := p.vnetHdr.Load(); h > 0 {
+		state += fmt.Sprintf(",vnet_hdr=%d", h)
+	}
 	return wire.Desc{
 		Kind:    p.kind,
 		TxRings: len(p.tx), RxRings: len(p.rx),
@@ -450,6 +454,34 @@ func (p *Port) SetPolling(pol spin.Polling) error {
 		t.kick.Signal()
 	}
 	return nil
+}
+
+// SetVnetHdrLen sets the length of the virtio-net header before each frame
+// in the port's slots, both ways (netmap's PORT_HDR_SET): 0, 10 or 12.
+func (p *Port) SetVnetHdrLen(n int) error {
+	if n != 0 && n != frame.VnetHdrLen && n != frame.VnetHdrLenMrg {
+		return fmt.Errorf("%s: invalid virtio-net header length %d (0, %d or %d)", p.name, n, frame.VnetHdrLen, frame.VnetHdrLenMrg)
+	}
+	p.vnetHdr.Store(int32(n))
+	for _, t := range p.tx {
+		t.k.SetVnetHdrLen(n)
+	}
+	for _, x := range p.rx {
+		x.k.SetVnetHdrLen(n)
+	}
+	return nil
+}
+
+// VnetHdrLen returns the length of the virtio-net header before each frame.
+func (p *Port) VnetHdrLen() int { return int(p.vnetHdr.Load()) }
+
+// Offloads tells the switch what the port takes as it is (vale.OffloadPort):
+// with a virtio-net header, everything the header can say.
+func (p *Port) Offloads() frame.OffloadCaps {
+	if p.vnetHdr.Load() == 0 {
+		return frame.OffloadCaps{}
+	}
+	return frame.OffloadCaps{Csum: true, TSO4: true, TSO6: true}
 }
 
 // Polling returns how the switch's workers wait for the port's TX rings.

@@ -9,6 +9,11 @@ import (
 const (
 	OpOpen = "open" // open (and create if needed) a port: OpenRequest -> OpenReply
 	OpInfo = "info" // geometry of a port, without opening it: InfoRequest -> OpenReply
+	// OpPortHdr reads or sets the length of the virtio-net header before
+	// each frame in a VALE port's slots (netmap's PORT_HDR_GET and
+	// PORT_HDR_SET): PortHdrRequest -> PortHdrReply. Whoever may open the
+	// port may set it.
+	OpPortHdr = "port_hdr"
 )
 
 // OpenRequest asks valed to bind the port named Name, creating it (and its
@@ -107,4 +112,20 @@ type MonitorEvent struct {
 	TxBase  int    `json:"tx_base"`  // monitor ring of the port's TX ring 0, -1 if not monitored
 	RxBase  int    `json:"rx_base"`  // monitor ring of the port's RX ring 0, -1 if not monitored
 	Rings   int    `json:"rings"`    // monitor rings, and eventfds
+}
+
+// PortHdrRequest reads (Set false) or sets the virtio-net header length of
+// port Name: 0 (none), 10, or 12 (with num_buffers). With a header the
+// port's frames carry their pending offloads (partial checksums, TCP
+// segmentation) as a virtio driver's do, and the switch completes them for
+// ports without one.
+type PortHdrRequest struct {
+	Name string `json:"name"`
+	Set  bool   `json:"set,omitempty"`
+	Len  int    `json:"len,omitempty"`
+}
+
+// PortHdrReply is the port's header length (after a set, the new one).
+type PortHdrReply struct {
+	Len int `json:"len"`
 }

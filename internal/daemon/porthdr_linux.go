@@ -1,0 +1,46 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/valeswitch/vale/ports/portname"
+	"github.com/valeswitch/vale/vale/wire"
+)
+
+// vnetHdrPort is a port whose frames may carry a virtio-net header.
+type vnetHdrPort interface {
+	SetVnetHdrLen(n int) error
+	VnetHdrLen() int
+}
+
+// portHdr serves PORT_HDR_GET and PORT_HDR_SET: on a VALE port applications
+// open, for whoever may open it, as netmap allows any user of the port.
+func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
+	n, err := portname.ParseName(r.Name)
+	if err != nil {
+		return wire.PortHdrReply{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ps *portState
+	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" && n.Pipe == 0 {
+		ps = ss.ports[n.PortName()]
+	}
+	if ps == nil {
+		return wire.PortHdrReply{}, fmt.Errorf("%s: no such port", r.Name)
+	}
+	hp, ok := ps.port.(vnetHdrPort)
+	if !ok {
+		return wire.PortHdrReply{}, fmt.Errorf("%s is %s: its frames carry no virtio-net header (not supported)", ps.name(), ps.port.what())
+	}
+	if err := s.mayUse(ps.name(), ps.uid); err != nil {
+		return wire.PortHdrReply{}, err
+	}
+	if r.Set {
+		if err := hp.SetVnetHdrLen(r.Len); err != nil {
+			return wire.PortHdrReply{}, err
+		}
+		d.log.Info("virtio-net header length set", "port", ps.name(), "len", r.Len)
+	}
+	return wire.PortHdrReply{Len: hp.VnetHdrLen()}, nil
+}
