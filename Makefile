@@ -4,7 +4,10 @@
 #                 and (with a C compiler) lib/libvale-netmap.so and bin/vale-netmap,
 #                 which run netmap's C programs on vale
 #   make install  install them under PREFIX (default /usr/local), with netmap's
-#                 headers and pkg-config's vale-netmap.pc
+#                 headers and pkg-config's vale-netmap.pc, and link nm-capture
+#                 into Wireshark's extcap directory (EXTCAPDIR)
+#   make install-extcap-user  copy nm-capture into your own extcap directory
+#                 (EXTCAPUSERDIR), without root
 #   make demo     start a switch, push traffic port to port, print the rate
 #   make test     install what the tests need, lint, then every test (unit, race, end to end)
 #   make bench    forwarding benchmarks; port to port and pipes against DPDK's
@@ -28,9 +31,16 @@ FUZZ        := ./ports/portname:FuzzParseName ./ports:FuzzKRing ./ports:FuzzOpen
                ./internal/offload:FuzzCompletePartial ./internal/offload:FuzzComplete \
                ./ptnet:FuzzVirtq ./ptnet:FuzzMessages ./internal/config:FuzzParse
 
-.PHONY: all build netmap install demo test deps lint unit race bench bench-afxdp bench-vhost soak fuzz clean
+.PHONY: all build netmap install install-extcap-user demo test deps lint unit race bench bench-afxdp bench-vhost soak fuzz clean
 
 PREFIX      ?= /usr/local
+# Wireshark runs every program in its extcap directory: nm-capture there makes
+# valed's ports capture interfaces (tshark -i vale0:a). The directory is the
+# one wireshark.pc names, else the one tshark scans, else Debian's.
+EXTCAPDIR   ?= $(or $(shell pkg-config --variable=extcap_dir wireshark 2>/dev/null),$(shell tshark -G folders 2>/dev/null | sed -n 's/^\(Global \)\{0,1\}Extcap path:[[:space:]]*//p' | head -n 1),/usr/lib/x86_64-linux-gnu/wireshark/extcap)
+# A user's own: the one tshark names (Wireshark 4.1 and later), else
+# ~/.config/wireshark/extcap, which Wireshark 4.0 scans.
+EXTCAPUSERDIR ?= $(or $(shell tshark -G folders 2>/dev/null | sed -n 's/^Personal Extcap path:[[:space:]]*//p' | head -n 1),$(HOME)/.config/wireshark/extcap)
 
 all: build
 
@@ -48,6 +58,12 @@ install: build
 	install -m 755 $(BIN)/valed $(BIN)/pkt-gen $(BIN)/vale-ctl $(BIN)/nm-capture $(BIN)/nmreplay $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/net/*.h $(DESTDIR)$(PREFIX)/include/vale-netmap/net/
 	INCLUDEDIR=$(PREFIX)/include/vale-netmap PCPREFIX=$(PREFIX) tools/build-netmap.sh $(DESTDIR)$(PREFIX)
+	install -d $(DESTDIR)$(EXTCAPDIR)
+	ln -sf $(PREFIX)/bin/nm-capture $(DESTDIR)$(EXTCAPDIR)/nm-capture
+
+install-extcap-user: build
+	install -d $(EXTCAPUSERDIR)
+	install -m 755 $(BIN)/nm-capture $(EXTCAPUSERDIR)/
 
 demo: build
 	tools/demo.sh

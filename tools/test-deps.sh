@@ -4,8 +4,9 @@
 #
 # The C programs of the netmap tests build with gcc and pkg-config; the
 # capture and replay tests check their files with the real tcpdump,
-# tshark and text2pcap (wireshark-common, a dependency of tshark); the NIC
-# tests build namespaces and veths (iproute2), check offloads (ethtool), and
+# tshark, capinfos and text2pcap (wireshark-common, a dependency of tshark),
+# and capture live through tshark (nm-capture as its extcap) and tcpdump; the
+# NIC tests build namespaces and veths (iproute2), check offloads (ethtool), and
 # run ping and iperf3 through the switch; the afxdp tests run in a namespace
 # of their own (unshare, from util-linux); the access test drops privileges
 # with setpriv (util-linux); the vhost-user tests boot QEMU guests (Debian's
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pair in gcc:gcc pkg-config:pkg-config tcpdump:tcpdump tshark:tshark text2pcap:tshark \
+for pair in gcc:gcc pkg-config:pkg-config tcpdump:tcpdump tshark:tshark text2pcap:tshark capinfos:tshark \
 	ip:iproute2 ethtool:ethtool ping:iputils-ping iperf3:iperf3 unshare:util-linux setpriv:util-linux \
 	qemu-system-x86_64:qemu-system-x86 dpdk-testpmd:dpdk-dev; do
 	command -v "${pair%%:*}" >/dev/null || need+=("${pair##*:}")

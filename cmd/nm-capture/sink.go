@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 )
 
 // File formats.
@@ -23,9 +26,14 @@ const (
 // whole (libpcap's MAXIMUM_SNAPLEN).
 const maxSnap = 262144
 
+// stdoutName is the file name that means standard output.
+const stdoutName = "-"
+
 // sink writes frames to a capture file, rotating it as tcpdump -C does:
 // before writing a frame, if the current file is larger than the limit, it
-// is closed and the next one (FILE1, FILE2, ...) opened.
+// is closed and the next one (FILE1, FILE2, ...) opened. A stream (standard
+// output, a pipe or a socket, such as Wireshark's fifo) is flushed after
+// every batch, and its reader going away ends the capture.
 type sink struct {
 	base    string
 	format  string
@@ -33,12 +41,13 @@ type sink struct {
 	limit   int64 // rotate above this many bytes; 0 = never
 	ifname  string
 
-	files []string
-	f     *os.File
-	bw    *bufio.Writer
-	pw    *pcapgo.Writer
-	ngw   *pcapgo.NgWriter
-	size  int64 // bytes of the current file, buffered ones included
+	files  []string
+	f      *os.File
+	stream bool // f is standard output, a pipe or a socket
+	bw     *bufio.Writer
+	pw     *pcapgo.Writer
+	ngw    *pcapgo.NgWriter
+	size   int64 // bytes of the current file, buffered ones included
 }
 
 // open creates the next file of the sink.
@@ -47,11 +56,11 @@ func (s *sink) open() error {
 	if n := len(s.files); n > 0 {
 		name += strconv.Itoa(n)
 	}
-	f, err := os.Create(name)
+	f, err := create(name)
 	if err != nil {
 		return err
 	}
-	s.f, s.files = f, append(s.files, name)
+	s.f, s.files, s.stream = f, append(s.files, name), name == stdoutName || isStream(f)
 	s.bw = bufio.NewWriterSize(f, 1<<20)
 	snap := uint32(s.snaplen)
 	switch s.format {
@@ -77,11 +86,78 @@ func (s *sink) open() error {
 		err = s.pw.WriteFileHeader(snap, layers.LinkTypeEthernet)
 		s.size = 24
 	}
+	if err == nil && s.stream {
+		err = s.bw.Flush()
+	}
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// create opens a capture file for writing: "-" is standard output, a fifo
+// (Wireshark's) is opened write-only, so that its reader closing it shows,
+// anything else is created or truncated.
+func create(name string) (*os.File, error) {
+	if name == stdoutName {
+		return os.Stdout, nil
+	}
+	if st, err := os.Stat(name); err == nil && st.Mode()&os.ModeNamedPipe != 0 {
+		return os.OpenFile(name, os.O_WRONLY, 0)
+	}
+	return os.Create(name)
+}
+
+// isStream reports whether f is a pipe, a fifo or a socket: a reader waits
+// at the other end for each frame.
+func isStream(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0
+}
+
+// flush writes what is buffered if the sink is a stream, so that its
+// reader sees each batch as it comes.
+func (s *sink) flush() error {
+	if !s.stream || s.f == nil {
+		return nil
+	}
+	var err error
+	if s.ngw != nil {
+		err = s.ngw.Flush()
+	}
+	if e := s.bw.Flush(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.files[len(s.files)-1], err)
+	}
+	return nil
+}
+
+// readerGone reports whether the sink is a pipe whose reader closed it
+// (tcpdump -c done, Wireshark stopped), without writing to it.
+func (s *sink) readerGone() bool {
+	if !s.stream || s.f == nil {
+		return false
+	}
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd)}}
+		n, err := unix.Poll(pfd, 0)
+		gone = err == nil && n > 0 && pfd[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0
+	})
+	return gone
+}
+
+// closedByReader reports whether err is a write to a stream whose reader
+// went away: the end of the capture, not a failure.
+func (s *sink) closedByReader(err error) bool {
+	return s.stream && errors.Is(err, syscall.EPIPE)
 }
 
 // write appends one frame received at ts (ns since the epoch).
@@ -129,6 +205,9 @@ func (s *sink) close() error {
 		err = e
 	}
 	s.f, s.ngw, s.pw = nil, nil, nil
+	if s.closedByReader(err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.files[len(s.files)-1], err)
 	}

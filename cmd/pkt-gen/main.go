@@ -4,20 +4,26 @@
 // Usage:
 //
 //	pkt-gen -i port [-f tx|rx|ping|pong|txseq|rxseq] [-l len [-l minlen]] [-n count]
-//	        [-b burst] [-R pps] [-S mac] [-D mac] [-s ip[:port][-ip[:port]]]
-//	        [-d ip[:port][-ip[:port]]] [-z] [-Z] [-T ms] [-w s] [-W] [-p threads]
-//	        [-a cpu] [-B] [-X] [-N] [-v]
+//	        [-b burst] [-R pps] [-4|-6] [-S mac] [-D mac] [-s range] [-d range]
+//	        [-z] [-Z] [-P file] [-F frags] [-M size] [-r] [-o bits] [-A] [-T ms]
+//	        [-w s] [-W] [-p threads] [-a cpu] [-c cpus] [-B] [-X] [-N] [-v]
+//
+// A range is addr[:port][-addr[:port]]; an IPv6 address followed by a port
+// goes in brackets, and may start with the 16-bit group the range varies,
+// as in netmap: 7@[2001:db8::1]:1000-[2001:db8::9]:1009.
 //
 // A port name without a "netmap:" or "vale" prefix gets "netmap:", as with
 // netmap. The default function is rx. Every -T milliseconds it prints
 //
-//	X Mpps (N pkts Y Gbps in U usec) B avg_batch M min_space
+//	X Mpps [avg/std A/S pps](N pkts Y Gbps in U usec) B avg_batch M min_space
 //
-// and at the end the totals and the average speed.
+// (the part in brackets with -A) and at the end the totals and the average
+// speed.
 package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -64,9 +70,12 @@ func run(cfg *config) error {
 	case cfg.fn == fnRx || cfg.fn == fnRxSeq:
 		verb = "Receiving from"
 	}
-	fmt.Printf("%s %s: %d queues, %d threads and %d cpus.\n", verb, cfg.ifname, queues, cfg.threads, cfg.threads)
-	if cfg.fn.sender {
-		fmt.Printf("%s -> %s (%s -> %s)\n", cfg.srcText, cfg.dstText, cfg.srcMAC, cfg.dstMAC)
+	fmt.Printf("%s %s: %d queues, %d threads and %d cpus.\n", verb, cfg.ifname, queues, cfg.threads, cfg.cpus)
+	if cfg.fn == fnTx || cfg.fn == fnTxSeq {
+		fmt.Printf("%s -> %s (%s -> %s)\n", cfg.srcText, cfg.dstText, cfg.srcMACText, cfg.dstMACText)
+	}
+	if s := cfg.opts.special(); s != "" {
+		logf("--- SPECIAL OPTIONS:%s", s)
 	}
 	if cfg.wait > 0 {
 		logf("Wait %d secs for link to come up...", int(cfg.wait/time.Second))
@@ -106,6 +115,7 @@ func report(cfg *config, threads []*thread) {
 	interval := time.Duration(cfg.reportMs) * time.Millisecond
 	prevT := time.Now()
 	var prev counters
+	var win ppsWindow
 	for {
 		done := 0
 		wait := interval
@@ -136,20 +146,65 @@ func report(cfg *config, threads []*thread) {
 		}
 		if usec >= 10000 {
 			x := counters{pkts: cur.pkts - prev.pkts, bytes: cur.bytes - prev.bytes, events: cur.events - prev.events}
-			pps := float64(x.pkts) * 1e6 / float64(usec)
-			bps := (float64(x.bytes)*8 + float64(x.pkts)*float64(cfg.framing)) * 1e6 / float64(usec)
-			abs := 0.0
-			if x.events > 0 {
-				abs = float64(x.pkts) / float64(x.events)
-			}
-			logf("%spps (%spkts %sbps in %d usec) %.2f avg_batch %d min_space",
-				norm(pps, cfg.normalize), norm(float64(x.pkts), cfg.normalize), norm(bps, cfg.normalize), usec, abs, minSpace)
+			logf("%s", win.line(cfg, x, usec, minSpace))
 			prev, prevT = cur, now
 		}
 		if done == len(threads) {
 			return
 		}
 	}
+}
+
+// statsWindow is the number of reports -A averages over (netmap's).
+const statsWindow = 15
+
+// ppsWindow holds the rates of the last reports, for -A.
+type ppsWindow struct {
+	pps [statsWindow]int64
+	i   int
+}
+
+// line returns the report of an interval of usec microseconds in which x
+// happened: netmap's, with -A the sliding mean and standard deviation of the
+// rate over the reports that saw traffic.
+func (w *ppsWindow) line(cfg *config, x counters, usec, minSpace int64) string {
+	pps := float64(x.pkts) * 1e6 / float64(usec)
+	bps := (float64(x.bytes)*8 + float64(x.pkts)*float64(cfg.framing)) * 1e6 / float64(usec)
+	abs := 0.0
+	if x.events > 0 {
+		abs = float64(x.pkts) / float64(x.events)
+	}
+	stats := ""
+	if cfg.opts&optPPSStats != 0 {
+		avg, std := w.add(int64(math.Round(pps)))
+		stats = fmt.Sprintf("[avg/std %s/%s pps]", norm(avg, cfg.normalize), norm(std, cfg.normalize))
+	}
+	return fmt.Sprintf("%spps %s(%spkts %sbps in %d usec) %.2f avg_batch %d min_space",
+		norm(pps, cfg.normalize), stats, norm(float64(x.pkts), cfg.normalize), norm(bps, cfg.normalize), usec, abs, minSpace)
+}
+
+// add records a report's rate and returns the mean and the (population)
+// standard deviation of the non-zero rates in the window.
+func (w *ppsWindow) add(pps int64) (avg, std float64) {
+	w.pps[w.i] = pps
+	w.i = (w.i + 1) % statsWindow
+	n := 0
+	for _, v := range w.pps {
+		if v != 0 {
+			avg += float64(v)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	avg /= float64(n)
+	for _, v := range w.pps {
+		if v != 0 {
+			std += (float64(v) - avg) * (float64(v) - avg)
+		}
+	}
+	return avg, math.Sqrt(std / float64(n))
 }
 
 // final prints netmap's closing lines.

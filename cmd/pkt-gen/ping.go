@@ -45,7 +45,7 @@ func (t *thread) ping() error {
 		pkt.SetPayload32(buf, 0, seq)
 		pkt.SetPayload32(buf, 4, uint32(uint64(sent)>>32))
 		pkt.SetPayload32(buf, 8, uint32(uint64(sent)))
-		if c.dump {
+		if c.opts&optDump != 0 {
 			fmt.Fprint(os.Stderr, hex.Dump(buf[:c.length]))
 		}
 		s.Len, s.Flags = uint16(c.length), 0
@@ -139,7 +139,7 @@ func (t *thread) pong() error {
 		var n, bytes uint64
 		for !rx.Empty() {
 			in := rx.Packet(rx.Head())
-			if c.dump {
+			if c.opts&optDump != 0 {
 				fmt.Fprint(os.Stderr, hex.Dump(in))
 			}
 			if tx.Space() > 0 {

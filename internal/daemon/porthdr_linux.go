@@ -30,6 +30,9 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 		return wire.PortHdrReply{}, fmt.Errorf("%s: no such port", r.Name)
 	}
 	hp, ok := ps.port.(vnetHdrPort)
+	if !ok && (!r.Set || r.Len == 0) {
+		return wire.PortHdrReply{}, nil // no header, as asked or read
+	}
 	if !ok {
 		return wire.PortHdrReply{}, fmt.Errorf("%s is %s: its frames carry no virtio-net header (not supported)", ps.name(), ps.port.what())
 	}
