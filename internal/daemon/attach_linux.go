@@ -346,6 +346,15 @@ func (d *Daemon) detach(name string) error {
 	return nil
 }
 
+// switchPortLocked returns the switch port a parsed name refers to, or nil.
+// d.mu is held.
+func (d *Daemon) switchPortLocked(n *portname.Name) *portState {
+	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" && n.Pipe == 0 {
+		return ss.ports[switchPortName(n)]
+	}
+	return nil
+}
+
 // detachUnsaved is detach without saving the configuration.
 func (d *Daemon) detachUnsaved(name string) error {
 	n, err := portname.ParseName(name)
@@ -354,10 +363,7 @@ func (d *Daemon) detachUnsaved(name string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ps *portState
-	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" {
-		ps = ss.ports[switchPortName(&n)]
-	}
+	ps := d.switchPortLocked(&n)
 	if ps == nil {
 		return fmt.Errorf("%s: no such port", name)
 	}

@@ -27,10 +27,7 @@ func (d *Daemon) setPolling(r wire.PollingRequest) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ps *portState
-	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" {
-		ps = ss.ports[switchPortName(&n)]
-	}
+	ps := d.switchPortLocked(&n)
 	if ps == nil {
 		return fmt.Errorf("%s: no such port", r.Name)
 	}

@@ -22,10 +22,7 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ps *portState
-	if ss := d.switches[n.Switch]; ss != nil && n.Subsystem == "vale" && n.Pipe == 0 {
-		ps = ss.ports[n.PortName()]
-	}
+	ps := d.switchPortLocked(&n)
 	if ps == nil {
 		return wire.PortHdrReply{}, fmt.Errorf("%s: no such port", r.Name)
 	}
