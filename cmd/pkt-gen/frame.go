@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"github.com/valeswitch/vale/internal/pkt"
 	"net"
 	"net/netip"
 )
@@ -99,15 +100,15 @@ func (l *layout) setLen(b []byte, n int) {
 func (l *layout) fixChecksums(b []byte) {
 	if !l.v6 {
 		b[l.ipCsum], b[l.ipCsum+1] = 0, 0
-		binary.BigEndian.PutUint16(b[l.ipCsum:], ^fold(sum(b[14:l.udp], 0)))
+		binary.BigEndian.PutUint16(b[l.ipCsum:], ^pkt.Fold(pkt.Sum(b[14:l.udp], 0)))
 	}
 	udpLen := int(binary.BigEndian.Uint16(b[l.udp+4:]))
 	udp := b[l.udp : l.udp+udpLen]
 	udp[6], udp[7] = 0, 0
 	// The pseudo header: both addresses (the end of the IP header in
 	// either family), the protocol and the UDP length.
-	s := sum(b[l.src:l.udp], protoUDP+uint32(udpLen))
-	c := ^fold(sum(udp, s))
+	s := pkt.Sum(b[l.src:l.udp], protoUDP+uint32(udpLen))
+	c := ^pkt.Fold(pkt.Sum(udp, s))
 	if c == 0 {
 		c = 0xffff // 0 means "no checksum" (IPv4) or is forbidden (IPv6)
 	}
@@ -147,29 +148,9 @@ func (l *layout) setAddr(b []byte, off int, r *addrRange, v uint32) {
 // adjust patches the checksum in c[0:2] for a word changed from old to v.
 func adjust(c []byte, old, v uint16) {
 	s := ^binary.BigEndian.Uint16(c)
-	n := ^fold(uint32(s) + uint32(^old) + uint32(v))
+	n := ^pkt.Fold(uint32(s) + uint32(^old) + uint32(v))
 	if n == 0 {
 		n = 0xffff // the same in one's complement, and what UDP must send
 	}
 	binary.BigEndian.PutUint16(c, n)
-}
-
-// sum adds b as big-endian 16-bit words to s (one's complement, unfolded).
-func sum(b []byte, s uint32) uint32 {
-	n := len(b) &^ 1
-	for i := 0; i < n; i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)&1 != 0 {
-		s += uint32(b[n]) << 8
-	}
-	return s
-}
-
-// fold folds a 32-bit one's complement sum into 16 bits.
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }

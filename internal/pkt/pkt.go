@@ -80,12 +80,12 @@ func Build(buf []byte, f *Frame) int {
 func FixChecksums(b []byte) {
 	ip := b[EthLen : EthLen+IPv4Len]
 	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
+	binary.BigEndian.PutUint16(ip[10:], ^Fold(Sum(ip, 0)))
 	udpLen := int(binary.BigEndian.Uint16(b[offUDPLen:]))
 	udp := b[offUDP : offUDP+udpLen]
 	udp[6], udp[7] = 0, 0
-	s := sum(b[offIPSrc:offIPSrc+8], 17+uint32(udpLen)) // pseudo header
-	c := ^fold(sum(udp, s))
+	s := Sum(b[offIPSrc:offIPSrc+8], 17+uint32(udpLen)) // pseudo header
+	c := ^Fold(Sum(udp, s))
 	if c == 0 {
 		c = 0xffff // 0 means "no checksum" in UDP over IPv4
 	}
@@ -103,8 +103,8 @@ func SetLen(b []byte, n int) {
 	FixChecksums(b[:n])
 }
 
-// sum adds b as big-endian 16-bit words to s (one's complement, unfolded).
-func sum(b []byte, s uint32) uint32 {
+// Sum adds b as big-endian 16-bit words to s (one's complement, unfolded).
+func Sum(b []byte, s uint32) uint32 {
 	n := len(b) &^ 1
 	for i := 0; i < n; i += 2 {
 		s += uint32(b[i])<<8 | uint32(b[i+1])
@@ -115,7 +115,8 @@ func sum(b []byte, s uint32) uint32 {
 	return s
 }
 
-func fold(s uint32) uint16 {
+// Fold folds a 32-bit one's complement sum into 16 bits.
+func Fold(s uint32) uint16 {
 	for s > 0xffff {
 		s = s>>16 + s&0xffff
 	}
@@ -123,7 +124,7 @@ func fold(s uint32) uint16 {
 }
 
 // Checksum returns the Internet checksum of b.
-func Checksum(b []byte) uint16 { return ^fold(sum(b, 0)) }
+func Checksum(b []byte) uint16 { return ^Fold(Sum(b, 0)) }
 
 // ValidChecksums reports whether the IPv4 header and UDP checksums of frame
 // b are correct.
@@ -131,7 +132,7 @@ func ValidChecksums(b []byte) bool {
 	if len(b) < HeadersLen {
 		return false
 	}
-	if fold(sum(b[EthLen:EthLen+IPv4Len], 0)) != 0xffff {
+	if Fold(Sum(b[EthLen:EthLen+IPv4Len], 0)) != 0xffff {
 		return false
 	}
 	udpLen := int(binary.BigEndian.Uint16(b[offUDPLen:]))
@@ -141,8 +142,8 @@ func ValidChecksums(b []byte) bool {
 	if binary.BigEndian.Uint16(b[offUDPCsum:]) == 0 {
 		return true
 	}
-	s := sum(b[offIPSrc:offIPSrc+8], 17+uint32(udpLen))
-	return fold(sum(b[offUDP:offUDP+udpLen], s)) == 0xffff
+	s := Sum(b[offIPSrc:offIPSrc+8], 17+uint32(udpLen))
+	return Fold(Sum(b[offUDP:offUDP+udpLen], s)) == 0xffff
 }
 
 // replace16 writes v over the 16-bit word at off and patches the checksums
@@ -163,7 +164,7 @@ func adjust(b []byte, csumOff int, old, v uint16) {
 	if csumOff == offUDPCsum && c == 0 {
 		return // the sender chose no UDP checksum
 	}
-	nc := ^fold(uint32(^c) + uint32(^old) + uint32(v))
+	nc := ^Fold(uint32(^c) + uint32(^old) + uint32(v))
 	if csumOff == offUDPCsum && nc == 0 {
 		nc = 0xffff
 	}
