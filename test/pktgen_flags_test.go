@@ -570,3 +570,96 @@ func TestPktGenFlagsCPUs(t *testing.T) {
 		t.Errorf("-c too high: %s", out)
 	}
 }
+
+// TestPktGenFlagsVnetHeader sends frames with a virtio-net header (-H):
+// pkt-gen sets the header on its port and puts an empty one (no offload)
+// before each frame. A port without headers gets the frames alone, good
+// UDP by tshark; a port with a 12-byte header gets each frame after a
+// header valed wrote (no offload, one buffer); pkt-gen -f rx on a port
+// with a header counts the frames' bytes only. Without -H, pkt-gen uses
+// the header its port has.
+func TestPktGenFlagsVnetHeader(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		v6       bool
+		preset   int // a header set on vale0:a before pkt-gen opens it
+		length   int
+		wantNote bool
+	}{
+		{"-H 10", []string{"-H", "10"}, false, 0, 60, true},
+		{"-H 12 -6", []string{"-H", "12", "-6", "-l", "200"}, true, 0, 200, true},
+		{"-H 12 -F 3", []string{"-H", "12", "-F", "3", "-l", "300"}, false, 0, 300, true},
+		{"-H 0 on a port with one", []string{"-H", "0", "-l", "100"}, false, 12, 100, false},
+		{"the port's header", []string{"-l", "100"}, false, 10, 100, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			needTools(t, "tshark")
+			const n = 50
+			d := startValed(t)
+			plain := d.open(t, "vale0:b"+bigRx)
+			withHdr := d.open(t, "vale0:c"+bigRx)
+			if err := withHdr.SetVnetHdrLen(12); err != nil {
+				t.Fatal(err)
+			}
+			if c.preset != 0 {
+				holder := d.open(t, "vale0:a")
+				if err := holder.SetVnetHdrLen(c.preset); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rx := start(t, d.sock, "pkt-gen", "-i", "vale0:d"+bigRx, "-f", "rx", "-n", fmt.Sprint(n), "-H", "10")
+			testutil.WaitFor(t, "the receiver's header", func() bool {
+				st := d.portStats(t, "vale0:d")
+				return st != nil && strings.Contains(st.State, "vnet_hdr=10")
+			})
+			tx := d.run(t, 60*time.Second, "pkt-gen", append([]string{"-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", capRate}, c.args...)...)
+			if p, b := totals(t, tx); p != n || b != uint64(n*c.length) {
+				t.Errorf("sender reports %d packets %d bytes, want %d and %d", p, b, n, n*c.length)
+			}
+			if got := strings.Contains(tx, "bytes of virtio-net header"); got != c.wantNote {
+				t.Errorf("sender's note of its header: %v, want %v:\n%s", got, c.wantNote, tx)
+			}
+			_, frames := pgChains(t, plain, n)
+			file := filepath.Join(t.TempDir(), "vnet.pcap")
+			pgWritePcap(t, file, frames)
+			fields := pgUDP4
+			if c.v6 {
+				fields = pgUDP6
+			}
+			rows := pgFields(t, file, fields...)
+			pgCheckUDP(t, rows, c.v6)
+			if len(rows) != n || rows[0]["frame.len"] != fmt.Sprint(c.length) {
+				t.Errorf("tshark reads %d frames, the first %s bytes; want %d of %d", len(rows), rows[0]["frame.len"], n, c.length)
+			}
+			// The 12-byte header counts the slots of the frame (all but
+			// the last flagged NS_MOREFRAG) in num_buffers.
+			chains, withHeaders := pgChains(t, withHdr, n)
+			for i, f := range withHeaders {
+				want := append([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(chains[i])), 0}, frames[i]...)
+				if !bytes.Equal(f, want) {
+					t.Fatalf("frame %d on a port with a 12-byte header:\n%s\nwant\n%s", i+1, hex.Dump(f), hex.Dump(want))
+				}
+			}
+			if p, b := totals(t, rx.Wait(30*time.Second)); p != n || b != uint64(n*c.length) {
+				t.Errorf("pkt-gen -f rx -H 10 reports %d packets %d bytes, want %d and %d", p, b, n, n*c.length)
+			}
+		})
+	}
+	t.Run("bad", func(t *testing.T) {
+		d := startValed(t)
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"-i", "vale0:a", "-H", "7"}, "-H 7: a virtio-net header is 0, 10 or 12 bytes"},
+			{[]string{"-i", "vale0:p{1", "-H", "10"}, "-H 10: "},
+		} {
+			out := d.runFail(t, "pkt-gen", append([]string{"-f", "tx", "-n", "1"}, c.args...)...)
+			if !strings.Contains(out, c.want) {
+				t.Errorf("%v: %s, want %q", c.args, out, c.want)
+			}
+		}
+	})
+}

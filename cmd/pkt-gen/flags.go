@@ -69,6 +69,7 @@ type config struct {
 	template   []byte // -P: the frame to send, nil otherwise
 	frags      int    // -F: fragments per frame
 	fragSize   int    // -M: bytes per fragment, 0 = a buffer
+	vnetHdr    int    // -H: the virtio-net header to set, -1 = the port's
 	reportMs   int
 	wait       time.Duration
 	exitIdle   bool
@@ -122,6 +123,7 @@ type flagValues struct {
 	ifname, fn, smac, dmac, src, dst, socket, pcap           string
 	count                                                    uint64
 	burst, reportMs, wait, threads, cpu, cpus, frags, fragSz int
+	vnetHdr                                                  int
 	rate                                                     float64
 	v6                                                       bool
 	opts                                                     options
@@ -147,6 +149,7 @@ func defineFlags(fs *flag.FlagSet, v *flagValues) {
 	fs.StringVar(&v.pcap, "P", "", "send the first frame of this pcap or pcapng file (its length; -l is ignored)")
 	fs.IntVar(&v.frags, "F", 1, "fragments (slots chained with NS_MOREFRAG) per frame, 1 to 63")
 	fs.IntVar(&v.fragSz, "M", 0, "at most this many bytes per fragment (default: a buffer)")
+	fs.IntVar(&v.vnetHdr, "H", -1, "virtio-net header of 0, 10 or 12 bytes before each frame, set on the port (PORT_HDR_SET); default: the port's (PORT_HDR_GET)")
 	fs.BoolVar(&v.rubbish, "r", false, "rubbish: send the buffers as they are, without writing frames (-o 256)")
 	fs.BoolVar(&v.stats, "A", false, "add the sliding mean and standard deviation of pps to the reports (-o 2048)")
 	fs.BoolVar(&v.indirect, "I", false, "NS_INDIRECT slots: not supported (valed cannot read pkt-gen's memory)")
@@ -182,6 +185,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.Visit(func(f *flag.Flag) { v.cpusSet = v.cpusSet || f.Name == "c" })
 	c := &config{
 		socket: v.socket, count: v.count, rate: v.rate, v6: v.v6, frags: v.frags, fragSize: v.fragSz,
+		vnetHdr:  v.vnetHdr,
 		reportMs: v.reportMs, exitIdle: v.exitIdle, threads: v.threads, cpu: v.cpu,
 		normalize: !v.noNorm, verbose: v.verb, srcText: v.src, dstText: v.dst,
 		wait: time.Duration(v.wait) * time.Second,
@@ -199,7 +203,8 @@ func parseFlags(args []string) (*config, error) {
 		c.framing = 24 * 8
 	}
 	for _, step := range []func(*flagValues) error{
-		c.setOptions, c.setLengths, c.checkCounts, c.setCPUs, c.setFragments, c.setAddresses, c.setTemplate,
+		c.setOptions, c.setLengths, c.checkCounts, c.setCPUs, c.setFragments, c.setVnetHdr, c.setAddresses,
+		c.setTemplate,
 	} {
 		if err := step(&v); err != nil {
 			return nil, err

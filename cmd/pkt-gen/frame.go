@@ -2,9 +2,10 @@ package main
 
 import (
 	"encoding/binary"
-	"github.com/valeswitch/vale/internal/pkt"
 	"net"
 	"net/netip"
+
+	"github.com/valeswitch/vale/internal/pkt"
 )
 
 // Ethertypes and the UDP protocol number.

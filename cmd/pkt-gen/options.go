@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/valeswitch/vale/vale/frame"
 )
 
 // options are netmap's -o bits. Some flags set them too: -r, -z, -Z, -X,
@@ -126,6 +128,15 @@ func (c *config) pinCPU(i int) int {
 		return -1
 	}
 	return (c.cpu + i) % c.cpuSpread
+}
+
+// setVnetHdr checks -H.
+func (c *config) setVnetHdr(*flagValues) error {
+	switch c.vnetHdr {
+	case -1, 0, frame.VnetHdrLen, frame.VnetHdrLenMrg:
+		return nil
+	}
+	return fmt.Errorf("-H %d: a virtio-net header is 0, %d or %d bytes", c.vnetHdr, frame.VnetHdrLen, frame.VnetHdrLenMrg)
 }
 
 // setFragments checks -F and -M.

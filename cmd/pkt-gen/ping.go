@@ -39,7 +39,7 @@ func (t *thread) ping() error {
 			continue
 		}
 		s := tx.Slot(tx.Head())
-		buf := tx.Buf(s.BufIdx)
+		buf := t.putHdr(tx.Buf(s.BufIdx))
 		pkt.Build(buf, &t.frame)
 		sent := time.Since(base)
 		pkt.SetPayload32(buf, 0, seq)
@@ -48,7 +48,7 @@ func (t *thread) ping() error {
 		if c.opts&optDump != 0 {
 			fmt.Fprint(os.Stderr, hex.Dump(buf[:c.length]))
 		}
-		s.Len, s.Flags = uint16(c.length), 0
+		s.Len, s.Flags = uint16(t.hdr+c.length), 0
 		tx.Advance(1)
 		if err := t.port.TxSync(); err != nil {
 			return err
@@ -64,7 +64,7 @@ func (t *thread) ping() error {
 				break
 			}
 			for !rx.Empty() {
-				b := rx.Packet(rx.Head())
+				b := t.frameOf(rx.Packet(rx.Head()))
 				if len(b) >= pkt.HeadersLen+pingPayload && pkt.Payload32(b, 0) == seq {
 					at := uint64(pkt.Payload32(b, 4))<<32 | uint64(pkt.Payload32(b, 8))
 					rtt := uint64(time.Since(base)) - at
@@ -116,6 +116,17 @@ func pingSummary(threads []*thread) {
 	fmt.Printf("RTT percentiles: 50%% %d ns, 90%% %d ns, 99%% %d ns, 99.9%% %d ns\n", pct(0.5), pct(0.9), pct(0.99), pct(0.999))
 }
 
+// putHdr writes an empty virtio-net header (no offload) at the start of
+// buf, when the port has headers, and returns the rest of buf for the
+// frame.
+func (t *thread) putHdr(buf []byte) []byte {
+	clear(buf[:t.hdr])
+	return buf[t.hdr:]
+}
+
+// frameOf returns the frame of a received slot, after the port's header.
+func (t *thread) frameOf(b []byte) []byte { return b[min(len(b), t.hdr):] }
+
 // pong answers every frame it receives with the same frame, addresses and
 // ports swapped.
 func (t *thread) pong() error {
@@ -142,9 +153,10 @@ func (t *thread) pong() error {
 			if c.opts&optDump != 0 {
 				fmt.Fprint(os.Stderr, hex.Dump(in))
 			}
+			in = t.frameOf(in)
 			if tx.Space() > 0 {
 				s := tx.Slot(tx.Head())
-				buf := tx.Buf(s.BufIdx)
+				buf := t.putHdr(tx.Buf(s.BufIdx))
 				// ARP requests and ICMP echo requests for pong's address
 				// (-s) get a host's answer, so that ping works against it;
 				// anything else comes back with addresses swapped.
@@ -154,7 +166,7 @@ func (t *thread) pong() error {
 					copy(buf[:length], in)
 					pkt.Reply(buf[:length])
 				}
-				s.Len, s.Flags = uint16(length), 0
+				s.Len, s.Flags = uint16(t.hdr+length), 0
 				tx.Advance(1)
 				n++
 				bytes += uint64(length)

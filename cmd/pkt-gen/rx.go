@@ -20,7 +20,8 @@ type rxRing struct {
 
 // rx receives frames until the count is reached, the user interrupts, or
 // (with -W) the traffic stops. A frame in several slots chained with
-// NS_MOREFRAG counts once, with the bytes of all its slots.
+// NS_MOREFRAG counts once, with the bytes of all its slots (less the
+// virtio-net header the port puts before each frame).
 func (t *thread) rx() error {
 	c := t.cfg
 	rings := t.port.RxRings()
@@ -90,9 +91,13 @@ func (t *thread) take(r *ports.Ring, st *rxRing, avail uint32) (frames, bytes ui
 		if c.opts&optDump != 0 {
 			fmt.Fprint(os.Stderr, hex.Dump(r.Packet(h)))
 		}
-		if c.fn == fnRxSeq && !st.inChain {
-			if seq, ok := payloadWord(r.Packet(h), 0); ok {
-				t.seq.check(&st.next, &st.seen, seq, c.verbose)
+		if !st.inChain {
+			// A frame's first slot starts with the port's header.
+			bytes -= uint64(min(int(s.Len), t.hdr))
+			if c.fn == fnRxSeq && int(s.Len) >= t.hdr {
+				if seq, ok := payloadWord(r.Packet(h)[t.hdr:], 0); ok {
+					t.seq.check(&st.next, &st.seen, seq, c.verbose)
+				}
 			}
 		}
 		st.inChain = s.Flags&ports.NS_MOREFRAG != 0

@@ -38,6 +38,7 @@ type thread struct {
 	start, end          time.Time
 
 	frame pkt.Frame // ping and pong: their IPv4 frame
+	hdr   int       // the virtio-net header before each frame in the slots
 	frags fragPlan  // tx: how frames are cut into slots
 	rng   *rand.Rand
 
@@ -118,18 +119,49 @@ func (t *thread) prepare() error {
 		SrcPort: cfg.src.loPort, DstPort: cfg.dst.loPort,
 		Len: cfg.length,
 	}
+	if err := t.setVnetHdr(); err != nil {
+		return err
+	}
 	maxLen := t.port.RxRing(0).MaxLen()
 	cut := (cfg.fn == fnTx || cfg.fn == fnTxSeq) && (cfg.frags > 1 || cfg.fragSize > 0)
-	if cfg.fn.sender && cfg.length > maxLen && !cut {
+	if cfg.fn.sender && t.hdr+cfg.length > maxLen && !cut {
 		// netmap's pkt-gen would cut such frames by itself; asking for it
 		// keeps a typo in -l from sending chains.
-		return fmt.Errorf("frame length %d larger than the port's buffers (%d): cut frames into slots with -F or -M", cfg.length, maxLen)
+		return fmt.Errorf("frame length %d (and a header of %d) larger than the port's buffers (%d): cut frames into slots with -F or -M",
+			cfg.length, t.hdr, maxLen)
 	}
 	if cfg.fn == fnTx || cfg.fn == fnTxSeq {
 		var err error
-		t.frags, err = planFragments(cfg.length, cfg.frags, cfg.fragSize, maxLen)
+		t.frags, err = planFragments(t.hdr+cfg.length, cfg.frags, cfg.fragSize, maxLen)
 		return err
 	}
+	return nil
+}
+
+// setVnetHdr sets the port's virtio-net header as -H asks (the first
+// thread: the length is the port's) or, without -H, learns the header the
+// port has, as netmap's pkt-gen does. A port without headers (a pipe, a
+// monitor) has none.
+func (t *thread) setVnetHdr() error {
+	cfg := t.cfg
+	if cfg.vnetHdr >= 0 && t.id == 0 {
+		if err := t.port.SetVnetHdrLen(cfg.vnetHdr); err != nil {
+			return fmt.Errorf("-H %d: %w", cfg.vnetHdr, err)
+		}
+	}
+	n, err := t.port.VnetHdrLen()
+	switch {
+	case err != nil && cfg.vnetHdr > 0:
+		return fmt.Errorf("-H %d: %w", cfg.vnetHdr, err)
+	case err != nil:
+		n = 0
+		if cfg.verbose {
+			logf("no virtio-net header: %v", err)
+		}
+	case n > 0 && t.id == 0:
+		logf("Port requires %d bytes of virtio-net header", n)
+	}
+	t.hdr = n
 	return nil
 }
 

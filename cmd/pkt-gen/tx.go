@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,19 +54,26 @@ func (l *limiter) grant(want int) int {
 type sender struct {
 	t        *thread
 	ed       *editor
+	wire     []byte // what goes into the slots: the header (-H), then tmpl
 	tmpl     []byte // the frame (the longest), or -P's
+	hdr      int    // the virtio-net header's length (zero: no offload)
 	copyEach bool
 	rubbish  bool
 }
 
 func newSender(t *thread) *sender {
 	c := t.cfg
-	s := &sender{t: t, ed: newEditor(t), rubbish: c.opts&optRubbish != 0}
+	s := &sender{t: t, ed: newEditor(t), hdr: t.hdr, rubbish: c.opts&optRubbish != 0}
 	s.copyEach = c.opts&(optCopy|optMemcpy) != 0 || t.frags.count > 1
+	n := c.length
 	if c.template != nil {
-		s.tmpl = slices.Clone(c.template)
+		n = len(c.template)
+	}
+	s.wire = make([]byte, s.hdr+n)
+	s.tmpl = s.wire[s.hdr:]
+	if c.template != nil {
+		copy(s.tmpl, c.template)
 	} else {
-		s.tmpl = make([]byte, c.length)
 		s.ed.l.build(s.tmpl, s.ed.spec(t.frame.SrcMAC, c.dstMAC))
 	}
 	return s
@@ -80,50 +86,53 @@ func (s *sender) prefill(rings []*ports.Ring) {
 	}
 	for _, r := range rings {
 		for i := range r.NumSlots() {
-			copy(r.Buf(r.Slot(i).BufIdx), s.tmpl)
+			copy(r.Buf(r.Slot(i).BufIdx), s.wire)
 		}
 	}
 }
 
-// dump hexdumps the first frame (-X).
+// dump hexdumps the first frame (-X), with its header.
 func (s *sender) dump(r *ports.Ring) {
-	b := s.tmpl
+	b := s.wire
 	if s.rubbish {
-		b = r.Buf(r.Slot(r.Head()).BufIdx)[:min(s.t.cfg.length, r.MaxLen())]
+		b = r.Buf(r.Slot(r.Head()).BufIdx)[:min(s.hdr+s.t.cfg.length, r.MaxLen())]
 	}
 	fmt.Fprint(os.Stderr, hex.Dump(b))
 }
 
-// put writes the next frame into ring r from slot h and returns the slot
-// after it, the slots it took and its length.
+// put writes the next frame, after its header, into ring r from slot h
+// and returns the slot after it, the slots it took and the frame's length.
 func (s *sender) put(r *ports.Ring, h uint32) (next, used uint32, length int) {
 	switch {
 	case s.rubbish:
-		return s.chain(r, h, s.ed.nextLen(), nil)
+		n := s.ed.nextLen()
+		next, used = s.chain(r, h, s.hdr+n, nil)
+		return next, used, n
 	case s.copyEach:
 		n := s.t.cfg.length
 		if s.ed.perFrame {
 			n = s.ed.edit(s.tmpl)
 		}
-		return s.chain(r, h, n, s.tmpl[:n])
+		next, used = s.chain(r, h, s.hdr+n, s.wire[:s.hdr+n])
+		return next, used, n
 	}
 	slot := r.Slot(h)
 	buf := r.Buf(slot.BufIdx)
 	if slot.Flags&ports.NS_BUF_CHANGED != 0 {
-		copy(buf, s.tmpl)
+		copy(buf, s.wire)
 	}
 	n := s.t.cfg.length
 	if s.ed.perFrame {
-		n = s.ed.edit(buf)
+		n = s.ed.edit(buf[s.hdr:])
 	}
-	slot.Len, slot.Flags = uint16(n), 0
+	slot.Len, slot.Flags = uint16(s.hdr+n), 0
 	return r.Next(h), 1, n
 }
 
-// chain puts a frame of n bytes into slots from h, cut as the thread's
-// fragment plan says, all but the last flagged NS_MOREFRAG. data are the
-// bytes, nil for rubbish (lengths only).
-func (s *sender) chain(r *ports.Ring, h uint32, n int, data []byte) (next, used uint32, length int) {
+// chain puts n bytes into slots from h, cut as the thread's fragment plan
+// says, all but the last flagged NS_MOREFRAG. data are the bytes, nil for
+// rubbish (lengths only).
+func (s *sender) chain(r *ports.Ring, h uint32, n int, data []byte) (next, used uint32) {
 	for k, off := 0, 0; off < n; k++ {
 		l := s.t.frags.next(k, n-off)
 		slot := r.Slot(h)
@@ -138,7 +147,7 @@ func (s *sender) chain(r *ports.Ring, h uint32, n int, data []byte) (next, used 
 		h = r.Next(h)
 		used++
 	}
-	return h, used, n
+	return h, used
 }
 
 // tx sends frames until the count is reached or the user interrupts.
