@@ -1,8 +1,10 @@
 package ptnet
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/valeswitch/vale/internal/guard"
 	"github.com/valeswitch/vale/internal/notify"
@@ -44,7 +46,12 @@ func (p *Port) handle(m *message) ([]byte, error) {
 	if h == nil {
 		return nil, fmt.Errorf("not supported (it was not offered)")
 	}
-	return h(p, m)
+	reply, err := h(p, m)
+	if p.log.Enabled(context.Background(), slog.LevelDebug) && m.request != vhostuser.ReqSetMemTable {
+		p.log.Debug("vhost-user request", "request", vhostuser.RequestName(m.request),
+			"payload", fmt.Sprintf("%x", m.payload[:min(len(m.payload), 32)]), "reply", fmt.Sprintf("%x", reply), "error", err)
+	}
+	return reply, err
 }
 
 // handlers serves each request the backend takes, by request.
@@ -372,6 +379,7 @@ func (p *Port) mapRing(q *queue) error {
 	}
 	q.applyLog()
 	q.ready = true
+	p.log.Debug("virtqueue mapped", "index", q.index, "next", next.idx, "used", q.vq.usedIdx)
 	return nil
 }
 
