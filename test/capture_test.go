@@ -351,3 +351,39 @@ func checkRotated(t *testing.T, port, base string, files []string, n, size, limi
 		t.Errorf("%s: the files hold %d frames %d bytes, want %d %d", port, frames, nbytes, n, all)
 	}
 }
+
+// TestCaptureReportsDrops stops nm-capture while frames pass the port it
+// monitors: its monitor ring fills and the switch drops what does not fit
+// (the monitored port never waits). nm-capture then reads the ring's 1023
+// frames and reports exactly the frames it lost; the file holds the 1023.
+func TestCaptureReportsDrops(t *testing.T) {
+	needTools(t, "capinfos")
+	const n = 3000
+	d := startValed(t)
+	rx := start(t, d.sock, "pkt-gen", "-i", "vale0:b"+bigRx, "-f", "rx", "-n", fmt.Sprint(n))
+	d.waitPort(t, "vale0:b")
+	file := filepath.Join(t.TempDir(), "drops.pcap")
+	capt := start(t, d.sock, "nm-capture", "-i", "vale0:b/r@conf:rx-slots=1024", "-w", file, "-c", "1023")
+	d.waitListed(t, "vale0:b/r")
+	if err := capt.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	d.run(t, 60*time.Second, "pkt-gen", "-i", "vale0:a", "-f", "tx", "-n", fmt.Sprint(n), "-R", capRate)
+	if p, _ := totals(t, rx.Wait(30*time.Second)); p != n {
+		t.Fatalf("vale0:b received %d frames, want %d", p, n)
+	}
+	capt.Cmd.Process.Signal(syscall.SIGCONT)
+	out := capt.Wait(30 * time.Second)
+	got, _, _ := captured(t, out)
+	m := regexp.MustCompile(`nm-capture: (\d+) frames dropped because the receive ring was full`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("nm-capture reports no drops:\n%s", out)
+	}
+	lost, _ := strconv.ParseUint(m[1], 10, 64)
+	if got != 1023 || got+lost != n {
+		t.Errorf("captured %d and lost %d frames, want 1023 (a ring of 1024 slots) and %d", got, lost, n-1023)
+	}
+	if c := strings.TrimSpace(toolOutput(t, "capinfos", "-c", "-M", "-T", "-r", file)); !strings.HasSuffix(c, "\t1023") {
+		t.Errorf("capinfos reads %q, want 1023 frames", c)
+	}
+}

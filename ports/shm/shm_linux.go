@@ -427,7 +427,9 @@ func (p *Port) Deliver(r int, b *frame.Batch, which []uint16) (frames, bytes int
 	return frames, bytes, err
 }
 
-// deliver copies frames into the ring (ports.KRing.RxFrames). An internal
+// deliver copies frames into the ring (ports.KRing.RxFrames) and counts
+// those it had no room for in the ring's header, where the client reads
+// them (nm-capture reports a monitor's losses from there). An internal
 // error writing the client's memory stops the ring: it takes nothing more.
 // x.mu is held.
 func (x *rxRing) deliver(b *frame.Batch, which []uint16) (frames, bytes int, wake bool, err error) {
@@ -440,7 +442,11 @@ func (x *rxRing) deliver(b *frame.Batch, which []uint16) (frames, bytes int, wak
 			frames, bytes, wake, err = 0, 0, true, x.broken
 		}
 	}()
-	return x.k.RxFrames(b, which, b.Time)
+	frames, bytes, wake, err = x.k.RxFrames(b, which, b.Time)
+	if lost := len(which) - frames; err == nil && lost > 0 {
+		x.k.Dropped(lost)
+	}
+	return frames, bytes, wake, err
 }
 
 // SetPolling changes how the switch's workers wait for the port's TX rings

@@ -138,3 +138,37 @@ func TestSplitBindingsWakeSeparately(t *testing.T) {
 		t.Errorf("%d bindings wake on rx ring 0", got)
 	}
 }
+
+// TestDeliverCountsDrops checks that frames a full RX ring cannot take are
+// counted in its header, where the client (nm-capture) reads them.
+func TestDeliverCountsDrops(t *testing.T) {
+	g := ports.DefaultGeometry()
+	g.TxRings, g.RxRings, g.RxSlots = 1, 1, 64
+	p, err := New("vale0:d", g, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	l := p.Layout()
+	iface, err := l.Iface(p.Mem(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := iface.Ring(ports.RX, 0, "vale0:d").Header()
+	b := frame.NewBatch()
+	which := make([]uint16, 100)
+	for i := range which {
+		b.Add(make([]byte, 60), 0)
+		which[i] = uint16(i)
+	}
+	n, _, err := p.Deliver(0, b, which)
+	if err != nil || n != 63 {
+		t.Fatalf("delivered %d, %v; want the 63 a ring of 64 slots holds", n, err)
+	}
+	if d := hdr.Dropped(); d != 37 {
+		t.Errorf("the ring counts %d frames dropped, want 37", d)
+	}
+	if n, _, _ := p.Deliver(0, b, which[:10]); n != 0 || hdr.Dropped() != 47 {
+		t.Errorf("a full ring took %d and counts %d dropped, want 0 and 47", n, hdr.Dropped())
+	}
+}
