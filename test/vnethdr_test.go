@@ -42,6 +42,21 @@ func TestVnetHeaderPorts(t *testing.T) {
 	if st := d.portStats(t, "vale0:h12"); !strings.Contains(st.State, "vnet_hdr=12") {
 		t.Errorf("listing state %q", st.State)
 	}
+	// A copy monitor's frames carry no header, a zero-copy monitor's slots
+	// the port's; neither may change the port's header.
+	for name, want := range map[string]int{"vale0:h12/r": 0, "vale0:h12/z": frame.VnetHdrLenMrg} {
+		m := d.open(t, name)
+		if got, err := m.VnetHdrLen(); got != want || err != nil {
+			t.Errorf("%s: header length %d, %v; want %d", name, got, err, want)
+		}
+		if err := m.SetVnetHdrLen(frame.VnetHdrLen); err == nil || !strings.Contains(err.Error(), "a monitor cannot change") {
+			t.Errorf("%s: setting the header: %v", name, err)
+		}
+		m.Close()
+	}
+	if got, err := h12.VnetHdrLen(); got != frame.VnetHdrLenMrg || err != nil {
+		t.Errorf("after its monitors, vale0:h12 has a header of %d, %v", got, err)
+	}
 
 	udp := udpFrame(t, []byte("checksum left to the switch"))
 	udpWant := bytes.Clone(udp)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valeswitch/vale/internal/cli"
 	"github.com/valeswitch/vale/internal/ctl"
+	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/vale/wire"
 )
 
@@ -135,7 +136,8 @@ func (x *extcapFlags) request(f *captureFlags, set map[string]bool) (*config, er
 	if req.op != opInterfaces && req.op != opVersion && req.iface == "" {
 		return nil, errors.New("extcap: missing --extcap-interface")
 	}
-	c := &config{extcap: req, socket: f.socket, snaplen: f.snaplen, count: f.count, duration: f.duration, quiet: true, format: fmtPcap}
+	c := &config{extcap: req, socket: f.socket, snaplen: f.snaplen, count: f.count, duration: f.duration, quiet: true, format: fmtPcap,
+		ring: ports.MaxSlots}
 	if req.op != opCapture {
 		return c, nil
 	}

@@ -37,3 +37,30 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestWithRing checks that -B sizes copy monitors only, and only when the
+// name does not size them itself.
+func TestWithRing(t *testing.T) {
+	for _, c := range []struct{ name, want string }{
+		{"vale0:a/rt", "vale0:a/rt@conf:rx-slots=4096"},
+		{"netmap:p{1/t", "netmap:p{1/t@conf:rx-slots=4096"},
+		{"vale0:a/r@conf:rx-slots=512", "vale0:a/r@conf:rx-slots=512"},
+		{"vale0:a/r@conf:slots=256", "vale0:a/r@conf:slots=256"},
+		{"vale0:a/t@conf:rings=1", "vale0:a/t@conf:rings=1,rx-slots=4096"},
+		{"vale0:a/z", "vale0:a/z"},
+		{"vale0:a", "vale0:a"},
+		{"netmap:p}1", "netmap:p}1"},
+	} {
+		if got := withRing(c.name, 4096); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	if got := withRing("vale0:a/rt", 0); got != "vale0:a/rt" {
+		t.Errorf("-B 0: %s", got)
+	}
+	for _, args := range []string{"-i vale0:a -w x -B 1", "-i vale0:a -w x -B 8192"} {
+		if _, err := parseFlags(strings.Fields(args)); err == nil {
+			t.Errorf("%s accepted", args)
+		}
+	}
+}

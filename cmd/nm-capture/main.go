@@ -57,6 +57,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,7 @@ import (
 	"github.com/valeswitch/vale/internal/cli"
 	"github.com/valeswitch/vale/ports"
 	"github.com/valeswitch/vale/ports/nmport"
+	"github.com/valeswitch/vale/ports/portname"
 )
 
 type config struct {
@@ -77,6 +79,7 @@ type config struct {
 	rotate   int64 // bytes, 0 = never
 	socket   string
 	quiet    bool
+	ring     int            // -B: slots of a copy monitor's rings, 0 = the port's
 	summary  *os.File       // where the closing line goes; nil: nowhere (extcap)
 	extcap   *extcapRequest // nil unless Wireshark runs nm-capture as an extcap
 }
@@ -89,6 +92,7 @@ type captureFlags struct {
 	duration                   time.Duration
 	rotate                     float64
 	quiet                      bool
+	ring                       int
 }
 
 // define registers the capture flags on fs.
@@ -103,6 +107,7 @@ func (f *captureFlags) define(fs *flag.FlagSet) {
 	fs.Float64Var(&f.rotate, "C", 0, "start a new file when the current one exceeds this many millions of bytes; 0 = never")
 	fs.StringVar(&f.socket, "sock", "", "valed control socket (default $VALE_SOCK or /run/vale/valed.sock)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress lines")
+	fs.IntVar(&f.ring, "B", ports.MaxSlots, "slots of a copy monitor's rings, room for the bursts the writer falls behind on (tcpdump's -B); 0 = the port's ring size")
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -136,9 +141,13 @@ func parseFlags(args []string) (*config, error) {
 
 // config checks the capture flags and returns the capture they ask for.
 func (f *captureFlags) config() (*config, error) {
-	c := &config{file: f.file, snaplen: f.snaplen, count: f.count, duration: f.duration, socket: f.socket, quiet: f.quiet, summary: os.Stdout}
+	c := &config{file: f.file, snaplen: f.snaplen, count: f.count, duration: f.duration, socket: f.socket, quiet: f.quiet,
+		ring: f.ring, summary: os.Stdout}
 	if f.port == "" {
 		return nil, errors.New("missing -i port")
+	}
+	if c.ring != 0 && (c.ring < ports.MinSlots || c.ring > ports.MaxSlots) {
+		return nil, fmt.Errorf("-B %d out of range [%d, %d] (0: the port's)", c.ring, ports.MinSlots, ports.MaxSlots)
 	}
 	c.port = cli.PortName(f.port)
 	if c.file == "" {
@@ -213,13 +222,29 @@ func main() {
 	}
 }
 
+// withRing gives a copy monitor's name the ring size -B asks for, unless
+// the name sets one itself (@conf:slots or rx-slots). Other names (ports,
+// pipe ends, zero-copy monitors, whose slots are the port's) stay as they
+// are.
+func withRing(name string, slots int) string {
+	n, err := portname.ParseName(name)
+	if err != nil || slots == 0 || !n.IsMonitor() || n.Flags&portname.FlagZCopyMon != 0 || n.Conf.Slots != 0 || n.Conf.RxSlots != 0 {
+		return name
+	}
+	if !slices.Contains(n.Options, "conf") {
+		return fmt.Sprintf("%s@conf:rx-slots=%d", name, slots) // the name as the user wrote it
+	}
+	n.Conf.RxSlots = uint32(slots)
+	return n.String()
+}
+
 // stats are what the progress lines and the summary show.
 type stats struct {
 	frames, bytes atomic.Uint64
 }
 
 func run(cfg *config) error {
-	p, err := nmport.Open(cfg.port, &nmport.Options{Socket: cfg.socket})
+	p, err := nmport.Open(withRing(cfg.port, cfg.ring), &nmport.Options{Socket: cfg.socket})
 	if err != nil {
 		return err
 	}

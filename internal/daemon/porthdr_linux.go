@@ -27,6 +27,9 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 		return wire.PortHdrReply{}, fmt.Errorf("%s: no such port", r.Name)
 	}
 	hp, ok := ps.port.(vnetHdrPort)
+	if n.IsMonitor() {
+		return monitorHdr(hp, ok, &n, r)
+	}
 	if !ok && (!r.Set || r.Len == 0) {
 		return wire.PortHdrReply{}, nil // no header, as asked or read
 	}
@@ -43,4 +46,19 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 		d.log.Info("virtio-net header length set", "port", ps.name(), "len", r.Len)
 	}
 	return wire.PortHdrReply{Len: hp.VnetHdrLen()}, nil
+}
+
+// monitorHdr answers PORT_HDR_GET and _SET on a monitor's name: a copy
+// monitor's frames carry no header (the switch copies frames, not slots);
+// a zero-copy monitor's slots are the port's, with the port's header. A
+// monitor cannot change the header of the port it watches.
+func monitorHdr(hp vnetHdrPort, ok bool, n *portname.Name, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
+	hdr := 0
+	if ok && n.Flags&portname.FlagZCopyMon != 0 {
+		hdr = hp.VnetHdrLen()
+	}
+	if r.Set && r.Len != hdr {
+		return wire.PortHdrReply{}, fmt.Errorf("%s: a monitor cannot change the virtio-net header of the port it watches", r.Name)
+	}
+	return wire.PortHdrReply{Len: hdr}, nil
 }
