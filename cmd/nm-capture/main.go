@@ -253,6 +253,14 @@ func run(cfg *config) error {
 	if len(rings) == 0 {
 		return fmt.Errorf("%s: no RX ring bound", cfg.port)
 	}
+	// A monitor's rings are new: every drop they count is this capture's.
+	// A port's or pipe end's count from before is not.
+	var dropped0 uint64
+	if n, err := portname.ParseName(cfg.port); err != nil || !n.IsMonitor() {
+		for _, r := range rings {
+			dropped0 += r.Header().Dropped()
+		}
+	}
 	var stop atomic.Bool
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -268,10 +276,6 @@ func run(cfg *config) error {
 			return nil // the reader left before the first frame
 		}
 		return err
-	}
-	var dropped0 uint64
-	for _, r := range rings {
-		dropped0 += r.Header().Dropped()
 	}
 
 	var st stats

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/vale/wire"
@@ -16,7 +17,7 @@ type vnetHdrPort interface {
 // portHdr serves PORT_HDR_GET and PORT_HDR_SET: on a VALE port applications
 // open, for whoever may open it, as netmap allows any user of the port.
 func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
-	n, err := portname.ParseName(r.Name)
+	n, err := portname.ParseName(withoutMonitorID(r.Name))
 	if err != nil {
 		return wire.PortHdrReply{}, err
 	}
@@ -61,4 +62,14 @@ func monitorHdr(hp vnetHdrPort, ok bool, n *portname.Name, r wire.PortHdrRequest
 		return wire.PortHdrReply{}, fmt.Errorf("%s: a monitor cannot change the virtio-net header of the port it watches", r.Name)
 	}
 	return wire.PortHdrReply{Len: hdr}, nil
+}
+
+// withoutMonitorID drops the "#N" valed appends to a monitor's name (its
+// binding's own name, as an open reply gives it) to tell monitors apart.
+func withoutMonitorID(name string) string {
+	i := strings.LastIndexByte(name, '#')
+	if i < 0 || i == len(name)-1 || strings.Trim(name[i+1:], "0123456789") != "" {
+		return name
+	}
+	return name[:i]
 }
