@@ -117,13 +117,12 @@ func (s *sender) put(r *ports.Ring, h uint32) (next, used uint32, length int) {
 		return next, used, n
 	}
 	slot := r.Slot(h)
-	buf := r.Buf(slot.BufIdx)
 	if slot.Flags&ports.NS_BUF_CHANGED != 0 {
-		copy(buf, s.wire)
+		copy(r.Buf(slot.BufIdx), s.wire)
 	}
 	n := s.t.cfg.length
 	if s.ed.perFrame {
-		n = s.ed.edit(buf[s.hdr:])
+		n = s.ed.edit(r.Buf(slot.BufIdx)[s.hdr:])
 	}
 	slot.Len, slot.Flags = uint16(s.hdr+n), 0
 	return r.Next(h), 1, n

@@ -42,20 +42,40 @@ func (p *Poller) Poll(ready func() bool, deadline time.Time) bool {
 	if !deadline.IsZero() && deadline.Before(end) {
 		end = deadline
 	}
+	var g gosched
 	for {
 		for range 4 {
 			if ready() {
 				return true
 			}
-			runtime.Gosched()
 		}
 		// Let any other runnable thread of this CPU go first: on a machine
 		// with fewer cores than busy processes, polling must not keep the
 		// producer it waits for off the CPU.
 		yield()
-		if time.Now().After(end) {
+		now := time.Now()
+		if now.After(end) {
 			return false
 		}
+		g.maybe(now)
+	}
+}
+
+// goschedEvery is how often a poller lets the other goroutines of its
+// processor run. Not at every look: with an idle processor, Go's Gosched
+// wakes another thread to take the goroutine over and parks this one, two
+// thread switches a look, which cost more than the polling saves.
+const goschedEvery = 50 * time.Microsecond
+
+// gosched calls runtime.Gosched at most once every goschedEvery.
+type gosched struct{ last time.Time }
+
+func (g *gosched) maybe(now time.Time) {
+	if g.last.IsZero() {
+		g.last = now
+	} else if now.Sub(g.last) >= goschedEvery {
+		runtime.Gosched()
+		g.last = time.Now()
 	}
 }
 

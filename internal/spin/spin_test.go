@@ -1,6 +1,8 @@
 package spin
 
 import (
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -52,5 +54,33 @@ func TestPollRespectsDeadline(t *testing.T) {
 	p.Poll(func() bool { return false }, start.Add(5*time.Millisecond))
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("poll ran %v past a 5ms deadline", d)
+	}
+}
+
+// TestPollLetsGoroutinesRun checks that a poller on the only processor
+// still lets the goroutine it waits for run, long before Go's preemption
+// (10 ms of spinning) would, though it does not give way at every look. It
+// counts looks rather than time: a stalled machine does not make them.
+func TestPollLetsGoroutinesRun(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, busy := range []bool{false, true} {
+		var flag atomic.Bool
+		go flag.Store(true)
+		looks := 0
+		ready := func() bool {
+			looks++
+			return flag.Load()
+		}
+		p := Poller{Max: time.Second, window: time.Second}
+		if busy {
+			Busy(ready)
+		} else if !p.Poll(ready, time.Time{}) {
+			t.Fatal("Poll gave up before the goroutine ran")
+		}
+		// 50 us between Goscheds is a few hundred looks; 10 ms, tens of
+		// thousands.
+		if looks > 5000 {
+			t.Errorf("busy %v: the goroutine ran after %d looks", busy, looks)
+		}
 	}
 }
