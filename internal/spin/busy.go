@@ -123,14 +123,13 @@ func (w *Worker) Apply(m *Mode) bool {
 // looks as Poll does, without a deadline: the caller's ready must also
 // report a stop or a change of polling.
 func Busy(ready func() bool) {
-	var g gosched
 	for {
 		for range 4 {
 			if ready() {
 				return
 			}
+			runtime.Gosched()
 		}
 		yield()
-		g.maybe(time.Now())
 	}
 }

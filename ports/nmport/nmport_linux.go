@@ -161,6 +161,8 @@ func Open(name string, opts *Options) (*Port, error) {
 	// switch round (pkt-gen into a vhost-user port, both on one CPU: 7.2
 	// Mpps sleeping, 9.8 polling).
 	p.txPoller.Max = p.rxPoller.Max
+	// A client's waiting goroutine is its processor's only busy one.
+	p.rxPoller.Solo, p.txPoller.Solo = true, true
 	// The monitors to feed from the first sync on come right after the
 	// reply: take them now, before the application sends anything.
 	for range reply.Feeds {
