@@ -3,6 +3,7 @@ package monitor
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/valeswitch/vale/internal/notify"
 	"github.com/valeswitch/vale/ports"
@@ -120,6 +121,17 @@ func NewRegistry[S comparable](log *slog.Logger, send func(s S, ev wire.Event, f
 func (r *Registry[S]) New(target, dirs string) *Monitor {
 	r.next++
 	return &Monitor{id: r.next, target: target, dirs: dirs, name: fmt.Sprintf("%s/%s#%d", target, dirs, r.next)}
+}
+
+// WithoutID returns a monitor's name as the client asked for it: without
+// the "#N" New appends to tell monitors of one port apart. Other names
+// are returned as they are.
+func WithoutID(name string) string {
+	i := strings.LastIndexByte(name, '#')
+	if i < 0 || i == len(name)-1 || strings.Trim(name[i+1:], "0123456789") != "" {
+		return name
+	}
+	return name[:i]
 }
 
 // AddFeeder records s as a client whose syncs feed the monitors of key

@@ -305,6 +305,23 @@ func pgWritePcap(t *testing.T, file string, frames [][]byte) {
 	}
 }
 
+// pgCheckFrames writes frames to a pcap file and checks with tshark that
+// they are n good UDP frames (IPv6 with v6) of length bytes.
+func pgCheckFrames(t *testing.T, frames [][]byte, n, length int, v6 bool) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "frames.pcap")
+	pgWritePcap(t, file, frames)
+	fields := pgUDP4
+	if v6 {
+		fields = pgUDP6
+	}
+	rows := pgFields(t, file, fields...)
+	pgCheckUDP(t, rows, v6)
+	if len(rows) != n || rows[0]["frame.len"] != fmt.Sprint(length) {
+		t.Errorf("tshark reads %d frames, the first %s bytes; want %d of %d", len(rows), rows[0]["frame.len"], n, length)
+	}
+}
+
 // TestPktGenFlagsFragments sends frames cut into slots chained with
 // NS_MOREFRAG (-F, -M, also frames longer than a buffer): a client sees each frame arrive as the chain
 // pkt-gen made, reassembled a frame of the whole length with good
@@ -345,17 +362,7 @@ func TestPktGenFlagsFragments(t *testing.T) {
 					t.Fatalf("frame %d came in slots of %v bytes, want %v", i+1, ch, c.chain)
 				}
 			}
-			file := filepath.Join(t.TempDir(), "frags.pcap")
-			pgWritePcap(t, file, frames)
-			fields := pgUDP4
-			if c.v6 {
-				fields = pgUDP6
-			}
-			rows := pgFields(t, file, fields...)
-			pgCheckUDP(t, rows, c.v6)
-			if len(rows) != n || rows[0]["frame.len"] != fmt.Sprint(total) {
-				t.Errorf("tshark reads %d frames, the first %s bytes; want %d of %d", len(rows), rows[0]["frame.len"], n, total)
-			}
+			pgCheckFrames(t, frames, n, total, c.v6)
 			if p, b := totals(t, rx.Wait(30*time.Second)); p != n || b != uint64(n*total) {
 				t.Errorf("pkt-gen -f rx reports %d packets %d bytes, want %d and %d", p, b, n, n*total)
 			}
@@ -622,17 +629,7 @@ func TestPktGenFlagsVnetHeader(t *testing.T) {
 				t.Errorf("sender's note of its header: %v, want %v:\n%s", got, c.wantNote, tx)
 			}
 			_, frames := pgChains(t, plain, n)
-			file := filepath.Join(t.TempDir(), "vnet.pcap")
-			pgWritePcap(t, file, frames)
-			fields := pgUDP4
-			if c.v6 {
-				fields = pgUDP6
-			}
-			rows := pgFields(t, file, fields...)
-			pgCheckUDP(t, rows, c.v6)
-			if len(rows) != n || rows[0]["frame.len"] != fmt.Sprint(c.length) {
-				t.Errorf("tshark reads %d frames, the first %s bytes; want %d of %d", len(rows), rows[0]["frame.len"], n, c.length)
-			}
+			pgCheckFrames(t, frames, n, c.length, c.v6)
 			// The 12-byte header counts the slots of the frame (all but
 			// the last flagged NS_MOREFRAG) in num_buffers.
 			chains, withHeaders := pgChains(t, withHdr, n)

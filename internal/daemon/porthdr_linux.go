@@ -2,8 +2,8 @@ package daemon
 
 import (
 	"fmt"
-	"strings"
 
+	"github.com/valeswitch/vale/monitor"
 	"github.com/valeswitch/vale/ports/portname"
 	"github.com/valeswitch/vale/vale/wire"
 )
@@ -17,7 +17,7 @@ type vnetHdrPort interface {
 // portHdr serves PORT_HDR_GET and PORT_HDR_SET: on a VALE port applications
 // open, for whoever may open it, as netmap allows any user of the port.
 func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
-	n, err := portname.ParseName(withoutMonitorID(r.Name))
+	n, err := portname.ParseName(monitor.WithoutID(r.Name))
 	if err != nil {
 		return wire.PortHdrReply{}, err
 	}
@@ -29,7 +29,7 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 	}
 	hp, ok := ps.port.(vnetHdrPort)
 	if n.IsMonitor() {
-		return monitorHdr(hp, ok, &n, r)
+		return monitorHdr(hp, &n, r)
 	}
 	if !ok && (!r.Set || r.Len == 0) {
 		return wire.PortHdrReply{}, nil // no header, as asked or read
@@ -49,27 +49,18 @@ func (d *Daemon) portHdr(s *session, r wire.PortHdrRequest) (wire.PortHdrReply, 
 	return wire.PortHdrReply{Len: hp.VnetHdrLen()}, nil
 }
 
-// monitorHdr answers PORT_HDR_GET and _SET on a monitor's name: a copy
-// monitor's frames carry no header (the switch copies frames, not slots);
-// a zero-copy monitor's slots are the port's, with the port's header. A
+// monitorHdr answers PORT_HDR_GET and _SET on a monitor's name (hp: the
+// watched port, nil if its frames carry no header): a copy monitor's
+// frames carry no header (the switch copies frames, not slots); a
+// zero-copy monitor's slots are the port's, with the port's header. A
 // monitor cannot change the header of the port it watches.
-func monitorHdr(hp vnetHdrPort, ok bool, n *portname.Name, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
+func monitorHdr(hp vnetHdrPort, n *portname.Name, r wire.PortHdrRequest) (wire.PortHdrReply, error) {
 	hdr := 0
-	if ok && n.Flags&portname.FlagZCopyMon != 0 {
+	if hp != nil && n.Flags&portname.FlagZCopyMon != 0 {
 		hdr = hp.VnetHdrLen()
 	}
 	if r.Set && r.Len != hdr {
 		return wire.PortHdrReply{}, fmt.Errorf("%s: a monitor cannot change the virtio-net header of the port it watches", r.Name)
 	}
 	return wire.PortHdrReply{Len: hdr}, nil
-}
-
-// withoutMonitorID drops the "#N" valed appends to a monitor's name (its
-// binding's own name, as an open reply gives it) to tell monitors apart.
-func withoutMonitorID(name string) string {
-	i := strings.LastIndexByte(name, '#')
-	if i < 0 || i == len(name)-1 || strings.Trim(name[i+1:], "0123456789") != "" {
-		return name
-	}
-	return name[:i]
 }
